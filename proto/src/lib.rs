@@ -8,3 +8,5 @@
 #![forbid(unsafe_code)]
 
 pub mod keys;
+pub mod replay;
+pub mod wire;

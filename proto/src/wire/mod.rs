@@ -1,0 +1,1 @@
+//! Typed views of the Ethernet, IP and UDP headers the data path needs (in progress).
