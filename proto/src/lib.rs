@@ -7,6 +7,10 @@
 //! in the workers. The module list follows the whitepaper's vocabulary.
 #![forbid(unsafe_code)]
 
+pub mod constants;
+pub mod crypto;
 pub mod keys;
+pub mod messages;
+pub mod time;
 pub mod replay;
 pub mod wire;
