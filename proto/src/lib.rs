@@ -11,6 +11,11 @@ pub mod constants;
 pub mod crypto;
 pub mod keys;
 pub mod messages;
+pub mod noise;
 pub mod time;
+pub mod timestamp;
 pub mod replay;
 pub mod wire;
+
+#[cfg(test)]
+mod testutil;
