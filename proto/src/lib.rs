@@ -8,10 +8,12 @@
 #![forbid(unsafe_code)]
 
 pub mod constants;
+pub mod cookie;
 pub mod crypto;
 pub mod keys;
 pub mod messages;
 pub mod noise;
+pub mod ratelimiter;
 pub mod time;
 pub mod timestamp;
 pub mod replay;
