@@ -10,6 +10,8 @@
 pub mod constants;
 pub mod cookie;
 pub mod crypto;
+pub mod data;
+pub mod keypair;
 pub mod keys;
 pub mod messages;
 pub mod noise;
