@@ -7,6 +7,7 @@
 //! in the workers. The module list follows the whitepaper's vocabulary.
 #![forbid(unsafe_code)]
 
+pub mod allowedips;
 pub mod constants;
 pub mod cookie;
 pub mod crypto;
@@ -17,6 +18,7 @@ pub mod messages;
 pub mod noise;
 pub mod ratelimiter;
 pub mod time;
+pub mod timers;
 pub mod timestamp;
 pub mod replay;
 pub mod wire;
