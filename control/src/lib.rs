@@ -1,1 +1,6 @@
-//! placeholder
+//! The control plane of wgxdp: everything that turns what an operator writes into the state
+//! the data plane runs on, and nothing on the per-packet path.
+//!
+//! [`config`] reads and writes `wg(8)` / `wg-quick(8)` configuration files.
+
+pub mod config;
