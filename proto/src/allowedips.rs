@@ -28,7 +28,11 @@ fn mask_bits(bits: u128, len: u8, width: u8) -> u128 {
         return 0;
     }
     let keep = u128::MAX << (u32::from(width - len));
-    let family_mask = if width == 128 { u128::MAX } else { (1u128 << width) - 1 };
+    let family_mask = if width == 128 {
+        u128::MAX
+    } else {
+        (1u128 << width) - 1
+    };
     bits & keep & family_mask
 }
 
@@ -52,9 +56,15 @@ impl Prefix {
     pub fn new(addr: IpAddr, len: u8) -> Result<Self, PrefixLenError> {
         let (bits, width) = to_bits(addr);
         if len > width {
-            return Err(PrefixLenError { len, family: if width == 32 { "IPv4" } else { "IPv6" } });
+            return Err(PrefixLenError {
+                len,
+                family: if width == 32 { "IPv4" } else { "IPv6" },
+            });
         }
-        Ok(Self { addr: from_bits(mask_bits(bits, len, width), width == 32), len })
+        Ok(Self {
+            addr: from_bits(mask_bits(bits, len, width), width == 32),
+            len,
+        })
     }
 
     pub fn addr(&self) -> IpAddr {
@@ -90,7 +100,9 @@ pub struct AllowedIps<P> {
 
 impl<P> Default for AllowedIps<P> {
     fn default() -> Self {
-        Self { entries: Vec::new() }
+        Self {
+            entries: Vec::new(),
+        }
     }
 }
 
@@ -106,7 +118,8 @@ impl<P: Copy + Eq> AllowedIps<P> {
     /// Removes `prefix` if `peer` owns it (wg's `allowed-ips -prefix`); returns whether it did.
     pub fn remove(&mut self, prefix: Prefix, peer: P) -> bool {
         let before = self.entries.len();
-        self.entries.retain(|(p, owner)| !(*p == prefix && *owner == peer));
+        self.entries
+            .retain(|(p, owner)| !(*p == prefix && *owner == peer));
         before != self.entries.len()
     }
 
@@ -125,7 +138,12 @@ impl<P: Copy + Eq> AllowedIps<P> {
 
     /// A peer's prefixes in canonical order (IPv4 first, then by address and length).
     pub fn prefixes_of(&self, peer: P) -> Vec<Prefix> {
-        let mut v: Vec<Prefix> = self.entries.iter().filter(|(_, o)| *o == peer).map(|(p, _)| *p).collect();
+        let mut v: Vec<Prefix> = self
+            .entries
+            .iter()
+            .filter(|(_, o)| *o == peer)
+            .map(|(p, _)| *p)
+            .collect();
         v.sort_by_key(|p| (p.addr.is_ipv6(), p.addr, p.len));
         v
     }
@@ -197,6 +215,9 @@ mod tests {
         }
         t.insert(p("172.16.0.0/12"), 2);
         let list: Vec<String> = t.prefixes_of(1).iter().map(|p| p.to_string()).collect();
-        assert_eq!(list, ["10.0.0.0/24", "10.0.0.2/32", "192.168.0.1/32", "fd00::/8"]);
+        assert_eq!(
+            list,
+            ["10.0.0.0/24", "10.0.0.2/32", "192.168.0.1/32", "fd00::/8"]
+        );
     }
 }

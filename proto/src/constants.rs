@@ -5,9 +5,14 @@ use std::time::Duration;
 
 /// After this many messages on a keypair the sender starts a new handshake.
 pub const REKEY_AFTER_MESSAGES: u64 = 1 << 60;
-/// Size of the anti-replay window in messages: an 8192-bit ring less one 64-bit word, which
-/// the kernel keeps spare so that advancing by a word never clears bits still in the window.
-pub const COUNTER_WINDOW_SIZE: u64 = 8192 - 64;
+/// Bits in the anti-replay ring (`COUNTER_BITS_TOTAL` in messages.h).
+pub const COUNTER_BITS_TOTAL: u64 = 8192;
+/// One ring word the window leaves unused, so that the word holding the oldest counters need
+/// not be cleared while the newest word fills (`COUNTER_REDUNDANT_BITS` = `BITS_PER_LONG`; we
+/// follow 64-bit kernels, a 32-bit kernel's window is 8160).
+pub const COUNTER_REDUNDANT_BITS: u64 = u64::BITS as u64;
+/// Size of the anti-replay window in messages: 8192 - 64 = 8128.
+pub const COUNTER_WINDOW_SIZE: u64 = COUNTER_BITS_TOTAL - COUNTER_REDUNDANT_BITS;
 /// No message is sent or accepted with a counter at or above this. The whitepaper says
 /// 2^64 - 2^13 - 1; the kernel uses `U64_MAX - COUNTER_WINDOW_SIZE - 1` and we follow it.
 pub const REJECT_AFTER_MESSAGES: u64 = u64::MAX - COUNTER_WINDOW_SIZE - 1;

@@ -60,7 +60,9 @@ pub struct CookieChecker {
 
 impl fmt::Debug for CookieChecker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CookieChecker").field("secret_birth", &self.secret_birth).finish_non_exhaustive()
+        f.debug_struct("CookieChecker")
+            .field("secret_birth", &self.secret_birth)
+            .finish_non_exhaustive()
     }
 }
 
@@ -76,7 +78,12 @@ impl CookieChecker {
 
     /// The cookie for `src`: MAC(secret, ip || port), with the secret renewed every two
     /// minutes.
-    fn make_cookie(&mut self, src: SocketAddr, now: Instant, rng: &mut impl CryptoRngCore) -> [u8; MAC_LEN] {
+    fn make_cookie(
+        &mut self,
+        src: SocketAddr,
+        now: Instant,
+        rng: &mut impl CryptoRngCore,
+    ) -> [u8; MAC_LEN] {
         let expired = match self.secret_birth {
             None => true,
             Some(b) => now.has_expired(b, COOKIE_SECRET_MAX_AGE),
@@ -161,7 +168,9 @@ pub struct Cookie {
 
 impl fmt::Debug for Cookie {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cookie").field("cookie_birth", &self.cookie_birth).finish_non_exhaustive()
+        f.debug_struct("Cookie")
+            .field("cookie_birth", &self.cookie_birth)
+            .finish_non_exhaustive()
     }
 }
 
@@ -186,13 +195,21 @@ impl Cookie {
         let fresh = self
             .cookie_birth
             .is_some_and(|b| !now.has_expired(b, COOKIE_SECRET_MAX_AGE - COOKIE_SECRET_LATENCY));
-        let mac2 = if fresh { mac(&self.cookie[..], &[mac2_covered(msg)]) } else { [0; MAC_LEN] };
+        let mac2 = if fresh {
+            mac(&self.cookie[..], &[mac2_covered(msg)])
+        } else {
+            [0; MAC_LEN]
+        };
         msg[mac1_pos + MAC_LEN..].copy_from_slice(&mac2);
     }
 
     /// Takes the cookie from a reply to our last handshake message. A reply is accepted once:
     /// the mac1 it answers is forgotten, as in the kernel.
-    pub fn consume_reply(&mut self, reply: &CookieReply<&[u8]>, now: Instant) -> Result<(), CookieError> {
+    pub fn consume_reply(
+        &mut self,
+        reply: &CookieReply<&[u8]>,
+        now: Instant,
+    ) -> Result<(), CookieError> {
         let mac1 = self.last_mac1_sent.ok_or(CookieError::NotExpected)?;
         let mut enc = *reply.encrypted_cookie();
         crypto::xaead_open(&self.cookie_decryption_key, reply.nonce(), &mut enc, &mac1)
@@ -218,7 +235,10 @@ mod tests {
     fn initiation() -> Vec<u8> {
         let mut m = vec![0u8; INITIATION_LEN];
         Initiation::new_init(&mut m[..]).unwrap().set_sender(77);
-        m[8..116].iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+        m[8..116]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = i as u8);
         m
     }
 
@@ -237,12 +257,25 @@ mod tests {
         let rng = &mut FixedRng::new(&[9]);
         let t = Instant::from_nanos(0);
         let src = SRC.parse().unwrap();
-        assert_eq!(checker.validate(&msg, src, false, t, rng), MacState::ValidMacButNoCookie);
-        assert_eq!(checker.validate(&msg, src, true, t, rng), MacState::ValidMacButNoCookie);
-        let mut other = CookieChecker::new(&crate::keys::PrivateKey::from_bytes([1; 32]).public_key());
-        assert_eq!(other.validate(&msg, src, false, t, rng), MacState::InvalidMac);
+        assert_eq!(
+            checker.validate(&msg, src, false, t, rng),
+            MacState::ValidMacButNoCookie
+        );
+        assert_eq!(
+            checker.validate(&msg, src, true, t, rng),
+            MacState::ValidMacButNoCookie
+        );
+        let mut other =
+            CookieChecker::new(&crate::keys::PrivateKey::from_bytes([1; 32]).public_key());
+        assert_eq!(
+            other.validate(&msg, src, false, t, rng),
+            MacState::InvalidMac
+        );
         msg[20] ^= 1;
-        assert_eq!(checker.validate(&msg, src, false, t, rng), MacState::InvalidMac);
+        assert_eq!(
+            checker.validate(&msg, src, false, t, rng),
+            MacState::InvalidMac
+        );
     }
 
     /// The full exchange under load: no cookie -> cookie reply -> retry with mac2 accepted;
@@ -258,28 +291,47 @@ mod tests {
 
         let mut msg = initiation();
         peer.add_macs(&mut msg, t0);
-        assert_eq!(checker.validate(&msg, src, true, t0, rng), MacState::ValidMacButNoCookie);
+        assert_eq!(
+            checker.validate(&msg, src, true, t0, rng),
+            MacState::ValidMacButNoCookie
+        );
         let mut reply = vec![0u8; COOKIE_REPLY_LEN];
         let mut view = CookieReply::new_init(&mut reply[..]).unwrap();
         checker.create_reply(&msg, 77, src, t0, rng, &mut view);
         let reply_view = CookieReply::new_checked(&reply[..]).unwrap();
         assert_eq!(reply_view.receiver(), 77);
         peer.consume_reply(&reply_view, t0).unwrap();
-        assert_eq!(peer.consume_reply(&reply_view, t0), Err(CookieError::NotExpected), "accepted once");
+        assert_eq!(
+            peer.consume_reply(&reply_view, t0),
+            Err(CookieError::NotExpected),
+            "accepted once"
+        );
 
         let mut retry = initiation();
         peer.add_macs(&mut retry, t0 + Duration::from_secs(1));
         assert_ne!(&retry[132..148], &[0u8; 16]);
-        assert_eq!(checker.validate(&retry, src, true, t0, rng), MacState::ValidMacWithCookie);
+        assert_eq!(
+            checker.validate(&retry, src, true, t0, rng),
+            MacState::ValidMacWithCookie
+        );
         let other_port: SocketAddr = "192.0.2.7:51821".parse().unwrap();
-        assert_eq!(checker.validate(&retry, other_port, true, t0, rng), MacState::ValidMacButNoCookie);
+        assert_eq!(
+            checker.validate(&retry, other_port, true, t0, rng),
+            MacState::ValidMacButNoCookie
+        );
 
         // After 115 s the initiator stops using the cookie; after 120 s the secret rotates.
         let mut late = initiation();
         peer.add_macs(&mut late, t0 + Duration::from_secs(115));
         assert_eq!(&late[132..148], &[0u8; 16]);
         assert_eq!(
-            checker.validate(&retry, src, true, t0 + Duration::from_secs(120), &mut FixedRng::new(&[7])),
+            checker.validate(
+                &retry,
+                src,
+                true,
+                t0 + Duration::from_secs(120),
+                &mut FixedRng::new(&[7])
+            ),
             MacState::ValidMacButNoCookie
         );
     }
@@ -298,7 +350,14 @@ mod tests {
         b[30] ^= 0xff;
         peer.add_macs(&mut b, t); // now the last mac1 sent is b's
         let mut reply = vec![0u8; COOKIE_REPLY_LEN];
-        checker.create_reply(&a, 77, src, t, rng, &mut CookieReply::new_init(&mut reply[..]).unwrap());
+        checker.create_reply(
+            &a,
+            77,
+            src,
+            t,
+            rng,
+            &mut CookieReply::new_init(&mut reply[..]).unwrap(),
+        );
         assert_eq!(
             peer.consume_reply(&CookieReply::new_checked(&reply[..]).unwrap(), t),
             Err(CookieError::Decrypt)
@@ -307,7 +366,10 @@ mod tests {
 
     #[test]
     fn cookie_binds_address_bytes_as_on_the_wire() {
-        assert_eq!(source_bytes("1.2.3.4:258".parse().unwrap()).0[..6], [1, 2, 3, 4, 1, 2]);
+        assert_eq!(
+            source_bytes("1.2.3.4:258".parse().unwrap()).0[..6],
+            [1, 2, 3, 4, 1, 2]
+        );
         let (b, n) = source_bytes("[::1]:80".parse().unwrap());
         assert_eq!(n, 18);
         assert_eq!(b[15..18], [1, 0, 80]);

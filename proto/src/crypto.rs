@@ -95,7 +95,12 @@ pub fn aead_seal(key: &[u8; 32], counter: u64, buf: &mut [u8], aad: &[u8]) {
 
 /// Opens `buf` (ciphertext || tag) in place; on success the plaintext is `buf[..len - 16]`.
 /// On failure the buffer is left as ciphertext.
-pub fn aead_open(key: &[u8; 32], counter: u64, buf: &mut [u8], aad: &[u8]) -> Result<(), AuthError> {
+pub fn aead_open(
+    key: &[u8; 32],
+    counter: u64,
+    buf: &mut [u8],
+    aad: &[u8],
+) -> Result<(), AuthError> {
     if buf.len() < TAG_LEN {
         return Err(AuthError);
     }
@@ -181,8 +186,8 @@ mod tests {
     // against the definition instead: parameter block with digest length 16).
     #[test]
     fn mac_is_blake2s_with_16_byte_digest() {
-        use blake2::Blake2sVar;
         use blake2::digest::VariableOutput;
+        use blake2::Blake2sVar;
         // Unkeyed 16-byte BLAKE2s and MAC with the same parameters must differ only by key.
         let mut v = Blake2sVar::new(16).unwrap();
         v.update(b"abc");
@@ -270,8 +275,9 @@ mod tests {
     /// builder separately).
     #[test]
     fn aead_rfc8439_vector_and_nonce_layout() {
-        let key: [u8; 32] =
-            h("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f").try_into().unwrap();
+        let key: [u8; 32] = h("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f")
+            .try_into()
+            .unwrap();
         let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
         let aad = h("50515253c0c1c2c3c4c5c6c7");
         let nonce = h("070000004041424344454647");
@@ -281,7 +287,10 @@ mod tests {
             .unwrap();
         assert_eq!(tag.to_vec(), h("1ae10b594f09e26a7e902ecbd0600691"));
         assert_eq!(&buf[..16], &h("d31a8d34648e60db7b86afbc53ef7ec2")[..]);
-        assert_eq!(aead_nonce(0x0102030405060708), [0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(
+            aead_nonce(0x0102030405060708),
+            [0, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1]
+        );
     }
 
     #[test]

@@ -56,11 +56,16 @@ pub fn seal(
         return Err(DataError::BufferTooSmall);
     }
     let msg = &mut buf[..total];
-    let mut view = Data::new_init(&mut *msg, receiver, counter).map_err(|_| DataError::BufferTooSmall)?;
+    let mut view =
+        Data::new_init(&mut *msg, receiver, counter).map_err(|_| DataError::BufferTooSmall)?;
     let payload = view.payload_mut();
     let (plain, tag_out) = payload.split_at_mut(padded_len);
     let tag = key(key_bytes)
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(aead_nonce(counter)), Aad::empty(), plain)
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(aead_nonce(counter)),
+            Aad::empty(),
+            plain,
+        )
         .map_err(|_| DataError::BufferTooSmall)?;
     tag_out.copy_from_slice(tag.as_ref());
     Ok(total)
@@ -69,11 +74,17 @@ pub fn seal(
 /// Opens a checked data message in place; on success the padded plaintext is
 /// `msg[16..16 + returned]`. On failure nothing was released.
 pub fn open(key_bytes: &[u8; 32], msg: &mut [u8]) -> Result<usize, DataError> {
-    let counter = Data::new_checked(&*msg).map_err(|_| DataError::Auth)?.counter();
+    let counter = Data::new_checked(&*msg)
+        .map_err(|_| DataError::Auth)?
+        .counter();
     let payload = &mut msg[field::data::PAYLOAD];
     let plain_len = payload.len() - TAG_LEN;
     key(key_bytes)
-        .open_in_place(Nonce::assume_unique_for_key(aead_nonce(counter)), Aad::empty(), payload)
+        .open_in_place(
+            Nonce::assume_unique_for_key(aead_nonce(counter)),
+            Aad::empty(),
+            payload,
+        )
         .map_err(|_| DataError::Auth)?;
     Ok(plain_len)
 }
@@ -120,7 +131,10 @@ mod tests {
         buf[16..16 + 5].copy_from_slice(b"hello");
         let n = seal(&k, 0x11223344, 3, &mut buf, 32).unwrap();
         assert_eq!(n, 64);
-        assert_eq!(&buf[..16], &[4, 0, 0, 0, 0x44, 0x33, 0x22, 0x11, 3, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            &buf[..16],
+            &[4, 0, 0, 0, 0x44, 0x33, 0x22, 0x11, 3, 0, 0, 0, 0, 0, 0, 0]
+        );
         for bit in [16 * 8, 40 * 8 + 3, 63 * 8 + 7, 9 * 8] {
             let mut t = buf.clone();
             t[bit / 8] ^= 1 << (bit % 8);
@@ -128,7 +142,10 @@ mod tests {
         }
         assert_eq!(open(&k, &mut buf), Ok(32));
         assert_eq!(&buf[16..21], b"hello");
-        assert_eq!(seal(&k, 0, 0, &mut [0u8; 40], 16), Err(DataError::BufferTooSmall));
+        assert_eq!(
+            seal(&k, 0, 0, &mut [0u8; 40], 16),
+            Err(DataError::BufferTooSmall)
+        );
     }
 
     proptest! {

@@ -90,7 +90,9 @@ impl Keypair {
         if !self.sending_valid {
             return None;
         }
-        if now.has_expired(self.birth, REJECT_AFTER_TIME) || self.sending_counter >= REJECT_AFTER_MESSAGES {
+        if now.has_expired(self.birth, REJECT_AFTER_TIME)
+            || self.sending_counter >= REJECT_AFTER_MESSAGES
+        {
             self.sending_valid = false;
             return None;
         }
@@ -208,7 +210,9 @@ impl Keypairs {
         if slot != Slot::Next {
             return (false, released);
         }
-        let Some(next) = self.next.take() else { return (false, released) };
+        let Some(next) = self.next.take() else {
+            return (false, released);
+        };
         let old_current = self.current.replace(next);
         released.push(std::mem::replace(&mut self.previous, old_current));
         (true, released)
@@ -297,7 +301,10 @@ mod tests {
         assert_eq!(a.next_sending_counter(Instant::from_nanos(0)), Some(0));
         assert_eq!(a.next_sending_counter(Instant::from_nanos(0)), Some(1));
         a.set_sending_counter(REJECT_AFTER_MESSAGES - 1);
-        assert_eq!(a.next_sending_counter(Instant::from_nanos(0)), Some(REJECT_AFTER_MESSAGES - 1));
+        assert_eq!(
+            a.next_sending_counter(Instant::from_nanos(0)),
+            Some(REJECT_AFTER_MESSAGES - 1)
+        );
         assert_eq!(a.next_sending_counter(Instant::from_nanos(0)), None);
         let mut b = kp(2, true);
         let late = Instant::from_nanos(0) + REJECT_AFTER_TIME;

@@ -12,15 +12,17 @@ pub mod constants;
 pub mod cookie;
 pub mod crypto;
 pub mod data;
+pub mod device;
 pub mod keypair;
 pub mod keys;
 pub mod messages;
 pub mod noise;
+pub mod peer;
 pub mod ratelimiter;
+pub mod replay;
 pub mod time;
 pub mod timers;
 pub mod timestamp;
-pub mod replay;
 pub mod wire;
 
 #[cfg(test)]

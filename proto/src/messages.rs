@@ -107,11 +107,14 @@ fn header_word(t: MessageType) -> [u8; 4] {
 
 fn array<const N: usize>(b: &[u8], r: core::ops::Range<usize>) -> &[u8; N] {
     // Every range in `field` has the length of the array it is read as.
-    b[r].try_into().unwrap_or_else(|_| unreachable!("field range length mismatch"))
+    b[r].try_into()
+        .unwrap_or_else(|_| unreachable!("field range length mismatch"))
 }
 
 fn array_mut<const N: usize>(b: &mut [u8], r: core::ops::Range<usize>) -> &mut [u8; N] {
-    (&mut b[r]).try_into().unwrap_or_else(|_| unreachable!("field range length mismatch"))
+    (&mut b[r])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("field range length mismatch"))
 }
 
 macro_rules! fixed_message {
@@ -278,7 +281,10 @@ mod tests {
 
     #[test]
     fn classify_by_header_word() {
-        assert_eq!(MessageType::of(&[1, 0, 0, 0]), Some(MessageType::Initiation));
+        assert_eq!(
+            MessageType::of(&[1, 0, 0, 0]),
+            Some(MessageType::Initiation)
+        );
         assert_eq!(MessageType::of(&[4, 0, 0, 0, 9]), Some(MessageType::Data));
         assert_eq!(MessageType::of(&[4, 0, 1, 0]), None, "reserved byte set");
         assert_eq!(MessageType::of(&[5, 0, 0, 0]), None);
@@ -288,12 +294,24 @@ mod tests {
     #[test]
     fn checked_views_refuse_wrong_length_and_type() {
         let mut buf = [0u8; 148];
-        assert_eq!(Initiation::new_checked(&buf[..]).err(), Some(MessageError::Type));
+        assert_eq!(
+            Initiation::new_checked(&buf[..]).err(),
+            Some(MessageError::Type)
+        );
         buf[0] = 1;
         assert!(Initiation::new_checked(&buf[..]).is_ok());
-        assert_eq!(Initiation::new_checked(&buf[..147]).err(), Some(MessageError::Length));
-        assert_eq!(Response::new_checked(&buf[..92]).err(), Some(MessageError::Type));
-        assert_eq!(Data::new_checked(&[4u8, 0, 0, 0][..]).err(), Some(MessageError::Length));
+        assert_eq!(
+            Initiation::new_checked(&buf[..147]).err(),
+            Some(MessageError::Length)
+        );
+        assert_eq!(
+            Response::new_checked(&buf[..92]).err(),
+            Some(MessageError::Type)
+        );
+        assert_eq!(
+            Data::new_checked(&[4u8, 0, 0, 0][..]).err(),
+            Some(MessageError::Length)
+        );
     }
 
     #[test]
@@ -304,7 +322,10 @@ mod tests {
         r.ephemeral_mut().fill(0xee);
         r.mac1_mut().fill(0x11);
         let bytes = r.into_inner();
-        assert_eq!(&bytes[..12], &[2, 0, 0, 0, 4, 3, 2, 1, 0xd0, 0xc0, 0xb0, 0xa0]);
+        assert_eq!(
+            &bytes[..12],
+            &[2, 0, 0, 0, 4, 3, 2, 1, 0xd0, 0xc0, 0xb0, 0xa0]
+        );
         let r = Response::new_checked(&bytes[..]).unwrap();
         assert_eq!((r.sender(), r.receiver()), (0x01020304, 0xa0b0c0d0));
         assert_eq!(r.ephemeral(), &[0xee; 32]);
@@ -315,7 +336,10 @@ mod tests {
         let mut d = [0u8; 40];
         Data::new_init(&mut d[..], 7, 0x1122334455667788).unwrap();
         let d = Data::new_checked(&d[..]).unwrap();
-        assert_eq!((d.receiver(), d.counter(), d.payload().len()), (7, 0x1122334455667788, 24));
+        assert_eq!(
+            (d.receiver(), d.counter(), d.payload().len()),
+            (7, 0x1122334455667788, 24)
+        );
     }
 
     proptest! {

@@ -60,13 +60,15 @@ impl StaticIdentity {
 
 impl fmt::Debug for StaticIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StaticIdentity").field("public", &self.public).finish_non_exhaustive()
+        f.debug_struct("StaticIdentity")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
     }
 }
 
 /// Why a handshake message was refused or could not be produced. Every variant is a silent
 /// drop on the wire; the reason is for counters and the authentication log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum HandshakeError {
     #[error("a Diffie-Hellman result was all zeros (low-order key)")]
     LowOrderPoint,
@@ -221,7 +223,11 @@ fn generate_ephemeral(rng: &mut impl CryptoRngCore) -> Key {
 }
 
 impl Handshake {
-    pub fn new(local: &StaticIdentity, remote_static: PublicKey, preshared_key: PresharedKey) -> Self {
+    pub fn new(
+        local: &StaticIdentity,
+        remote_static: PublicKey,
+        preshared_key: PresharedKey,
+    ) -> Self {
         let precomputed_static_static =
             crypto::dh(local.private.as_bytes(), remote_static.as_bytes()).ok();
         Self {
@@ -250,6 +256,18 @@ impl Handshake {
 
     pub fn local_index(&self) -> u32 {
         self.local_index
+    }
+
+    /// The receiver index this handshake has registered, if any: set by creating an
+    /// initiation or response, handed to the keypair by `begin_session`, and absent while
+    /// zeroed or between consuming an initiation and answering it.
+    pub fn held_index(&self) -> Option<u32> {
+        match self.state {
+            HandshakeState::CreatedInitiation
+            | HandshakeState::CreatedResponse
+            | HandshakeState::ConsumedResponse => Some(self.local_index),
+            HandshakeState::Zeroed | HandshakeState::ConsumedInitiation => None,
+        }
     }
 
     pub fn set_preshared_key(&mut self, psk: PresharedKey) {
@@ -300,7 +318,11 @@ impl Handshake {
         message_ephemeral(&mut self.chaining_key, &mut self.hash, &e_pub);
 
         // es
-        let key = mix_dh(&mut self.chaining_key, &self.ephemeral_private, self.remote_static.as_bytes())?;
+        let key = mix_dh(
+            &mut self.chaining_key,
+            &self.ephemeral_private,
+            self.remote_static.as_bytes(),
+        )?;
 
         // s
         let s = msg.encrypted_static_mut();
@@ -308,7 +330,10 @@ impl Handshake {
         message_encrypt(s, &key, &mut self.hash);
 
         // ss (precomputed per peer)
-        let ss = self.precomputed_static_static.as_ref().ok_or(HandshakeError::LowOrderPoint)?;
+        let ss = self
+            .precomputed_static_static
+            .as_ref()
+            .ok_or(HandshakeError::LowOrderPoint)?;
         let key = mix_key(&mut self.chaining_key, &ss[..]);
 
         // {t}
@@ -362,13 +387,21 @@ impl Handshake {
         msg: &Initiation<&[u8]>,
         now: Instant,
     ) -> Result<(), HandshakeError> {
-        let PartialInitiation { mut chaining_key, mut hash, remote_ephemeral, remote_static, sender } =
-            partial;
+        let PartialInitiation {
+            mut chaining_key,
+            mut hash,
+            remote_ephemeral,
+            remote_static,
+            sender,
+        } = partial;
         if !remote_static.ct_eq(&self.remote_static) {
             return Err(HandshakeError::UnknownPeer);
         }
         // ss
-        let ss = self.precomputed_static_static.as_ref().ok_or(HandshakeError::LowOrderPoint)?;
+        let ss = self
+            .precomputed_static_static
+            .as_ref()
+            .ok_or(HandshakeError::LowOrderPoint)?;
         let key = mix_key(&mut chaining_key, &ss[..]);
 
         // {t}
@@ -417,9 +450,17 @@ impl Handshake {
         message_ephemeral(&mut self.chaining_key, &mut self.hash, &e_pub);
 
         // ee
-        let _ = mix_dh(&mut self.chaining_key, &self.ephemeral_private, &self.remote_ephemeral)?;
+        let _ = mix_dh(
+            &mut self.chaining_key,
+            &self.ephemeral_private,
+            &self.remote_ephemeral,
+        )?;
         // se
-        let _ = mix_dh(&mut self.chaining_key, &self.ephemeral_private, self.remote_static.as_bytes())?;
+        let _ = mix_dh(
+            &mut self.chaining_key,
+            &self.ephemeral_private,
+            self.remote_static.as_bytes(),
+        )?;
         // psk
         let key = self.mix_psk();
         // {}
@@ -486,7 +527,11 @@ impl Handshake {
             _ => return Err(HandshakeError::WrongState),
         };
         let [t1, t2] = kdf::<2>(&self.chaining_key[..], &[]);
-        let (sending, receiving) = if i_am_the_initiator { (t1, t2) } else { (t2, t1) };
+        let (sending, receiving) = if i_am_the_initiator {
+            (t1, t2)
+        } else {
+            (t2, t1)
+        };
         let keys = SessionKeys {
             sending,
             receiving,

@@ -40,11 +40,22 @@ fn fixture() -> Fixture {
     for k in [&mut i_priv, &mut r_priv, &mut e_i, &mut e_r] {
         crate::keys::clamp(k);
     }
-    Fixture { i_priv, r_priv, e_i, e_r, psk: [0x55u8; 32], unix: Duration::new(1_700_000_000, 123_456_789) }
+    Fixture {
+        i_priv,
+        r_priv,
+        e_i,
+        e_r,
+        psk: [0x55u8; 32],
+        unix: Duration::new(1_700_000_000, 123_456_789),
+    }
 }
 
 /// The whitepaper §5.4.2–§5.4.4 written out line by line, sharing only the primitives.
-fn reference_messages(f: &Fixture, sender_i: u32, sender_r: u32) -> (Vec<u8>, Vec<u8>, [u8; 32], [u8; 32]) {
+fn reference_messages(
+    f: &Fixture,
+    sender_i: u32,
+    sender_r: u32,
+) -> (Vec<u8>, Vec<u8>, [u8; 32], [u8; 32]) {
     let s_i_pub = dh_public(&f.i_priv);
     let s_r_pub = dh_public(&f.r_priv);
     let e_i_pub = dh_public(&f.e_i);
@@ -105,7 +116,12 @@ fn pair(f: &Fixture) -> Pair {
     let psk = || PresharedKey::from_bytes(f.psk);
     let i_hs = Handshake::new(&i_id, *r_id.public(), psk());
     let r_hs = Handshake::new(&r_id, *i_id.public(), psk());
-    Pair { i_id, r_id, i_hs, r_hs }
+    Pair {
+        i_id,
+        r_id,
+        i_hs,
+        r_hs,
+    }
 }
 
 fn now_at(unix: Duration, mono_ms: u64) -> Now {
@@ -117,16 +133,30 @@ fn run(f: &Fixture, p: &mut Pair) -> (Vec<u8>, Vec<u8>, SessionKeys, SessionKeys
     let now = now_at(f.unix, 1000);
     let mut init = vec![0u8; INITIATION_LEN];
     let mut msg = Initiation::new_init(&mut init[..]).unwrap();
-    p.i_hs.create_initiation(&p.i_id, now, 0x0a0b0c0d, &mut FixedRng::new(&f.e_i), &mut msg).unwrap();
+    p.i_hs
+        .create_initiation(
+            &p.i_id,
+            now,
+            0x0a0b0c0d,
+            &mut FixedRng::new(&f.e_i),
+            &mut msg,
+        )
+        .unwrap();
     let view = Initiation::new_checked(&init[..]).unwrap();
     let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
     assert_eq!(partial.remote_static(), p.i_id.public());
-    p.r_hs.finish_consume_initiation(partial, &view, now.mono).unwrap();
+    p.r_hs
+        .finish_consume_initiation(partial, &view, now.mono)
+        .unwrap();
     let mut resp = vec![0u8; RESPONSE_LEN];
     let mut rmsg = Response::new_init(&mut resp[..]).unwrap();
-    p.r_hs.create_response(0x01020304, &mut FixedRng::new(&f.e_r), &mut rmsg).unwrap();
+    p.r_hs
+        .create_response(0x01020304, &mut FixedRng::new(&f.e_r), &mut rmsg)
+        .unwrap();
     let r_keys = p.r_hs.begin_session().unwrap();
-    p.i_hs.consume_response(&p.i_id, &Response::new_checked(&resp[..]).unwrap()).unwrap();
+    p.i_hs
+        .consume_response(&p.i_id, &Response::new_checked(&resp[..]).unwrap())
+        .unwrap();
     let i_keys = p.i_hs.begin_session().unwrap();
     (init, resp, i_keys, r_keys)
 }
@@ -139,11 +169,25 @@ fn messages_are_byte_exact_in_both_roles() {
     let (ref_init, ref_resp, t1, t2) = reference_messages(&f, 0x0a0b0c0d, 0x01020304);
     assert_eq!(hexs(&init), hexs(&ref_init), "initiation (initiator role)");
     assert_eq!(hexs(&resp), hexs(&ref_resp), "response (responder role)");
-    assert_eq!((*i_keys.sending, *i_keys.receiving), (t1, t2), "initiator sends with T1");
-    assert_eq!((*r_keys.sending, *r_keys.receiving), (t2, t1), "responder sends with T2");
+    assert_eq!(
+        (*i_keys.sending, *i_keys.receiving),
+        (t1, t2),
+        "initiator sends with T1"
+    );
+    assert_eq!(
+        (*r_keys.sending, *r_keys.receiving),
+        (t2, t1),
+        "responder sends with T2"
+    );
     assert!(i_keys.i_am_the_initiator && !r_keys.i_am_the_initiator);
-    assert_eq!((i_keys.local_index, i_keys.remote_index), (0x0a0b0c0d, 0x01020304));
-    assert_eq!((r_keys.local_index, r_keys.remote_index), (0x01020304, 0x0a0b0c0d));
+    assert_eq!(
+        (i_keys.local_index, i_keys.remote_index),
+        (0x0a0b0c0d, 0x01020304)
+    );
+    assert_eq!(
+        (r_keys.local_index, r_keys.remote_index),
+        (0x01020304, 0x0a0b0c0d)
+    );
     assert_eq!(p.i_hs.state(), HandshakeState::Zeroed);
     assert_eq!(p.r_hs.state(), HandshakeState::Zeroed);
 }
@@ -168,7 +212,10 @@ fn replayed_initiation_is_refused() {
     let view = Initiation::new_checked(&init[..]).unwrap();
     let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
     let later = Instant::from_nanos(10_000_000_000);
-    assert_eq!(p.r_hs.finish_consume_initiation(partial, &view, later), Err(HandshakeError::StaleTimestamp));
+    assert_eq!(
+        p.r_hs.finish_consume_initiation(partial, &view, later),
+        Err(HandshakeError::StaleTimestamp)
+    );
 }
 
 #[test]
@@ -178,15 +225,27 @@ fn initiations_faster_than_20ms_are_refused() {
     let consume = |p: &mut Pair, unix: Duration, mono_ms: u64| {
         let mut init = vec![0u8; INITIATION_LEN];
         let mut msg = Initiation::new_init(&mut init[..]).unwrap();
-        p.i_hs.create_initiation(&p.i_id, now_at(unix, mono_ms), 1, &mut FixedRng::new(&f.e_i), &mut msg).unwrap();
+        p.i_hs
+            .create_initiation(
+                &p.i_id,
+                now_at(unix, mono_ms),
+                1,
+                &mut FixedRng::new(&f.e_i),
+                &mut msg,
+            )
+            .unwrap();
         let view = Initiation::new_checked(&init[..]).unwrap();
         let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
-        p.r_hs.finish_consume_initiation(partial, &view, Instant::from_nanos(mono_ms * 1_000_000))
+        p.r_hs
+            .finish_consume_initiation(partial, &view, Instant::from_nanos(mono_ms * 1_000_000))
     };
     let t = Duration::from_secs(1_700_000_000);
     assert_eq!(consume(&mut p, t, 1000), Ok(()));
     // A newer timestamp but only 19 ms later on the responder's clock.
-    assert_eq!(consume(&mut p, t + Duration::from_millis(40), 1019), Err(HandshakeError::Flood));
+    assert_eq!(
+        consume(&mut p, t + Duration::from_millis(40), 1019),
+        Err(HandshakeError::Flood)
+    );
     assert_eq!(consume(&mut p, t + Duration::from_millis(80), 1020), Ok(()));
 }
 
@@ -197,28 +256,49 @@ fn forged_response_leaves_initiation_usable() {
     let now = now_at(f.unix, 1000);
     let mut init = vec![0u8; INITIATION_LEN];
     p.i_hs
-        .create_initiation(&p.i_id, now, 9, &mut FixedRng::new(&f.e_i), &mut Initiation::new_init(&mut init[..]).unwrap())
+        .create_initiation(
+            &p.i_id,
+            now,
+            9,
+            &mut FixedRng::new(&f.e_i),
+            &mut Initiation::new_init(&mut init[..]).unwrap(),
+        )
         .unwrap();
     let view = Initiation::new_checked(&init[..]).unwrap();
     let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
-    p.r_hs.finish_consume_initiation(partial, &view, now.mono).unwrap();
+    p.r_hs
+        .finish_consume_initiation(partial, &view, now.mono)
+        .unwrap();
     let mut resp = vec![0u8; RESPONSE_LEN];
-    p.r_hs.create_response(7, &mut FixedRng::new(&f.e_r), &mut Response::new_init(&mut resp[..]).unwrap()).unwrap();
+    p.r_hs
+        .create_response(
+            7,
+            &mut FixedRng::new(&f.e_r),
+            &mut Response::new_init(&mut resp[..]).unwrap(),
+        )
+        .unwrap();
 
     for i in [12usize, 50] {
         let mut bad = resp.clone();
         bad[i] ^= 0x80;
-        let err = p.i_hs.consume_response(&p.i_id, &Response::new_checked(&bad[..]).unwrap());
+        let err = p
+            .i_hs
+            .consume_response(&p.i_id, &Response::new_checked(&bad[..]).unwrap());
         assert!(err.is_err(), "byte {i}");
         assert_eq!(p.i_hs.state(), HandshakeState::CreatedInitiation);
     }
     let mut wrong_receiver = resp.clone();
     wrong_receiver[8] ^= 1;
     assert_eq!(
-        p.i_hs.consume_response(&p.i_id, &Response::new_checked(&wrong_receiver[..]).unwrap()),
+        p.i_hs.consume_response(
+            &p.i_id,
+            &Response::new_checked(&wrong_receiver[..]).unwrap()
+        ),
         Err(HandshakeError::WrongState)
     );
-    p.i_hs.consume_response(&p.i_id, &Response::new_checked(&resp[..]).unwrap()).unwrap();
+    p.i_hs
+        .consume_response(&p.i_id, &Response::new_checked(&resp[..]).unwrap())
+        .unwrap();
     assert_eq!(p.i_hs.state(), HandshakeState::ConsumedResponse);
 }
 
@@ -226,19 +306,35 @@ fn forged_response_leaves_initiation_usable() {
 fn mismatched_psk_fails_at_the_response() {
     let f = fixture();
     let mut p = pair(&f);
-    p.r_hs.set_preshared_key(PresharedKey::from_bytes([0x56; 32]));
+    p.r_hs
+        .set_preshared_key(PresharedKey::from_bytes([0x56; 32]));
     let now = now_at(f.unix, 1000);
     let mut init = vec![0u8; INITIATION_LEN];
     p.i_hs
-        .create_initiation(&p.i_id, now, 9, &mut FixedRng::new(&f.e_i), &mut Initiation::new_init(&mut init[..]).unwrap())
+        .create_initiation(
+            &p.i_id,
+            now,
+            9,
+            &mut FixedRng::new(&f.e_i),
+            &mut Initiation::new_init(&mut init[..]).unwrap(),
+        )
         .unwrap();
     let view = Initiation::new_checked(&init[..]).unwrap();
     let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
-    p.r_hs.finish_consume_initiation(partial, &view, now.mono).unwrap();
+    p.r_hs
+        .finish_consume_initiation(partial, &view, now.mono)
+        .unwrap();
     let mut resp = vec![0u8; RESPONSE_LEN];
-    p.r_hs.create_response(7, &mut FixedRng::new(&f.e_r), &mut Response::new_init(&mut resp[..]).unwrap()).unwrap();
+    p.r_hs
+        .create_response(
+            7,
+            &mut FixedRng::new(&f.e_r),
+            &mut Response::new_init(&mut resp[..]).unwrap(),
+        )
+        .unwrap();
     assert_eq!(
-        p.i_hs.consume_response(&p.i_id, &Response::new_checked(&resp[..]).unwrap()),
+        p.i_hs
+            .consume_response(&p.i_id, &Response::new_checked(&resp[..]).unwrap()),
         Err(HandshakeError::ResponseDecrypt)
     );
 }
@@ -250,15 +346,27 @@ fn wrong_responder_cannot_read_the_static() {
     let now = now_at(f.unix, 1000);
     let mut init = vec![0u8; INITIATION_LEN];
     p.i_hs
-        .create_initiation(&p.i_id, now, 9, &mut FixedRng::new(&f.e_i), &mut Initiation::new_init(&mut init[..]).unwrap())
+        .create_initiation(
+            &p.i_id,
+            now,
+            9,
+            &mut FixedRng::new(&f.e_i),
+            &mut Initiation::new_init(&mut init[..]).unwrap(),
+        )
         .unwrap();
     let other = StaticIdentity::new(PrivateKey::from_bytes([0x66; 32]));
     let view = Initiation::new_checked(&init[..]).unwrap();
-    assert_eq!(Handshake::begin_consume_initiation(&other, &view).err(), Some(HandshakeError::StaticDecrypt));
+    assert_eq!(
+        Handshake::begin_consume_initiation(&other, &view).err(),
+        Some(HandshakeError::StaticDecrypt)
+    );
     // A handshake for a different peer refuses the partial result.
     let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
     let mut stranger = Handshake::new(&p.r_id, *other.public(), PresharedKey::default());
-    assert_eq!(stranger.finish_consume_initiation(partial, &view, now.mono), Err(HandshakeError::UnknownPeer));
+    assert_eq!(
+        stranger.finish_consume_initiation(partial, &view, now.mono),
+        Err(HandshakeError::UnknownPeer)
+    );
 }
 
 #[test]
@@ -266,20 +374,39 @@ fn low_order_keys_are_refused() {
     let f = fixture();
     let i_id = StaticIdentity::new(PrivateKey::from_bytes(f.i_priv));
     // A peer whose static key is a low-order point: the precomputed DH is zero.
-    let mut hs = Handshake::new(&i_id, PublicKey::from_bytes([0u8; 32]), PresharedKey::default());
+    let mut hs = Handshake::new(
+        &i_id,
+        PublicKey::from_bytes([0u8; 32]),
+        PresharedKey::default(),
+    );
     let mut init = vec![0u8; INITIATION_LEN];
-    let r = hs.create_initiation(&i_id, now_at(f.unix, 0), 1, &mut FixedRng::new(&f.e_i), &mut Initiation::new_init(&mut init[..]).unwrap());
+    let r = hs.create_initiation(
+        &i_id,
+        now_at(f.unix, 0),
+        1,
+        &mut FixedRng::new(&f.e_i),
+        &mut Initiation::new_init(&mut init[..]).unwrap(),
+    );
     assert_eq!(r, Err(HandshakeError::LowOrderPoint));
 
     // An initiation carrying a low-order ephemeral is refused before any decryption.
     let mut p = pair(&f);
     let mut init = vec![0u8; INITIATION_LEN];
     p.i_hs
-        .create_initiation(&p.i_id, now_at(f.unix, 0), 1, &mut FixedRng::new(&f.e_i), &mut Initiation::new_init(&mut init[..]).unwrap())
+        .create_initiation(
+            &p.i_id,
+            now_at(f.unix, 0),
+            1,
+            &mut FixedRng::new(&f.e_i),
+            &mut Initiation::new_init(&mut init[..]).unwrap(),
+        )
         .unwrap();
     init[8..40].fill(0);
     let view = Initiation::new_checked(&init[..]).unwrap();
-    assert_eq!(Handshake::begin_consume_initiation(&p.r_id, &view).err(), Some(HandshakeError::LowOrderPoint));
+    assert_eq!(
+        Handshake::begin_consume_initiation(&p.r_id, &view).err(),
+        Some(HandshakeError::LowOrderPoint)
+    );
 }
 
 #[test]
@@ -288,8 +415,15 @@ fn response_requires_a_consumed_initiation() {
     let mut p = pair(&f);
     let mut resp = vec![0u8; RESPONSE_LEN];
     assert_eq!(
-        p.r_hs.create_response(1, &mut FixedRng::new(&f.e_r), &mut Response::new_init(&mut resp[..]).unwrap()),
+        p.r_hs.create_response(
+            1,
+            &mut FixedRng::new(&f.e_r),
+            &mut Response::new_init(&mut resp[..]).unwrap()
+        ),
         Err(HandshakeError::WrongState)
     );
-    assert_eq!(p.r_hs.begin_session().err(), Some(HandshakeError::WrongState));
+    assert_eq!(
+        p.r_hs.begin_session().err(),
+        Some(HandshakeError::WrongState)
+    );
 }

@@ -57,7 +57,11 @@ impl Default for RateLimiter {
 
 impl RateLimiter {
     pub fn new(max_entries: usize) -> Self {
-        Self { buckets: HashMap::new(), max_entries, last_gc: None }
+        Self {
+            buckets: HashMap::new(),
+            max_entries,
+            last_gc: None,
+        }
     }
 
     /// Whether one more packet from `ip` is allowed at `now`; charges it if so.
@@ -65,7 +69,8 @@ impl RateLimiter {
         self.collect(now);
         let source = Source::from(ip);
         if let Some(b) = self.buckets.get_mut(&source) {
-            let elapsed = u64::try_from(now.saturating_since(b.last).as_nanos()).unwrap_or(u64::MAX);
+            let elapsed =
+                u64::try_from(now.saturating_since(b.last).as_nanos()).unwrap_or(u64::MAX);
             b.last = now;
             b.tokens = b.tokens.saturating_add(elapsed).min(TOKEN_MAX);
             if b.tokens >= PACKET_COST {
@@ -77,16 +82,26 @@ impl RateLimiter {
         if self.buckets.len() >= self.max_entries {
             return false;
         }
-        self.buckets.insert(source, Bucket { last: now, tokens: TOKEN_MAX - PACKET_COST });
+        self.buckets.insert(
+            source,
+            Bucket {
+                last: now,
+                tokens: TOKEN_MAX - PACKET_COST,
+            },
+        );
         true
     }
 
     fn collect(&mut self, now: Instant) {
-        if self.last_gc.is_some_and(|t| !now.has_expired(t, ENTRY_IDLE)) {
+        if self
+            .last_gc
+            .is_some_and(|t| !now.has_expired(t, ENTRY_IDLE))
+        {
             return;
         }
         self.last_gc = Some(now);
-        self.buckets.retain(|_, b| !now.has_expired(b.last, ENTRY_IDLE));
+        self.buckets
+            .retain(|_, b| !now.has_expired(b.last, ENTRY_IDLE));
     }
 
     pub fn len(&self) -> usize {
@@ -138,8 +153,14 @@ mod tests {
         let mut r = RateLimiter::new(2);
         assert!(r.allow("10.0.0.1".parse().unwrap(), at_ms(0)));
         assert!(r.allow("10.0.0.2".parse().unwrap(), at_ms(0)));
-        assert!(!r.allow("10.0.0.3".parse().unwrap(), at_ms(10)), "table full");
-        assert!(r.allow("10.0.0.3".parse().unwrap(), at_ms(1_000)), "old entries collected");
+        assert!(
+            !r.allow("10.0.0.3".parse().unwrap(), at_ms(10)),
+            "table full"
+        );
+        assert!(
+            r.allow("10.0.0.3".parse().unwrap(), at_ms(1_000)),
+            "old entries collected"
+        );
         assert_eq!(r.len(), 1);
     }
 }

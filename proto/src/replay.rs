@@ -8,22 +8,7 @@
 //! it, and within it nothing is forgotten: the ring's extra word (the "redundant bits") keeps
 //! the oldest counters' word alive while the newest word fills.
 
-// Limits from the kernel's drivers/net/wireguard/messages.h (`enum counter_values`, `enum
-// limits`), for a 64-bit kernel (`BITS_PER_LONG` = 64; a 32-bit kernel's window is 8160). They
-// are `pub` here until the shared limits move to one constants module.
-
-/// Bits in the ring: `COUNTER_BITS_TOTAL` in messages.h.
-pub const COUNTER_BITS_TOTAL: u64 = 8192;
-/// One ring word, left unused by the window so that the word holding the oldest counters need
-/// not be cleared while the newest word fills: `COUNTER_REDUNDANT_BITS` (= `BITS_PER_LONG`).
-pub const COUNTER_REDUNDANT_BITS: u64 = u64::BITS as u64;
-/// How far below the greatest accepted counter a counter may be and still be accepted:
-/// `COUNTER_WINDOW_SIZE` = 8192 − 64 = 8128.
-pub const COUNTER_WINDOW_SIZE: u64 = COUNTER_BITS_TOTAL - COUNTER_REDUNDANT_BITS;
-/// Counters at or above this are refused: `REJECT_AFTER_MESSAGES` = `U64_MAX` −
-/// `COUNTER_WINDOW_SIZE` − 1 (2^64 − 8130). The whitepaper's 2^64 − 2^13 − 1 is 62 lower; the
-/// kernel's value is the one real peers enforce.
-pub const REJECT_AFTER_MESSAGES: u64 = u64::MAX - COUNTER_WINDOW_SIZE - 1;
+use crate::constants::{COUNTER_BITS_TOTAL, COUNTER_WINDOW_SIZE, REJECT_AFTER_MESSAGES};
 
 const WORD_BITS: u64 = u64::BITS as u64;
 const RING_WORDS: usize = (COUNTER_BITS_TOTAL / WORD_BITS) as usize;

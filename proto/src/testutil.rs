@@ -10,7 +10,10 @@ pub(crate) struct FixedRng {
 
 impl FixedRng {
     pub(crate) fn new(bytes: &[u8]) -> Self {
-        Self { bytes: bytes.to_vec(), pos: 0 }
+        Self {
+            bytes: bytes.to_vec(),
+            pos: 0,
+        }
     }
 }
 

@@ -92,6 +92,9 @@ mod tests {
     fn arithmetic_saturates() {
         let t = Instant::from_nanos(u64::MAX - 1);
         assert_eq!((t + Duration::from_secs(1)).as_nanos(), u64::MAX);
-        assert_eq!((Instant::from_nanos(5) - Duration::from_secs(1)).as_nanos(), 0);
+        assert_eq!(
+            (Instant::from_nanos(5) - Duration::from_secs(1)).as_nanos(),
+            0
+        );
     }
 }

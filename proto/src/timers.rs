@@ -109,11 +109,17 @@ impl Timers {
     /// Takes the earliest deadline at or before `now`, disarming it.
     pub fn take_expired(&mut self, now: Instant) -> Option<TimerKind> {
         let slots = [
-            (TimerKind::RetransmitHandshake, &mut self.retransmit_handshake),
+            (
+                TimerKind::RetransmitHandshake,
+                &mut self.retransmit_handshake,
+            ),
             (TimerKind::SendKeepalive, &mut self.send_keepalive),
             (TimerKind::NewHandshake, &mut self.new_handshake),
             (TimerKind::ZeroKeyMaterial, &mut self.zero_key_material),
-            (TimerKind::PersistentKeepalive, &mut self.persistent_keepalive),
+            (
+                TimerKind::PersistentKeepalive,
+                &mut self.persistent_keepalive,
+            ),
         ];
         let (kind, slot) = slots
             .into_iter()
@@ -126,7 +132,10 @@ impl Timers {
     /// Disarms everything (peer removed or keys wiped).
     pub fn stop_all(&mut self) {
         let interval = self.persistent_keepalive_interval;
-        *self = Self { persistent_keepalive_interval: interval, ..Self::default() };
+        *self = Self {
+            persistent_keepalive_interval: interval,
+            ..Self::default()
+        };
     }
 }
 
@@ -157,7 +166,10 @@ mod tests {
 
     #[test]
     fn expiry_order_and_persistent_keepalive() {
-        let mut tm = Timers { persistent_keepalive_interval: Some(Duration::from_secs(25)), ..Default::default() };
+        let mut tm = Timers {
+            persistent_keepalive_interval: Some(Duration::from_secs(25)),
+            ..Default::default()
+        };
         tm.any_authenticated_packet_traversal(t(0));
         tm.handshake_initiated(t(0), Duration::from_millis(100));
         tm.session_derived(t(0));
@@ -169,6 +181,9 @@ mod tests {
         assert_eq!(tm.take_expired(t(540)), Some(TimerKind::ZeroKeyMaterial));
         tm.stop_all();
         assert_eq!(tm.next_deadline(), None);
-        assert_eq!(tm.persistent_keepalive_interval, Some(Duration::from_secs(25)));
+        assert_eq!(
+            tm.persistent_keepalive_interval,
+            Some(Duration::from_secs(25))
+        );
     }
 }

@@ -69,6 +69,9 @@ mod tests {
         let c = Tai64n::from_unix(Duration::new(101, 20_000_000));
         assert!(a < b && b < c);
         // Within one granule the rounded timestamps are equal, hence not "greater".
-        assert_eq!(Tai64n::from_unix(Duration::new(5, 1)), Tai64n::from_unix(Duration::new(5, 2)));
+        assert_eq!(
+            Tai64n::from_unix(Duration::new(5, 1)),
+            Tai64n::from_unix(Duration::new(5, 2))
+        );
     }
 }
