@@ -837,3 +837,18 @@ impl<R: CryptoRngCore> Device<R> {
         }
     }
 }
+
+#[cfg(test)]
+impl<R: CryptoRngCore> Device<R> {
+    pub(crate) fn peer_mut_for_test(&mut self, id: PeerId) -> &mut Peer {
+        self.peer_mut(id).expect("peer exists")
+    }
+
+    pub(crate) fn indices_len_for_test(&self) -> usize {
+        self.indices.len()
+    }
+}
+
+#[cfg(test)]
+#[path = "simulation_tests.rs"]
+mod simulation_tests;
