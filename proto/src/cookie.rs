@@ -295,7 +295,7 @@ mod tests {
             checker.validate(&msg, src, true, t0, rng),
             MacState::ValidMacButNoCookie
         );
-        let mut reply = vec![0u8; COOKIE_REPLY_LEN];
+        let mut reply = [0u8; COOKIE_REPLY_LEN];
         let mut view = CookieReply::new_init(&mut reply[..]).unwrap();
         checker.create_reply(&msg, 77, src, t0, rng, &mut view);
         let reply_view = CookieReply::new_checked(&reply[..]).unwrap();
@@ -349,7 +349,7 @@ mod tests {
         let mut b = initiation();
         b[30] ^= 0xff;
         peer.add_macs(&mut b, t); // now the last mac1 sent is b's
-        let mut reply = vec![0u8; COOKIE_REPLY_LEN];
+        let mut reply = [0u8; COOKIE_REPLY_LEN];
         checker.create_reply(
             &a,
             77,

@@ -223,7 +223,7 @@ fn initiations_faster_than_20ms_are_refused() {
     let f = fixture();
     let mut p = pair(&f);
     let consume = |p: &mut Pair, unix: Duration, mono_ms: u64| {
-        let mut init = vec![0u8; INITIATION_LEN];
+        let mut init = [0u8; INITIATION_LEN];
         let mut msg = Initiation::new_init(&mut init[..]).unwrap();
         p.i_hs
             .create_initiation(
@@ -254,7 +254,7 @@ fn forged_response_leaves_initiation_usable() {
     let f = fixture();
     let mut p = pair(&f);
     let now = now_at(f.unix, 1000);
-    let mut init = vec![0u8; INITIATION_LEN];
+    let mut init = [0u8; INITIATION_LEN];
     p.i_hs
         .create_initiation(
             &p.i_id,
@@ -309,7 +309,7 @@ fn mismatched_psk_fails_at_the_response() {
     p.r_hs
         .set_preshared_key(PresharedKey::from_bytes([0x56; 32]));
     let now = now_at(f.unix, 1000);
-    let mut init = vec![0u8; INITIATION_LEN];
+    let mut init = [0u8; INITIATION_LEN];
     p.i_hs
         .create_initiation(
             &p.i_id,
@@ -324,7 +324,7 @@ fn mismatched_psk_fails_at_the_response() {
     p.r_hs
         .finish_consume_initiation(partial, &view, now.mono)
         .unwrap();
-    let mut resp = vec![0u8; RESPONSE_LEN];
+    let mut resp = [0u8; RESPONSE_LEN];
     p.r_hs
         .create_response(
             7,
@@ -344,7 +344,7 @@ fn wrong_responder_cannot_read_the_static() {
     let f = fixture();
     let mut p = pair(&f);
     let now = now_at(f.unix, 1000);
-    let mut init = vec![0u8; INITIATION_LEN];
+    let mut init = [0u8; INITIATION_LEN];
     p.i_hs
         .create_initiation(
             &p.i_id,
@@ -379,7 +379,7 @@ fn low_order_keys_are_refused() {
         PublicKey::from_bytes([0u8; 32]),
         PresharedKey::default(),
     );
-    let mut init = vec![0u8; INITIATION_LEN];
+    let mut init = [0u8; INITIATION_LEN];
     let r = hs.create_initiation(
         &i_id,
         now_at(f.unix, 0),
@@ -391,7 +391,7 @@ fn low_order_keys_are_refused() {
 
     // An initiation carrying a low-order ephemeral is refused before any decryption.
     let mut p = pair(&f);
-    let mut init = vec![0u8; INITIATION_LEN];
+    let mut init = [0u8; INITIATION_LEN];
     p.i_hs
         .create_initiation(
             &p.i_id,
@@ -413,7 +413,7 @@ fn low_order_keys_are_refused() {
 fn response_requires_a_consumed_initiation() {
     let f = fixture();
     let mut p = pair(&f);
-    let mut resp = vec![0u8; RESPONSE_LEN];
+    let mut resp = [0u8; RESPONSE_LEN];
     assert_eq!(
         p.r_hs.create_response(
             1,
