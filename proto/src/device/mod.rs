@@ -1,0 +1,386 @@
+//! The local WireGuard interface as a sans-IO state machine (the kernel's `wg_device` with the
+//! send/receive logic of `send.c` and `receive.c`).
+//!
+//! Input: datagrams via [`Device::handle_datagram`], plaintext packets via [`Device::send`],
+//! time via [`Device::handle_timeout`]. Output: datagrams via [`Device::poll_transmit`] into
+//! the caller's buffer, and the next deadline via [`Device::poll_timeout`]. Every call takes
+//! `now`; the device owns its randomness source, injected at construction.
+//!
+//! This single-threaded path serves the control process, the fallback backend and the tests;
+//! the XDP data path takes the keys from here and seals/opens in batches itself.
+
+use crate::allowedips::{AllowedIps, Prefix};
+use crate::constants::{
+    KEEPALIVE_TIMEOUT, MAX_STAGED_PACKETS, MAX_TIMER_HANDSHAKES, REJECT_AFTER_TIME,
+    REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_TIMEOUT, REKEY_TIMEOUT_JITTER_MAX,
+};
+use crate::cookie::{CookieChecker, MacState};
+use crate::data;
+use crate::keypair::Keypair;
+use crate::keys::{PresharedKey, PrivateKey, PublicKey};
+use crate::messages::{
+    CookieReply, Data, Initiation, MessageType, Response, COOKIE_REPLY_LEN, DATA_HEADER_LEN,
+    DATA_OVERHEAD, INITIATION_LEN, RESPONSE_LEN,
+};
+use crate::noise::{Handshake, HandshakeError, StaticIdentity};
+use crate::ratelimiter::RateLimiter;
+use crate::time::{Instant, Now};
+use crate::timers::TimerKind;
+use crate::wire;
+use rand_core::CryptoRngCore;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+pub use crate::peer::{Peer, PeerId, PeerStats};
+
+mod receive;
+mod send;
+
+/// Why an incoming datagram or an outgoing packet was dropped. `Copy`, one counter each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum DropReason {
+    #[error("unknown message type or reserved bits set")]
+    UnknownType,
+    #[error("message has the wrong length for its type")]
+    BadLength,
+    #[error("mac1 invalid")]
+    InvalidMac1,
+    #[error("rate limited under load")]
+    RateLimited,
+    #[error("handshake refused: {0}")]
+    Handshake(HandshakeError),
+    #[error("no peer has this receiver index")]
+    UnknownIndex,
+    #[error("cookie reply not expected or not authentic")]
+    BadCookieReply,
+    #[error("keypair expired")]
+    KeyExpired,
+    #[error("data message failed authentication")]
+    DataAuth,
+    #[error("counter replayed or outside the window")]
+    Replay,
+    #[error("decrypted packet is not a valid IPv4/IPv6 packet")]
+    BadInnerPacket,
+    #[error("inner source address not in the peer's allowed IPs")]
+    SourceNotAllowed,
+    #[error("no peer's allowed IPs contain the destination")]
+    NoRoute,
+    #[error("too many packets waiting for a handshake")]
+    StagedQueueFull,
+}
+
+/// What an accepted datagram was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// An initiation was accepted; the response is queued for [`Device::poll_transmit`].
+    Initiation { peer: PeerId },
+    /// Our initiation was answered: a new session is in use.
+    Response { peer: PeerId },
+    /// A cookie for our next handshake message to this peer.
+    CookieReply { peer: PeerId },
+    /// Under load, the sender must prove its address first: a cookie reply is queued.
+    CookieReplySent,
+    /// A keepalive (empty data message).
+    Keepalive { peer: PeerId },
+    /// A data packet: the inner IP packet is `datagram[range]`, decrypted in place.
+    Data { peer: PeerId, range: Range<usize> },
+}
+
+/// A datagram written by [`Device::poll_transmit`]: `out[..len]` goes to `dst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    pub dst: SocketAddr,
+    pub len: usize,
+    pub peer: Option<PeerId>,
+}
+
+/// Errors of configuration calls.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("peer {0} is already configured")]
+    DuplicatePeer(PublicKey),
+    #[error("peer {0} has the interface's own public key")]
+    OwnKey(PublicKey),
+    #[error("no such peer")]
+    NoSuchPeer,
+}
+
+/// A handshake message waiting to be sent: the largest is an initiation.
+struct Queued {
+    dst: SocketAddr,
+    peer: Option<PeerId>,
+    len: usize,
+    bytes: [u8; INITIATION_LEN],
+}
+
+/// How a peer is configured (the subset of `wg set` the protocol needs).
+#[derive(Debug, Clone, Default)]
+pub struct PeerConfig {
+    pub public_key: Option<PublicKey>,
+    pub preshared_key: Option<PresharedKey>,
+    pub endpoint: Option<SocketAddr>,
+    pub allowed_ips: Vec<Prefix>,
+    pub persistent_keepalive: Option<Duration>,
+}
+
+pub struct Device<R: CryptoRngCore> {
+    identity: StaticIdentity,
+    checker: CookieChecker,
+    limiter: RateLimiter,
+    peers: Vec<Option<Peer>>,
+    by_key: HashMap<PublicKey, PeerId>,
+    /// Our receiver indices: each belongs to one peer's handshake or keypair.
+    indices: HashMap<u32, PeerId>,
+    allowed_ips: AllowedIps<PeerId>,
+    queue: VecDeque<Queued>,
+    /// Peers with staged packets and (probably) a usable session.
+    ready: VecDeque<PeerId>,
+    rng: R,
+    mtu: usize,
+}
+
+impl<R: CryptoRngCore> fmt::Debug for Device<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("public_key", self.identity.public())
+            .field("peers", &self.by_key.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default MTU of a WireGuard interface, used to cap padding.
+pub const DEFAULT_MTU: usize = 1420;
+
+impl<R: CryptoRngCore> Device<R> {
+    pub fn new(private_key: PrivateKey, rng: R) -> Self {
+        let identity = StaticIdentity::new(private_key);
+        Self {
+            checker: CookieChecker::new(identity.public()),
+            identity,
+            limiter: RateLimiter::default(),
+            peers: Vec::new(),
+            by_key: HashMap::new(),
+            indices: HashMap::new(),
+            allowed_ips: AllowedIps::default(),
+            queue: VecDeque::new(),
+            ready: VecDeque::new(),
+            rng,
+            mtu: DEFAULT_MTU,
+        }
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        self.identity.public()
+    }
+
+    pub fn set_mtu(&mut self, mtu: usize) {
+        self.mtu = mtu;
+    }
+
+    pub fn peer(&self, id: PeerId) -> Option<&Peer> {
+        self.peers.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    fn peer_mut(&mut self, id: PeerId) -> Option<&mut Peer> {
+        self.peers.get_mut(id.0 as usize).and_then(Option::as_mut)
+    }
+
+    pub fn peer_by_key(&self, key: &PublicKey) -> Option<PeerId> {
+        self.by_key.get(key).copied()
+    }
+
+    pub fn peers(&self) -> impl Iterator<Item = (PeerId, &Peer)> {
+        self.peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((PeerId(i as u32), p.as_ref()?)))
+    }
+
+    pub fn allowed_ips(&self) -> &AllowedIps<PeerId> {
+        &self.allowed_ips
+    }
+
+    /// Adds a peer. With a persistent keepalive it starts a handshake at once, as the kernel
+    /// does when such a peer is configured on a running interface.
+    pub fn add_peer(
+        &mut self,
+        now: Now,
+        public_key: PublicKey,
+        config: PeerConfig,
+    ) -> Result<PeerId, DeviceError> {
+        if self.by_key.contains_key(&public_key) {
+            return Err(DeviceError::DuplicatePeer(public_key));
+        }
+        if public_key.ct_eq(self.identity.public()) {
+            return Err(DeviceError::OwnKey(public_key));
+        }
+        let peer = Peer::new(
+            &self.identity,
+            public_key,
+            config.preshared_key.unwrap_or_default(),
+            config.endpoint,
+            config.persistent_keepalive.filter(|d| !d.is_zero()),
+        );
+        let id = match self.peers.iter().position(Option::is_none) {
+            Some(i) => {
+                self.peers[i] = Some(peer);
+                PeerId(i as u32)
+            }
+            None => {
+                self.peers.push(Some(peer));
+                PeerId((self.peers.len() - 1) as u32)
+            }
+        };
+        self.by_key.insert(public_key, id);
+        for prefix in config.allowed_ips {
+            self.allowed_ips.insert(prefix, id);
+        }
+        if config.persistent_keepalive.is_some_and(|d| !d.is_zero()) {
+            self.send_keepalive(now, id);
+        }
+        Ok(id)
+    }
+
+    /// Removes a peer: its sessions, indices, routes and queued packets are gone at once.
+    pub fn remove_peer(&mut self, id: PeerId) -> Result<(), DeviceError> {
+        let mut peer = self
+            .peers
+            .get_mut(id.0 as usize)
+            .and_then(Option::take)
+            .ok_or(DeviceError::NoSuchPeer)?;
+        if let Some(i) = peer.handshake.held_index() {
+            self.indices.remove(&i);
+        }
+        for i in peer.keypairs.clear().iter() {
+            self.indices.remove(&i);
+        }
+        peer.handshake.clear();
+        self.by_key.remove(&peer.public_key);
+        self.allowed_ips.remove_by_peer(id);
+        self.queue.retain(|q| q.peer != Some(id));
+        self.ready.retain(|p| *p != id);
+        Ok(())
+    }
+
+    pub fn set_endpoint(&mut self, id: PeerId, endpoint: SocketAddr) -> Result<(), DeviceError> {
+        self.peer_mut(id).ok_or(DeviceError::NoSuchPeer)?.endpoint = Some(endpoint);
+        Ok(())
+    }
+
+    pub fn add_allowed_ip(&mut self, id: PeerId, prefix: Prefix) -> Result<(), DeviceError> {
+        self.peer(id).ok_or(DeviceError::NoSuchPeer)?;
+        self.allowed_ips.insert(prefix, id);
+        Ok(())
+    }
+
+    fn jitter(&mut self) -> Duration {
+        let max = u64::try_from(REKEY_TIMEOUT_JITTER_MAX.as_millis()).unwrap_or(333) + 1;
+        Duration::from_millis(self.rng.next_u64() % max)
+    }
+
+    /// A fresh random receiver index that collides with no live one.
+    fn allocate_index(&mut self, id: PeerId) -> u32 {
+        loop {
+            let i = self.rng.next_u32();
+            if let std::collections::hash_map::Entry::Vacant(e) = self.indices.entry(i) {
+                e.insert(id);
+                return i;
+            }
+        }
+    }
+
+    fn release_indices(&mut self, released: impl Iterator<Item = u32>) {
+        for i in released {
+            self.indices.remove(&i);
+        }
+    }
+
+    /// The earliest instant at which [`Self::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers
+            .iter()
+            .flatten()
+            .filter_map(Peer::next_deadline)
+            .min()
+    }
+
+    /// Runs every timer that has expired at `now`.
+    pub fn handle_timeout(&mut self, now: Now) {
+        for i in 0..self.peers.len() {
+            let id = PeerId(i as u32);
+            while let Some(kind) = self
+                .peer_mut(id)
+                .and_then(|p| p.timers.take_expired(now.mono))
+            {
+                self.on_timer(now, id, kind);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, now: Now, id: PeerId, kind: TimerKind) {
+        let Some(peer) = self.peer_mut(id) else {
+            return;
+        };
+        match kind {
+            TimerKind::RetransmitHandshake => {
+                if peer.timers.handshake_attempts > MAX_TIMER_HANDSHAKES {
+                    // Give up: drop what waited for the session and wipe any partial exchange
+                    // later.
+                    peer.timers.send_keepalive = None;
+                    peer.staged.clear();
+                    if peer.timers.zero_key_material.is_none() {
+                        peer.timers.zero_key_material = Some(now.mono + REJECT_AFTER_TIME * 3);
+                    }
+                } else {
+                    peer.timers.handshake_attempts += 1;
+                    // Allow the retry through the REKEY_TIMEOUT limit: the timer is that limit.
+                    peer.last_sent_handshake = None;
+                    self.send_queued_initiation(now, id, true);
+                }
+            }
+            TimerKind::SendKeepalive => {
+                let again = std::mem::take(&mut peer.timers.need_another_keepalive);
+                self.send_keepalive(now, id);
+                if again {
+                    if let Some(peer) = self.peer_mut(id) {
+                        peer.timers.send_keepalive = Some(now.mono + KEEPALIVE_TIMEOUT);
+                    }
+                }
+            }
+            TimerKind::NewHandshake => self.send_queued_initiation(now, id, false),
+            TimerKind::ZeroKeyMaterial => {
+                if let Some(i) = peer.handshake.held_index() {
+                    self.indices.remove(&i);
+                }
+                let Some(peer) = self.peer_mut(id) else {
+                    return;
+                };
+                peer.handshake.zero();
+                let released = peer.keypairs.clear();
+                self.release_indices(released.iter());
+            }
+            TimerKind::PersistentKeepalive => {
+                if peer.timers.persistent_keepalive_interval.is_some() {
+                    self.send_keepalive(now, id);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl<R: CryptoRngCore> Device<R> {
+    pub(crate) fn peer_mut_for_test(&mut self, id: PeerId) -> &mut Peer {
+        self.peer_mut(id).expect("peer exists")
+    }
+
+    pub(crate) fn indices_len_for_test(&self) -> usize {
+        self.indices.len()
+    }
+}
+
+#[cfg(test)]
+mod simulation_tests;
