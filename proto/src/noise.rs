@@ -550,3 +550,7 @@ pub const ENCRYPTED_STATIC_LEN: usize = KEY_LEN + TAG_LEN;
 #[cfg(test)]
 #[path = "noise_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "noise_vectors.rs"]
+mod vectors;
