@@ -587,3 +587,123 @@ fn removing_a_peer_stops_its_traffic() {
     );
     assert_eq!(s.b.indices_len_for_test(), 0);
 }
+
+#[test]
+fn under_load_each_source_is_rate_limited_after_its_burst() {
+    let mut s = Sim::new(19, false, None);
+    s.b_under_load = true;
+    // Get a cookie: the first initiation is answered with a cookie reply.
+    s.a.send(s.now, &ipv4(A_TUN, B_TUN, b"x")).unwrap();
+    s.pump();
+    assert_eq!(s.count(Side::B, 3), 1);
+    // A's next initiation carries a valid mac2; take it off the wire instead of delivering it.
+    let mut buf = vec![0u8; 2048];
+    s.now.advance(REKEY_TIMEOUT);
+    s.a.initiate_handshake(s.now, s.a_peer);
+    let t = s.a.poll_transmit(s.now, &mut buf).unwrap();
+    let init = buf[..t.len].to_vec();
+    assert_eq!(init[0], 1);
+    assert_ne!(&init[132..148], &[0u8; 16], "mac2 present");
+    let src: SocketAddr = A_ADDR.parse().unwrap();
+    let mut results = vec![];
+    for _ in 0..8 {
+        let mut m = init.clone();
+        results.push(s.b.handle_datagram(s.now, src, &mut m, true));
+    }
+    assert!(
+        matches!(results[0], Ok(Received::Initiation { .. })),
+        "{:?}",
+        results[0]
+    );
+    // Replays within the burst pass the rate limiter and are refused by the timestamp check;
+    // past the burst of 5 they are refused before any DH work.
+    assert!(
+        results[1..5]
+            .iter()
+            .all(|r| matches!(r, Err(DropReason::Handshake(_)))),
+        "{results:?}"
+    );
+    assert!(
+        results[5..]
+            .iter()
+            .all(|r| *r == Err(DropReason::RateLimited)),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn receiver_indices_are_random_and_never_collide() {
+    use rand_core::{CryptoRng, RngCore};
+    /// Yields the index 7 three times, then 8, then zeros: an adversarially repetitive RNG.
+    struct Repeats(Vec<u32>);
+    impl RngCore for Repeats {
+        fn next_u32(&mut self) -> u32 {
+            if self.0.is_empty() {
+                0
+            } else {
+                self.0.remove(0)
+            }
+        }
+        fn next_u64(&mut self) -> u64 {
+            0
+        }
+        fn fill_bytes(&mut self, d: &mut [u8]) {
+            d.fill(0x42);
+        }
+        fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(d);
+            Ok(())
+        }
+    }
+    impl CryptoRng for Repeats {}
+    let mut rng = ChaCha20Rng::seed_from_u64(20);
+    let mut dev = Device::new(PrivateKey::generate(&mut rng), Repeats(vec![7, 7, 7, 8]));
+    let now = Now::new(Instant::from_nanos(0), Duration::from_secs(1_700_000_000));
+    let p1 = dev
+        .add_peer(
+            now,
+            PrivateKey::generate(&mut rng).public_key(),
+            PeerConfig::default(),
+        )
+        .unwrap();
+    let p2 = dev
+        .add_peer(
+            now,
+            PrivateKey::generate(&mut rng).public_key(),
+            PeerConfig::default(),
+        )
+        .unwrap();
+    dev.initiate_handshake(now, p1);
+    dev.initiate_handshake(now, p2);
+    let i1 = dev.peer(p1).unwrap().handshake.held_index();
+    let i2 = dev.peer(p2).unwrap().handshake.held_index();
+    assert_eq!(
+        (i1, i2),
+        (Some(7), Some(8)),
+        "the colliding draws of 7 were skipped"
+    );
+    assert_eq!(dev.indices_len_for_test(), 2);
+}
+
+#[test]
+fn debug_output_never_contains_key_material() {
+    let mut s = Sim::new(21, true, None);
+    s.a_sends(b"secret-bearing session");
+    let dbg = format!(
+        "{:?} {:?} {:?}",
+        s.a,
+        s.a.peer(s.a_peer).unwrap(),
+        s.b.peer(s.b_peer).unwrap()
+    );
+    let keypair = s.a.peer(s.a_peer).unwrap().keypairs().current().unwrap();
+    for secret in [keypair.sending_key(), keypair.receiving_key()] {
+        assert!(
+            !dbg.contains(&format!("{:?}", &secret[..4])),
+            "raw key bytes in Debug"
+        );
+        assert!(!dbg.contains(&hex::encode(secret)));
+    }
+    assert!(
+        !dbg.contains("sending_key") && !dbg.contains("chaining_key") && !dbg.contains("preshared")
+    );
+}
