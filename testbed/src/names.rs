@@ -1,0 +1,99 @@
+//! Names that cannot collide: between tests of one process, between test processes running in
+//! parallel (nextest runs each test in its own process), and with other users of the machine.
+//! Each name carries the pid, so a namespace left by a process that died can be recognised as
+//! stale and removed (see `netns::sweep_stale`).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Prefix of every network namespace the testbed creates.
+pub const NETNS_PREFIX: &str = "wgx-";
+
+/// Linux interface names hold at most 15 bytes (IFNAMSIZ minus the NUL).
+pub const IFNAMSIZ_MAX: usize = 15;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub(crate) fn next() -> u32 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// `wgx-<pid>-<n>-<label>`, the label reduced to `[A-Za-z0-9_-]` and 32 characters.
+pub(crate) fn netns(label: &str) -> String {
+    let label: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(32)
+        .collect();
+    format!("{NETNS_PREFIX}{}-{}-{label}", std::process::id(), next())
+}
+
+/// The pid encoded in a testbed namespace name, if `name` is one.
+pub(crate) fn netns_owner(name: &str) -> Option<u32> {
+    name.strip_prefix(NETNS_PREFIX)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A WireGuard interface name, unique on the machine while this process lives: the UAPI
+/// socket `/var/run/wireguard/<ifname>.sock` is shared by all namespaces, so the interface
+/// name must be too. `wgx` + pid mod 10^5 (zero-padded, so that pid 5 counter 12 and pid 51
+/// counter 2 differ) + counter stays within 15 bytes. Two live pids equal mod 10^5 could still
+/// meet; `WireguardGo::start` checks that the socket is free and moves on to the next name.
+pub(crate) fn wg_ifname() -> String {
+    let name = format!("wgx{:05}{}", std::process::id() % 100_000, next());
+    debug_assert!(name.len() <= IFNAMSIZ_MAX, "{name}");
+    name
+}
+
+/// A veth end name, unique within this process (veths are created inside their namespaces,
+/// so names only have to differ between pairs that share a namespace).
+pub(crate) fn veth_pair() -> (String, String) {
+    let n = next();
+    (format!("veth{n}a"), format!("veth{n}b"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netns_names_are_unique_and_sanitised() {
+        let a = netns("gw wan/1");
+        let b = netns("gw wan/1");
+        assert_ne!(a, b);
+        assert!(
+            a.starts_with(&format!("wgx-{}-", std::process::id())),
+            "{a}"
+        );
+        assert!(a.ends_with("-gw_wan_1"), "{a}");
+        assert_eq!(netns_owner(&a), Some(std::process::id()));
+        assert_eq!(netns_owner("other-ns"), None);
+        assert_eq!(netns_owner("wgx-notapid-1-x"), None);
+    }
+
+    #[test]
+    fn wg_ifnames_fit_ifnamsiz() {
+        for _ in 0..1000 {
+            let name = wg_ifname();
+            assert!(name.len() <= IFNAMSIZ_MAX, "{name}");
+        }
+        // Worst case: a five-digit pid remainder and a counter in the millions.
+        assert!(format!("wgx{:05}{}", 99_999, 9_999_999).len() <= IFNAMSIZ_MAX);
+        assert_eq!(format!("wgx{:05}{}", 5, 12).len(), 10);
+    }
+
+    #[test]
+    fn veth_names_fit_ifnamsiz() {
+        let (a, b) = veth_pair();
+        assert_ne!(a, b);
+        assert!(format!("veth{}a", u32::MAX).len() <= IFNAMSIZ_MAX);
+    }
+}
