@@ -128,6 +128,33 @@ fn now_at(unix: Duration, mono_ms: u64) -> Now {
     Now::new(Instant::from_nanos(mono_ms * 1_000_000), unix)
 }
 
+impl Pair {
+    /// The initiator's message 1 with the fixture's ephemeral.
+    fn initiation(&mut self, f: &Fixture, now: Now, index: u32) -> [u8; INITIATION_LEN] {
+        let mut init = [0u8; INITIATION_LEN];
+        let mut msg = Initiation::new_init(&mut init[..]).unwrap();
+        self.i_hs
+            .create_initiation(&self.i_id, now, index, &mut FixedRng::new(&f.e_i), &mut msg)
+            .unwrap();
+        init
+    }
+
+    /// The responder consumes `init` and answers with message 2.
+    fn respond(&mut self, f: &Fixture, init: &[u8], now: Now, index: u32) -> [u8; RESPONSE_LEN] {
+        let view = Initiation::new_checked(init).unwrap();
+        let partial = Handshake::begin_consume_initiation(&self.r_id, &view).unwrap();
+        self.r_hs
+            .finish_consume_initiation(partial, &view, now.mono)
+            .unwrap();
+        let mut resp = [0u8; RESPONSE_LEN];
+        let mut msg = Response::new_init(&mut resp[..]).unwrap();
+        self.r_hs
+            .create_response(index, &mut FixedRng::new(&f.e_r), &mut msg)
+            .unwrap();
+        resp
+    }
+}
+
 /// Runs a full handshake through the state machines; returns both messages and both keys.
 fn run(f: &Fixture, p: &mut Pair) -> (Vec<u8>, Vec<u8>, SessionKeys, SessionKeys) {
     let now = now_at(f.unix, 1000);
@@ -254,32 +281,11 @@ fn forged_response_leaves_initiation_usable() {
     let f = fixture();
     let mut p = pair(&f);
     let now = now_at(f.unix, 1000);
-    let mut init = [0u8; INITIATION_LEN];
-    p.i_hs
-        .create_initiation(
-            &p.i_id,
-            now,
-            9,
-            &mut FixedRng::new(&f.e_i),
-            &mut Initiation::new_init(&mut init[..]).unwrap(),
-        )
-        .unwrap();
-    let view = Initiation::new_checked(&init[..]).unwrap();
-    let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
-    p.r_hs
-        .finish_consume_initiation(partial, &view, now.mono)
-        .unwrap();
-    let mut resp = vec![0u8; RESPONSE_LEN];
-    p.r_hs
-        .create_response(
-            7,
-            &mut FixedRng::new(&f.e_r),
-            &mut Response::new_init(&mut resp[..]).unwrap(),
-        )
-        .unwrap();
+    let init = p.initiation(&f, now, 9);
+    let resp = p.respond(&f, &init, now, 7);
 
     for i in [12usize, 50] {
-        let mut bad = resp.clone();
+        let mut bad = resp;
         bad[i] ^= 0x80;
         let err = p
             .i_hs
@@ -287,7 +293,7 @@ fn forged_response_leaves_initiation_usable() {
         assert!(err.is_err(), "byte {i}");
         assert_eq!(p.i_hs.state(), HandshakeState::CreatedInitiation);
     }
-    let mut wrong_receiver = resp.clone();
+    let mut wrong_receiver = resp;
     wrong_receiver[8] ^= 1;
     assert_eq!(
         p.i_hs.consume_response(
@@ -309,29 +315,8 @@ fn mismatched_psk_fails_at_the_response() {
     p.r_hs
         .set_preshared_key(PresharedKey::from_bytes([0x56; 32]));
     let now = now_at(f.unix, 1000);
-    let mut init = [0u8; INITIATION_LEN];
-    p.i_hs
-        .create_initiation(
-            &p.i_id,
-            now,
-            9,
-            &mut FixedRng::new(&f.e_i),
-            &mut Initiation::new_init(&mut init[..]).unwrap(),
-        )
-        .unwrap();
-    let view = Initiation::new_checked(&init[..]).unwrap();
-    let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
-    p.r_hs
-        .finish_consume_initiation(partial, &view, now.mono)
-        .unwrap();
-    let mut resp = [0u8; RESPONSE_LEN];
-    p.r_hs
-        .create_response(
-            7,
-            &mut FixedRng::new(&f.e_r),
-            &mut Response::new_init(&mut resp[..]).unwrap(),
-        )
-        .unwrap();
+    let init = p.initiation(&f, now, 9);
+    let resp = p.respond(&f, &init, now, 7);
     assert_eq!(
         p.i_hs
             .consume_response(&p.i_id, &Response::new_checked(&resp[..]).unwrap()),
