@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * wgxdp's XDP programs. They only steer: the work happens in the AF_XDP workers.
+ *
+ *  wan_steer     WireGuard data messages (type 4) to our listen port, IPv4 or IPv6 outer,
+ *                go to the AF_XDP socket of the receive queue. Everything else passes to the
+ *                kernel: handshakes (types 1-3) reach the control process's UDP socket.
+ *  lan_steer     IP packets whose destination is some peer's allowed IP, and not this host,
+ *                go to the LAN-side AF_XDP socket. ARP, ND, multicast and host traffic pass.
+ *  onearm_steer  Both decisions on one interface (cloud egress nodes).
+ *
+ * Each decision increments one per-CPU counter (`stats`, enum wgxdp_verdict in abi.h).
+ * Parsing is deliberately conservative: anything unusual passes to the kernel, which
+ * handles it correctly if slowly.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "abi.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct wgxdp_config);
+	__uint(max_entries, 1);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, WGXDP_VERDICT_MAX);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, WGXDP_MAX_QUEUES);
+} xsks_wan SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, WGXDP_MAX_QUEUES);
+} xsks_lan SEC(".maps");
+
+/* All peers' allowed IPs; the value is the peer's id (informational here). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct wgxdp_lpm_v4);
+	__type(value, __u32);
+	__uint(max_entries, WGXDP_MAX_PEER_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} peer_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct wgxdp_lpm_v6);
+	__type(value, __u32);
+	__uint(max_entries, WGXDP_MAX_PEER_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} peer_v6 SEC(".maps");
+
+/* This host's own addresses on the LAN side: traffic to them is never steered. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(max_entries, WGXDP_MAX_LOCAL_ADDRS);
+} local_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct in6_addr);
+	__type(value, __u8);
+	__uint(max_entries, WGXDP_MAX_LOCAL_ADDRS);
+} local_v6 SEC(".maps");
+
+static __always_inline int count(enum wgxdp_verdict v, int action)
+{
+	__u32 key = v;
+	__u64 *c = bpf_map_lookup_elem(&stats, &key);
+
+	if (c)
+		*c += 1;
+	return action;
+}
+
+static __always_inline int redirect(void *xsks, struct xdp_md *ctx,
+				    enum wgxdp_verdict ok, enum wgxdp_verdict no_socket)
+{
+	/* Falls back to XDP_PASS when no socket is bound on this queue. */
+	int action = bpf_redirect_map(xsks, ctx->rx_queue_index, XDP_PASS);
+
+	return count(action == XDP_REDIRECT ? ok : no_socket, action);
+}
+
+/* Where the UDP header starts, or a verdict explaining why there is none. */
+struct l4 {
+	struct udphdr *udp;
+	enum wgxdp_verdict why;
+};
+
+static __always_inline struct l4 find_udp(void *l3, void *end, __u16 proto)
+{
+	struct l4 r = { 0, WAN_PASS_NOT_IP };
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = l3;
+		__u32 ihl;
+
+		if ((void *)(ip + 1) > end) {
+			r.why = WAN_PASS_MALFORMED;
+			return r;
+		}
+		ihl = ip->ihl * 4;
+		if (ip->version != 4 || ihl < sizeof(*ip) || l3 + ihl > end) {
+			r.why = WAN_PASS_MALFORMED;
+			return r;
+		}
+		if (ip->protocol != IPPROTO_UDP) {
+			r.why = WAN_PASS_NOT_UDP;
+			return r;
+		}
+		/* More-fragments set or a non-zero offset. */
+		if (ip->frag_off & bpf_htons(0x3fff)) {
+			r.why = WAN_PASS_FRAGMENT;
+			return r;
+		}
+		r.udp = l3 + ihl;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = l3;
+
+		if ((void *)(ip6 + 1) > end || ip6->version != 6) {
+			r.why = WAN_PASS_MALFORMED;
+			return r;
+		}
+		if (ip6->nexthdr == IPPROTO_FRAGMENT) {
+			r.why = WAN_PASS_FRAGMENT;
+			return r;
+		}
+		/* Extension headers are legal but rare on WireGuard traffic: the kernel takes them. */
+		if (ip6->nexthdr != IPPROTO_UDP) {
+			r.why = WAN_PASS_NOT_UDP;
+			return r;
+		}
+		r.udp = (void *)(ip6 + 1);
+	} else {
+		return r;
+	}
+	if ((void *)(r.udp + 1) > end) {
+		r.udp = 0;
+		r.why = WAN_PASS_MALFORMED;
+	}
+	return r;
+}
+
+/*
+ * The WAN decision. With *done set, returns the XDP action (counted). With *done clear, the
+ * packet is not WireGuard data for us and the return value is the verdict that explains why,
+ * not yet counted: the one-armed program goes on to judge it as LAN traffic instead.
+ */
+static __always_inline int wan_decide(struct xdp_md *ctx, int *done)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct wgxdp_config *cfg;
+	__u32 zero = 0;
+	struct l4 l4;
+	__u8 *wg;
+
+	*done = 1;
+	if ((void *)(eth + 1) > end)
+		return count(WAN_PASS_MALFORMED, XDP_PASS);
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || !cfg->listen_port)
+		return count(WAN_PASS_UNCONFIGURED, XDP_PASS);
+	l4 = find_udp(eth + 1, end, eth->h_proto);
+	if (!l4.udp) {
+		*done = 0;
+		return l4.why;
+	}
+	if (l4.udp->dest != cfg->listen_port) {
+		*done = 0;
+		return WAN_PASS_OTHER_PORT;
+	}
+	wg = (__u8 *)(l4.udp + 1);
+	if ((void *)(wg + 4) > end)
+		return count(WAN_PASS_NOT_WG, XDP_PASS);
+	/* The 32-bit header word: type, then three reserved zero bytes. */
+	if (wg[1] | wg[2] | wg[3])
+		return count(WAN_PASS_NOT_WG, XDP_PASS);
+	if (wg[0] >= 1 && wg[0] <= 3)
+		return count(WAN_PASS_HANDSHAKE, XDP_PASS);
+	if (wg[0] != 4)
+		return count(WAN_PASS_NOT_WG, XDP_PASS);
+	/* 16-byte header and a 16-byte tag at least (a keepalive). */
+	if ((void *)(wg + 32) > end)
+		return count(WAN_PASS_SHORT_DATA, XDP_PASS);
+	return redirect(&xsks_wan, ctx, WAN_REDIRECT, WAN_NO_SOCKET);
+}
+
+SEC("xdp")
+int wan_steer(struct xdp_md *ctx)
+{
+	int done;
+	int r = wan_decide(ctx, &done);
+
+	return done ? r : count(r, XDP_PASS);
+}
+
+static __always_inline int is_local_v6(struct in6_addr *a)
+{
+	return bpf_map_lookup_elem(&local_v6, a) != 0;
+}
+
+static __always_inline int lan_decide(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > end)
+		return count(LAN_PASS_MALFORMED, XDP_PASS);
+
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		struct wgxdp_lpm_v4 key = { .prefixlen = 32 };
+		__u32 dst;
+
+		if ((void *)(ip + 1) > end || ip->version != 4)
+			return count(LAN_PASS_MALFORMED, XDP_PASS);
+		dst = ip->daddr;
+		/* 224.0.0.0/4 multicast and the limited broadcast. */
+		if ((bpf_ntohl(dst) >> 28) == 0xe || dst == 0xffffffff)
+			return count(LAN_PASS_MULTICAST, XDP_PASS);
+		if (bpf_map_lookup_elem(&local_v4, &dst))
+			return count(LAN_PASS_LOCAL, XDP_PASS);
+		__builtin_memcpy(key.addr, &dst, 4);
+		if (!bpf_map_lookup_elem(&peer_v4, &key))
+			return count(LAN_PASS_NO_PEER, XDP_PASS);
+		return redirect(&xsks_lan, ctx, LAN_REDIRECT, LAN_NO_SOCKET);
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		struct wgxdp_lpm_v6 key = { .prefixlen = 128 };
+		__u8 *d;
+
+		if ((void *)(ip6 + 1) > end || ip6->version != 6)
+			return count(LAN_PASS_MALFORMED, XDP_PASS);
+		d = ip6->daddr.in6_u.u6_addr8;
+		/* ff00::/8 multicast (all ND solicitations) and fe80::/10 link-local. */
+		if (d[0] == 0xff || (d[0] == 0xfe && (d[1] & 0xc0) == 0x80))
+			return count(LAN_PASS_MULTICAST, XDP_PASS);
+		/* Unicast ND (solicitations to a cached address, redirects): the kernel's. */
+		if (ip6->nexthdr == 58) {
+			__u8 *icmp = (void *)(ip6 + 1);
+
+			if ((void *)(icmp + 1) > end)
+				return count(LAN_PASS_MALFORMED, XDP_PASS);
+			if (icmp[0] >= 133 && icmp[0] <= 137)
+				return count(LAN_PASS_ND, XDP_PASS);
+		}
+		if (is_local_v6(&ip6->daddr))
+			return count(LAN_PASS_LOCAL, XDP_PASS);
+		__builtin_memcpy(key.addr, d, 16);
+		if (!bpf_map_lookup_elem(&peer_v6, &key))
+			return count(LAN_PASS_NO_PEER, XDP_PASS);
+		return redirect(&xsks_lan, ctx, LAN_REDIRECT, LAN_NO_SOCKET);
+	}
+	return count(LAN_PASS_NOT_IP, XDP_PASS);
+}
+
+SEC("xdp")
+int lan_steer(struct xdp_md *ctx)
+{
+	return lan_decide(ctx);
+}
+
+/*
+ * One interface for both: WireGuard data to our port goes to the socket first; any other
+ * packet is judged as LAN traffic. The loader puts the queue's one socket in both maps, and
+ * the worker tells the two kinds apart by the same test.
+ */
+SEC("xdp")
+int onearm_steer(struct xdp_md *ctx)
+{
+	int done;
+	int r = wan_decide(ctx, &done);
+
+	if (done)
+		return r;
+	return lan_decide(ctx);
+}
