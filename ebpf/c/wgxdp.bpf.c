@@ -104,7 +104,7 @@ static __always_inline int redirect(void *xsks, struct xdp_md *ctx,
 	return count(action == XDP_REDIRECT ? ok : no_socket, action);
 }
 
-/* Where the UDP header starts, or a verdict explaining why there is none. */
+/* Where the UDP header starts (not yet bounds-checked), or a verdict saying why there is none. */
 struct l4 {
 	struct udphdr *udp;
 	enum wgxdp_verdict why;
@@ -154,13 +154,9 @@ static __always_inline struct l4 find_udp(void *l3, void *end, __u16 proto)
 			return r;
 		}
 		r.udp = (void *)(ip6 + 1);
-	} else {
-		return r;
 	}
-	if ((void *)(r.udp + 1) > end) {
-		r.udp = 0;
-		r.why = WAN_PASS_MALFORMED;
-	}
+	/* The caller checks the UDP header's bounds where it reads it: the verifier tracks a
+	 * bounds check only on the register that is later dereferenced. */
 	return r;
 }
 
@@ -190,6 +186,8 @@ static __always_inline int wan_decide(struct xdp_md *ctx, int *done)
 		*done = 0;
 		return l4.why;
 	}
+	if ((void *)(l4.udp + 1) > end)
+		return count(WAN_PASS_MALFORMED, XDP_PASS);
 	if (l4.udp->dest != cfg->listen_port) {
 		*done = 0;
 		return WAN_PASS_OTHER_PORT;

@@ -1,0 +1,261 @@
+//! Loading, attaching and feeding the XDP steering programs of `ebpf/` (aya 0.14).
+//!
+//! Contract: the control side of the data path owns one [`Steering`]; it writes the maps
+//! (listen port, sockets per queue, every peer's allowed IPs, this host's LAN addresses) and
+//! the programs read them per packet. Dropping a `Steering` detaches every program it
+//! attached: nothing stays on an interface after `wgxdp down` or a failed start.
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
+use aya::Ebpf;
+use ebpf::abi::{Config, Verdict};
+use proto::allowedips::Prefix;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+
+/// Which steering program an interface runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Encrypted side: WireGuard data to our port goes to the workers.
+    Wan,
+    /// Plaintext side: packets for peers go to the workers.
+    Lan,
+    /// One interface carries both (cloud egress nodes).
+    OneArmed,
+}
+
+impl Role {
+    fn program(self) -> &'static str {
+        match self {
+            Role::Wan => ebpf::WAN_PROGRAM,
+            Role::Lan => ebpf::LAN_PROGRAM,
+            Role::OneArmed => ebpf::ONE_ARMED_PROGRAM,
+        }
+    }
+}
+
+/// How a program ended up attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// In the driver (veth, and NICs with XDP support): the fast path.
+    Native,
+    /// In the kernel's generic hook, after the skb is built: works everywhere, slowly.
+    Generic,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("loading the BPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("BPF program {name}: {source}")]
+    Program {
+        name: &'static str,
+        source: ProgramError,
+    },
+    #[error("attaching XDP to {interface}: native mode failed ({native}); generic mode failed ({generic})")]
+    Attach {
+        interface: String,
+        native: ProgramError,
+        generic: ProgramError,
+    },
+    #[error("BPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("BPF map {0} is missing from the object")]
+    MissingMap(&'static str),
+}
+
+fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
+    move |source| XdpError::Map { name, source }
+}
+
+/// The loaded programs and their maps.
+#[derive(Debug)]
+pub struct Steering {
+    ebpf: Ebpf,
+}
+
+impl Steering {
+    /// Loads and verifies all three programs and sets the WireGuard listen port.
+    pub fn load(listen_port: u16) -> Result<Self, XdpError> {
+        let mut ebpf = Ebpf::load(ebpf::OBJECT)?;
+        for name in [
+            ebpf::WAN_PROGRAM,
+            ebpf::LAN_PROGRAM,
+            ebpf::ONE_ARMED_PROGRAM,
+        ] {
+            let program = ebpf.program_mut(name).ok_or(XdpError::Program {
+                name,
+                source: ProgramError::NotLoaded,
+            })?;
+            let xdp: &mut Xdp = program
+                .try_into()
+                .map_err(|source| XdpError::Program { name, source })?;
+            xdp.load()
+                .map_err(|source| XdpError::Program { name, source })?;
+        }
+        let mut steering = Self { ebpf };
+        steering.set_listen_port(listen_port)?;
+        Ok(steering)
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, XdpError> {
+        self.ebpf.map_mut(name).ok_or(XdpError::MissingMap(name))
+    }
+
+    fn xdp_mut(&mut self, role: Role) -> Result<&mut Xdp, XdpError> {
+        let name = role.program();
+        let program = self.ebpf.program_mut(name).ok_or(XdpError::Program {
+            name,
+            source: ProgramError::NotLoaded,
+        })?;
+        program
+            .try_into()
+            .map_err(|source| XdpError::Program { name, source })
+    }
+
+    /// Sets the UDP port whose WireGuard data messages are steered (0: none).
+    pub fn set_listen_port(&mut self, port: u16) -> Result<(), XdpError> {
+        let name = ebpf::maps::CONFIG;
+        let mut config: Array<&mut MapData, Config> =
+            Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        config
+            .set(0, Config::new(port, 0), 0)
+            .map_err(map_err(name))
+    }
+
+    /// Attaches `role`'s program to `interface`: native mode if the driver supports it,
+    /// otherwise generic, and says which. The program stays attached until `self` drops.
+    pub fn attach(&mut self, role: Role, interface: &str) -> Result<AttachMode, XdpError> {
+        let xdp = self.xdp_mut(role)?;
+        let native = match xdp.attach(interface, XdpMode::Driver) {
+            Ok(_) => return Ok(AttachMode::Native),
+            Err(e) => e,
+        };
+        match xdp.attach(interface, XdpMode::Skb) {
+            Ok(_) => Ok(AttachMode::Generic),
+            Err(generic) => Err(XdpError::Attach {
+                interface: interface.to_string(),
+                native,
+                generic,
+            }),
+        }
+    }
+
+    /// Binds the AF_XDP socket `fd` to receive queue `queue` of `role`'s side. In one-armed
+    /// mode the same socket serves both maps.
+    pub fn set_socket(
+        &mut self,
+        role: Role,
+        queue: u32,
+        fd: impl AsRawFd + Copy,
+    ) -> Result<(), XdpError> {
+        let names: &[&'static str] = match role {
+            Role::Wan => &[ebpf::maps::XSKS_WAN],
+            Role::Lan => &[ebpf::maps::XSKS_LAN],
+            Role::OneArmed => &[ebpf::maps::XSKS_WAN, ebpf::maps::XSKS_LAN],
+        };
+        for &name in names {
+            let mut map: XskMap<&mut MapData> =
+                XskMap::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+            map.set(queue, fd, 0).map_err(map_err(name))?;
+        }
+        Ok(())
+    }
+
+    /// Steers LAN traffic to `prefix` to the workers (`peer` is informational).
+    pub fn insert_peer_prefix(&mut self, prefix: Prefix, peer: u32) -> Result<(), XdpError> {
+        let len = u32::from(prefix.len());
+        match prefix.addr() {
+            IpAddr::V4(a) => {
+                let name = ebpf::maps::PEER_V4;
+                let mut trie: LpmTrie<&mut MapData, [u8; 4], u32> =
+                    LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+                trie.insert(&Key::new(len, a.octets()), peer, 0)
+                    .map_err(map_err(name))
+            }
+            IpAddr::V6(a) => {
+                let name = ebpf::maps::PEER_V6;
+                let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> =
+                    LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+                trie.insert(&Key::new(len, a.octets()), peer, 0)
+                    .map_err(map_err(name))
+            }
+        }
+    }
+
+    pub fn remove_peer_prefix(&mut self, prefix: Prefix) -> Result<(), XdpError> {
+        let len = u32::from(prefix.len());
+        match prefix.addr() {
+            IpAddr::V4(a) => {
+                let name = ebpf::maps::PEER_V4;
+                let mut trie: LpmTrie<&mut MapData, [u8; 4], u32> =
+                    LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+                trie.remove(&Key::new(len, a.octets()))
+                    .map_err(map_err(name))
+            }
+            IpAddr::V6(a) => {
+                let name = ebpf::maps::PEER_V6;
+                let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> =
+                    LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+                trie.remove(&Key::new(len, a.octets()))
+                    .map_err(map_err(name))
+            }
+        }
+    }
+
+    /// Marks `addr` as this host's: LAN traffic to it always goes to the kernel.
+    pub fn add_local_addr(&mut self, addr: IpAddr) -> Result<(), XdpError> {
+        match addr {
+            IpAddr::V4(a) => {
+                let name = ebpf::maps::LOCAL_V4;
+                // The program compares the address as it sits in the packet.
+                let mut map: HashMap<&mut MapData, u32, u8> =
+                    HashMap::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+                map.insert(u32::from_ne_bytes(a.octets()), 1, 0)
+                    .map_err(map_err(name))
+            }
+            IpAddr::V6(a) => {
+                let name = ebpf::maps::LOCAL_V6;
+                let mut map: HashMap<&mut MapData, [u8; 16], u8> =
+                    HashMap::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+                map.insert(a.octets(), 1, 0).map_err(map_err(name))
+            }
+        }
+    }
+
+    /// Every verdict's counter summed over the CPUs.
+    pub fn stats(&self) -> Result<[u64; Verdict::COUNT], XdpError> {
+        let name = ebpf::maps::STATS;
+        let map = self.ebpf.map(name).ok_or(XdpError::MissingMap(name))?;
+        let stats: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(map_err(name))?;
+        let mut out = [0u64; Verdict::COUNT];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            *slot = stats.get(&index, 0).map_err(map_err(name))?.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Runs `role`'s program once on `frame` with BPF_PROG_TEST_RUN and returns the XDP action
+    /// (`XDP_PASS` = 2, `XDP_REDIRECT` = 4). Counters move as for a real packet.
+    pub fn test_run(&mut self, role: Role, frame: &[u8]) -> Result<u32, XdpError> {
+        let name = role.program();
+        let xdp = self.xdp_mut(role)?;
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::new()
+        };
+        xdp.test_run(opts)
+            .map(|r| r.return_value)
+            .map_err(|source| XdpError::Program { name, source })
+    }
+}
+
+/// XDP actions, as the programs return them.
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;
