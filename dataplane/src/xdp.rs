@@ -47,17 +47,17 @@ pub enum AttachMode {
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
     #[error("loading the BPF object: {0}")]
-    Load(#[from] aya::EbpfError),
+    Load(Box<aya::EbpfError>),
     #[error("BPF program {name}: {source}")]
     Program {
         name: &'static str,
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("attaching XDP to {interface}: native mode failed ({native}); generic mode failed ({generic})")]
     Attach {
         interface: String,
-        native: ProgramError,
-        generic: ProgramError,
+        native: Box<ProgramError>,
+        generic: Box<ProgramError>,
     },
     #[error("BPF map {name}: {source}")]
     Map {
@@ -66,6 +66,13 @@ pub enum XdpError {
     },
     #[error("BPF map {0} is missing from the object")]
     MissingMap(&'static str),
+}
+
+fn program_err(name: &'static str) -> impl Fn(ProgramError) -> XdpError {
+    move |source| XdpError::Program {
+        name,
+        source: Box::new(source),
+    }
 }
 
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
@@ -81,7 +88,7 @@ pub struct Steering {
 impl Steering {
     /// Loads and verifies all three programs and sets the WireGuard listen port.
     pub fn load(listen_port: u16) -> Result<Self, XdpError> {
-        let mut ebpf = Ebpf::load(ebpf::OBJECT)?;
+        let mut ebpf = Ebpf::load(ebpf::OBJECT).map_err(|e| XdpError::Load(Box::new(e)))?;
         for name in [
             ebpf::WAN_PROGRAM,
             ebpf::LAN_PROGRAM,
@@ -89,13 +96,10 @@ impl Steering {
         ] {
             let program = ebpf.program_mut(name).ok_or(XdpError::Program {
                 name,
-                source: ProgramError::NotLoaded,
+                source: Box::new(ProgramError::NotLoaded),
             })?;
-            let xdp: &mut Xdp = program
-                .try_into()
-                .map_err(|source| XdpError::Program { name, source })?;
-            xdp.load()
-                .map_err(|source| XdpError::Program { name, source })?;
+            let xdp: &mut Xdp = program.try_into().map_err(program_err(name))?;
+            xdp.load().map_err(program_err(name))?;
         }
         let mut steering = Self { ebpf };
         steering.set_listen_port(listen_port)?;
@@ -110,11 +114,9 @@ impl Steering {
         let name = role.program();
         let program = self.ebpf.program_mut(name).ok_or(XdpError::Program {
             name,
-            source: ProgramError::NotLoaded,
+            source: Box::new(ProgramError::NotLoaded),
         })?;
-        program
-            .try_into()
-            .map_err(|source| XdpError::Program { name, source })
+        program.try_into().map_err(program_err(name))
     }
 
     /// Sets the UDP port whose WireGuard data messages are steered (0: none).
@@ -139,8 +141,8 @@ impl Steering {
             Ok(_) => Ok(AttachMode::Generic),
             Err(generic) => Err(XdpError::Attach {
                 interface: interface.to_string(),
-                native,
-                generic,
+                native: Box::new(native),
+                generic: Box::new(generic),
             }),
         }
     }
@@ -252,7 +254,7 @@ impl Steering {
         };
         xdp.test_run(opts)
             .map(|r| r.return_value)
-            .map_err(|source| XdpError::Program { name, source })
+            .map_err(program_err(name))
     }
 }
 
