@@ -6,3 +6,4 @@
 //! come next.
 
 pub mod xdp;
+pub mod xsk;

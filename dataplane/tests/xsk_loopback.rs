@@ -1,0 +1,129 @@
+//! A real AF_XDP socket behind the WAN steering program on a veth, in copy mode: a WireGuard
+//! data message sent from a peer namespace arrives in the socket's RX ring (and nothing else
+//! does), and a frame the worker transmits arrives at the peer's UDP socket with a correct
+//! checksum. Needs root and network namespaces.
+
+use dataplane::xdp::{AttachMode, Role, Steering};
+use dataplane::xsk::{desc, BindMode, Desc, Frames, Port, UmemSpec};
+use ebpf::abi::Verdict;
+use proto::wire::{EthernetFrame, Ipv4Packet, UdpPacket};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+const PORT: u16 = 51820;
+
+#[test]
+fn data_message_reaches_the_socket_and_a_reply_reaches_the_peer() {
+    if !testbed::require_netns() {
+        return;
+    }
+    let gw = testbed::Netns::new("xskgw").unwrap();
+    let peer = testbed::Netns::new("xskpeer").unwrap();
+    let wan = testbed::VethPair::wan(&gw, &peer).unwrap();
+    let ifname = wan.a.ifname.clone();
+    let gw_addr = SocketAddr::new(wan.a.v4().into(), PORT);
+
+    let sock = peer
+        .run_in(|| UdpSocket::bind(SocketAddr::new(wan.b.v4().into(), 40000)))
+        .unwrap();
+    let mut steering = Steering::load(PORT).unwrap();
+    // The UMEM and rings are not Send: like a worker, this thread creates and uses them inside
+    // the gateway's namespace.
+    gw.run_in(|| worker_side(&mut steering, &ifname, &sock, gw_addr));
+}
+
+fn worker_side(steering: &mut Steering, ifname: &str, sock: &UdpSocket, gw_addr: SocketAddr) {
+    assert_eq!(
+        steering.attach(Role::Wan, ifname).unwrap(),
+        AttachMode::Native
+    );
+    let spec = UmemSpec {
+        frames: 256,
+        frame_size: 2048,
+        ring_size: 128,
+    };
+    let mut frames = Frames::new(spec).unwrap();
+    let mut port = Port::bind(&frames, ifname, 0, BindMode::Copy, spec.ring_size).unwrap();
+    steering.set_socket(Role::Wan, 0, port.fd()).unwrap();
+    assert_eq!(port.fill(&mut frames, 64), 64);
+
+    // The peer sends a handshake-looking packet (must not arrive) and a data message.
+    let mut handshake = vec![1u8, 0, 0, 0];
+    handshake.resize(148, 7);
+    sock.send_to(&handshake, gw_addr).unwrap();
+    let mut data = vec![4u8, 0, 0, 0];
+    data.extend((0..60).map(|i| i as u8));
+    sock.send_to(&data, gw_addr).unwrap();
+
+    let mut descs = [Desc {
+        addr: 0,
+        len: 0,
+        options: 0,
+    }; 8];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut got = 0;
+    while got == 0 && Instant::now() < deadline {
+        got = port.recv(&mut descs);
+        if got == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert_eq!(got, 1, "exactly the data message was steered");
+    let d = descs[0];
+    let frame = frames.bytes_mut(d.addr, d.len as usize).unwrap().to_vec();
+    let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!(udp.dst_port(), PORT);
+    assert_eq!(udp.payload(), &data[..]);
+    let stats = steering.stats().unwrap();
+    assert_eq!(stats[Verdict::WanRedirect as usize], 1);
+    assert!(stats[Verdict::WanPassHandshake as usize] >= 1);
+
+    // Turn the frame around in place: swap addresses and ports, new payload, fresh checksums.
+    let reply = b"reply from the worker";
+    let new_len = 14 + 20 + 8 + reply.len();
+    let buf = frames.bytes_mut(d.addr, new_len).unwrap();
+    {
+        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+        let (src, dst) = (eth.src_addr(), eth.dst_addr());
+        eth.set_src_addr(dst);
+        eth.set_dst_addr(src);
+        let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+        let (s, t) = (ip.src_addr(), ip.dst_addr());
+        ip.set_src_addr(t);
+        ip.set_dst_addr(s);
+        ip.set_total_len(u16::try_from(20 + 8 + reply.len()).unwrap());
+        ip.fill_checksum();
+        let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
+        let (sp, dp) = (udp.src_port(), udp.dst_port());
+        udp.set_src_port(dp);
+        udp.set_dst_port(sp);
+        udp.set_length(u16::try_from(8 + reply.len()).unwrap());
+        udp.payload_mut()[..reply.len()].copy_from_slice(reply);
+        udp.fill_checksum(t, s);
+    }
+    assert_eq!(
+        port.send(&[desc(d.addr, u32::try_from(new_len).unwrap())]),
+        1
+    );
+    port.kick();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut rbuf = [0u8; 256];
+    let (n, from) = sock
+        .recv_from(&mut rbuf)
+        .expect("the peer's UDP socket received the reply");
+    assert_eq!(
+        &rbuf[..n],
+        reply,
+        "kernel accepted our UDP checksum and delivered it"
+    );
+    assert_eq!(from, gw_addr);
+    // The frame comes back through the completion ring.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut completed = 0;
+    while completed == 0 && Instant::now() < deadline {
+        completed = port.complete(&mut frames, 16);
+    }
+    assert_eq!(completed, 1);
+}
