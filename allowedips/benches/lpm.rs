@@ -1,0 +1,2 @@
+//! LPM benchmarks (work in progress).
+fn main() {}
