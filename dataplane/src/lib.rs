@@ -5,5 +5,6 @@
 //! maps (listen port, AF_XDP sockets, peer prefixes, local addresses) in step. The workers
 //! come next.
 
+pub mod shm;
 pub mod xdp;
 pub mod xsk;

@@ -1,0 +1,340 @@
+//! The typed layout of the shared region and the records in it.
+//!
+//! ```text
+//! [Header][SessionSlot; sessions][PeerSlot; peers][index table: AtomicU64; 2*sessions]
+//! [prefix entries: [AtomicU64; 3]; prefixes][per worker: Ring to control, Ring to worker]
+//! ```
+//! Every part starts on a 64-byte boundary. Sizes are fixed when control creates the region
+//! and recorded in the header, so a worker (or a restarted control) attaching later computes
+//! the same offsets.
+
+use super::ring::Ring;
+use super::seqlock::SeqLock;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::AtomicU64;
+
+pub const MAGIC: u64 = u64::from_le_bytes(*b"WGXDPSHM");
+pub const VERSION: u64 = 1;
+pub const RING_CAP: usize = 1024;
+pub type EventRing = Ring<RING_CAP>;
+
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct Header {
+    pub magic: AtomicU64,
+    pub version: AtomicU64,
+    pub session_slots: AtomicU64,
+    pub peer_slots: AtomicU64,
+    pub prefix_slots: AtomicU64,
+    pub workers: AtomicU64,
+    /// Monotonic time (ns) of control's last heartbeat; workers keep forwarding without it.
+    pub control_heartbeat_ns: AtomicU64,
+    /// Incremented each time a control process attaches (a restart is visible to workers).
+    pub control_generation: AtomicU64,
+    /// Table-wide seqlock of the allowed-IPs list: odd while control rewrites it.
+    pub prefixes_seq: AtomicU64,
+    pub prefix_count: AtomicU64,
+    /// The WireGuard listen port (host order).
+    pub listen_port: AtomicU64,
+}
+
+/// Words of a session record.
+pub const SESSION_WORDS: usize = 12;
+
+/// A session (one keypair) as control publishes it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub local_index: u32,
+    pub remote_index: u32,
+    pub peer: u32,
+    pub flags: u32,
+    /// Monotonic time (ns) the keys were derived.
+    pub birth_ns: u64,
+    pub send_key: [u8; 32],
+    pub recv_key: [u8; 32],
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("local_index", &self.local_index)
+            .field("remote_index", &self.remote_index)
+            .field("peer", &self.peer)
+            .field("flags", &self.flags)
+            .field("birth_ns", &self.birth_ns)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionRecord {
+    /// The record is in use.
+    pub const VALID: u32 = 1;
+    /// We initiated the handshake (only the initiator rekeys on age).
+    pub const INITIATOR: u32 = 2;
+    /// Workers may send with it (the initiator at once; the responder once confirmed).
+    pub const SENDABLE: u32 = 4;
+
+    pub fn is_valid(&self) -> bool {
+        self.flags & Self::VALID != 0
+    }
+
+    pub fn encode(&self) -> [u64; SESSION_WORDS] {
+        let mut w = [0u64; SESSION_WORDS];
+        w[0] = u64::from(self.local_index) | u64::from(self.remote_index) << 32;
+        w[1] = u64::from(self.peer) | u64::from(self.flags) << 32;
+        w[2] = self.birth_ns;
+        for i in 0..4 {
+            w[3 + i] =
+                u64::from_le_bytes(self.send_key[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            w[7 + i] =
+                u64::from_le_bytes(self.recv_key[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        }
+        w
+    }
+
+    pub fn decode(w: &[u64; SESSION_WORDS]) -> Self {
+        let mut send_key = [0u8; 32];
+        let mut recv_key = [0u8; 32];
+        for i in 0..4 {
+            send_key[i * 8..i * 8 + 8].copy_from_slice(&w[3 + i].to_le_bytes());
+            recv_key[i * 8..i * 8 + 8].copy_from_slice(&w[7 + i].to_le_bytes());
+        }
+        Self {
+            local_index: w[0] as u32,
+            remote_index: (w[0] >> 32) as u32,
+            peer: w[1] as u32,
+            flags: (w[1] >> 32) as u32,
+            birth_ns: w[2],
+            send_key,
+            recv_key,
+        }
+    }
+}
+
+/// One session's slot: the record (written by control) and counters (written by workers).
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct SessionSlot {
+    pub record: SeqLock<SESSION_WORDS>,
+    /// Next sending counter; workers take ranges with `fetch_add` per batch.
+    pub send_counter: AtomicU64,
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    /// Monotonic ns of the last authenticated packet received / sent on this session, and of
+    /// the last one that carried data (not a keepalive). Control drives its timers from these.
+    pub last_rx_ns: AtomicU64,
+    pub last_tx_ns: AtomicU64,
+    pub last_rx_data_ns: AtomicU64,
+    pub last_tx_data_ns: AtomicU64,
+}
+
+/// Words of a peer record.
+pub const PEER_WORDS: usize = 4;
+
+/// No session (in a peer record's slot fields).
+pub const NO_SLOT: u32 = u32::MAX;
+
+/// A peer as control publishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerRecord {
+    pub valid: bool,
+    pub endpoint: Option<SocketAddr>,
+    /// Slot of the session workers send with, or `NO_SLOT`.
+    pub current_session: u32,
+}
+
+impl Default for PeerRecord {
+    fn default() -> Self {
+        Self {
+            valid: false,
+            endpoint: None,
+            current_session: NO_SLOT,
+        }
+    }
+}
+
+impl PeerRecord {
+    pub fn encode(&self) -> [u64; PEER_WORDS] {
+        let (family, port, addr) = match self.endpoint {
+            None => (0u64, 0u64, [0u8; 16]),
+            Some(SocketAddr::V4(a)) => (4, u64::from(a.port()), a.ip().to_ipv6_mapped().octets()),
+            Some(SocketAddr::V6(a)) => (6, u64::from(a.port()), a.ip().octets()),
+        };
+        [
+            u64::from(self.valid)
+                | family << 8
+                | port << 16
+                | u64::from(self.current_session) << 32,
+            u64::from_be_bytes(addr[..8].try_into().unwrap_or([0; 8])),
+            u64::from_be_bytes(addr[8..].try_into().unwrap_or([0; 8])),
+            0,
+        ]
+    }
+
+    pub fn decode(w: &[u64; PEER_WORDS]) -> Self {
+        let family = (w[0] >> 8) & 0xff;
+        let port = (w[0] >> 16) as u16;
+        let mut addr = [0u8; 16];
+        addr[..8].copy_from_slice(&w[1].to_be_bytes());
+        addr[8..].copy_from_slice(&w[2].to_be_bytes());
+        let v6 = Ipv6Addr::from(addr);
+        let endpoint = match family {
+            4 => v6
+                .to_ipv4_mapped()
+                .map(|a| SocketAddr::new(IpAddr::V4(a), port)),
+            6 => Some(SocketAddr::new(IpAddr::V6(v6), port)),
+            _ => None,
+        };
+        Self {
+            valid: w[0] & 1 == 1,
+            endpoint,
+            current_session: (w[0] >> 32) as u32,
+        }
+    }
+}
+
+/// One peer's slot.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub struct PeerSlot {
+    pub record: SeqLock<PEER_WORDS>,
+}
+
+/// An allowed-IPs entry: an IPv6 or IPv4-mapped address, the prefix length, family, and peer.
+pub fn encode_prefix(addr: IpAddr, len: u8, peer: u32) -> [u64; 3] {
+    let (family, octets) = match addr {
+        IpAddr::V4(a) => (4u64, a.to_ipv6_mapped().octets()),
+        IpAddr::V6(a) => (6u64, a.octets()),
+    };
+    [
+        u64::from_be_bytes(octets[..8].try_into().unwrap_or([0; 8])),
+        u64::from_be_bytes(octets[8..].try_into().unwrap_or([0; 8])),
+        u64::from(len) | family << 8 | u64::from(peer) << 32,
+    ]
+}
+
+pub fn decode_prefix(w: &[u64; 3]) -> Option<(IpAddr, u8, u32)> {
+    let mut octets = [0u8; 16];
+    octets[..8].copy_from_slice(&w[0].to_be_bytes());
+    octets[8..].copy_from_slice(&w[1].to_be_bytes());
+    let v6 = Ipv6Addr::from(octets);
+    let addr = match (w[2] >> 8) & 0xff {
+        4 => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED)),
+        6 => IpAddr::V6(v6),
+        _ => return None,
+    };
+    Some((addr, w[2] as u8, (w[2] >> 32) as u32))
+}
+
+/// Sizes of a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub sessions: usize,
+    pub peers: usize,
+    pub prefixes: usize,
+    pub workers: usize,
+}
+
+const fn align64(n: usize) -> usize {
+    (n + 63) & !63
+}
+
+impl Layout {
+    /// Receiver-index hash table entries: a power of two, at least twice the sessions.
+    pub fn index_slots(&self) -> usize {
+        (self.sessions * 2).next_power_of_two()
+    }
+
+    pub fn sessions_offset(&self) -> usize {
+        align64(std::mem::size_of::<Header>())
+    }
+
+    pub fn peers_offset(&self) -> usize {
+        align64(self.sessions_offset() + self.sessions * std::mem::size_of::<SessionSlot>())
+    }
+
+    pub fn index_offset(&self) -> usize {
+        align64(self.peers_offset() + self.peers * std::mem::size_of::<PeerSlot>())
+    }
+
+    pub fn prefixes_offset(&self) -> usize {
+        align64(self.index_offset() + self.index_slots() * 8)
+    }
+
+    pub fn rings_offset(&self) -> usize {
+        align64(self.prefixes_offset() + self.prefixes * 24)
+    }
+
+    pub fn total_len(&self) -> usize {
+        align64(self.rings_offset() + self.workers * 2 * std::mem::size_of::<EventRing>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let s = SessionRecord {
+            local_index: 0xdead_beef,
+            remote_index: 7,
+            peer: 42,
+            flags: SessionRecord::VALID | SessionRecord::SENDABLE,
+            birth_ns: 123_456_789,
+            send_key: std::array::from_fn(|i| i as u8),
+            recv_key: std::array::from_fn(|i| 255 - i as u8),
+        };
+        assert_eq!(SessionRecord::decode(&s.encode()), s);
+        for endpoint in [
+            None,
+            Some("198.18.0.2:51820".parse().unwrap()),
+            Some("[2001:2::2]:1".parse().unwrap()),
+        ] {
+            let p = PeerRecord {
+                valid: true,
+                endpoint,
+                current_session: 9,
+            };
+            assert_eq!(PeerRecord::decode(&p.encode()), p);
+        }
+        assert_eq!(
+            PeerRecord::decode(&PeerRecord::default().encode()),
+            PeerRecord::default()
+        );
+        for (a, l) in [("10.1.0.0", 16u8), ("2001:2::", 48)] {
+            let addr: IpAddr = a.parse().unwrap();
+            assert_eq!(
+                decode_prefix(&encode_prefix(addr, l, 5)),
+                Some((addr, l, 5))
+            );
+        }
+        assert!(
+            format!("{s:?}").find("send_key").is_none(),
+            "Debug hides keys"
+        );
+    }
+
+    #[test]
+    fn parts_do_not_overlap_and_are_aligned() {
+        let l = Layout {
+            sessions: 1000,
+            peers: 300,
+            prefixes: 5000,
+            workers: 3,
+        };
+        let offsets = [
+            l.sessions_offset(),
+            l.peers_offset(),
+            l.index_offset(),
+            l.prefixes_offset(),
+            l.rings_offset(),
+            l.total_len(),
+        ];
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+        assert!(offsets.iter().all(|o| o % 64 == 0));
+        assert_eq!(l.index_slots(), 2048);
+    }
+}

@@ -1,0 +1,483 @@
+//! Mapping the shared region and viewing it as its [`Layout`]. All `unsafe` of the shared
+//! region is here.
+
+use super::layout::*;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShmError {
+    #[error("{path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a wgxdp shared region (bad magic or version {version})")]
+    Incompatible { path: PathBuf, version: u64 },
+    #[error("{path}: file is {len} bytes, its header describes {expected}")]
+    Truncated {
+        path: PathBuf,
+        len: usize,
+        expected: usize,
+    },
+}
+
+/// A mapping of the shared region. Dropping it unmaps it; the file stays until
+/// [`Region::remove`] (control removes it on a clean `wgxdp down`).
+#[derive(Debug)]
+pub struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+    layout: Layout,
+    path: PathBuf,
+}
+
+// SAFETY: the region is made only of atomics (see the module docs of `shm`), so shared
+// references to it may be used from any thread; the mapping itself is not thread-bound.
+unsafe impl Send for Region {}
+// SAFETY: as above: every access through `&Region` is an atomic operation.
+unsafe impl Sync for Region {}
+
+fn io<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> ShmError + 'a {
+    move |source| ShmError::Io {
+        path: path.to_path_buf(),
+        what,
+        source,
+    }
+}
+
+fn map(file: &File, len: usize, path: &Path) -> Result<NonNull<u8>, ShmError> {
+    // SAFETY: a shared read-write mapping of an open file descriptor of at least `len` bytes
+    // (checked by the callers) with no address hint; the result is checked for MAP_FAILED.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io(path, "mmap")(std::io::Error::last_os_error()));
+    }
+    NonNull::new(ptr.cast::<u8>())
+        .ok_or_else(|| io(path, "mmap")(std::io::Error::other("null mapping")))
+}
+
+impl Region {
+    /// Creates the region file (mode 0600, must not exist) and initialises its header.
+    pub fn create(path: impl AsRef<Path>, layout: Layout) -> Result<Self, ShmError> {
+        let path = path.as_ref();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io(path, "create"))?;
+        let len = layout.total_len();
+        // A fresh file reads as zeros: every atomic starts at 0, which is each record's
+        // "empty" state.
+        file.set_len(len as u64).map_err(io(path, "set size"))?;
+        let ptr = map(&file, len, path)?;
+        let region = Self {
+            ptr,
+            len,
+            layout,
+            path: path.to_path_buf(),
+        };
+        let h = region.header();
+        h.session_slots
+            .store(layout.sessions as u64, Ordering::Relaxed);
+        h.peer_slots.store(layout.peers as u64, Ordering::Relaxed);
+        h.prefix_slots
+            .store(layout.prefixes as u64, Ordering::Relaxed);
+        h.workers.store(layout.workers as u64, Ordering::Relaxed);
+        h.version.store(VERSION, Ordering::Relaxed);
+        h.magic.store(MAGIC, Ordering::Release);
+        Ok(region)
+    }
+
+    /// Maps an existing region, checking that it is one and reading its layout.
+    pub fn attach(path: impl AsRef<Path>) -> Result<Self, ShmError> {
+        let path = path.as_ref();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io(path, "open"))?;
+        let len = usize::try_from(file.metadata().map_err(io(path, "stat"))?.len()).unwrap_or(0);
+        if len < std::mem::size_of::<Header>() {
+            return Err(ShmError::Truncated {
+                path: path.to_path_buf(),
+                len,
+                expected: std::mem::size_of::<Header>(),
+            });
+        }
+        let ptr = map(&file, len, path)?;
+        let mut region = Self {
+            ptr,
+            len,
+            layout: Layout {
+                sessions: 0,
+                peers: 0,
+                prefixes: 0,
+                workers: 0,
+            },
+            path: path.to_path_buf(),
+        };
+        let h = region.header();
+        let version = h.version.load(Ordering::Relaxed);
+        if h.magic.load(Ordering::Acquire) != MAGIC || version != VERSION {
+            return Err(ShmError::Incompatible {
+                path: path.to_path_buf(),
+                version,
+            });
+        }
+        let get = |a: &AtomicU64| usize::try_from(a.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        let layout = Layout {
+            sessions: get(&h.session_slots),
+            peers: get(&h.peer_slots),
+            prefixes: get(&h.prefix_slots),
+            workers: get(&h.workers),
+        };
+        if layout.total_len() > len {
+            return Err(ShmError::Truncated {
+                path: path.to_path_buf(),
+                len,
+                expected: layout.total_len(),
+            });
+        }
+        region.layout = layout;
+        Ok(region)
+    }
+
+    /// Deletes the region's file (mappings stay valid until dropped).
+    pub fn remove(&self) -> Result<(), ShmError> {
+        std::fs::remove_file(&self.path).map_err(io(&self.path, "remove"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// # Safety
+    ///
+    /// `offset` must be 64-byte aligned and `offset + count * size_of::<T>()` within the
+    /// mapping, and `T` must be a type made only of atomics for which all-zero bytes are a
+    /// valid value (the region types are).
+    unsafe fn slice<T>(&self, offset: usize, count: usize) -> &[T] {
+        debug_assert!(
+            offset.is_multiple_of(64) && offset + count * std::mem::size_of::<T>() <= self.len
+        );
+        // SAFETY: per this function's contract the range is inside the live mapping, aligned
+        // for `T` (64 ≥ align_of::<T>() for every region type), and holds valid `T`s (zeroed
+        // or written as `T`); `T` is atomics only, so shared access from other threads and
+        // processes is not a data race.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset).cast::<T>(), count) }
+    }
+
+    pub fn header(&self) -> &Header {
+        // SAFETY: the header is at offset 0, the mapping is at least a header long (checked on
+        // create and attach), and `Header` is atomics only.
+        unsafe { &self.slice::<Header>(0, 1)[0] }
+    }
+
+    pub fn sessions(&self) -> &[SessionSlot] {
+        // SAFETY: offset and count come from the layout whose total length was checked.
+        unsafe { self.slice(self.layout.sessions_offset(), self.layout.sessions) }
+    }
+
+    pub fn peers(&self) -> &[PeerSlot] {
+        // SAFETY: as for `sessions`.
+        unsafe { self.slice(self.layout.peers_offset(), self.layout.peers) }
+    }
+
+    fn index_table(&self) -> &[AtomicU64] {
+        // SAFETY: as for `sessions`.
+        unsafe { self.slice(self.layout.index_offset(), self.layout.index_slots()) }
+    }
+
+    fn prefix_entries(&self) -> &[[AtomicU64; 3]] {
+        // SAFETY: as for `sessions`; an entry is 24 bytes, which the layout uses.
+        unsafe { self.slice(self.layout.prefixes_offset(), self.layout.prefixes) }
+    }
+
+    /// Events from worker `w` to control (`None` past the last worker).
+    pub fn to_control(&self, w: usize) -> Option<&EventRing> {
+        // SAFETY: as for `sessions`; rings come in pairs per worker.
+        let rings: &[EventRing] =
+            unsafe { self.slice(self.layout.rings_offset(), self.layout.workers * 2) };
+        rings.get(w * 2)
+    }
+
+    /// Messages from control to worker `w`.
+    pub fn to_worker(&self, w: usize) -> Option<&EventRing> {
+        // SAFETY: as for `to_control`.
+        let rings: &[EventRing] =
+            unsafe { self.slice(self.layout.rings_offset(), self.layout.workers * 2) };
+        rings.get(w * 2 + 1)
+    }
+
+    // ---- receiver index -> session slot (written by control, read by workers) ------------
+
+    const EMPTY: u64 = 0;
+    const TOMBSTONE: u64 = u64::MAX;
+
+    fn probe(&self, index: u32) -> impl Iterator<Item = &AtomicU64> {
+        let table = self.index_table();
+        let mask = table.len() - 1;
+        // Indices are random, so the low bits of a multiplicative hash spread them well.
+        let start = (index.wrapping_mul(0x9e37_79b1) as usize) & mask;
+        (0..table.len()).map(move |i| &table[(start + i) & mask])
+    }
+
+    /// Control: maps receiver `index` to session `slot`. False if the table is full.
+    pub fn index_insert(&self, index: u32, slot: u32) -> bool {
+        let entry = (u64::from(index) << 32) | (u64::from(slot) + 1);
+        for e in self.probe(index) {
+            let v = e.load(Ordering::Relaxed);
+            if v == Self::EMPTY || v == Self::TOMBSTONE || (v >> 32) as u32 == index {
+                e.store(entry, Ordering::Release);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Control: forgets receiver `index`.
+    pub fn index_remove(&self, index: u32) {
+        for e in self.probe(index) {
+            let v = e.load(Ordering::Relaxed);
+            if v == Self::EMPTY {
+                return;
+            }
+            if v != Self::TOMBSTONE && (v >> 32) as u32 == index {
+                e.store(Self::TOMBSTONE, Ordering::Release);
+                return;
+            }
+        }
+    }
+
+    /// Workers: the session slot of receiver `index`. The caller still checks the slot's
+    /// record carries this index (the table may change under it).
+    pub fn index_lookup(&self, index: u32) -> Option<u32> {
+        for e in self.probe(index) {
+            let v = e.load(Ordering::Acquire);
+            if v == Self::EMPTY {
+                return None;
+            }
+            if v != Self::TOMBSTONE && (v >> 32) as u32 == index {
+                return Some((v as u32).wrapping_sub(1));
+            }
+        }
+        None
+    }
+
+    // ---- allowed IPs (table-wide seqlock) ------------------------------------------------
+
+    /// Control: replaces the whole allowed-IPs list. Entries beyond capacity are refused.
+    pub fn publish_prefixes(&self, entries: &[[u64; 3]]) -> Result<(), usize> {
+        let table = self.prefix_entries();
+        if entries.len() > table.len() {
+            return Err(table.len());
+        }
+        let h = self.header();
+        let s = h.prefixes_seq.load(Ordering::Relaxed);
+        h.prefixes_seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
+        for (slot, e) in table.iter().zip(entries) {
+            for (w, v) in slot.iter().zip(e) {
+                w.store(*v, Ordering::Relaxed);
+            }
+        }
+        h.prefix_count
+            .store(entries.len() as u64, Ordering::Relaxed);
+        h.prefixes_seq.store(s.wrapping_add(2), Ordering::Release);
+        Ok(())
+    }
+
+    /// The allowed-IPs version: even and changed by every publication.
+    pub fn prefixes_version(&self) -> u64 {
+        self.header().prefixes_seq.load(Ordering::Acquire)
+    }
+
+    /// Workers: a consistent copy of the list into `out`, with its version; `None` if a
+    /// publication overlapped (try again next round, keep using the old copy meanwhile).
+    pub fn read_prefixes(&self, out: &mut Vec<[u64; 3]>) -> Option<u64> {
+        let h = self.header();
+        let before = h.prefixes_seq.load(Ordering::Acquire);
+        if before & 1 == 1 {
+            return None;
+        }
+        let count = usize::try_from(h.prefix_count.load(Ordering::Relaxed)).unwrap_or(0);
+        let table = self.prefix_entries();
+        out.clear();
+        out.extend(
+            table
+                .iter()
+                .take(count)
+                .map(|e| std::array::from_fn(|i| e[i].load(Ordering::Relaxed))),
+        );
+        std::sync::atomic::fence(Ordering::Acquire);
+        (h.prefixes_seq.load(Ordering::Relaxed) == before).then_some(before)
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are the mapping made in `create`/`attach`, unmapped once; no
+        // reference into it outlives `self` (all accessors borrow `self`).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn temp_path(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("wgxdp-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    fn layout() -> Layout {
+        Layout {
+            sessions: 64,
+            peers: 16,
+            prefixes: 32,
+            workers: 2,
+        }
+    }
+
+    #[test]
+    fn create_attach_share_and_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = temp_path("share");
+        let control = Region::create(&path, layout()).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // A second mapping (as a worker process would have) sees the first one's writes.
+        let worker = Region::attach(&path).unwrap();
+        assert_eq!(worker.layout(), layout());
+        let rec = SessionRecord {
+            local_index: 5,
+            remote_index: 6,
+            peer: 1,
+            flags: SessionRecord::VALID,
+            birth_ns: 9,
+            send_key: [1; 32],
+            recv_key: [2; 32],
+        };
+        control.sessions()[3].record.write(&rec.encode());
+        assert!(control.index_insert(5, 3));
+        assert_eq!(worker.index_lookup(5), Some(3));
+        assert_eq!(
+            SessionRecord::decode(&worker.sessions()[3].record.read().unwrap()),
+            rec
+        );
+        worker.sessions()[3]
+            .send_counter
+            .fetch_add(10, Ordering::Relaxed);
+        assert_eq!(
+            control.sessions()[3].send_counter.load(Ordering::Relaxed),
+            10
+        );
+        assert!(worker.to_control(1).unwrap().push([1, 2, 3, 4]));
+        assert_eq!(control.to_control(1).unwrap().pop(), Some([1, 2, 3, 4]));
+        assert!(control.to_worker(2).is_none());
+        assert!(
+            Region::create(&path, layout()).is_err(),
+            "never overwrites a live region"
+        );
+        control.remove().unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn attach_refuses_foreign_files() {
+        let path = temp_path("foreign");
+        std::fs::write(&path, vec![7u8; 4096]).unwrap();
+        assert!(matches!(
+            Region::attach(&path),
+            Err(ShmError::Incompatible { .. })
+        ));
+        std::fs::write(&path, b"short").unwrap();
+        assert!(matches!(
+            Region::attach(&path),
+            Err(ShmError::Truncated { .. })
+        ));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(Region::attach(&path), Err(ShmError::Io { .. })));
+    }
+
+    #[test]
+    fn index_table_insert_remove_and_tombstones() {
+        let path = temp_path("index");
+        let r = Region::create(&path, layout()).unwrap();
+        r.remove().unwrap();
+        for i in 0..64u32 {
+            assert!(r.index_insert(i.wrapping_mul(2_654_435_761), i));
+        }
+        for i in 0..64u32 {
+            assert_eq!(r.index_lookup(i.wrapping_mul(2_654_435_761)), Some(i));
+        }
+        for i in (0..64u32).step_by(2) {
+            r.index_remove(i.wrapping_mul(2_654_435_761));
+        }
+        for i in 0..64u32 {
+            let want = (i % 2 == 1).then_some(i);
+            assert_eq!(r.index_lookup(i.wrapping_mul(2_654_435_761)), want);
+        }
+        assert_eq!(r.index_lookup(12345), None);
+    }
+
+    /// Workers copying the allowed-IPs list while control republishes it never see a mix.
+    #[test]
+    fn prefix_list_reads_are_consistent() {
+        let path = temp_path("prefixes");
+        let r = Arc::new(Region::create(&path, layout()).unwrap());
+        r.remove().unwrap();
+        let list = |v: u64| -> Vec<[u64; 3]> { (0..(v % 32)).map(|i| [v, i, v ^ i]).collect() };
+        let reader = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut seen = 0;
+                for _ in 0..100_000 {
+                    if r.read_prefixes(&mut buf).is_some() && !buf.is_empty() {
+                        let v = buf[0][0];
+                        assert_eq!(buf, list(v), "mixed list");
+                        seen += 1;
+                    }
+                }
+                seen
+            })
+        };
+        for v in 1..50_000u64 {
+            r.publish_prefixes(&list(v)).unwrap();
+        }
+        reader.join().unwrap();
+        assert!(
+            r.publish_prefixes(&vec![[0; 3]; 33]).is_err(),
+            "over capacity"
+        );
+    }
+}
