@@ -1,0 +1,195 @@
+//! Portable Poly1305 (RFC 8439 §2.5) in radix 2^44 (three limbs of 44, 44 and 42 bits, as in
+//! poly1305-donna-64). The AVX-512 IFMA kernel keeps its lanes in the same radix, so it shares
+//! the key clamping and the final reduction below.
+
+use zeroize::Zeroize;
+
+pub(crate) const M44: u64 = (1 << 44) - 1;
+pub(crate) const M42: u64 = (1 << 42) - 1;
+/// 2^128 in limb 2 (2^88 * 2^40): the bit every full 16-byte block carries (RFC 8439 §2.5.1).
+pub(crate) const HIBIT: u64 = 1 << 40;
+
+fn le64(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(w)
+}
+
+/// `r` from the first half of the one-time key, clamped (RFC 8439 §2.5.1), as radix-2^44 limbs.
+pub(crate) fn clamp_r(key: &[u8; 32]) -> [u64; 3] {
+    let t0 = le64(&key[0..8]);
+    let t1 = le64(&key[8..16]);
+    [
+        t0 & 0xffc_0fff_ffff,
+        ((t0 >> 44) | (t1 << 20)) & 0xfff_ffc0_ffff,
+        (t1 >> 24) & 0x00f_ffff_fc0f,
+    ]
+}
+
+/// `s`, the second half of the one-time key, as two little-endian words.
+pub(crate) fn s_words(key: &[u8; 32]) -> [u64; 2] {
+    [le64(&key[16..24]), le64(&key[24..32])]
+}
+
+/// A 16-byte block as radix-2^44 limbs, without the 2^128 bit.
+#[inline(always)]
+pub(crate) fn block_limbs(lo: u64, hi: u64) -> [u64; 3] {
+    [lo & M44, ((lo >> 44) | (hi << 20)) & M44, hi >> 24]
+}
+
+/// Reduces `h` fully mod 2^130 - 5, adds `s` mod 2^128 and returns the tag (RFC 8439 §2.5.1).
+/// `h` may be partially reduced (limbs a little over their width), as the kernels leave it.
+pub(crate) fn finish(h: [u64; 3], s: [u64; 2]) -> [u8; 16] {
+    let [mut h0, mut h1, mut h2] = h;
+    let mut c;
+    c = h0 >> 44;
+    h0 &= M44;
+    h1 += c;
+    c = h1 >> 44;
+    h1 &= M44;
+    h2 += c;
+    c = h2 >> 42;
+    h2 &= M42;
+    h0 += c * 5;
+    c = h0 >> 44;
+    h0 &= M44;
+    h1 += c;
+    c = h1 >> 44;
+    h1 &= M44;
+    h2 += c;
+    c = h2 >> 42;
+    h2 &= M42;
+    h0 += c * 5;
+    c = h0 >> 44;
+    h0 &= M44;
+    h1 += c;
+
+    // g = h + 5 - 2^130; pick g if it did not go negative, in constant time.
+    let mut g0 = h0 + 5;
+    c = g0 >> 44;
+    g0 &= M44;
+    let mut g1 = h1 + c;
+    c = g1 >> 44;
+    g1 &= M44;
+    let g2 = (h2 + c).wrapping_sub(1 << 42);
+    let mask = (g2 >> 63).wrapping_sub(1); // all ones when g2 >= 0
+    h0 = (h0 & !mask) | (g0 & mask);
+    h1 = (h1 & !mask) | (g1 & mask);
+    h2 = (h2 & !mask) | (g2 & mask & M42);
+
+    let [s0, s1] = s;
+    h0 += s0 & M44;
+    c = h0 >> 44;
+    h0 &= M44;
+    h1 += (((s0 >> 44) | (s1 << 20)) & M44) + c;
+    c = h1 >> 44;
+    h1 &= M44;
+    h2 += (s1 >> 24) + c;
+    h2 &= M42;
+
+    let lo = h0 | (h1 << 44);
+    let hi = (h1 >> 20) | (h2 << 24);
+    let mut tag = [0u8; 16];
+    tag[..8].copy_from_slice(&lo.to_le_bytes());
+    tag[8..].copy_from_slice(&hi.to_le_bytes());
+    tag
+}
+
+/// One Poly1305 computation.
+pub(crate) struct Poly1305 {
+    r: [u64; 3],
+    s: [u64; 2],
+    h: [u64; 3],
+}
+
+impl Drop for Poly1305 {
+    fn drop(&mut self) {
+        self.r.zeroize();
+        self.s.zeroize();
+        self.h.zeroize();
+    }
+}
+
+impl Poly1305 {
+    pub(crate) fn new(key: &[u8; 32]) -> Self {
+        Self {
+            r: clamp_r(key),
+            s: s_words(key),
+            h: [0; 3],
+        }
+    }
+
+    /// Absorbs one 16-byte block given as limbs (with its 2^128 bit if it has one).
+    #[inline(always)]
+    fn absorb(&mut self, m: [u64; 3]) {
+        let [r0, r1, r2] = self.r;
+        let (s1, s2) = (r1 * 20, r2 * 20);
+        let h0 = self.h[0] + m[0];
+        let h1 = self.h[1] + m[1];
+        let h2 = self.h[2] + m[2];
+        let mul = |a: u64, b: u64| u128::from(a) * u128::from(b);
+        let d0 = mul(h0, r0) + mul(h1, s2) + mul(h2, s1);
+        let mut d1 = mul(h0, r1) + mul(h1, r0) + mul(h2, s2);
+        let mut d2 = mul(h0, r2) + mul(h1, r1) + mul(h2, r0);
+        let mut h0 = (d0 as u64) & M44;
+        d1 += d0 >> 44;
+        let mut h1 = (d1 as u64) & M44;
+        d2 += d1 >> 44;
+        let h2 = (d2 as u64) & M42;
+        h0 += ((d2 >> 42) as u64) * 5;
+        h1 += h0 >> 44;
+        h0 &= M44;
+        self.h = [h0, h1, h2];
+    }
+
+    /// Absorbs `data` zero-padded to a multiple of 16 bytes, as the AEAD construction does
+    /// (RFC 8439 §2.8).
+    pub(crate) fn update_padded(&mut self, data: &[u8]) {
+        let mut chunks = data.chunks_exact(16);
+        for b in &mut chunks {
+            let mut m = block_limbs(le64(&b[..8]), le64(&b[8..]));
+            m[2] |= HIBIT;
+            self.absorb(m);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 16];
+            b[..rest.len()].copy_from_slice(rest);
+            let mut m = block_limbs(le64(&b[..8]), le64(&b[8..]));
+            m[2] |= HIBIT;
+            self.absorb(m);
+        }
+    }
+
+    /// Absorbs the AEAD length block: `aad_len || text_len`, both 64-bit little-endian.
+    pub(crate) fn update_lengths(&mut self, aad_len: u64, text_len: u64) {
+        let mut m = block_limbs(aad_len, text_len);
+        m[2] |= HIBIT;
+        self.absorb(m);
+    }
+
+    pub(crate) fn finish(self) -> [u8; 16] {
+        finish(self.h, self.s)
+    }
+
+    /// The plain Poly1305 MAC of RFC 8439 §2.5: a final partial block gets a 1 byte after its
+    /// data instead of the 2^128 bit.
+    #[cfg(test)]
+    pub(crate) fn mac(key: &[u8; 32], msg: &[u8]) -> [u8; 16] {
+        let mut p = Self::new(key);
+        let mut chunks = msg.chunks_exact(16);
+        for b in &mut chunks {
+            let mut m = block_limbs(le64(&b[..8]), le64(&b[8..]));
+            m[2] |= HIBIT;
+            p.absorb(m);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 16];
+            b[..rest.len()].copy_from_slice(rest);
+            b[rest.len()] = 1;
+            p.absorb(block_limbs(le64(&b[..8]), le64(&b[8..])));
+        }
+        p.finish()
+    }
+}

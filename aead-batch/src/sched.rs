@@ -1,0 +1,298 @@
+//! Multi-buffer scheduling shared by the SIMD backends: which keystream block goes into which
+//! lane, and which packet's Poly1305 into which lane. The kernels (`x86_avx2`, `x86_avx512`)
+//! only see raw pointers prepared here from the packets' `&mut` buffers.
+
+use crate::chacha::{wireguard_tail, BLOCK_LEN};
+use crate::{Packet, Verdict, CHUNK, TAG_LEN};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
+
+/// Most lanes any kernel has (AVX-512: 16 x 32 bits).
+pub(crate) const MAX_LANES: usize = 16;
+
+/// Up to `MAX_LANES` ChaCha20 blocks to compute and XOR into memory, one per lane.
+///
+/// Lane `i` XORs the first `len[i]` bytes of the block with key `key[i]` and state words
+/// 12..16 `tail[0..4][i]` into `dst[i]`. Unused lanes have `len == 0`, the zero key and point
+/// into `dummy`; kernels must not write through a lane with `len == 0`.
+pub(crate) struct Stage {
+    pub(crate) key: [*const u8; MAX_LANES],
+    pub(crate) dst: [*mut u8; MAX_LANES],
+    pub(crate) len: [u32; MAX_LANES],
+    pub(crate) tail: [[u32; MAX_LANES]; 4],
+    n: usize,
+}
+
+static ZERO_KEY: [u8; 32] = [0; 32];
+
+impl Stage {
+    fn new() -> Self {
+        Self {
+            key: [ZERO_KEY.as_ptr(); MAX_LANES],
+            dst: [core::ptr::null_mut(); MAX_LANES],
+            len: [0; MAX_LANES],
+            tail: [[0; MAX_LANES]; 4],
+            n: 0,
+        }
+    }
+}
+
+/// One packet's Poly1305 for the AEAD construction without AAD: the text zero-padded to 16
+/// bytes, then the length block `0 || len` (RFC 8439 §2.8).
+#[derive(Clone, Copy)]
+pub(crate) struct PolyJob {
+    /// `round_up(len, 16)` bytes readable from here (the tag that follows the text makes up
+    /// the difference); bytes past `len` are ignored.
+    pub(crate) msg: *const u8,
+    pub(crate) len: usize,
+    /// The 32-byte one-time key.
+    pub(crate) key: *const u8,
+}
+
+/// A SIMD level's kernels.
+pub(crate) trait Kernels {
+    /// ChaCha20 lanes per kernel call.
+    const LANES: usize;
+
+    /// Runs the first `LANES` lanes of `stage`.
+    ///
+    /// # Safety
+    /// The CPU supports the level; for every lane, `key` points to 32 readable bytes and `dst`
+    /// to `len` bytes writable and not otherwise borrowed.
+    unsafe fn chacha(stage: &Stage);
+
+    /// Computes the tag of each job into `tags[i]`; `jobs.len() <= tags.len() <= CHUNK`.
+    /// Jobs come sorted by length, so neighbouring lanes finish together.
+    ///
+    /// # Safety
+    /// The CPU supports the level; every job's pointers are valid as `PolyJob` states.
+    unsafe fn poly(jobs: &[PolyJob], tags: &mut [[u8; 16]]);
+}
+
+/// Pushes lanes into a stage and runs the kernel whenever it is full.
+struct Feeder<K: Kernels> {
+    stage: Stage,
+    dummy: [u8; BLOCK_LEN],
+    _k: core::marker::PhantomData<K>,
+}
+
+impl<K: Kernels> Feeder<K> {
+    fn new() -> Self {
+        Self {
+            stage: Stage::new(),
+            dummy: [0; BLOCK_LEN],
+            _k: core::marker::PhantomData,
+        }
+    }
+
+    /// Queues the keystream block `tail` of `key`, XORed into `len` bytes at `dst`.
+    ///
+    /// # Safety
+    /// As [`Kernels::chacha`] for this lane, until the next `flush` returns; `K`'s level is
+    /// supported.
+    #[inline(always)]
+    unsafe fn push(&mut self, key: *const u8, dst: *mut u8, len: usize, tail: [u32; 4]) {
+        let s = &mut self.stage;
+        let i = s.n;
+        s.key[i] = key;
+        s.dst[i] = dst;
+        s.len[i] = len as u32;
+        for (row, w) in s.tail.iter_mut().zip(tail) {
+            row[i] = w;
+        }
+        s.n += 1;
+        if s.n == K::LANES {
+            // SAFETY: every lane was pushed under this function's contract.
+            unsafe { K::chacha(s) };
+            s.n = 0;
+        }
+    }
+
+    /// Runs the lanes still queued, the rest padded with harmless lanes.
+    ///
+    /// # Safety
+    /// As `push` for the queued lanes.
+    unsafe fn flush(&mut self) {
+        let s = &mut self.stage;
+        if s.n == 0 {
+            return;
+        }
+        let dummy = self.dummy.as_mut_ptr();
+        for i in s.n..K::LANES {
+            s.key[i] = ZERO_KEY.as_ptr();
+            s.dst[i] = dummy;
+            s.len[i] = 0;
+        }
+        // SAFETY: queued lanes per the contract; padding lanes write nothing.
+        unsafe { K::chacha(s) };
+        s.n = 0;
+    }
+}
+
+impl<K: Kernels> Drop for Feeder<K> {
+    fn drop(&mut self) {
+        self.dummy.zeroize();
+    }
+}
+
+/// Queues the data blocks of one packet (keystream blocks 1..).
+///
+/// # Safety
+/// `text` points to `len` writable bytes not otherwise borrowed until the feeder is flushed.
+#[inline(always)]
+unsafe fn push_text<K: Kernels>(
+    f: &mut Feeder<K>,
+    key: *const u8,
+    counter: u64,
+    text: *mut u8,
+    len: usize,
+) {
+    let mut off = 0;
+    let mut block = 1u32;
+    while off < len {
+        let n = (len - off).min(BLOCK_LEN);
+        // SAFETY: `off + n <= len`, inside the text; the caller's contract covers the rest.
+        unsafe { f.push(key, text.add(off), n, wireguard_tail(block, counter)) };
+        off += n;
+        block += 1;
+    }
+}
+
+/// Computes the tags of the pending packets of a chunk into `tags` (indexed as the chunk).
+///
+/// # Safety
+/// `K`'s level is supported; `base[i]` is packet `i`'s buffer; `poly_keys[i]` is its key.
+unsafe fn tags_of<K: Kernels>(
+    chunk: &[Packet<'_>],
+    base: &[*mut u8; CHUNK],
+    poly_keys: &[[u8; 32]; CHUNK],
+    tags: &mut [[u8; 16]; CHUNK],
+) {
+    let mut jobs = [PolyJob {
+        msg: core::ptr::null(),
+        len: 0,
+        key: core::ptr::null(),
+    }; CHUNK];
+    let mut order = [0usize; CHUNK];
+    let mut n = 0;
+    for (i, p) in chunk.iter().enumerate() {
+        if p.verdict == Verdict::Pending {
+            order[n] = i;
+            n += 1;
+        }
+    }
+    // Sort by length (lengths are public) so a vector's lanes finish together.
+    order[..n].sort_unstable_by_key(|&i| chunk[i].buf.len());
+    for (j, &i) in order[..n].iter().enumerate() {
+        jobs[j] = PolyJob {
+            msg: base[i],
+            len: chunk[i].buf.len() - TAG_LEN,
+            key: poly_keys[i].as_ptr(),
+        };
+    }
+    let mut sorted_tags = [[0u8; 16]; CHUNK];
+    // SAFETY: each job reads its packet's text rounded up to 16 bytes, which the tag that
+    // follows covers, and its poly key; the caller guarantees the level.
+    unsafe { K::poly(&jobs[..n], &mut sorted_tags[..n]) };
+    for (j, &i) in order[..n].iter().enumerate() {
+        tags[i] = sorted_tags[j];
+    }
+}
+
+/// Seals the pending packets of a chunk (at most [`CHUNK`]).
+pub(crate) fn seal_chunk<K: Kernels>(chunk: &mut [Packet<'_>]) {
+    debug_assert!(chunk.len() <= CHUNK);
+    let mut base = [core::ptr::null_mut(); CHUNK];
+    for (b, p) in base.iter_mut().zip(chunk.iter_mut()) {
+        *b = p.buf.as_mut_ptr();
+    }
+    let mut poly_keys = [[0u8; 32]; CHUNK];
+    let mut tags = [[0u8; 16]; CHUNK];
+    let mut f = Feeder::<K>::new();
+    for (i, p) in chunk.iter().enumerate() {
+        if p.verdict != Verdict::Pending {
+            continue;
+        }
+        let key = p.key.as_ptr();
+        // SAFETY: `K` was constructed only after its level was detected (see `Backend`); the
+        // poly key slot and the packet's text are distinct, exclusively borrowed memory that
+        // outlives the flush below.
+        unsafe {
+            f.push(
+                key,
+                poly_keys[i].as_mut_ptr(),
+                32,
+                wireguard_tail(0, p.counter),
+            );
+            push_text(&mut f, key, p.counter, base[i], p.buf.len() - TAG_LEN);
+        }
+    }
+    // SAFETY: as above.
+    unsafe {
+        f.flush();
+        tags_of::<K>(chunk, &base, &poly_keys, &mut tags);
+    }
+    for (i, p) in chunk.iter_mut().enumerate() {
+        if p.verdict == Verdict::Pending {
+            let n = p.buf.len() - TAG_LEN;
+            p.buf[n..].copy_from_slice(&tags[i]);
+            p.verdict = Verdict::Ok;
+        }
+    }
+    poly_keys.zeroize();
+}
+
+/// Opens the pending packets of a chunk: tags first, then decrypts only the authentic ones.
+pub(crate) fn open_chunk<K: Kernels>(chunk: &mut [Packet<'_>]) {
+    debug_assert!(chunk.len() <= CHUNK);
+    let mut base = [core::ptr::null_mut(); CHUNK];
+    for (b, p) in base.iter_mut().zip(chunk.iter_mut()) {
+        *b = p.buf.as_mut_ptr();
+    }
+    let mut poly_keys = [[0u8; 32]; CHUNK];
+    let mut tags = [[0u8; 16]; CHUNK];
+    let mut f = Feeder::<K>::new();
+    for (i, p) in chunk.iter().enumerate() {
+        if p.verdict == Verdict::Pending {
+            // SAFETY: as in `seal_chunk`.
+            unsafe {
+                f.push(
+                    p.key.as_ptr(),
+                    poly_keys[i].as_mut_ptr(),
+                    32,
+                    wireguard_tail(0, p.counter),
+                )
+            };
+        }
+    }
+    // SAFETY: as in `seal_chunk`.
+    unsafe {
+        f.flush();
+        tags_of::<K>(chunk, &base, &poly_keys, &mut tags);
+    }
+    for (i, p) in chunk.iter_mut().enumerate() {
+        if p.verdict != Verdict::Pending {
+            continue;
+        }
+        let n = p.buf.len() - TAG_LEN;
+        if bool::from(tags[i].ct_eq(&p.buf[n..])) {
+            p.verdict = Verdict::Ok;
+            // SAFETY: as in `seal_chunk`.
+            unsafe { push_text(&mut f, p.key.as_ptr(), p.counter, base[i], n) };
+        } else {
+            p.verdict = Verdict::Auth;
+        }
+    }
+    // SAFETY: as in `seal_chunk`.
+    unsafe { f.flush() };
+    poly_keys.zeroize();
+    tags.zeroize();
+}
+
+#[cfg(test)]
+impl Stage {
+    /// An empty stage for kernel-level tests.
+    pub(crate) fn for_test() -> Self {
+        Self::new()
+    }
+}
