@@ -186,6 +186,15 @@ impl Keypairs {
         released
     }
 
+    /// The keypair under our receiver index `local_index`, in any slot.
+    pub fn get(&self, local_index: u32) -> Option<&Keypair> {
+        [&self.current, &self.previous, &self.next]
+            .into_iter()
+            .flatten()
+            .map(|k| &**k)
+            .find(|k| k.local_index == local_index)
+    }
+
     /// Finds the keypair a data message is addressed to.
     pub fn lookup_mut(&mut self, local_index: u32) -> Option<(Slot, &mut Keypair)> {
         for (slot, kp) in [

@@ -16,7 +16,7 @@ use crate::constants::{
 };
 use crate::cookie::{CookieChecker, MacState};
 use crate::data;
-use crate::keypair::Keypair;
+use crate::keypair::{Keypair, Slot};
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
 use crate::messages::{
     CookieReply, Data, Initiation, MessageType, Response, COOKIE_REPLY_LEN, DATA_HEADER_LEN,
@@ -36,6 +36,7 @@ use std::time::Duration;
 
 pub use crate::peer::{Peer, PeerId, PeerStats};
 
+mod external;
 mod receive;
 mod send;
 
@@ -140,6 +141,23 @@ pub struct Device<R: CryptoRngCore> {
     ready: VecDeque<PeerId>,
     rng: R,
     mtu: usize,
+    /// Data messages are sealed and opened outside (the XDP workers): see `external.rs`.
+    external: bool,
+    events: VecDeque<Event>,
+}
+
+/// What the owner of an external data path must act on (only in that mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// New keys for `peer` under receiver index `local_index`; read them with
+    /// [`Device::keypair`]. Sendable at once if we initiated, else after confirmation.
+    SessionEstablished { peer: PeerId, local_index: u32 },
+    /// The responder's keypair was confirmed by data from the initiator: now sendable.
+    SessionConfirmed { peer: PeerId, local_index: u32 },
+    /// The keypair under `local_index` is gone: stop using it and wipe its keys.
+    SessionRetired { local_index: u32 },
+    /// Send a keepalive to `peer` on its current keypair now.
+    Keepalive { peer: PeerId },
 }
 
 impl<R: CryptoRngCore> fmt::Debug for Device<R> {
@@ -169,6 +187,8 @@ impl<R: CryptoRngCore> Device<R> {
             ready: VecDeque::new(),
             rng,
             mtu: DEFAULT_MTU,
+            external: false,
+            events: VecDeque::new(),
         }
     }
 
@@ -254,9 +274,8 @@ impl<R: CryptoRngCore> Device<R> {
         if let Some(i) = peer.handshake.held_index() {
             self.indices.remove(&i);
         }
-        for i in peer.keypairs.clear().iter() {
-            self.indices.remove(&i);
-        }
+        let released = peer.keypairs.clear();
+        self.release_indices(released.iter());
         peer.handshake.clear();
         self.by_key.remove(&peer.public_key);
         self.allowed_ips.remove_by_peer(id);
@@ -295,6 +314,10 @@ impl<R: CryptoRngCore> Device<R> {
     fn release_indices(&mut self, released: impl Iterator<Item = u32>) {
         for i in released {
             self.indices.remove(&i);
+            if self.external {
+                self.events
+                    .push_back(Event::SessionRetired { local_index: i });
+            }
         }
     }
 
@@ -384,3 +407,6 @@ impl<R: CryptoRngCore> Device<R> {
 
 #[cfg(test)]
 mod simulation_tests;
+
+#[cfg(test)]
+mod external_tests;

@@ -131,7 +131,14 @@ impl<R: CryptoRngCore> Device<R> {
             .handshake
             .begin_session()
             .map_err(DropReason::Handshake)?;
+        let local_index = keys.local_index;
         let released = peer.keypairs.insert(Keypair::new(keys, now.mono));
+        if self.external {
+            self.events.push_back(Event::SessionEstablished {
+                peer: id,
+                local_index,
+            });
+        }
         peer.timers.session_derived(now.mono);
         peer.timers.any_authenticated_packet_traversal(now.mono);
         peer.timers.any_authenticated_packet_sent();
@@ -172,7 +179,14 @@ impl<R: CryptoRngCore> Device<R> {
             .handshake
             .begin_session()
             .map_err(DropReason::Handshake)?;
+        let local_index = keys.local_index;
         let released = peer.keypairs.insert(Keypair::new(keys, now.mono));
+        if self.external {
+            self.events.push_back(Event::SessionEstablished {
+                peer: id,
+                local_index,
+            });
+        }
         peer.timers.session_derived(now.mono);
         peer.timers.handshake_complete();
         peer.stats.last_handshake = Some(now.unix);
@@ -231,6 +245,37 @@ impl<R: CryptoRngCore> Device<R> {
         if !keypair.accept_counter(counter) {
             return Err(DropReason::Replay);
         }
+        self.after_authenticated_data(now, id, slot, src, plain_len);
+        if plain_len == 0 {
+            return Ok(Received::Keepalive { peer: id });
+        }
+        let plain = &datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + plain_len];
+        let inner_len = wire::inner_packet_len(plain).map_err(|_| DropReason::BadInnerPacket)?;
+        let source = wire::source_addr(plain).ok_or(DropReason::BadInnerPacket)?;
+        if self.allowed_ips.lookup(source) != Some(id) {
+            return Err(DropReason::SourceNotAllowed);
+        }
+        Ok(Received::Data {
+            peer: id,
+            range: DATA_HEADER_LEN..DATA_HEADER_LEN + inner_len,
+        })
+    }
+
+    /// Everything that follows an authenticated, fresh data message on keypair `slot` of
+    /// `id` (receive.c `wg_packet_consume_data_done`): roaming, key confirmation, the
+    /// receive-side rekey, timers. Shared by the local and the external data path.
+    pub(super) fn after_authenticated_data(
+        &mut self,
+        now: Now,
+        id: PeerId,
+        slot: Slot,
+        src: SocketAddr,
+        plain_len: usize,
+    ) {
+        let external = self.external;
+        let Some(peer) = self.peers.get_mut(id.0 as usize).and_then(Option::as_mut) else {
+            return;
+        };
         peer.endpoint = Some(src);
         peer.stats.rx_bytes += (DATA_OVERHEAD + plain_len) as u64;
         let (completed, released) = peer.keypairs.received_with(slot);
@@ -256,25 +301,19 @@ impl<R: CryptoRngCore> Device<R> {
         if plain_len > 0 {
             peer.timers.data_received(now.mono);
         }
+        let confirmed = peer.keypairs.current().map(|k| k.local_index());
         self.release_indices(released.iter());
         if completed {
+            if let (true, Some(local_index)) = (external, confirmed) {
+                self.events.push_back(Event::SessionConfirmed {
+                    peer: id,
+                    local_index,
+                });
+            }
             self.flush_staged(now, id);
         }
         if lastminute {
             self.send_queued_initiation(now, id, false);
         }
-        if plain_len == 0 {
-            return Ok(Received::Keepalive { peer: id });
-        }
-        let plain = &datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + plain_len];
-        let inner_len = wire::inner_packet_len(plain).map_err(|_| DropReason::BadInnerPacket)?;
-        let source = wire::source_addr(plain).ok_or(DropReason::BadInnerPacket)?;
-        if self.allowed_ips.lookup(source) != Some(id) {
-            return Err(DropReason::SourceNotAllowed);
-        }
-        Ok(Received::Data {
-            peer: id,
-            range: DATA_HEADER_LEN..DATA_HEADER_LEN + inner_len,
-        })
     }
 }

@@ -27,6 +27,16 @@ impl<R: CryptoRngCore> Device<R> {
 
     /// `wg_packet_send_keepalive`: a keepalive only if nothing else is waiting.
     pub(super) fn send_keepalive(&mut self, now: Now, id: PeerId) {
+        if self.external {
+            // The owner seals it with the workers' counter; without a usable keypair the
+            // keepalive turns into a handshake, as a staged one would.
+            if self.has_usable_keypair(now, id) {
+                self.events.push_back(Event::Keepalive { peer: id });
+            } else {
+                self.send_queued_initiation(now, id, false);
+            }
+            return;
+        }
         let Some(peer) = self.peer_mut(id) else {
             return;
         };
@@ -38,18 +48,13 @@ impl<R: CryptoRngCore> Device<R> {
 
     /// Marks the peer ready to send if it has a usable current keypair, else starts a handshake.
     pub(super) fn flush_staged(&mut self, now: Now, id: PeerId) {
-        let Some(peer) = self.peer_mut(id) else {
-            return;
-        };
-        if peer.staged.is_empty() {
+        if self.peer(id).is_none_or(|p| p.staged.is_empty()) {
             return;
         }
-        let usable = peer.keypairs.current().is_some_and(|k| {
-            k.sending_valid
-                && !now.mono.has_expired(k.birth, REJECT_AFTER_TIME)
-                && k.sending_counter < crate::constants::REJECT_AFTER_MESSAGES
-        });
-        if usable {
+        if self.has_usable_keypair(now, id) {
+            let Some(peer) = self.peers.get_mut(id.0 as usize).and_then(Option::as_mut) else {
+                return;
+            };
             if !peer.ready {
                 peer.ready = true;
                 self.ready.push_back(id);
@@ -57,6 +62,18 @@ impl<R: CryptoRngCore> Device<R> {
         } else {
             self.send_queued_initiation(now, id, false);
         }
+    }
+
+    /// Whether `id`'s current keypair may still send (send.c: valid, younger than
+    /// REJECT_AFTER_TIME, counters left).
+    pub(super) fn has_usable_keypair(&self, now: Now, id: PeerId) -> bool {
+        self.peer(id)
+            .and_then(|p| p.keypairs.current())
+            .is_some_and(|k| {
+                k.sending_valid
+                    && !now.mono.has_expired(k.birth, REJECT_AFTER_TIME)
+                    && k.sending_counter < crate::constants::REJECT_AFTER_MESSAGES
+            })
     }
 
     /// Starts a handshake with `id` now (subject to the one-per-REKEY_TIMEOUT limit).
