@@ -1,0 +1,257 @@
+//! criterion: batch seal/open against ring one packet at a time, in the same run.
+//!
+//! Every measured iteration processes the same 64 packets (so figures compare across batch
+//! sizes): ring seals or opens them one call at a time with keys prepared beforehand (its best
+//! case); `aead_batch` in batches of 1, 8, 32 or 64. Packets belong to 8 peers (keys) in turn.
+//! At the end a table of packets/s, Gbit/s (plaintext) and the ratio to ring is printed from
+//! the medians criterion measured in this run, and written to
+//! `target/criterion/aead-batch-summary.md`.
+//!
+//! `cargo bench -p aead-batch --bench aead`; `AEAD_BACKEND=avx2|portable` forces a level,
+//! `AEAD_QUICK=1` shortens the measurement (a smoke run, not for RESULTS.md).
+
+use aead_batch::{Backend, Packet, TAG_LEN};
+use criterion::{BatchSize, Criterion, Throughput};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+const PACKETS: usize = 64;
+const PEERS: usize = 8;
+const BATCHES: [usize; 4] = [1, 8, 32, 64];
+
+/// Simple IMIX 7:4:1 of 40-, 576- and 1500-byte IP packets, as WireGuard plaintext padded to
+/// 16 bytes (and 1500 capped at the 1420 MTU), interleaved.
+const IMIX: [usize; 12] = [48, 576, 48, 48, 576, 48, 1420, 48, 576, 48, 48, 576];
+
+#[derive(Clone, Copy)]
+enum Sizes {
+    Fixed(usize),
+    Imix,
+}
+
+impl Sizes {
+    fn len(self, i: usize) -> usize {
+        match self {
+            Sizes::Fixed(n) => n,
+            Sizes::Imix => IMIX[i % IMIX.len()],
+        }
+    }
+    fn name(self) -> String {
+        match self {
+            Sizes::Fixed(n) => format!("{n}B"),
+            Sizes::Imix => "IMIX".into(),
+        }
+    }
+    fn bytes(self) -> usize {
+        (0..PACKETS).map(|i| self.len(i)).sum()
+    }
+}
+
+fn keys() -> Vec<[u8; 32]> {
+    (0..PEERS).map(|i| [i as u8 * 17 + 1; 32]).collect()
+}
+
+fn ring_keys(keys: &[[u8; 32]]) -> Vec<LessSafeKey> {
+    keys.iter()
+        .map(|k| LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, k).expect("key")))
+        .collect()
+}
+
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_le_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
+/// Buffers `text || tag` for the 64 packets, sealed (for open) or not.
+fn buffers(sizes: Sizes, sealed: bool, rk: &[LessSafeKey]) -> Vec<Vec<u8>> {
+    (0..PACKETS)
+        .map(|i| {
+            let n = sizes.len(i);
+            let mut b: Vec<u8> = (0..n + TAG_LEN).map(|j| (i * 7 + j) as u8).collect();
+            if sealed {
+                let tag = rk[i % PEERS]
+                    .seal_in_place_separate_tag(nonce(i as u64), Aad::empty(), &mut b[..n])
+                    .expect("seal");
+                b[n..].copy_from_slice(tag.as_ref());
+            }
+            b
+        })
+        .collect()
+}
+
+fn ring_seal_all(rk: &[LessSafeKey], bufs: &mut [Vec<u8>]) {
+    for (i, b) in bufs.iter_mut().enumerate() {
+        let n = b.len() - TAG_LEN;
+        let (text, tag_out) = b.split_at_mut(n);
+        let tag = rk[i % PEERS]
+            .seal_in_place_separate_tag(nonce(i as u64), Aad::empty(), text)
+            .expect("seal");
+        tag_out.copy_from_slice(tag.as_ref());
+    }
+}
+
+fn ring_open_all(rk: &[LessSafeKey], bufs: &mut [Vec<u8>]) -> usize {
+    let mut ok = 0;
+    for (i, b) in bufs.iter_mut().enumerate() {
+        ok += usize::from(
+            rk[i % PEERS]
+                .open_in_place(nonce(i as u64), Aad::empty(), b)
+                .is_ok(),
+        );
+    }
+    ok
+}
+
+fn batch_all(
+    backend: Backend,
+    keys: &[[u8; 32]],
+    bufs: &mut [Vec<u8>],
+    batch: usize,
+    seal: bool,
+) -> usize {
+    let mut it = bufs.iter_mut();
+    let mut packets: [Packet<'_>; PACKETS] = core::array::from_fn(|i| {
+        Packet::new(&keys[i % PEERS], i as u64, it.next().expect("64 buffers"))
+    });
+    let mut done = 0;
+    for chunk in packets.chunks_mut(batch) {
+        done += if seal {
+            backend.seal(chunk)
+        } else {
+            backend.open(chunk)
+        };
+    }
+    done
+}
+
+fn backend() -> Backend {
+    match std::env::var("AEAD_BACKEND").as_deref() {
+        Ok("portable") => Backend::portable(),
+        Ok("avx2") => Backend::avx2().expect("CPU has AVX2"),
+        Ok("avx512") => Backend::avx512().expect("CPU has the AVX-512 level"),
+        _ => Backend::detect(),
+    }
+}
+
+fn output_dir() -> PathBuf {
+    std::env::var_os("CRITERION_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"))
+}
+
+const ALL_SIZES: [Sizes; 6] = [
+    Sizes::Fixed(64),
+    Sizes::Fixed(128),
+    Sizes::Fixed(256),
+    Sizes::Fixed(512),
+    Sizes::Fixed(1420),
+    Sizes::Imix,
+];
+
+fn main() {
+    let start = SystemTime::now();
+    let quick = std::env::var_os("AEAD_QUICK").is_some();
+    let mut c = Criterion::default()
+        .output_directory(&output_dir())
+        .warm_up_time(Duration::from_millis(if quick { 200 } else { 1000 }))
+        .measurement_time(Duration::from_millis(if quick { 500 } else { 3000 }))
+        .sample_size(if quick { 10 } else { 50 })
+        .configure_from_args();
+    let backend = backend();
+    let keys = keys();
+    let rk = ring_keys(&keys);
+
+    for op in ["seal", "open"] {
+        let seal = op == "seal";
+        for sizes in ALL_SIZES {
+            let mut g = c.benchmark_group(format!("{op}_{}", sizes.name()));
+            g.throughput(Throughput::Elements(PACKETS as u64));
+            let pristine = buffers(sizes, !seal, &rk);
+            if seal {
+                let mut bufs = pristine.clone();
+                g.bench_function("ring", |b| b.iter(|| ring_seal_all(&rk, &mut bufs)));
+                for batch in BATCHES {
+                    g.bench_function(format!("batch{batch}"), |b| {
+                        b.iter(|| batch_all(backend, &keys, &mut bufs, batch, true))
+                    });
+                }
+            } else {
+                g.bench_function("ring", |b| {
+                    b.iter_batched_ref(
+                        || pristine.clone(),
+                        |bufs| assert_eq!(ring_open_all(&rk, bufs), PACKETS),
+                        BatchSize::PerIteration,
+                    )
+                });
+                for batch in BATCHES {
+                    g.bench_function(format!("batch{batch}"), |b| {
+                        b.iter_batched_ref(
+                            || pristine.clone(),
+                            |bufs| {
+                                assert_eq!(batch_all(backend, &keys, bufs, batch, false), PACKETS)
+                            },
+                            BatchSize::PerIteration,
+                        )
+                    });
+                }
+            }
+            g.finish();
+        }
+    }
+    c.final_summary();
+    summary(backend, start);
+}
+
+/// The median of one benchmark of this run (ns per iteration of 64 packets), if it ran.
+fn median_ns(group: &str, id: &str, since: SystemTime) -> Option<f64> {
+    let path = output_dir().join(group).join(id).join("new/estimates.json");
+    let meta = std::fs::metadata(&path).ok()?;
+    if meta.modified().ok()? < since {
+        return None; // from an earlier run
+    }
+    let json = std::fs::read_to_string(&path).ok()?;
+    let rest = &json[json.find("\"median\"")?..];
+    let rest = &rest[rest.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+    let end = rest.find([',', '}'])?;
+    rest[..end].trim().parse().ok()
+}
+
+fn summary(backend: Backend, since: SystemTime) {
+    let mut out = format!(
+        "backend {}; {PACKETS} packets per iteration, {PEERS} peers; medians of this run\n\n\
+         | op | size | ring Mpps | ring Gbit/s | batch | Mpps | Gbit/s | x ring |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        backend.name()
+    );
+    for op in ["seal", "open"] {
+        for sizes in ALL_SIZES {
+            let group = format!("{op}_{}", sizes.name());
+            let Some(ring) = median_ns(&group, "ring", since) else {
+                continue;
+            };
+            let mpps = |ns: f64| PACKETS as f64 / ns * 1e3;
+            let gbps = |ns: f64| sizes.bytes() as f64 * 8.0 / ns;
+            for batch in BATCHES {
+                let Some(ns) = median_ns(&group, &format!("batch{batch}"), since) else {
+                    continue;
+                };
+                out += &format!(
+                    "| {op} | {} | {:.2} | {:.2} | {batch} | {:.2} | {:.2} | {:.2} |\n",
+                    sizes.name(),
+                    mpps(ring),
+                    gbps(ring),
+                    mpps(ns),
+                    gbps(ns),
+                    ring / ns
+                );
+            }
+        }
+    }
+    println!("\n{out}");
+    let path = output_dir().join("aead-batch-summary.md");
+    if std::fs::write(&path, &out).is_ok() {
+        println!("written to {}", path.display());
+    }
+}
