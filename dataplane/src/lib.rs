@@ -5,6 +5,8 @@
 //! maps (listen port, AF_XDP sockets, peer prefixes, local addresses) in step. The workers
 //! come next.
 
+pub mod drop;
+pub mod packet;
 pub mod shm;
 pub mod xdp;
 pub mod xsk;

@@ -1,0 +1,86 @@
+//! Why a worker dropped a packet: one `Copy` reason, one counter each (design §7.6).
+
+/// A drop reason of the data path. The discriminant indexes the per-worker counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Drop {
+    /// Headers do not parse (the XDP program lets only plausible frames through).
+    Malformed,
+    /// No live session has this receiver index.
+    UnknownIndex,
+    /// The session's keys are older than REJECT_AFTER_TIME.
+    KeyExpired,
+    /// The data message failed authentication.
+    DataAuth,
+    /// Counter already seen or below the window.
+    Replay,
+    /// The decrypted packet is not a valid IPv4/IPv6 packet.
+    BadInner,
+    /// The inner source is not in the sending peer's allowed IPs.
+    SourceNotAllowed,
+    /// TTL or hop limit ran out.
+    TtlExceeded,
+    /// No peer's allowed IPs contain the destination.
+    NoRoute,
+    /// The peer has no session we may send with (a handshake was requested).
+    NoSession,
+    /// The peer has no endpoint yet.
+    NoEndpoint,
+    /// Counters exhausted on the session (REJECT_AFTER_MESSAGES).
+    CounterExhausted,
+    /// A ring was full.
+    RingFull,
+    /// No next-hop MAC was known and handing the packet to the kernel failed.
+    NoNeighbour,
+}
+
+impl Drop {
+    pub const ALL: [Drop; 14] = [
+        Drop::Malformed,
+        Drop::UnknownIndex,
+        Drop::KeyExpired,
+        Drop::DataAuth,
+        Drop::Replay,
+        Drop::BadInner,
+        Drop::SourceNotAllowed,
+        Drop::TtlExceeded,
+        Drop::NoRoute,
+        Drop::NoSession,
+        Drop::NoEndpoint,
+        Drop::CounterExhausted,
+        Drop::RingFull,
+        Drop::NoNeighbour,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Drop::Malformed => "malformed",
+            Drop::UnknownIndex => "unknown_index",
+            Drop::KeyExpired => "key_expired",
+            Drop::DataAuth => "data_auth",
+            Drop::Replay => "replay",
+            Drop::BadInner => "bad_inner",
+            Drop::SourceNotAllowed => "source_not_allowed",
+            Drop::TtlExceeded => "ttl_exceeded",
+            Drop::NoRoute => "no_route",
+            Drop::NoSession => "no_session",
+            Drop::NoEndpoint => "no_endpoint",
+            Drop::CounterExhausted => "counter_exhausted",
+            Drop::RingFull => "ring_full",
+            Drop::NoNeighbour => "no_neighbour",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discriminants_index_all() {
+        for (i, d) in Drop::ALL.iter().enumerate() {
+            assert_eq!(*d as usize, i);
+        }
+    }
+}

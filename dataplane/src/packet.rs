@@ -1,0 +1,356 @@
+//! The per-packet transforms of the workers, on a frame's whole UMEM chunk: pure functions
+//! over byte buffers, so they are tested without a kernel.
+//!
+//! Inbound (WAN → LAN): an Ethernet/IP/UDP frame carrying a WireGuard data message becomes,
+//! after opening, an Ethernet frame of the inner packet, written in place just before it.
+//! Outbound (LAN → WAN): an Ethernet frame of an inner packet becomes a data message inside
+//! new outer headers, written in place before it (the kernel leaves 256 bytes of headroom in
+//! every received chunk), padded and sealed after it.
+
+use crate::drop::Drop;
+use proto::data;
+use proto::messages::{DATA_HEADER_LEN, DATA_OVERHEAD};
+use proto::wire::{
+    checksum, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket,
+};
+use std::net::{IpAddr, SocketAddr};
+
+pub const ETH_LEN: usize = 14;
+const IPV4_LEN: usize = 20;
+const IPV6_LEN: usize = 40;
+const UDP_LEN: usize = 8;
+
+/// Where a WireGuard data message sits in a received WAN frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer {
+    /// The sender's address as the packet says (the endpoint, once authenticated).
+    pub src: SocketAddr,
+    /// Offset of the data message (its 16-byte header) in the buffer, and its length.
+    pub msg_offset: usize,
+    pub msg_len: usize,
+}
+
+/// Finds the data message in a WAN frame at `buf[start..start + len]`. The XDP program
+/// already checked type, port and lengths; this re-checks everything it relies on.
+pub fn parse_outer(buf: &[u8], start: usize, len: usize) -> Result<Outer, Drop> {
+    let frame = buf.get(start..start + len).ok_or(Drop::Malformed)?;
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| Drop::Malformed)?;
+    let (src_ip, l4_off, l4_len): (IpAddr, usize, usize) = match eth.ethertype() {
+        EtherType::IPV4 => {
+            let ip = Ipv4Packet::new_checked(eth.payload()).map_err(|_| Drop::Malformed)?;
+            if ip.protocol() != IpProtocol::UDP || ip.is_fragment() {
+                return Err(Drop::Malformed);
+            }
+            (
+                ip.src_addr().into(),
+                ETH_LEN + ip.header_len(),
+                ip.payload().len(),
+            )
+        }
+        EtherType::IPV6 => {
+            let ip = Ipv6Packet::new_checked(eth.payload()).map_err(|_| Drop::Malformed)?;
+            if ip.next_header() != IpProtocol::UDP {
+                return Err(Drop::Malformed);
+            }
+            (ip.src_addr().into(), ETH_LEN + IPV6_LEN, ip.payload().len())
+        }
+        _ => return Err(Drop::Malformed),
+    };
+    let udp =
+        UdpPacket::new_checked(&frame[l4_off..l4_off + l4_len]).map_err(|_| Drop::Malformed)?;
+    let msg_len = udp.payload().len();
+    if msg_len < DATA_OVERHEAD {
+        return Err(Drop::Malformed);
+    }
+    Ok(Outer {
+        src: SocketAddr::new(src_ip, udp.src_port()),
+        msg_offset: start + l4_off + UDP_LEN,
+        msg_len,
+    })
+}
+
+/// Decrements the TTL / hop limit of the IP packet at `buf[off..]` as a router must, fixing
+/// the IPv4 header checksum incrementally. `Drop::TtlExceeded` if it would reach zero.
+pub fn decrement_ttl(buf: &mut [u8], off: usize) -> Result<(), Drop> {
+    let p = buf.get_mut(off..).ok_or(Drop::BadInner)?;
+    match proto::wire::ip_version(p) {
+        Some(4) => {
+            let mut ip = Ipv4Packet::new_unchecked(p);
+            let ttl = ip.ttl();
+            if ttl <= 1 {
+                return Err(Drop::TtlExceeded);
+            }
+            // TTL shares a 16-bit word with the protocol number.
+            let proto_byte = ip.protocol().0;
+            let old = u16::from_be_bytes([ttl, proto_byte]);
+            let new = u16::from_be_bytes([ttl - 1, proto_byte]);
+            ip.set_ttl(ttl - 1);
+            let c = checksum::update_u16(ip.checksum(), old, new);
+            ip.set_checksum(c);
+            Ok(())
+        }
+        Some(6) => {
+            let mut ip = Ipv6Packet::new_unchecked(p);
+            let hl = ip.hop_limit();
+            if hl <= 1 {
+                return Err(Drop::TtlExceeded);
+            }
+            ip.set_hop_limit(hl - 1);
+            Ok(())
+        }
+        _ => Err(Drop::BadInner),
+    }
+}
+
+/// Writes an Ethernet header for the inner packet at `buf[inner_off..inner_off + inner_len]`
+/// just before it; returns the frame's (start, len).
+pub fn frame_inner(
+    buf: &mut [u8],
+    inner_off: usize,
+    inner_len: usize,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+) -> Result<(usize, usize), Drop> {
+    let start = inner_off.checked_sub(ETH_LEN).ok_or(Drop::Malformed)?;
+    let ethertype = match proto::wire::ip_version(&buf[inner_off..inner_off + inner_len]) {
+        Some(4) => EtherType::IPV4,
+        Some(6) => EtherType::IPV6,
+        _ => return Err(Drop::BadInner),
+    };
+    let frame = buf
+        .get_mut(start..inner_off + inner_len)
+        .ok_or(Drop::Malformed)?;
+    let mut eth = EthernetFrame::new_unchecked(frame);
+    eth.set_dst_addr(dst_mac);
+    eth.set_src_addr(src_mac);
+    eth.set_ethertype(ethertype);
+    Ok((start, ETH_LEN + inner_len))
+}
+
+/// The inner IP packet of a LAN frame at `buf[start..start + len]`: its offset, its length by
+/// its own header (the frame may carry Ethernet padding), and its destination.
+pub fn parse_inner(buf: &[u8], start: usize, len: usize) -> Result<(usize, usize, IpAddr), Drop> {
+    let frame = buf.get(start..start + len).ok_or(Drop::Malformed)?;
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| Drop::Malformed)?;
+    let p = eth.payload();
+    let inner_len = proto::wire::inner_packet_len(p).map_err(|_| Drop::BadInner)?;
+    let dst = proto::wire::dest_addr(p).ok_or(Drop::BadInner)?;
+    Ok((start + ETH_LEN, inner_len, dst))
+}
+
+/// What the outer headers need.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+}
+
+/// Turns the inner packet at `buf[inner_off..inner_off + inner_len]` into a sealed data
+/// message for `remote_index` with `counter`, inside Ethernet/IP/UDP headers for `route`,
+/// all in place. Returns the frame's (start, len).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
+pub fn encapsulate(
+    buf: &mut [u8],
+    inner_off: usize,
+    inner_len: usize,
+    key: &[u8; 32],
+    remote_index: u32,
+    counter: u64,
+    route: &Route,
+    mtu: usize,
+) -> Result<(usize, usize), Drop> {
+    let ip_len = if route.dst.is_ipv6() {
+        IPV6_LEN
+    } else {
+        IPV4_LEN
+    };
+    let msg_off = inner_off
+        .checked_sub(DATA_HEADER_LEN)
+        .ok_or(Drop::Malformed)?;
+    let start = msg_off
+        .checked_sub(ETH_LEN + ip_len + UDP_LEN)
+        .ok_or(Drop::Malformed)?;
+    let padded = data::padded_len(inner_len, mtu);
+    let msg_len = DATA_OVERHEAD + padded;
+    let end = msg_off + msg_len;
+    if end > buf.len() {
+        return Err(Drop::Malformed);
+    }
+    buf[inner_off + inner_len..inner_off + padded].fill(0);
+    data::seal(key, remote_index, counter, &mut buf[msg_off..end], padded)
+        .map_err(|_| Drop::Malformed)?;
+
+    let frame = &mut buf[start..end];
+    let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+    eth.set_dst_addr(route.dst_mac);
+    eth.set_src_addr(route.src_mac);
+    let udp_total = u16::try_from(UDP_LEN + msg_len).map_err(|_| Drop::Malformed)?;
+    match (route.src.ip(), route.dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            eth.set_ethertype(EtherType::IPV4);
+            let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+            ip.set_version(4);
+            ip.set_header_len(IPV4_LEN);
+            ip.set_dscp(0);
+            ip.set_ecn(0);
+            ip.set_total_len(udp_total + IPV4_LEN as u16);
+            ip.set_ident(0);
+            ip.clear_flags();
+            ip.set_dont_frag(false);
+            ip.set_frag_offset(0);
+            ip.set_ttl(64);
+            ip.set_protocol(IpProtocol::UDP);
+            ip.set_src_addr(s);
+            ip.set_dst_addr(d);
+            ip.fill_checksum();
+            let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
+            write_udp(&mut udp, route, udp_total);
+            udp.fill_checksum(s, d);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            eth.set_ethertype(EtherType::IPV6);
+            let mut ip = Ipv6Packet::new_unchecked(eth.payload_mut());
+            ip.set_version(6);
+            ip.set_traffic_class(0);
+            ip.set_flow_label(0);
+            ip.set_payload_len(udp_total);
+            ip.set_next_header(IpProtocol::UDP);
+            ip.set_hop_limit(64);
+            ip.set_src_addr(s);
+            ip.set_dst_addr(d);
+            let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
+            write_udp(&mut udp, route, udp_total);
+            udp.fill_checksum(s, d);
+        }
+        _ => return Err(Drop::NoRoute),
+    }
+    Ok((start, end - start))
+}
+
+fn write_udp(udp: &mut UdpPacket<&mut [u8]>, route: &Route, len: u16) {
+    udp.set_src_port(route.src.port());
+    udp.set_dst_port(route.dst.port());
+    udp.set_length(len);
+    udp.set_checksum(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inner_v4(payload: &[u8], ttl: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 20 + payload.len()];
+        let total = p.len() as u16;
+        let mut ip = Ipv4Packet::new_unchecked(&mut p[..]);
+        ip.set_version(4);
+        ip.set_header_len(20);
+        ip.set_total_len(total);
+        ip.set_ttl(ttl);
+        ip.set_protocol(IpProtocol::UDP);
+        ip.set_src_addr([10, 0, 0, 1].into());
+        ip.set_dst_addr([10, 9, 0, 1].into());
+        ip.fill_checksum();
+        ip.payload_mut().copy_from_slice(payload);
+        p
+    }
+
+    const KEY: [u8; 32] = [7; 32];
+
+    fn route(v6: bool) -> Route {
+        let (s, d) = if v6 {
+            ("[2001:2::1]:51820", "[2001:2::2]:40000")
+        } else {
+            ("198.18.0.1:51820", "198.18.0.2:40000")
+        };
+        Route {
+            src: s.parse().unwrap(),
+            dst: d.parse().unwrap(),
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+        }
+    }
+
+    /// LAN frame in a chunk at the kernel's 256-byte headroom → encapsulate → parse the outer
+    /// frame → open → the inner packet again, framed for the LAN. Both outer families.
+    #[test]
+    fn encapsulate_then_decapsulate_round_trip() {
+        for v6 in [false, true] {
+            for size in [0usize, 1, 13, 100, 1372] {
+                let inner = inner_v4(&vec![0x5a; size], 64);
+                let mut chunk = vec![0u8; 2048];
+                let rx = 256;
+                chunk[rx + ETH_LEN..rx + ETH_LEN + inner.len()].copy_from_slice(&inner);
+                // Ethernet padding after a short packet must not be carried along.
+                let frame_len = (ETH_LEN + inner.len()).max(60);
+                let (ioff, ilen, dst) = parse_inner(&chunk, rx, frame_len).unwrap();
+                assert_eq!(
+                    (ioff, ilen, dst),
+                    (rx + ETH_LEN, inner.len(), IpAddr::from([10, 9, 0, 1]))
+                );
+                let r = route(v6);
+                let (start, len) =
+                    encapsulate(&mut chunk, ioff, ilen, &KEY, 0xabcd, 5, &r, 1420).unwrap();
+
+                // What a peer's kernel would check: IP and UDP checksums.
+                let eth = EthernetFrame::new_checked(&chunk[start..start + len]).unwrap();
+                assert_eq!(eth.dst_addr(), r.dst_mac);
+                if v6 {
+                    let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+                    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+                    assert!(udp.verify_checksum(ip.src_addr(), ip.dst_addr()));
+                    assert_ne!(udp.checksum(), 0);
+                } else {
+                    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                    assert!(ip.verify_checksum());
+                    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+                    assert!(udp.verify_checksum(ip.src_addr(), ip.dst_addr()));
+                }
+                let outer = parse_outer(&chunk, start, len).unwrap();
+                assert_eq!(outer.src, r.src);
+                assert_eq!((outer.msg_len - 32) % 16, 0, "padded to 16");
+                let msg = &mut chunk[outer.msg_offset..outer.msg_offset + outer.msg_len];
+                let d = proto::messages::Data::new_checked(&*msg).unwrap();
+                assert_eq!((d.receiver(), d.counter()), (0xabcd, 5));
+                let plain = data::open(&KEY, msg).unwrap();
+                let inner_off = outer.msg_offset + DATA_HEADER_LEN;
+                assert_eq!(&chunk[inner_off..inner_off + inner.len()], &inner[..]);
+                assert!(plain >= inner.len());
+                decrement_ttl(&mut chunk, inner_off).unwrap();
+                let (fs, fl) =
+                    frame_inner(&mut chunk, inner_off, inner.len(), [1; 6], [3; 6]).unwrap();
+                let eth = EthernetFrame::new_checked(&chunk[fs..fs + fl]).unwrap();
+                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                assert_eq!(ip.ttl(), 63);
+                assert!(
+                    ip.verify_checksum(),
+                    "incremental checksum after TTL decrement"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ttl_and_garbage_are_refused() {
+        let mut p = inner_v4(b"x", 1);
+        assert_eq!(decrement_ttl(&mut p, 0), Err(Drop::TtlExceeded));
+        let mut junk = vec![0x99u8; 40];
+        assert_eq!(decrement_ttl(&mut junk, 0), Err(Drop::BadInner));
+        assert_eq!(parse_outer(&junk, 0, 40), Err(Drop::Malformed));
+        assert_eq!(
+            parse_outer(&junk, 30, 40),
+            Err(Drop::Malformed),
+            "out of bounds"
+        );
+        let mut chunk = vec![0u8; 100];
+        assert_eq!(
+            encapsulate(&mut chunk, 20, 10, &KEY, 1, 1, &route(false), 1420),
+            Err(Drop::Malformed),
+            "no headroom"
+        );
+    }
+}
