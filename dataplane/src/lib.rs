@@ -6,6 +6,7 @@
 //! come next.
 
 pub mod drop;
+pub mod neigh;
 pub mod packet;
 pub mod shm;
 pub mod xdp;

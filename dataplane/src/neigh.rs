@@ -1,0 +1,264 @@
+//! Next-hop MAC addresses from the kernel's route and neighbour tables (netlink), never from
+//! configuration (design §8).
+//!
+//! A resolver thread owns a netlink socket. It keeps a snapshot of (destination → next hop)
+//! from RTM_GETROUTE answers and of (next hop → MAC) from RTM_GETNEIGH dumps, refreshed
+//! every [`REFRESH`], and publishes it with an atomic pointer swap. Workers load the snapshot
+//! once per batch (lock-free) and, on a miss, ask the resolver to look the destination up and
+//! hand that packet to the kernel, which resolves the neighbour itself; the next refresh
+//! learns the entry.
+
+use arc_swap::ArcSwap;
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const REFRESH: Duration = Duration::from_millis(200);
+
+/// What workers read.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// Destination → the address whose MAC to use (a gateway, or the destination if on-link).
+    pub next_hop: HashMap<IpAddr, IpAddr>,
+    pub mac: HashMap<IpAddr, [u8; 6]>,
+}
+
+impl Snapshot {
+    /// The Ethernet destination for `dst`, if known.
+    pub fn lookup(&self, dst: IpAddr) -> Option<[u8; 6]> {
+        self.mac.get(self.next_hop.get(&dst)?).copied()
+    }
+}
+
+/// The shared handle: the published snapshot and the request queue.
+#[derive(Debug, Clone)]
+pub struct Neighbours {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    requests: SyncSender<IpAddr>,
+}
+
+impl Neighbours {
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    /// Asks the resolver to learn `dst`. Never blocks; a full queue drops the request (the
+    /// next miss asks again).
+    pub fn request(&self, dst: IpAddr) {
+        match self.requests.try_send(dst) {
+            Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// Starts the resolver thread (in the calling thread's network namespace).
+pub fn spawn(stop: Arc<AtomicBool>) -> std::io::Result<(Neighbours, std::thread::JoinHandle<()>)> {
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    let mut nl = Netlink::new()?;
+    let published = snapshot.clone();
+    let handle = std::thread::Builder::new()
+        .name("wgxdp-neigh".into())
+        .spawn(move || resolver(&mut nl, &published, &rx, &stop))?;
+    Ok((
+        Neighbours {
+            snapshot,
+            requests: tx,
+        },
+        handle,
+    ))
+}
+
+fn resolver(
+    nl: &mut Netlink,
+    published: &ArcSwap<Snapshot>,
+    rx: &Receiver<IpAddr>,
+    stop: &AtomicBool,
+) {
+    let mut wanted: HashSet<IpAddr> = HashSet::new();
+    while !stop.load(Ordering::Relaxed) {
+        let mut changed = false;
+        while let Ok(dst) = rx.try_recv() {
+            changed |= wanted.insert(dst);
+        }
+        let mut snap = Snapshot::default();
+        for &dst in &wanted {
+            if let Some(hop) = nl.route_get(dst) {
+                snap.next_hop.insert(dst, hop);
+            }
+        }
+        snap.mac = nl.neighbours();
+        let _ = changed;
+        published.store(Arc::new(snap));
+        match rx.recv_timeout(REFRESH) {
+            Ok(dst) => {
+                wanted.insert(dst);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+struct Netlink {
+    socket: Socket,
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+impl Netlink {
+    fn new() -> std::io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        socket.set_non_blocking(false)?;
+        Ok(Self {
+            socket,
+            buf: vec![0; 1 << 16],
+            seq: 0,
+        })
+    }
+
+    /// Sends `msg` and feeds every answer to `f` until the kernel says done (or, for a
+    /// non-dump request, after the first answer).
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        dump: bool,
+        mut f: impl FnMut(RouteNetlinkMessage),
+    ) {
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { 0 };
+        self.seq = self.seq.wrapping_add(1);
+        hdr.sequence_number = self.seq;
+        let mut req = NetlinkMessage::new(hdr, NetlinkPayload::from(msg));
+        req.finalize();
+        let mut out = vec![0; req.header.length as usize];
+        req.serialize(&mut out[..]);
+        if self.socket.send(&out, 0).is_err() {
+            return;
+        }
+        loop {
+            let Ok(size) = self.socket.recv(&mut &mut self.buf[..], 0) else {
+                return;
+            };
+            let mut offset = 0;
+            while offset < size {
+                let Ok(m) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..size])
+                else {
+                    return;
+                };
+                let len = m.header.length as usize;
+                match m.payload {
+                    NetlinkPayload::Done(_) | NetlinkPayload::Error(_) => return,
+                    NetlinkPayload::InnerMessage(inner) => {
+                        f(inner);
+                        if !dump {
+                            return;
+                        }
+                    }
+                    _ => {}
+                }
+                if len == 0 {
+                    return;
+                }
+                offset += len;
+            }
+        }
+    }
+
+    /// `ip route get DST`: the gateway, or `dst` itself when on-link.
+    fn route_get(&mut self, dst: IpAddr) -> Option<IpAddr> {
+        let mut msg = RouteMessage::default();
+        let (family, addr, len) = match dst {
+            IpAddr::V4(a) => (AddressFamily::Inet, RouteAddress::Inet(a), 32),
+            IpAddr::V6(a) => (AddressFamily::Inet6, RouteAddress::Inet6(a), 128),
+        };
+        msg.header.address_family = family;
+        msg.header.destination_prefix_length = len;
+        msg.attributes.push(RouteAttribute::Destination(addr));
+        let mut hop = None;
+        self.request(RouteNetlinkMessage::GetRoute(msg), false, |answer| {
+            if let RouteNetlinkMessage::NewRoute(r) = answer {
+                let gw = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(IpAddr::V4(*g)),
+                    RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(IpAddr::V6(*g)),
+                    _ => None,
+                });
+                hop = Some(gw.unwrap_or(dst));
+            }
+        });
+        hop
+    }
+
+    /// Every usable neighbour entry with a link-layer address.
+    fn neighbours(&mut self) -> HashMap<IpAddr, [u8; 6]> {
+        let mut out = HashMap::new();
+        self.request(
+            RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+            true,
+            |answer| {
+                let RouteNetlinkMessage::NewNeighbour(n) = answer else {
+                    return;
+                };
+                if matches!(
+                    n.header.state,
+                    NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+                ) {
+                    return;
+                }
+                let ip = n.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                        Some(IpAddr::V4(*ip))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                        Some(IpAddr::V6(*ip))
+                    }
+                    _ => None,
+                });
+                let mac = n.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::LinkLayerAddress(m) if m.len() == 6 => {
+                        let mut mac = [0u8; 6];
+                        mac.copy_from_slice(m);
+                        Some(mac)
+                    }
+                    _ => None,
+                });
+                if let (Some(ip), Some(mac)) = (ip, mac) {
+                    out.insert(ip, mac);
+                }
+            },
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_lookup_goes_through_the_next_hop() {
+        let mut s = Snapshot::default();
+        let dst: IpAddr = "203.0.113.9".parse().unwrap();
+        let gw: IpAddr = "198.18.0.254".parse().unwrap();
+        s.next_hop.insert(dst, gw);
+        assert_eq!(s.lookup(dst), None, "next hop known, MAC not yet");
+        s.mac.insert(gw, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(s.lookup(dst), Some([1, 2, 3, 4, 5, 6]));
+        assert_eq!(s.lookup(gw), None, "the gateway itself was never asked for");
+    }
+}
