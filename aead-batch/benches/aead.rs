@@ -10,121 +10,13 @@
 //! `cargo bench -p aead-batch --bench aead`; `AEAD_BACKEND=avx2|portable` forces a level,
 //! `AEAD_QUICK=1` shortens the measurement (a smoke run, not for RESULTS.md).
 
-use aead_batch::{Backend, Packet, TAG_LEN};
+mod common;
+
+use aead_batch::Backend;
+use common::*;
 use criterion::{BatchSize, Criterion, Throughput};
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-
-const PACKETS: usize = 64;
-const PEERS: usize = 8;
-const BATCHES: [usize; 4] = [1, 8, 32, 64];
-
-/// Simple IMIX 7:4:1 of 40-, 576- and 1500-byte IP packets, as WireGuard plaintext padded to
-/// 16 bytes (and 1500 capped at the 1420 MTU), interleaved.
-const IMIX: [usize; 12] = [48, 576, 48, 48, 576, 48, 1420, 48, 576, 48, 48, 576];
-
-#[derive(Clone, Copy)]
-enum Sizes {
-    Fixed(usize),
-    Imix,
-}
-
-impl Sizes {
-    fn len(self, i: usize) -> usize {
-        match self {
-            Sizes::Fixed(n) => n,
-            Sizes::Imix => IMIX[i % IMIX.len()],
-        }
-    }
-    fn name(self) -> String {
-        match self {
-            Sizes::Fixed(n) => format!("{n}B"),
-            Sizes::Imix => "IMIX".into(),
-        }
-    }
-    fn bytes(self) -> usize {
-        (0..PACKETS).map(|i| self.len(i)).sum()
-    }
-}
-
-fn keys() -> Vec<[u8; 32]> {
-    (0..PEERS).map(|i| [i as u8 * 17 + 1; 32]).collect()
-}
-
-fn ring_keys(keys: &[[u8; 32]]) -> Vec<LessSafeKey> {
-    keys.iter()
-        .map(|k| LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, k).expect("key")))
-        .collect()
-}
-
-fn nonce(counter: u64) -> Nonce {
-    let mut n = [0u8; 12];
-    n[4..].copy_from_slice(&counter.to_le_bytes());
-    Nonce::assume_unique_for_key(n)
-}
-
-/// Buffers `text || tag` for the 64 packets, sealed (for open) or not.
-fn buffers(sizes: Sizes, sealed: bool, rk: &[LessSafeKey]) -> Vec<Vec<u8>> {
-    (0..PACKETS)
-        .map(|i| {
-            let n = sizes.len(i);
-            let mut b: Vec<u8> = (0..n + TAG_LEN).map(|j| (i * 7 + j) as u8).collect();
-            if sealed {
-                let tag = rk[i % PEERS]
-                    .seal_in_place_separate_tag(nonce(i as u64), Aad::empty(), &mut b[..n])
-                    .expect("seal");
-                b[n..].copy_from_slice(tag.as_ref());
-            }
-            b
-        })
-        .collect()
-}
-
-fn ring_seal_all(rk: &[LessSafeKey], bufs: &mut [Vec<u8>]) {
-    for (i, b) in bufs.iter_mut().enumerate() {
-        let n = b.len() - TAG_LEN;
-        let (text, tag_out) = b.split_at_mut(n);
-        let tag = rk[i % PEERS]
-            .seal_in_place_separate_tag(nonce(i as u64), Aad::empty(), text)
-            .expect("seal");
-        tag_out.copy_from_slice(tag.as_ref());
-    }
-}
-
-fn ring_open_all(rk: &[LessSafeKey], bufs: &mut [Vec<u8>]) -> usize {
-    let mut ok = 0;
-    for (i, b) in bufs.iter_mut().enumerate() {
-        ok += usize::from(
-            rk[i % PEERS]
-                .open_in_place(nonce(i as u64), Aad::empty(), b)
-                .is_ok(),
-        );
-    }
-    ok
-}
-
-fn batch_all(
-    backend: Backend,
-    keys: &[[u8; 32]],
-    bufs: &mut [Vec<u8>],
-    batch: usize,
-    seal: bool,
-) -> usize {
-    let mut it = bufs.iter_mut();
-    let mut packets: [Packet<'_>; PACKETS] = core::array::from_fn(|i| {
-        Packet::new(&keys[i % PEERS], i as u64, it.next().expect("64 buffers"))
-    });
-    let mut done = 0;
-    for chunk in packets.chunks_mut(batch) {
-        done += if seal {
-            backend.seal(chunk)
-        } else {
-            backend.open(chunk)
-        };
-    }
-    done
-}
 
 fn backend() -> Backend {
     match std::env::var("AEAD_BACKEND").as_deref() {
@@ -140,15 +32,6 @@ fn output_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"))
 }
-
-const ALL_SIZES: [Sizes; 6] = [
-    Sizes::Fixed(64),
-    Sizes::Fixed(128),
-    Sizes::Fixed(256),
-    Sizes::Fixed(512),
-    Sizes::Fixed(1420),
-    Sizes::Imix,
-];
 
 fn main() {
     let start = SystemTime::now();
