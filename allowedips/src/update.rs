@@ -1,0 +1,486 @@
+//! The writer's side of one address family: the authoritative prefix map, the arena allocator,
+//! and incremental updates published by path copying.
+//!
+//! An update of a prefix longer than 16 bits touches one directory slot. The writer walks from
+//! that slot down to the node whose stride holds the prefix's last bit, rewrites the affected
+//! children there, and copies every node on the way back up into fresh blocks (siblings are
+//! shared, not copied deeper). Nothing a reader can reach is modified; the new path becomes
+//! visible with one `Release` store of the slot's directory word, so a lookup sees the table
+//! before or after the update, never a mix. The replaced blocks are retired and reused after a
+//! grace period (`epoch.rs`). A prefix of 16 bits or less only changes directory defaults: one
+//! atomic store per slot it covers, each answering with the old or the new table.
+//!
+//! Regions collapse as they empty: a child is a node only while its region holds two or more
+//! longer prefixes, so the shape stays that of a bulk build (the tests compare them).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::build::{
+    build_family, build_kid, decode_node, dir_child, emit_node, Entry, Kid, Sink, VecSink,
+};
+use crate::epoch::Epoch;
+use crate::fib::{Fib, Node, Single, NODE_WORDS, NONE, SINGLE};
+use crate::key::{Key, DIR_BITS, STRIDE};
+
+/// Free space kept after a (re)build, as a fraction of what the build used, plus a minimum.
+const SPARE_DIVISOR: usize = 8;
+const SPARE_MIN: usize = 4096;
+
+/// One kind of block storage: bump allocation with free lists per block size (1..=64).
+#[derive(Debug)]
+struct Pool {
+    next: u32,
+    cap: u32,
+    free: Vec<Vec<u32>>,
+    live: usize,
+}
+
+impl Pool {
+    fn new(used: usize, cap: usize) -> Self {
+        Self {
+            next: used as u32,
+            cap: cap as u32,
+            free: vec![Vec::new(); 65],
+            live: used,
+        }
+    }
+
+    fn alloc(&mut self, size: usize) -> Option<u32> {
+        let start = match self.free[size].pop() {
+            Some(start) => start,
+            None if self.next as usize + size <= self.cap as usize => {
+                self.next += size as u32;
+                self.next - size as u32
+            }
+            None => return None,
+        };
+        self.live += size;
+        Some(start)
+    }
+
+    fn release(&mut self, start: u32, size: usize) {
+        self.free[size].push(start);
+        self.live -= size;
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Block {
+    Nodes(u32, u8),
+    Leaves(u32, u8),
+    Single(u32),
+}
+
+/// Arena bookkeeping: the pools and the blocks waiting for their grace period.
+#[derive(Debug)]
+struct Alloc {
+    nodes: Pool,
+    leaves: Pool,
+    singles: Pool,
+    retired: VecDeque<(u64, Block)>,
+}
+
+/// Writes into the live arena for an update; records what it replaced.
+struct ArenaSink<'a, K> {
+    fib: &'a Fib<K>,
+    alloc: &'a mut Alloc,
+    retire: Vec<Block>,
+    overflow: bool,
+}
+
+impl<K: Key> Sink<K> for ArenaSink<'_, K> {
+    fn node_block(&mut self, nodes: &[Node]) -> u32 {
+        if nodes.is_empty() {
+            return 0;
+        }
+        let Some(start) = self.alloc.nodes.alloc(nodes.len()) else {
+            self.overflow = true;
+            return 0;
+        };
+        for (i, n) in nodes.iter().enumerate() {
+            self.fib.write_node(start + i as u32, n);
+        }
+        start
+    }
+
+    fn leaf_block(&mut self, leaves: &[u32]) -> u32 {
+        if leaves.is_empty() {
+            return 0;
+        }
+        let Some(start) = self.alloc.leaves.alloc(leaves.len()) else {
+            self.overflow = true;
+            return 0;
+        };
+        for (i, &v) in leaves.iter().enumerate() {
+            self.fib.write_leaf(start + i as u32, v);
+        }
+        start
+    }
+
+    fn single(&mut self, s: &Single<K>) -> u32 {
+        let Some(i) = self.alloc.singles.alloc(1) else {
+            self.overflow = true;
+            return 0;
+        };
+        self.fib.write_single(i, s);
+        i
+    }
+}
+
+impl<K: Key> ArenaSink<'_, K> {
+    fn retire_node_blocks(&mut self, node: &Node) {
+        let inner = node.vector.count_ones();
+        if inner > 0 {
+            self.retire.push(Block::Nodes(node.base1, inner as u8));
+        }
+        let runs = node.leafvec.count_ones();
+        if runs > 0 {
+            self.retire.push(Block::Leaves(node.base0, runs as u8));
+        }
+    }
+
+    fn retire_leaf_value(&mut self, v: u32) {
+        if v != NONE && v & SINGLE != 0 {
+            self.retire.push(Block::Single(v & !SINGLE));
+        }
+    }
+
+    /// Retires everything below `node` (not `node` itself, which lives in its parent's block).
+    fn retire_subtree(&mut self, node: &Node) {
+        for kid in decode_node(self.fib, node) {
+            match kid {
+                Kid::Node(child) => self.retire_subtree(&child),
+                Kid::Leaf(v) => self.retire_leaf_value(v),
+            }
+        }
+        self.retire_node_blocks(node);
+    }
+}
+
+/// Live and capacity counts of an arena, for statistics and leak checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ArenaStats {
+    pub nodes: usize,
+    pub leaves: usize,
+    pub singles: usize,
+    /// Bytes of the family's arrays including free space and the directory.
+    pub bytes: usize,
+}
+
+impl ArenaStats {
+    /// Live nodes, leaf runs and singletons: the shape, without free space.
+    pub fn live(&self) -> (usize, usize, usize) {
+        (self.nodes, self.leaves, self.singles)
+    }
+}
+
+/// One address family: authoritative map (control side) plus the published arena.
+#[derive(Debug)]
+pub(crate) struct Family<K: Key> {
+    /// Every prefix (host bits clear) and its peer.
+    master: BTreeMap<(K, u8), u32>,
+    /// The prefixes of length <= 16, which live in directory defaults.
+    short: BTreeMap<(K, u8), u32>,
+    fib: Arc<Fib<K>>,
+    alloc: Alloc,
+}
+
+impl<K: Key> Family<K> {
+    /// Bulk build from `(key, len) -> peer`; returns the family and the arena to publish.
+    pub(crate) fn build(master: BTreeMap<(K, u8), u32>) -> Self {
+        let short = master
+            .iter()
+            .filter(|(k, _)| u32::from(k.1) <= DIR_BITS)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        let (fib, alloc) = Self::arena(&master);
+        Self {
+            master,
+            short,
+            fib,
+            alloc,
+        }
+    }
+
+    fn arena(master: &BTreeMap<(K, u8), u32>) -> (Arc<Fib<K>>, Alloc) {
+        let sorted: Vec<Entry<K>> = master.iter().map(|(&(k, l), &p)| (k, l, p)).collect();
+        let mut sink = VecSink::default();
+        let dir = build_family::<K, _>(&mut sink, &sorted);
+        let used = (
+            sink.nodes.len() / NODE_WORDS,
+            sink.leaves.len(),
+            sink.singles.len() / K::SINGLE_WORDS,
+        );
+        let spare = |n: usize| (n / SPARE_DIVISOR).max(SPARE_MIN);
+        let spare = (spare(used.0), spare(used.1), spare(used.2));
+        let fib = Fib::from_parts(&dir, &sink.nodes, &sink.leaves, &sink.singles, spare);
+        let alloc = Alloc {
+            nodes: Pool::new(used.0, used.0 + spare.0),
+            leaves: Pool::new(used.1, used.1 + spare.1),
+            singles: Pool::new(used.2, used.2 + spare.2),
+            retired: VecDeque::new(),
+        };
+        (Arc::new(fib), alloc)
+    }
+
+    pub(crate) fn fib(&self) -> &Arc<Fib<K>> {
+        &self.fib
+    }
+
+    pub(crate) fn get(&self, key: K, len: u8) -> Option<u32> {
+        self.master.get(&(key, len)).copied()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.master.len()
+    }
+
+    pub(crate) fn stats(&self) -> ArenaStats {
+        ArenaStats {
+            nodes: self.alloc.nodes.live,
+            leaves: self.alloc.leaves.live,
+            singles: self.alloc.singles.live,
+            bytes: self.fib.bytes(),
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) the owner of `key/len` (host bits already clear) and
+    /// publishes the change. Returns the previous owner.
+    pub(crate) fn set(
+        &mut self,
+        key: K,
+        len: u8,
+        peer: Option<u32>,
+        published: &ArcSwap<Fib<K>>,
+        epoch: &Epoch,
+    ) -> Option<u32> {
+        let old = match peer {
+            Some(p) => self.master.insert((key, len), p),
+            None => self.master.remove(&(key, len)),
+        };
+        if old == peer {
+            return old;
+        }
+        let retired = if u32::from(len) <= DIR_BITS {
+            match peer {
+                Some(p) => self.short.insert((key, len), p),
+                None => self.short.remove(&(key, len)),
+            };
+            self.refresh_short(key, len);
+            Vec::new()
+        } else {
+            match self.refresh_long(key, len) {
+                Some(retired) => retired,
+                None => {
+                    // The arena ran out of room part-way; nothing was published. Rebuild it
+                    // larger from the map (which already holds the change) and swap it in.
+                    self.rebuild(published);
+                    return old;
+                }
+            }
+        };
+        // Readers pinned in the current epoch may still hold the replaced blocks; those that
+        // pin after the advance cannot reach them.
+        let tag = epoch.current();
+        self.alloc
+            .retired
+            .extend(retired.into_iter().map(|b| (tag, b)));
+        self.reclaim(epoch.advance());
+        old
+    }
+
+    /// Rebuilds the arena from the map and publishes it (compaction, growth).
+    pub(crate) fn rebuild(&mut self, published: &ArcSwap<Fib<K>>) {
+        let (fib, alloc) = Self::arena(&self.master);
+        self.fib = fib;
+        self.alloc = alloc;
+        published.store(Arc::clone(&self.fib));
+    }
+
+    fn reclaim(&mut self, oldest_pinned: u64) {
+        while let Some(&(tag, block)) = self.alloc.retired.front() {
+            if tag >= oldest_pinned {
+                break;
+            }
+            self.alloc.retired.pop_front();
+            match block {
+                Block::Nodes(start, n) => self.alloc.nodes.release(start, n.into()),
+                Block::Leaves(start, n) => self.alloc.leaves.release(start, n.into()),
+                Block::Single(i) => self.alloc.singles.release(i, 1),
+            }
+        }
+    }
+
+    /// Recomputes the directory defaults of the slots `key/len` (len <= 16) covers.
+    fn refresh_short(&mut self, key: K, len: u8) {
+        let start = key.top();
+        let n = 1usize << (DIR_BITS - u32::from(len));
+        let mut inherited = NONE;
+        for l in (0..len).rev() {
+            if let Some(&p) = self.short.get(&(key.mask(l), l)) {
+                inherited = p;
+                break;
+            }
+        }
+        let mut defaults = vec![inherited; n];
+        let mut inside: Vec<(u8, usize, u32)> = self
+            .short
+            .range((key, len)..=(key.last(len), DIR_BITS as u8))
+            .filter(|((_, l), _)| *l >= len && u32::from(*l) <= DIR_BITS)
+            .map(|(&(k, l), &p)| (l, k.top() - start, p))
+            .collect();
+        inside.sort_by_key(|e| e.0);
+        for (l, offset, p) in inside {
+            let count = 1usize << (DIR_BITS - u32::from(l));
+            defaults[offset..offset + count].fill(p);
+        }
+        for (i, &d) in defaults.iter().enumerate() {
+            let (old, child) = self.fib.read_dir(start + i);
+            if old != d {
+                self.fib.publish_dir(start + i, d, child);
+            }
+        }
+    }
+
+    /// Path-copies the slot holding `key/len` (len > 16) and publishes it; returns the blocks it
+    /// replaced, or `None` when the arena overflowed (then nothing was published).
+    fn refresh_long(&mut self, key: K, len: u8) -> Option<Vec<Block>> {
+        let slot = key.top();
+        let (default, child) = self.fib.read_dir(slot);
+        let fib = Arc::clone(&self.fib);
+        let cur = if child & SINGLE != 0 {
+            Kid::Leaf(child)
+        } else {
+            Kid::Node(fib.read_node(child))
+        };
+        let mut sink = ArenaSink {
+            fib: &fib,
+            alloc: &mut self.alloc,
+            retire: Vec::new(),
+            overflow: false,
+        };
+        let kid = update_kid(
+            &self.master,
+            &mut sink,
+            cur,
+            DIR_BITS,
+            key.mask(DIR_BITS as u8),
+            NONE,
+            (key, len),
+        );
+        let new_child = dir_child(&mut sink, kid);
+        if sink.overflow {
+            return None;
+        }
+        if let Kid::Node(_) = cur {
+            sink.retire.push(Block::Nodes(child, 1));
+        }
+        fib.publish_dir(slot, default, new_child);
+        Some(sink.retire)
+    }
+}
+
+/// The value of child `c` of the node at `depth` over `region`: the longest prefix ending in
+/// the node's stride that covers the child.
+fn stride_value<K: Key>(master: &BTreeMap<(K, u8), u32>, region: K, depth: u32, c: usize) -> u32 {
+    let key = region.with_chunk(depth, c);
+    let end = (depth + STRIDE).min(K::BITS);
+    for l in (depth + 1..=end).rev() {
+        let l = l as u8;
+        if let Some(&p) = master.get(&(key.mask(l), l)) {
+            return p;
+        }
+    }
+    NONE
+}
+
+/// Prefixes strictly inside `region` at `depth`, at most `limit` of them.
+fn inside<K: Key>(
+    master: &BTreeMap<(K, u8), u32>,
+    region: K,
+    depth: u32,
+    limit: usize,
+) -> Vec<Entry<K>> {
+    master
+        .range((region, depth as u8 + 1)..=(region.last(depth as u8), K::BITS as u8))
+        .take(limit)
+        .map(|(&(k, l), &p)| (k, l, p))
+        .collect()
+}
+
+/// The new form of the child `cur` over `region` at `depth` after `changed` (strictly inside
+/// the region) was set or removed in `master`. `fallback` is the child's own value.
+fn update_kid<K: Key>(
+    master: &BTreeMap<(K, u8), u32>,
+    sink: &mut ArenaSink<'_, K>,
+    cur: Kid,
+    depth: u32,
+    region: K,
+    fallback: u32,
+    changed: (K, u8),
+) -> Kid {
+    let node = match cur {
+        Kid::Leaf(v) => {
+            // A leaf region held at most one longer prefix before this change: rebuild it.
+            sink.retire_leaf_value(v);
+            return build_kid(
+                sink,
+                &inside(master, region, depth, usize::MAX),
+                depth,
+                fallback,
+            );
+        }
+        Kid::Node(node) => node,
+    };
+    let now_inside = inside(master, region, depth, 2);
+    if now_inside.len() < 2 {
+        sink.retire_subtree(&node);
+        return build_kid(sink, &now_inside, depth, fallback);
+    }
+    let mut kids = decode_node(sink.fib, &node);
+    let (key, len) = changed;
+    let end = depth + STRIDE;
+    if u32::from(len) <= end {
+        let start = key.chunk(depth);
+        let covered = 1usize << (end - u32::from(len));
+        for (c, kid) in kids.iter_mut().enumerate().skip(start).take(covered) {
+            let v = stride_value(master, region, depth, c);
+            *kid = match *kid {
+                Kid::Node(mut m) => {
+                    m.default = v;
+                    Kid::Node(m)
+                }
+                Kid::Leaf(x) if x != NONE && x & SINGLE != 0 => {
+                    let mut s = sink.fib.read_single(x & !SINGLE);
+                    sink.retire_leaf_value(x);
+                    s.fallback = v;
+                    Kid::Leaf(SINGLE | sink.single(&s))
+                }
+                Kid::Leaf(_) => Kid::Leaf(v),
+            };
+        }
+    } else {
+        let c = key.chunk(depth);
+        let child_fallback = match kids[c] {
+            Kid::Node(m) => m.default,
+            Kid::Leaf(x) if x != NONE && x & SINGLE != 0 => {
+                sink.fib.read_single(x & !SINGLE).fallback
+            }
+            Kid::Leaf(x) => x,
+        };
+        kids[c] = update_kid(
+            master,
+            sink,
+            kids[c],
+            end,
+            key.mask(end as u8),
+            child_fallback,
+            changed,
+        );
+    }
+    sink.retire_node_blocks(&node);
+    Kid::Node(emit_node(sink, &kids, node.default))
+}
