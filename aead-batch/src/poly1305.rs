@@ -95,6 +95,61 @@ pub(crate) fn finish(h: [u64; 3], s: [u64; 2]) -> [u8; 16] {
     tag
 }
 
+pub(crate) const M26: u64 = (1 << 26) - 1;
+
+/// `r` clamped, as five radix-2^26 limbs (for the AVX2 kernel's 32x32-bit multiplies).
+pub(crate) fn clamp_r26(key: &[u8; 32]) -> [u64; 5] {
+    let w = |i: usize| {
+        u64::from(u32::from_le_bytes([
+            key[i],
+            key[i + 1],
+            key[i + 2],
+            key[i + 3],
+        ]))
+    };
+    [
+        w(0) & 0x3ff_ffff,
+        (w(3) >> 2) & 0x3ff_ff03,
+        (w(6) >> 4) & 0x3ff_c0ff,
+        (w(9) >> 6) & 0x3f0_3fff,
+        (w(12) >> 8) & 0x00f_ffff,
+    ]
+}
+
+/// A partially reduced radix-2^26 accumulator (limbs of up to ~32 bits) as radix-2^44 limbs,
+/// for [`finish`].
+pub(crate) fn from_radix26(h: [u64; 5]) -> [u64; 3] {
+    let [mut h0, mut h1, mut h2, mut h3, mut h4] = h;
+    let mut c;
+    c = h0 >> 26;
+    h0 &= M26;
+    h1 += c;
+    c = h1 >> 26;
+    h1 &= M26;
+    h2 += c;
+    c = h2 >> 26;
+    h2 &= M26;
+    h3 += c;
+    c = h3 >> 26;
+    h3 &= M26;
+    h4 += c;
+    c = h4 >> 26;
+    h4 &= M26;
+    h0 += c * 5;
+    c = h0 >> 26;
+    h0 &= M26;
+    h1 += c;
+    // h < 2^130 + small now. The limbs below h4 fit in 105 bits; h4 lands at 2^104 and so
+    // only in the top limb (2^88 * 2^16).
+    let low = u128::from(h0) + (u128::from(h1) << 26) + (u128::from(h2) << 52);
+    let low = low + (u128::from(h3) << 78);
+    [
+        (low as u64) & M44,
+        ((low >> 44) as u64) & M44,
+        ((low >> 88) as u64) + (h4 << 16),
+    ]
+}
+
 /// One Poly1305 computation.
 pub(crate) struct Poly1305 {
     r: [u64; 3],
