@@ -6,8 +6,10 @@
 //! come next.
 
 pub mod drop;
+pub mod kernel;
 pub mod neigh;
 pub mod packet;
 pub mod shm;
+pub mod worker;
 pub mod xdp;
 pub mod xsk;

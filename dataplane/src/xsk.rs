@@ -181,6 +181,37 @@ impl Frames {
     }
 }
 
+impl Frames {
+    /// The whole chunk holding `addr`, and `addr`'s offset in it. The frame must be the
+    /// worker's (see the module's ownership rule).
+    pub fn chunk_mut(&mut self, addr: u64) -> Option<(u64, usize, &mut [u8])> {
+        let fs = u64::from(self.frame_size);
+        let base = addr - addr % fs;
+        let offset = usize::try_from(addr % fs).ok()?;
+        let len = self.frame_size as usize;
+        self.bytes_mut(base, len).map(|c| (base, offset, c))
+    }
+}
+
+/// Waits until one of `fds` is readable or `timeout_ms` passes (the idle path of a worker).
+pub fn wait_readable(fds: &[i32], timeout_ms: i32) {
+    let mut pfds: [libc::pollfd; 4] = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 4];
+    for (p, fd) in pfds.iter_mut().zip(fds) {
+        p.fd = *fd;
+        p.events = libc::POLLIN;
+    }
+    let n = fds.len().min(pfds.len());
+    // SAFETY: `pfds` is a live array of at least `n` initialised pollfd structs; poll only
+    // writes their `revents` fields.
+    unsafe {
+        libc::poll(pfds.as_mut_ptr(), n as libc::nfds_t, timeout_ms);
+    }
+}
+
 /// One AF_XDP socket bound to an interface queue, with its own fill and completion rings.
 pub struct Port {
     device: DeviceQueue,

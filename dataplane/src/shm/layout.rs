@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"WGXDPSHM");
-pub const VERSION: u64 = 1;
+pub const VERSION: u64 = 2;
 pub const RING_CAP: usize = 1024;
 pub type EventRing = Ring<RING_CAP>;
 
@@ -228,6 +228,36 @@ pub fn decode_prefix(w: &[u64; 3]) -> Option<(IpAddr, u8, u32)> {
     Some((addr, w[2] as u8, (w[2] >> 32) as u32))
 }
 
+/// Counters one worker publishes (drops by reason, packets each way).
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct WorkerStats {
+    pub drops: [AtomicU64; 16],
+    pub rx_wan: AtomicU64,
+    pub rx_lan: AtomicU64,
+    pub tx_wan: AtomicU64,
+    pub tx_lan: AtomicU64,
+    pub keepalives: AtomicU64,
+    pub to_kernel: AtomicU64,
+    /// Monotonic ns of the worker's last loop; a stalled worker is visible.
+    pub heartbeat_ns: AtomicU64,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        Self {
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            rx_wan: AtomicU64::new(0),
+            rx_lan: AtomicU64::new(0),
+            tx_wan: AtomicU64::new(0),
+            tx_lan: AtomicU64::new(0),
+            keepalives: AtomicU64::new(0),
+            to_kernel: AtomicU64::new(0),
+            heartbeat_ns: AtomicU64::new(0),
+        }
+    }
+}
+
 /// Sizes of a region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
@@ -267,8 +297,12 @@ impl Layout {
         align64(self.prefixes_offset() + self.prefixes * 24)
     }
 
-    pub fn total_len(&self) -> usize {
+    pub fn stats_offset(&self) -> usize {
         align64(self.rings_offset() + self.workers * 2 * std::mem::size_of::<EventRing>())
+    }
+
+    pub fn total_len(&self) -> usize {
+        align64(self.stats_offset() + self.workers * std::mem::size_of::<WorkerStats>())
     }
 }
 
@@ -331,6 +365,7 @@ mod tests {
             l.index_offset(),
             l.prefixes_offset(),
             l.rings_offset(),
+            l.stats_offset(),
             l.total_len(),
         ];
         assert!(offsets.windows(2).all(|w| w[0] < w[1]));

@@ -230,6 +230,14 @@ impl Region {
         rings.get(w * 2 + 1)
     }
 
+    /// Counters of worker `w`.
+    pub fn worker_stats(&self, w: usize) -> Option<&WorkerStats> {
+        // SAFETY: as for `sessions`.
+        let stats: &[WorkerStats] =
+            unsafe { self.slice(self.layout.stats_offset(), self.layout.workers) };
+        stats.get(w)
+    }
+
     // ---- receiver index -> session slot (written by control, read by workers) ------------
 
     const EMPTY: u64 = 0;

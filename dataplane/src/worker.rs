@@ -1,0 +1,557 @@
+//! One worker: a pinned thread that owns a receive queue's AF_XDP sockets (WAN and LAN, one
+//! UMEM), and moves packets between them (design §1).
+//!
+//! Inbound (WAN rx): parse, find the session by receiver index, open, replay check, inner
+//! source in the peer's allowed IPs, TTL, Ethernet header for the LAN next hop, LAN tx.
+//! Outbound (LAN rx): inner destination → peer (allowed IPs) → its current session, take a
+//! counter, TTL, seal, outer headers towards the peer's endpoint, WAN tx.
+//!
+//! Per packet there is no allocation, lock or syscall: the worker reads the shared region
+//! (atomics), its own caches and the neighbour snapshot (loaded once per batch). Syscalls are
+//! per batch (TX kick, poll when idle) or on a neighbour miss (the kernel path).
+//!
+//! Known limits of this version: crypto is the single-packet reference (the batch SIMD AEAD
+//! replaces it), allowed IPs use the straightforward table (the compact lock-free one
+//! replaces it), and replay windows are per worker, so a peer whose packets arrive on two
+//! queues at once could have a packet replayed across them (RSS keeps one peer's flow on one
+//! queue; session ownership with forwarding between workers closes this).
+
+use crate::drop::Drop;
+use crate::kernel::{mono_ns, KernelPath};
+use crate::neigh::{Neighbours, Snapshot};
+use crate::packet::{self, Route};
+use crate::shm::layout::{decode_prefix, PeerRecord, SessionRecord, WorkerStats, NO_SLOT};
+use crate::shm::Region;
+use crate::xsk::{desc, Desc, Frames, Port};
+use proto::allowedips::{AllowedIps, Prefix};
+use proto::constants::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
+use proto::messages::{Data, DATA_HEADER_LEN};
+use proto::replay::ReplayWindow;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Events a worker sends to control on its ring (first word's low byte).
+pub mod event {
+    /// Traffic for a peer with no usable session: `[NEED_SESSION, peer, 0, 0]`.
+    pub const NEED_SESSION: u64 = 1;
+    /// An authenticated packet came from a new address:
+    /// `[ENDPOINT | family << 8 | port << 16 | peer << 32, addr hi, addr lo, 0]`.
+    pub const ENDPOINT: u64 = 2;
+}
+
+/// An interface as the worker needs it.
+#[derive(Debug, Clone)]
+pub struct Iface {
+    pub name: String,
+    pub mac: [u8; 6],
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub id: usize,
+    pub wan: Iface,
+    /// The plaintext side; `None` in one-armed mode (WAN carries both).
+    pub lan: Option<Iface>,
+    pub listen_port: u16,
+    pub mtu: usize,
+}
+
+struct CachedSession {
+    version: u64,
+    record: SessionRecord,
+    replay: ReplayWindow,
+}
+
+const BATCH: usize = 64;
+/// How often a worker re-asks control for a session it still lacks.
+const NEED_SESSION_INTERVAL_NS: u64 = 1_000_000_000;
+
+pub struct Worker {
+    cfg: WorkerConfig,
+    region: Arc<Region>,
+    frames: Frames,
+    wan: Port,
+    lan: Option<Port>,
+    neigh: Neighbours,
+    kernel: KernelPath,
+    sessions: HashMap<u32, CachedSession>,
+    prefixes: AllowedIps<u32>,
+    prefixes_version: u64,
+    prefix_buf: Vec<[u64; 3]>,
+    need_session_sent: HashMap<u32, u64>,
+    endpoints_reported: HashMap<u32, SocketAddr>,
+    rx: Vec<Desc>,
+    tx_wan: Vec<Desc>,
+    tx_lan: Vec<Desc>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.cfg.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    pub fn new(
+        cfg: WorkerConfig,
+        region: Arc<Region>,
+        frames: Frames,
+        wan: Port,
+        lan: Option<Port>,
+        neigh: Neighbours,
+    ) -> Self {
+        Self {
+            cfg,
+            region,
+            frames,
+            wan,
+            lan,
+            neigh,
+            kernel: KernelPath::new(),
+            sessions: HashMap::with_capacity(1024),
+            prefixes: AllowedIps::default(),
+            prefixes_version: u64::MAX,
+            prefix_buf: Vec::new(),
+            need_session_sent: HashMap::new(),
+            endpoints_reported: HashMap::new(),
+            rx: vec![
+                Desc {
+                    addr: 0,
+                    len: 0,
+                    options: 0
+                };
+                BATCH
+            ],
+            tx_wan: Vec::with_capacity(BATCH),
+            tx_lan: Vec::with_capacity(BATCH),
+        }
+    }
+
+    fn stats(&self) -> Option<&WorkerStats> {
+        self.region.worker_stats(self.cfg.id)
+    }
+
+    fn count_drop(&self, d: Drop) {
+        if let Some(s) = self.stats() {
+            s.drops[d as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        let half = self.frames.free_count() as u32 / if self.lan.is_some() { 2 } else { 1 };
+        self.wan.fill(&mut self.frames, half);
+        if let Some(lan) = self.lan.as_mut() {
+            lan.fill(&mut self.frames, half);
+        }
+        while !stop.load(Ordering::Relaxed) {
+            let moved = self.poll_once();
+            if moved == 0 {
+                let mut fds = vec![self.wan.fd()];
+                if let Some(l) = &self.lan {
+                    fds.push(l.fd());
+                }
+                crate::xsk::wait_readable(&fds, 1);
+            }
+        }
+    }
+
+    /// One round: completions, refill, a batch from each side, transmit. Returns how many
+    /// frames were received.
+    pub fn poll_once(&mut self) -> usize {
+        let now = mono_ns();
+        if let Some(s) = self.stats() {
+            s.heartbeat_ns.store(now, Ordering::Relaxed);
+        }
+        self.refresh_prefixes();
+        self.wan.complete(&mut self.frames, BATCH as u32 * 2);
+        if let Some(lan) = self.lan.as_mut() {
+            lan.complete(&mut self.frames, BATCH as u32 * 2);
+        }
+        let snapshot = self.neigh.load();
+        let mut moved = 0;
+
+        let n = self.wan.recv(&mut self.rx);
+        moved += n;
+        if let Some(s) = self.stats() {
+            s.rx_wan.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        for i in 0..n {
+            let d = self.rx[i];
+            let one_armed_plaintext = self.lan.is_none() && !self.is_wireguard(d);
+            let result = if one_armed_plaintext {
+                self.outbound(d, now, &snapshot)
+            } else {
+                self.inbound(d, now, &snapshot)
+            };
+            if let Err(e) = result {
+                self.count_drop(e);
+                self.frames.release(d.addr);
+            }
+        }
+        if let Some(lan) = self.lan.as_mut() {
+            let n = lan.recv(&mut self.rx);
+            moved += n;
+            if let Some(s) = self.region.worker_stats(self.cfg.id) {
+                s.rx_lan.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            for i in 0..n {
+                let d = self.rx[i];
+                if let Err(e) = self.outbound(d, now, &snapshot) {
+                    self.count_drop(e);
+                    self.frames.release(d.addr);
+                }
+            }
+        }
+        self.transmit();
+        let refill = self.frames.free_count() as u32 / if self.lan.is_some() { 2 } else { 1 };
+        self.wan.fill(&mut self.frames, refill);
+        if let Some(lan) = self.lan.as_mut() {
+            lan.fill(&mut self.frames, refill);
+        }
+        moved
+    }
+
+    fn transmit(&mut self) {
+        // One-armed: everything leaves on the WAN port.
+        if self.lan.is_none() {
+            let lan_bound = std::mem::take(&mut self.tx_lan);
+            self.tx_wan.extend_from_slice(&lan_bound);
+            self.tx_lan = lan_bound;
+            self.tx_lan.clear();
+        }
+        let sent = self.wan.send(&self.tx_wan);
+        for d in &self.tx_wan[sent..] {
+            self.frames.release(d.addr);
+        }
+        if !self.tx_wan.is_empty() {
+            self.wan.kick();
+        }
+        if let Some(s) = self.region.worker_stats(self.cfg.id) {
+            s.tx_wan.fetch_add(sent as u64, Ordering::Relaxed);
+            s.drops[Drop::RingFull as usize]
+                .fetch_add((self.tx_wan.len() - sent) as u64, Ordering::Relaxed);
+        }
+        self.tx_wan.clear();
+        if let Some(lan) = self.lan.as_mut() {
+            let sent = lan.send(&self.tx_lan);
+            for d in &self.tx_lan[sent..] {
+                self.frames.release(d.addr);
+            }
+            if !self.tx_lan.is_empty() {
+                lan.kick();
+            }
+            if let Some(s) = self.region.worker_stats(self.cfg.id) {
+                s.tx_lan.fetch_add(sent as u64, Ordering::Relaxed);
+                s.drops[Drop::RingFull as usize]
+                    .fetch_add((self.tx_lan.len() - sent) as u64, Ordering::Relaxed);
+            }
+            self.tx_lan.clear();
+        }
+    }
+
+    /// One-armed classification: UDP to our port carrying a data message header.
+    fn is_wireguard(&mut self, d: Desc) -> bool {
+        let port = self.cfg.listen_port;
+        let Some((_, off, chunk)) = self.frames.chunk_mut(d.addr) else {
+            return false;
+        };
+        packet::parse_outer(chunk, off, d.len as usize).is_ok_and(|o| {
+            chunk.get(o.msg_offset) == Some(&4) && {
+                // The destination port sits right before the message, in the UDP header.
+                let p = o.msg_offset - 6;
+                u16::from_be_bytes([chunk[p], chunk[p + 1]]) == port
+            }
+        })
+    }
+
+    /// Rebuilds the private allowed-IPs table when control published a new list.
+    fn refresh_prefixes(&mut self) {
+        let v = self.region.prefixes_version();
+        if v == self.prefixes_version {
+            return;
+        }
+        let Some(v) = self.region.read_prefixes(&mut self.prefix_buf) else {
+            return;
+        };
+        let mut table = AllowedIps::default();
+        for e in &self.prefix_buf {
+            if let Some((addr, len, peer)) = decode_prefix(e) {
+                if let Ok(p) = Prefix::new(addr, len) {
+                    table.insert(p, peer);
+                }
+            }
+        }
+        self.prefixes = table;
+        self.prefixes_version = v;
+    }
+
+    /// The cached session in `slot`, refreshed if control changed it.
+    fn session(&mut self, slot: u32) -> Option<&mut CachedSession> {
+        let shm = self.region.sessions().get(slot as usize)?;
+        let version = shm.record.version();
+        let stale = self
+            .sessions
+            .get(&slot)
+            .is_none_or(|c| c.version != version);
+        if stale {
+            let record = SessionRecord::decode(&shm.record.read()?);
+            match self.sessions.get_mut(&slot) {
+                Some(c) if c.record.local_index == record.local_index => {
+                    c.record = record;
+                    c.version = version;
+                }
+                _ => {
+                    self.sessions.insert(
+                        slot,
+                        CachedSession {
+                            version,
+                            record,
+                            replay: ReplayWindow::new(),
+                        },
+                    );
+                }
+            }
+        }
+        self.sessions.get_mut(&slot)
+    }
+
+    fn push_event(&self, msg: [u64; 4]) {
+        if let Some(ring) = self.region.to_control(self.cfg.id) {
+            if !ring.push(msg) {
+                self.count_drop(Drop::RingFull);
+            }
+        }
+    }
+
+    fn inbound(&mut self, d: Desc, now: u64, snapshot: &Snapshot) -> Result<(), Drop> {
+        let (base, off, chunk) = self.frames.chunk_mut(d.addr).ok_or(Drop::Malformed)?;
+        let outer = packet::parse_outer(chunk, off, d.len as usize)?;
+        let (receiver, counter) = {
+            let m = Data::new_checked(&chunk[outer.msg_offset..outer.msg_offset + outer.msg_len])
+                .map_err(|_| Drop::Malformed)?;
+            (m.receiver(), m.counter())
+        };
+        let slot = self
+            .region
+            .index_lookup(receiver)
+            .ok_or(Drop::UnknownIndex)?;
+        // Copy out what is needed so the chunk borrow can be retaken below.
+        let (peer, recv_key, birth) = {
+            let s = self.session(slot).ok_or(Drop::UnknownIndex)?;
+            if !s.record.is_valid() || s.record.local_index != receiver {
+                return Err(Drop::UnknownIndex);
+            }
+            (s.record.peer, s.record.recv_key, s.record.birth_ns)
+        };
+        if now.saturating_sub(birth) >= REJECT_AFTER_TIME.as_nanos() as u64 {
+            return Err(Drop::KeyExpired);
+        }
+        let (_, _, chunk) = self.frames.chunk_mut(d.addr).ok_or(Drop::Malformed)?;
+        let msg = &mut chunk[outer.msg_offset..outer.msg_offset + outer.msg_len];
+        let plain = proto::data::open(&recv_key, msg).map_err(|_| Drop::DataAuth)?;
+        if !self
+            .session(slot)
+            .is_some_and(|s| s.replay.validate(counter))
+        {
+            return Err(Drop::Replay);
+        }
+        let shm = &self.region.sessions()[slot as usize];
+        shm.rx_packets.fetch_add(1, Ordering::Relaxed);
+        shm.rx_bytes
+            .fetch_add(outer.msg_len as u64, Ordering::Relaxed);
+        shm.last_rx_ns.store(now, Ordering::Relaxed);
+        if plain > 0 {
+            shm.last_rx_data_ns.store(now, Ordering::Relaxed);
+        }
+        self.note_endpoint(peer, outer.src);
+        if plain == 0 {
+            if let Some(s) = self.stats() {
+                s.keepalives.fetch_add(1, Ordering::Relaxed);
+            }
+            self.frames.release(d.addr);
+            return Ok(());
+        }
+        let inner_off = outer.msg_offset + DATA_HEADER_LEN;
+        let (_, _, chunk) = self.frames.chunk_mut(d.addr).ok_or(Drop::Malformed)?;
+        let inner = &chunk[inner_off..inner_off + plain];
+        let inner_len = proto::wire::inner_packet_len(inner).map_err(|_| Drop::BadInner)?;
+        let src = proto::wire::source_addr(inner).ok_or(Drop::BadInner)?;
+        let dst = proto::wire::dest_addr(inner).ok_or(Drop::BadInner)?;
+        if self.prefixes.lookup(src) != Some(peer) {
+            return Err(Drop::SourceNotAllowed);
+        }
+        packet::decrement_ttl(chunk, inner_off)?;
+        let lan_mac = self.cfg.lan.as_ref().unwrap_or(&self.cfg.wan).mac;
+        let Some(mac) = snapshot.lookup(dst) else {
+            self.neigh.request(dst);
+            let sent = self
+                .kernel
+                .send(&chunk[inner_off..inner_off + inner_len], dst);
+            self.frames.release(d.addr);
+            return self.to_kernel(sent);
+        };
+        let (start, len) = packet::frame_inner(chunk, inner_off, inner_len, lan_mac, mac)?;
+        self.tx_lan.push(desc(base + start as u64, len as u32));
+        Ok(())
+    }
+
+    fn to_kernel(&self, sent: bool) -> Result<(), Drop> {
+        if !sent {
+            return Err(Drop::NoNeighbour);
+        }
+        if let Some(s) = self.stats() {
+            s.to_kernel.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Reports a peer's new source address to control (roaming), once per change.
+    fn note_endpoint(&mut self, peer: u32, src: SocketAddr) {
+        if self.endpoints_reported.get(&peer) == Some(&src) {
+            return;
+        }
+        let known = self
+            .region
+            .peers()
+            .get(peer as usize)
+            .and_then(|p| p.record.read())
+            .map(|w| PeerRecord::decode(&w).endpoint);
+        if known != Some(Some(src)) {
+            let (family, octets) = match src.ip() {
+                IpAddr::V4(a) => (4u64, a.to_ipv6_mapped().octets()),
+                IpAddr::V6(a) => (6u64, a.octets()),
+            };
+            self.push_event([
+                event::ENDPOINT | family << 8 | u64::from(src.port()) << 16 | u64::from(peer) << 32,
+                u64::from_be_bytes(octets[..8].try_into().unwrap_or([0; 8])),
+                u64::from_be_bytes(octets[8..].try_into().unwrap_or([0; 8])),
+                0,
+            ]);
+        }
+        self.endpoints_reported.insert(peer, src);
+    }
+
+    fn need_session(&mut self, peer: u32, now: u64) {
+        let last = self.need_session_sent.get(&peer).copied().unwrap_or(0);
+        if last == 0 || now.saturating_sub(last) >= NEED_SESSION_INTERVAL_NS {
+            self.need_session_sent.insert(peer, now);
+            self.push_event([event::NEED_SESSION, u64::from(peer), 0, 0]);
+        }
+    }
+
+    fn outbound(&mut self, d: Desc, now: u64, snapshot: &Snapshot) -> Result<(), Drop> {
+        let (base, off, chunk) = self.frames.chunk_mut(d.addr).ok_or(Drop::Malformed)?;
+        let (inner_off, inner_len, dst) = packet::parse_inner(chunk, off, d.len as usize)?;
+        let peer = self.prefixes.lookup(dst).ok_or(Drop::NoRoute)?;
+        let record = self
+            .region
+            .peers()
+            .get(peer as usize)
+            .and_then(|p| p.record.read())
+            .map(|w| PeerRecord::decode(&w))
+            .ok_or(Drop::NoRoute)?;
+        if !record.valid {
+            return Err(Drop::NoRoute);
+        }
+        let Some(endpoint) = record.endpoint else {
+            return Err(Drop::NoEndpoint);
+        };
+        if record.current_session == NO_SLOT {
+            self.need_session(peer, now);
+            return Err(Drop::NoSession);
+        }
+        let slot = record.current_session;
+        let (key, remote_index, birth, flags) = match self.session(slot) {
+            Some(s) if s.record.is_valid() && s.record.peer == peer => (
+                s.record.send_key,
+                s.record.remote_index,
+                s.record.birth_ns,
+                s.record.flags,
+            ),
+            _ => {
+                self.need_session(peer, now);
+                return Err(Drop::NoSession);
+            }
+        };
+        if flags & SessionRecord::SENDABLE == 0
+            || now.saturating_sub(birth) >= REJECT_AFTER_TIME.as_nanos() as u64
+        {
+            self.need_session(peer, now);
+            return Err(Drop::NoSession);
+        }
+        let shm = &self.region.sessions()[slot as usize];
+        let counter = shm.send_counter.fetch_add(1, Ordering::Relaxed);
+        if counter >= REJECT_AFTER_MESSAGES {
+            self.need_session(peer, now);
+            return Err(Drop::CounterExhausted);
+        }
+        let (_, _, chunk) = self.frames.chunk_mut(d.addr).ok_or(Drop::Malformed)?;
+        packet::decrement_ttl(chunk, inner_off)?;
+        let src_ip: IpAddr = match endpoint.ip() {
+            IpAddr::V4(_) => self.cfg.wan.v4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.cfg.wan.v6.map(IpAddr::V6),
+        }
+        .ok_or(Drop::NoRoute)?;
+        let dst_mac = snapshot.lookup(endpoint.ip());
+        let route = Route {
+            src: SocketAddr::new(src_ip, self.cfg.listen_port),
+            dst: endpoint,
+            src_mac: self.cfg.wan.mac,
+            dst_mac: dst_mac.unwrap_or([0; 6]),
+        };
+        let (start, len) = packet::encapsulate(
+            chunk,
+            inner_off,
+            inner_len,
+            &key,
+            remote_index,
+            counter,
+            &route,
+            self.cfg.mtu,
+        )?;
+        let shm = &self.region.sessions()[slot as usize];
+        shm.tx_packets.fetch_add(1, Ordering::Relaxed);
+        shm.tx_bytes
+            .fetch_add((len - packet::ETH_LEN) as u64, Ordering::Relaxed);
+        shm.last_tx_ns.store(now, Ordering::Relaxed);
+        shm.last_tx_data_ns.store(now, Ordering::Relaxed);
+        if dst_mac.is_none() {
+            self.neigh.request(endpoint.ip());
+            let (_, _, chunk) = self.frames.chunk_mut(d.addr).ok_or(Drop::Malformed)?;
+            let sent = self
+                .kernel
+                .send(&chunk[start + packet::ETH_LEN..start + len], endpoint.ip());
+            self.frames.release(d.addr);
+            return self.to_kernel(sent);
+        }
+        self.tx_wan.push(desc(base + start as u64, len as u32));
+        Ok(())
+    }
+}
+
+/// Decodes a worker event's endpoint.
+pub fn decode_endpoint_event(msg: &[u64; 4]) -> Option<(u32, SocketAddr)> {
+    if msg[0] & 0xff != event::ENDPOINT {
+        return None;
+    }
+    let family = (msg[0] >> 8) & 0xff;
+    let port = (msg[0] >> 16) as u16;
+    let peer = (msg[0] >> 32) as u32;
+    let mut octets = [0u8; 16];
+    octets[..8].copy_from_slice(&msg[1].to_be_bytes());
+    octets[8..].copy_from_slice(&msg[2].to_be_bytes());
+    let v6 = Ipv6Addr::from(octets);
+    let ip = match family {
+        4 => IpAddr::V4(v6.to_ipv4_mapped()?),
+        6 => IpAddr::V6(v6),
+        _ => return None,
+    };
+    Some((peer, SocketAddr::new(ip, port)))
+}
