@@ -61,12 +61,42 @@ pub(crate) trait Kernels {
     /// to `len` bytes writable and not otherwise borrowed.
     unsafe fn chacha(stage: &Stage);
 
+    /// Lanes that a narrower kernel handles more cheaply than `chacha` (0: none).
+    const NARROW: usize = 0;
+
+    /// Runs the first `NARROW` lanes of `stage` (the rest have `len == 0`).
+    ///
+    /// # Safety
+    /// As `chacha`.
+    unsafe fn chacha_narrow(stage: &Stage) {
+        // SAFETY: forwarded.
+        unsafe { Self::chacha(stage) }
+    }
+
     /// Computes the tag of each job into `tags[i]`; `jobs.len() <= tags.len() <= CHUNK`.
     /// Jobs come sorted by length, so neighbouring lanes finish together.
     ///
     /// # Safety
     /// The CPU supports the level; every job's pointers are valid as `PolyJob` states.
     unsafe fn poly(jobs: &[PolyJob], tags: &mut [[u8; 16]]);
+}
+
+/// One job's tag with the portable Poly1305.
+///
+/// # Safety
+/// The job's pointers are valid as `PolyJob` states.
+pub(crate) unsafe fn poly_scalar(job: &PolyJob) -> [u8; 16] {
+    // SAFETY: `PolyJob` guarantees the key and `len` readable bytes of text.
+    let (key, text) = unsafe {
+        (
+            &*job.key.cast::<[u8; 32]>(),
+            core::slice::from_raw_parts(job.msg, job.len),
+        )
+    };
+    let mut p = crate::poly1305::Poly1305::new(key);
+    p.update_padded(text);
+    p.update_lengths(0, job.len as u64);
+    p.finish()
 }
 
 /// Pushes lanes into a stage and runs the kernel whenever it is full.
@@ -124,7 +154,13 @@ impl<K: Kernels> Feeder<K> {
             s.len[i] = 0;
         }
         // SAFETY: queued lanes per the contract; padding lanes write nothing.
-        unsafe { K::chacha(s) };
+        unsafe {
+            if s.n <= K::NARROW {
+                K::chacha_narrow(s)
+            } else {
+                K::chacha(s)
+            }
+        };
         s.n = 0;
     }
 }
@@ -242,7 +278,15 @@ pub(crate) fn seal_chunk<K: Kernels>(chunk: &mut [Packet<'_>]) {
     poly_keys.zeroize();
 }
 
+/// Keystream blocks that a small open computes in one pass into a scratch buffer.
+const SCRATCH_BLOCKS: usize = 32;
+
 /// Opens the pending packets of a chunk: tags first, then decrypts only the authentic ones.
+///
+/// A small chunk (at most [`SCRATCH_BLOCKS`] keystream blocks) gets all its keystream in one
+/// kernel pass into a scratch buffer, which is XORed into the authentic packets after the tags
+/// are checked; a bigger one runs block 0 of every packet first and the data blocks of the
+/// authentic packets after, so that forged packets cost no decryption.
 pub(crate) fn open_chunk<K: Kernels>(chunk: &mut [Packet<'_>]) {
     debug_assert!(chunk.len() <= CHUNK);
     let mut base = [core::ptr::null_mut(); CHUNK];
@@ -252,17 +296,41 @@ pub(crate) fn open_chunk<K: Kernels>(chunk: &mut [Packet<'_>]) {
     let mut poly_keys = [[0u8; 32]; CHUNK];
     let mut tags = [[0u8; 16]; CHUNK];
     let mut f = Feeder::<K>::new();
+    let blocks: usize = chunk
+        .iter()
+        .filter(|p| p.verdict == Verdict::Pending)
+        .map(|p| 1 + (p.buf.len() - TAG_LEN).div_ceil(BLOCK_LEN))
+        .sum();
+    let small = blocks <= SCRATCH_BLOCKS;
+    let mut scratch = [0u8; SCRATCH_BLOCKS * BLOCK_LEN];
+    // Where each packet's keystream starts in `scratch` (small chunks only).
+    let mut at = [0usize; CHUNK];
+    let mut used = 0;
     for (i, p) in chunk.iter().enumerate() {
-        if p.verdict == Verdict::Pending {
-            // SAFETY: as in `seal_chunk`.
-            unsafe {
-                f.push(
+        if p.verdict != Verdict::Pending {
+            continue;
+        }
+        // SAFETY: as in `seal_chunk`; scratch slots are disjoint, inside `scratch` (the chunk
+        // has at most SCRATCH_BLOCKS blocks) and outlive the flush.
+        unsafe {
+            f.push(
+                p.key.as_ptr(),
+                poly_keys[i].as_mut_ptr(),
+                32,
+                wireguard_tail(0, p.counter),
+            );
+            if small {
+                let n = p.buf.len() - TAG_LEN;
+                at[i] = used;
+                push_text(
+                    &mut f,
                     p.key.as_ptr(),
-                    poly_keys[i].as_mut_ptr(),
-                    32,
-                    wireguard_tail(0, p.counter),
-                )
-            };
+                    p.counter,
+                    scratch.as_mut_ptr().add(used),
+                    n,
+                );
+                used += n.div_ceil(BLOCK_LEN) * BLOCK_LEN;
+            }
         }
     }
     // SAFETY: as in `seal_chunk`.
@@ -275,16 +343,23 @@ pub(crate) fn open_chunk<K: Kernels>(chunk: &mut [Packet<'_>]) {
             continue;
         }
         let n = p.buf.len() - TAG_LEN;
-        if bool::from(tags[i].ct_eq(&p.buf[n..])) {
-            p.verdict = Verdict::Ok;
+        if !bool::from(tags[i].ct_eq(&p.buf[n..])) {
+            p.verdict = Verdict::Auth;
+            continue;
+        }
+        p.verdict = Verdict::Ok;
+        if small {
+            for (d, k) in p.buf[..n].iter_mut().zip(&scratch[at[i]..at[i] + n]) {
+                *d ^= k;
+            }
+        } else {
             // SAFETY: as in `seal_chunk`.
             unsafe { push_text(&mut f, p.key.as_ptr(), p.counter, base[i], n) };
-        } else {
-            p.verdict = Verdict::Auth;
         }
     }
     // SAFETY: as in `seal_chunk`.
     unsafe { f.flush() };
+    scratch[..used].zeroize();
     poly_keys.zeroize();
     tags.zeroize();
 }

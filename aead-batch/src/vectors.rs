@@ -94,10 +94,12 @@ fn block_vectors() -> Vec<BlockVector> {
     ]
 }
 
-/// Runs `blocks` (key, counter, nonce) through a kernel, `K::LANES` at a time.
-fn kernel_blocks<K: Kernels>(blocks: &[([u8; 32], u32, [u8; 12])]) -> Vec<[u8; 64]> {
+/// Runs `blocks` (key, counter, nonce) through a kernel, `K::LANES` at a time, or through its
+/// narrow kernel `K::NARROW` at a time.
+fn kernel_blocks<K: Kernels>(blocks: &[([u8; 32], u32, [u8; 12])], narrow: bool) -> Vec<[u8; 64]> {
+    let lanes = if narrow { K::NARROW } else { K::LANES };
     let mut out = vec![[0u8; 64]; blocks.len()];
-    for (bs, os) in blocks.chunks(K::LANES).zip(out.chunks_mut(K::LANES)) {
+    for (bs, os) in blocks.chunks(lanes).zip(out.chunks_mut(lanes)) {
         let mut stage = Stage::for_test();
         let mut dummy = [0u8; 64];
         for i in 0..K::LANES {
@@ -116,7 +118,13 @@ fn kernel_blocks<K: Kernels>(blocks: &[([u8; 32], u32, [u8; 12])]) -> Vec<[u8; 6
             stage.dst[i] = o.as_mut_ptr();
         }
         // SAFETY: the level was detected by the caller; keys and destinations live on.
-        unsafe { K::chacha(&stage) };
+        unsafe {
+            if narrow {
+                K::chacha_narrow(&stage)
+            } else {
+                K::chacha(&stage)
+            }
+        };
     }
     out
 }
@@ -132,9 +140,14 @@ fn check_blocks<K: Kernels>() {
             want.push(ks.clone());
         }
     }
-    let got = kernel_blocks::<K>(&blocks);
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(&g[..], &w[..], "block {i} lane {}", i % K::LANES);
+    for narrow in [false, true] {
+        if narrow && K::NARROW == 0 {
+            continue;
+        }
+        let got = kernel_blocks::<K>(&blocks, narrow);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(&g[..], &w[..], "block {i} narrow {narrow}");
+        }
     }
 }
 
@@ -227,13 +240,18 @@ fn check_stream<K: Kernels>() {
     for (k, c, n, pt, ct) in stream_vectors() {
         let nblocks = pt.len().div_ceil(64);
         let blocks: Vec<_> = (0..nblocks as u32).map(|b| (k, c + b, n)).collect();
-        let ks = kernel_blocks::<K>(&blocks);
-        let got: Vec<u8> = pt
-            .iter()
-            .zip(ks.iter().flatten())
-            .map(|(p, k)| p ^ k)
-            .collect();
-        assert_eq!(got, ct);
+        for narrow in [false, true] {
+            if narrow && K::NARROW == 0 {
+                continue;
+            }
+            let ks = kernel_blocks::<K>(&blocks, narrow);
+            let got: Vec<u8> = pt
+                .iter()
+                .zip(ks.iter().flatten())
+                .map(|(p, k)| p ^ k)
+                .collect();
+            assert_eq!(got, ct, "narrow {narrow}");
+        }
     }
 }
 
