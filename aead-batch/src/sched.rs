@@ -283,8 +283,8 @@ const SCRATCH_BLOCKS: usize = 32;
 
 /// Opens the pending packets of a chunk: tags first, then decrypts only the authentic ones.
 ///
-/// A small chunk (at most [`SCRATCH_BLOCKS`] keystream blocks) gets all its keystream in one
-/// kernel pass into a scratch buffer, which is XORed into the authentic packets after the tags
+/// A small chunk (at most [`SCRATCH_BLOCKS`] keystream blocks, where that saves a kernel call)
+/// gets all its keystream in one kernel pass into a scratch buffer, which is XORed into the authentic packets after the tags
 /// are checked; a bigger one runs block 0 of every packet first and the data blocks of the
 /// authentic packets after, so that forged packets cost no decryption.
 pub(crate) fn open_chunk<K: Kernels>(chunk: &mut [Packet<'_>]) {
@@ -296,12 +296,14 @@ pub(crate) fn open_chunk<K: Kernels>(chunk: &mut [Packet<'_>]) {
     let mut poly_keys = [[0u8; 32]; CHUNK];
     let mut tags = [[0u8; 16]; CHUNK];
     let mut f = Feeder::<K>::new();
-    let blocks: usize = chunk
-        .iter()
-        .filter(|p| p.verdict == Verdict::Pending)
-        .map(|p| 1 + (p.buf.len() - TAG_LEN).div_ceil(BLOCK_LEN))
-        .sum();
-    let small = blocks <= SCRATCH_BLOCKS;
+    let (mut keys, mut data) = (0, 0);
+    for p in chunk.iter().filter(|p| p.verdict == Verdict::Pending) {
+        keys += 1;
+        data += (p.buf.len() - TAG_LEN).div_ceil(BLOCK_LEN);
+    }
+    // One pass only where it saves a kernel call (it costs a copy through the scratch).
+    let small = keys + data <= SCRATCH_BLOCKS
+        && (keys + data).div_ceil(K::LANES) < keys.div_ceil(K::LANES) + data.div_ceil(K::LANES);
     let mut scratch = [0u8; SCRATCH_BLOCKS * BLOCK_LEN];
     // Where each packet's keystream starts in `scratch` (small chunks only).
     let mut at = [0usize; CHUNK];
