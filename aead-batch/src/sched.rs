@@ -5,7 +5,6 @@
 use crate::chacha::{wireguard_tail, BLOCK_LEN};
 use crate::{Packet, Verdict, CHUNK, TAG_LEN};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroize;
 
 /// Most lanes any kernel has (AVX-512: 16 x 32 bits).
 pub(crate) const MAX_LANES: usize = 16;
@@ -165,10 +164,13 @@ impl<K: Kernels> Feeder<K> {
     }
 }
 
-impl<K: Kernels> Drop for Feeder<K> {
-    fn drop(&mut self) {
-        self.dummy.zeroize();
-    }
+/// Zeroes key material once it is no longer needed. A plain `fill` (a few vector stores, where
+/// `zeroize`'s per-byte volatile writes would cost hundreds of stores per chunk) followed by
+/// `black_box`, which keeps the compiler from dropping the stores as dead.
+pub(crate) fn wipe<T: AsMut<[u8]> + ?Sized>(secret: &mut T) {
+    let bytes = secret.as_mut();
+    bytes.fill(0);
+    core::hint::black_box(bytes);
 }
 
 /// Queues the data blocks of one packet (keystream blocks 1..).
@@ -275,7 +277,7 @@ pub(crate) fn seal_chunk<K: Kernels>(chunk: &mut [Packet<'_>]) {
             p.verdict = Verdict::Ok;
         }
     }
-    poly_keys.zeroize();
+    wipe(poly_keys.as_flattened_mut());
 }
 
 /// Keystream blocks that a small open computes in one pass into a scratch buffer.
@@ -361,9 +363,9 @@ pub(crate) fn open_chunk<K: Kernels>(chunk: &mut [Packet<'_>]) {
     }
     // SAFETY: as in `seal_chunk`.
     unsafe { f.flush() };
-    scratch[..used].zeroize();
-    poly_keys.zeroize();
-    tags.zeroize();
+    wipe(&mut scratch[..used]);
+    wipe(poly_keys.as_flattened_mut());
+    wipe(tags.as_flattened_mut());
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@ unsafe fn chacha8(stage: &Stage) {
                 *b ^= k;
             }
             // Keystream is key material: do not leave it on the stack.
-            zeroize::Zeroize::zeroize(&mut ks);
+            crate::sched::wipe(&mut ks);
         }
     }
 }
