@@ -1,6 +1,8 @@
 //! `wgxdp`: the user's entry point. Subcommands mirror `wg` where they overlap, so scripts
 //! written for `wg genkey | wg pubkey` work with `wgxdp` unchanged.
 
+mod gateway;
+
 use proto::keys::{PresharedKey, PrivateKey};
 use rand_core::OsRng;
 use std::io::{self, Read, Write};
@@ -14,6 +16,9 @@ Commands:
   pubkey          read a private key on stdin, print its public key, as `wg pubkey`
   genpsk          print a new pre-shared key, as `wg genpsk`
   check CONFIG    parse a wg / wg-quick configuration file and report errors and warnings
+  up CONFIG --wan IF [--lan IF] [--workers N] [--name NAME]
+                  start the gateway: control process + XDP/AF_XDP data path (root)
+  down [NAME]     stop it and detach everything
   help            this text
 ";
 
@@ -24,6 +29,10 @@ fn main() -> ExitCode {
         Some("genpsk") if args.len() == 1 => genpsk(),
         Some("pubkey") if args.len() == 1 => pubkey(),
         Some("check") if args.len() == 2 => check(&args[1]),
+        Some("up") => gateway::up(&args[1..]),
+        Some("down") => gateway::down(&args[1..]),
+        Some("control") => gateway::control(&args[1..]),
+        Some("dataplane") => gateway::dataplane(&args[1..]),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(())

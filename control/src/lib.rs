@@ -4,3 +4,4 @@
 //! [`config`] reads and writes `wg(8)` / `wg-quick(8)` configuration files.
 
 pub mod config;
+pub mod daemon;

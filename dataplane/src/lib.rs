@@ -5,6 +5,7 @@
 //! maps (listen port, AF_XDP sockets, peer prefixes, local addresses) in step. The workers
 //! come next.
 
+pub mod daemon;
 pub mod drop;
 pub mod kernel;
 pub mod neigh;

@@ -106,6 +106,9 @@ pub struct Frames {
     area: Area,
     frame_size: u32,
     free: Vec<u64>,
+    /// The first socket reuses the UMEM's own fd; every later one (another device or queue)
+    /// is a new socket bound with XDP_SHARED_UMEM.
+    umem_fd_taken: std::cell::Cell<bool>,
 }
 
 /// `xdpilone::Umem` has no Debug; wrap it.
@@ -141,6 +144,7 @@ impl Frames {
             area,
             frame_size: spec.frame_size,
             free,
+            umem_fd_taken: std::cell::Cell::new(false),
         })
     }
 
@@ -264,15 +268,27 @@ impl Port {
         info.from_name(&name).map_err(err("looking up interface"))?;
         info.set_queue(queue);
         let umem = &frames.umem.0;
-        let socket = Socket::with_shared(&info, umem).map_err(err("creating AF_XDP socket"))?;
+        let shared = frames.umem_fd_taken.replace(true);
+        let socket = if shared {
+            Socket::new(&info)
+        } else {
+            Socket::with_shared(&info, umem)
+        }
+        .map_err(err("creating AF_XDP socket"))?;
         let device = umem
             .fq_cq(&socket)
             .map_err(err("creating fill/completion rings"))?;
-        let flags = SocketConfig::XDP_BIND_NEED_WAKEUP
-            | match mode {
-                BindMode::Copy => SocketConfig::XDP_BIND_COPY,
-                BindMode::ZeroCopy => SocketConfig::XDP_BIND_ZEROCOPY,
-            };
+        // A socket sharing the UMEM inherits copy/zero-copy and need-wakeup from the first
+        // one; the kernel refuses those flags on it (xsk_bind: EINVAL).
+        let flags = if shared {
+            0
+        } else {
+            SocketConfig::XDP_BIND_NEED_WAKEUP
+                | match mode {
+                    BindMode::Copy => SocketConfig::XDP_BIND_COPY,
+                    BindMode::ZeroCopy => SocketConfig::XDP_BIND_ZEROCOPY,
+                }
+        };
         let ring =
             NonZeroU32::new(ring_size).ok_or_else(|| XskError::Umem("ring size 0".into()))?;
         let config = SocketConfig {

@@ -1,0 +1,301 @@
+//! `wgxdp up` / `wgxdp down` and the two daemons they start.
+//!
+//! `up` checks everything it can before touching the system (privilege, configuration,
+//! interfaces), then starts `wgxdp control` and `wgxdp dataplane` as background processes with
+//! their logs and pid files in the run directory (`/run/wgxdp/<name>/`), and waits until the
+//! data path reports it is attached. If either fails, it stops the other and removes the
+//! region, so nothing stays attached. `down` stops both (the data path detaches its XDP
+//! programs as it exits) and removes the run directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const RUN_ROOT: &str = "/run/wgxdp";
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn positional(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in args {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if a.starts_with("--") {
+            skip = true;
+            continue;
+        }
+        out.push(a.clone());
+    }
+    out
+}
+
+fn run_dir(name: &str) -> PathBuf {
+    Path::new(RUN_ROOT).join(name)
+}
+
+fn stop_flag() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    Ok(stop)
+}
+
+/// `wgxdp control --region PATH [--workers N] [--time-scale N] CONFIG`
+pub fn control(args: &[String]) -> Result<(), String> {
+    let pos = positional(args);
+    let path = pos
+        .first()
+        .ok_or("usage: wgxdp control --region PATH CONFIG")?;
+    let region = flag(args, "--region").ok_or("--region PATH is required")?;
+    let (config, warnings) = control::config::load(path).map_err(|e| e.to_string())?;
+    for w in warnings {
+        eprintln!("Warning: {w}");
+    }
+    let opts = control::daemon::ControlOptions {
+        config,
+        region: region.into(),
+        workers: flag(args, "--workers")
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(64),
+        max_sessions: 4096,
+        max_prefixes: 65536,
+        time_scale: flag(args, "--time-scale")
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(1),
+    };
+    let stop = stop_flag()?;
+    let mut c = control::daemon::Control::new(&opts).map_err(|e| e.to_string())?;
+    eprintln!(
+        "wgxdp control: listening, {} peer(s)",
+        opts.config.peers.len()
+    );
+    c.run(&stop);
+    Ok(())
+}
+
+/// `wgxdp dataplane --region PATH --wan IF [--lan IF] [--workers N] [--ready FILE]`
+pub fn dataplane(args: &[String]) -> Result<(), String> {
+    let opts = dataplane::daemon::DataplaneOptions {
+        region: flag(args, "--region")
+            .ok_or("--region PATH is required")?
+            .into(),
+        wan: flag(args, "--wan").ok_or("--wan IF is required")?,
+        lan: flag(args, "--lan"),
+        workers: flag(args, "--workers")
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(1),
+        mtu: 1420,
+        ready_file: flag(args, "--ready").map(PathBuf::from),
+    };
+    let stop = stop_flag()?;
+    dataplane::daemon::run(&opts, &stop).map_err(|e| e.to_string())
+}
+
+fn pid_alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+fn read_pid(dir: &Path, name: &str) -> Option<i32> {
+    std::fs::read_to_string(dir.join(name))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn stop_pid(pid: i32) {
+    let p = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pid_alive(pid) && Instant::now() < deadline {
+        // Reap it if it is our child; otherwise just wait for it to go.
+        let _ = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if pid_alive(pid) {
+        let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+/// `wgxdp up CONFIG --wan IF [--lan IF] [--workers N] [--name NAME] [--time-scale N]`
+pub fn up(args: &[String]) -> Result<(), String> {
+    let pos = positional(args);
+    let config_path = pos
+        .first()
+        .ok_or("usage: wgxdp up CONFIG --wan IF [--lan IF] [--workers N]")?;
+    let wan =
+        flag(args, "--wan").ok_or("--wan IF is required (the interface peers reach us on)")?;
+    let lan = flag(args, "--lan");
+    let workers = flag(args, "--workers").unwrap_or_else(|| "1".into());
+    if !nix::unistd::geteuid().is_root() {
+        return Err(
+            "wgxdp up needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run it with sudo".into(),
+        );
+    }
+    // Everything that can be refused is refused before anything is started.
+    let (config, warnings) = control::config::load(config_path).map_err(|e| e.to_string())?;
+    for w in warnings {
+        eprintln!("Warning: {w}");
+    }
+    if config.interface.private_key.is_none() {
+        return Err(format!("{config_path}: [Interface] has no PrivateKey"));
+    }
+    for i in std::iter::once(&wan).chain(lan.as_ref()) {
+        if !Path::new("/sys/class/net").join(i).exists() {
+            return Err(format!("interface {i} does not exist"));
+        }
+    }
+    let name = flag(args, "--name").unwrap_or_else(|| {
+        Path::new(config_path)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "wgxdp".into())
+    });
+    let dir = run_dir(&name);
+    if let Some(pid) = read_pid(&dir, "control.pid").filter(|p| pid_alive(*p)) {
+        return Err(format!(
+            "{name} is already up (control pid {pid}); run wgxdp down {name} first"
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let region = dir.join("region");
+    let ready = dir.join("ready");
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let log = |n: &str| std::fs::File::create(dir.join(n)).map_err(|e| e.to_string());
+
+    let mut control_cmd = Command::new(&exe);
+    control_cmd
+        .args(["control", "--region"])
+        .arg(&region)
+        .args(["--workers", &workers]);
+    if let Some(s) = flag(args, "--time-scale") {
+        control_cmd.args(["--time-scale", &s]);
+    }
+    let mut control = control_cmd
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(log("control.log")?)
+        .stderr(log("control.log")?)
+        .spawn()
+        .map_err(|e| format!("starting control: {e}"))?;
+    std::fs::write(dir.join("control.pid"), control.id().to_string()).map_err(|e| e.to_string())?;
+    let cleanup = |msg: String| -> String {
+        for p in ["dataplane.pid", "control.pid"] {
+            if let Some(pid) = read_pid(&dir, p) {
+                stop_pid(pid);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        msg
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !region.exists() {
+        if let Ok(Some(status)) = control.try_wait() {
+            return Err(cleanup(format!(
+                "control exited ({status}):\n{}",
+                tail(&dir.join("control.log"))
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(cleanup(
+                "control did not create the shared region in 10 s".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut dp_cmd = Command::new(&exe);
+    dp_cmd
+        .args(["dataplane", "--region"])
+        .arg(&region)
+        .args(["--wan", &wan, "--workers", &workers, "--ready"])
+        .arg(&ready);
+    if let Some(l) = &lan {
+        dp_cmd.args(["--lan", l]);
+    }
+    let mut dp = dp_cmd
+        .stdin(Stdio::null())
+        .stdout(log("dataplane.log")?)
+        .stderr(log("dataplane.log")?)
+        .spawn()
+        .map_err(|e| cleanup(format!("starting the data path: {e}")))?;
+    std::fs::write(dir.join("dataplane.pid"), dp.id().to_string()).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() {
+        if let Ok(Some(status)) = dp.try_wait() {
+            return Err(cleanup(format!(
+                "the data path exited ({status}):\n{}",
+                tail(&dir.join("dataplane.log"))
+            )));
+        }
+        if let Ok(Some(status)) = control.try_wait() {
+            return Err(cleanup(format!(
+                "control exited ({status}):\n{}",
+                tail(&dir.join("control.log"))
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(cleanup("the data path did not come up in 20 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    print!("{}", std::fs::read_to_string(&ready).unwrap_or_default());
+    println!(
+        "wgxdp {name} is up (control pid {}, data path pid {}); logs in {}",
+        control.id(),
+        dp.id(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `wgxdp down [NAME]`: stops the data path (which detaches XDP), then control, and removes
+/// the run directory with the shared region.
+pub fn down(args: &[String]) -> Result<(), String> {
+    let pos = positional(args);
+    let names: Vec<String> = match pos.first() {
+        Some(n) => vec![n.clone()],
+        None => std::fs::read_dir(RUN_ROOT)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    if names.is_empty() {
+        return Err("nothing is up".into());
+    }
+    for name in names {
+        let dir = run_dir(&name);
+        if !dir.exists() {
+            return Err(format!("{name} is not up"));
+        }
+        for p in ["dataplane.pid", "control.pid"] {
+            if let Some(pid) = read_pid(&dir, p) {
+                stop_pid(pid);
+            }
+        }
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        println!("wgxdp {name} is down");
+    }
+    Ok(())
+}

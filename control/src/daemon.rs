@@ -1,0 +1,537 @@
+//! The control process: handshakes, cookies, timers and the authority over the shared region.
+//!
+//! It runs the sans-IO protocol core with the external data path: handshake messages arrive
+//! on an ordinary UDP socket bound to ListenPort (the XDP program passes them to the kernel),
+//! session keys go into the shared region for the workers, and the workers' activity counters
+//! drive the protocol's timers. Everything happens on one thread, in a loop that wakes at
+//! least every [`TICK`].
+//!
+//! Restart: a control process that finds the region already there attaches to it instead of
+//! creating it. The sessions it finds stay in use by the workers until they expire; their
+//! slots are reclaimed then. New handshakes replace them as the peers rekey.
+
+use crate::config::{Config, Endpoint};
+use dataplane::kernel::mono_ns;
+use dataplane::shm::layout::{encode_prefix, Layout, PeerRecord, SessionRecord, NO_SLOT};
+use dataplane::shm::{Region, ShmError};
+use dataplane::worker::{decode_endpoint_event, event};
+use proto::allowedips::Prefix;
+use proto::constants::REJECT_AFTER_TIME;
+use proto::device::{Device, Event, PeerConfig, PeerId};
+use proto::time::{Instant, Now};
+use rand_core::OsRng;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The loop's longest sleep: the protocol's timers have second granularity, worker activity
+/// is picked up within this.
+pub const TICK: Duration = Duration::from_millis(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the configuration has no PrivateKey")]
+    NoPrivateKey,
+    #[error("shared region: {0}")]
+    Shm(#[from] ShmError),
+    #[error("binding UDP port {port}: {source}")]
+    Bind { port: u16, source: std::io::Error },
+    #[error("peer {key}: {reason}")]
+    Peer { key: String, reason: String },
+    #[error("{0} allowed-IP entries exceed the region's capacity of {1}")]
+    TooManyPrefixes(usize, usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlOptions {
+    pub config: Config,
+    pub region: PathBuf,
+    pub workers: usize,
+    pub max_sessions: usize,
+    pub max_prefixes: usize,
+    /// Test-only: the protocol's clock runs this many times faster than real time, so that
+    /// rekeying (120 s) happens in seconds. Key ages in the region stay in real time.
+    pub time_scale: u32,
+}
+
+struct Slot {
+    local_index: u32,
+    peer: PeerId,
+    seen_rx: u64,
+    seen_tx: u64,
+    seen_rx_data: u64,
+    seen_tx_data: u64,
+}
+
+/// The control process's state.
+pub struct Control {
+    device: Device<OsRng>,
+    region: Arc<Region>,
+    socket: UdpSocket,
+    slots: HashMap<u32, Slot>,
+    slot_of: HashMap<u32, u32>,
+    free: Vec<u32>,
+    /// Slots left by a previous control process: (slot, birth), freed once expired.
+    inherited: Vec<(u32, u64)>,
+    peer_current: HashMap<PeerId, u32>,
+    base_real: u64,
+    time_scale: u32,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("sessions", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn resolve(e: &Endpoint) -> Option<SocketAddr> {
+    match e {
+        Endpoint::Addr(a) => Some(*a),
+        Endpoint::Host { host, port } => (host.as_str(), *port).to_socket_addrs().ok()?.next(),
+    }
+}
+
+fn bind_udp(port: u16) -> Result<UdpSocket, ControlError> {
+    let err = |source| ControlError::Bind { port, source };
+    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    s.set_only_v6(false).map_err(err)?;
+    s.bind(&SocketAddr::from(([0u16; 8], port)).into())
+        .map_err(err)?;
+    s.set_read_timeout(Some(TICK)).map_err(err)?;
+    Ok(s.into())
+}
+
+/// Unmaps IPv4-mapped IPv6 source addresses from the dual-stack socket.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+impl Control {
+    pub fn new(opts: &ControlOptions) -> Result<Self, ControlError> {
+        let config = &opts.config;
+        let private = config
+            .interface
+            .private_key
+            .clone()
+            .ok_or(ControlError::NoPrivateKey)?;
+        let layout = Layout {
+            sessions: opts.max_sessions,
+            peers: config.peers.len().max(1),
+            prefixes: opts.max_prefixes,
+            workers: opts.workers,
+        };
+        let region = match Region::attach(&opts.region) {
+            Ok(r) => r,
+            Err(ShmError::Io { .. }) => Region::create(&opts.region, layout)?,
+            Err(e) => return Err(e.into()),
+        };
+        let region = Arc::new(region);
+        let h = region.header();
+        h.control_generation.fetch_add(1, Ordering::Relaxed);
+        let port = config.interface.listen_port.unwrap_or(51820);
+        h.listen_port.store(u64::from(port), Ordering::Relaxed);
+        let socket = bind_udp(port)?;
+
+        let mut device = Device::new(private, OsRng);
+        device.set_external_data_path(true);
+        let now_real = mono_ns();
+        let mut control = Self {
+            device,
+            region: region.clone(),
+            socket,
+            slots: HashMap::new(),
+            slot_of: HashMap::new(),
+            free: Vec::new(),
+            inherited: Vec::new(),
+            peer_current: HashMap::new(),
+            base_real: now_real,
+            time_scale: opts.time_scale.max(1),
+        };
+        // Sessions a previous control published stay usable until they expire.
+        for (i, s) in region.sessions().iter().enumerate().rev() {
+            let slot = i as u32;
+            match s.record.read().map(|w| SessionRecord::decode(&w)) {
+                Some(r) if r.is_valid() => control.inherited.push((slot, r.birth_ns)),
+                _ => control.free.push(slot),
+            }
+        }
+        let now = control.now();
+        let mut prefixes = Vec::new();
+        for (i, p) in config.peers.iter().enumerate() {
+            let key = p.public_key.to_base64();
+            let allowed: Vec<Prefix> = p
+                .allowed_ips
+                .iter()
+                .filter_map(|a| Prefix::new(a.addr(), a.prefix_len()).ok())
+                .collect();
+            let pc = PeerConfig {
+                public_key: Some(p.public_key),
+                preshared_key: p.preshared_key.clone(),
+                endpoint: p.endpoint.as_ref().and_then(resolve),
+                allowed_ips: allowed.clone(),
+                persistent_keepalive: p
+                    .persistent_keepalive
+                    .map(|s| Duration::from_secs(u64::from(s))),
+            };
+            let id = control
+                .device
+                .add_peer(now, p.public_key, pc)
+                .map_err(|e| ControlError::Peer {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
+            if id.0 as usize != i {
+                return Err(ControlError::Peer {
+                    key,
+                    reason: "peer numbering out of step".into(),
+                });
+            }
+            for a in allowed {
+                prefixes.push(encode_prefix(a.addr(), a.len(), id.0));
+            }
+        }
+        region
+            .publish_prefixes(&prefixes)
+            .map_err(|cap| ControlError::TooManyPrefixes(prefixes.len(), cap))?;
+        for i in 0..config.peers.len() {
+            control.publish_peer(PeerId(i as u32));
+        }
+        control.drain_events();
+        control.flush();
+        Ok(control)
+    }
+
+    /// The protocol's notion of now (scaled in tests).
+    fn now(&self) -> Now {
+        let real = mono_ns();
+        let scaled =
+            self.base_real + (real - self.base_real).saturating_mul(u64::from(self.time_scale));
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let unix = unix + Duration::from_nanos(scaled - real);
+        Now::new(Instant::from_nanos(scaled), unix)
+    }
+
+    /// Writes peer `id`'s record: endpoint and the session workers send with.
+    fn publish_peer(&self, id: PeerId) {
+        let Some(slot) = self.region.peers().get(id.0 as usize) else {
+            return;
+        };
+        let old = slot
+            .record
+            .read()
+            .map(|w| PeerRecord::decode(&w))
+            .unwrap_or_default();
+        let current = match self.peer_current.get(&id) {
+            Some(s) => *s,
+            // Keep a session inherited from a previous control process.
+            None if self
+                .inherited
+                .iter()
+                .any(|(s, _)| *s == old.current_session) =>
+            {
+                old.current_session
+            }
+            None => NO_SLOT,
+        };
+        let rec = PeerRecord {
+            valid: true,
+            endpoint: self.device.peer(id).and_then(|p| p.endpoint()),
+            current_session: current,
+        };
+        if rec != old {
+            slot.record.write(&rec.encode());
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut buf = [0u8; 256];
+        let now = self.now();
+        while let Some(t) = self.device.poll_transmit(now, &mut buf) {
+            let _ = self.socket.send_to(&buf[..t.len], t.dst);
+        }
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(e) = self.device.poll_event() {
+            match e {
+                Event::SessionEstablished { peer, local_index } => self.install(peer, local_index),
+                Event::SessionConfirmed { peer, local_index } => {
+                    if let Some(&slot) = self.slot_of.get(&local_index) {
+                        self.write_session(slot, local_index, true);
+                        self.peer_current.insert(peer, slot);
+                        self.publish_peer(peer);
+                    }
+                }
+                Event::SessionRetired { local_index } => self.retire(local_index),
+                Event::Keepalive { peer } => self.send_keepalive(peer),
+            }
+        }
+    }
+
+    fn write_session(&self, slot: u32, local_index: u32, sendable: bool) {
+        let Some((peer, kp)) = self.device.keypair(local_index) else {
+            return;
+        };
+        let mut flags = SessionRecord::VALID;
+        if kp.i_am_the_initiator() {
+            flags |= SessionRecord::INITIATOR;
+        }
+        if sendable {
+            flags |= SessionRecord::SENDABLE;
+        }
+        // Key ages in the region are real monotonic time, whatever the protocol clock.
+        let age_scaled = self
+            .now()
+            .mono
+            .as_nanos()
+            .saturating_sub(kp.birth().as_nanos());
+        let birth_real = mono_ns().saturating_sub(age_scaled / u64::from(self.time_scale));
+        let rec = SessionRecord {
+            local_index,
+            remote_index: kp.remote_index(),
+            peer: peer.0,
+            flags,
+            birth_ns: birth_real,
+            send_key: *kp.sending_key(),
+            recv_key: *kp.receiving_key(),
+        };
+        self.region.sessions()[slot as usize]
+            .record
+            .write(&rec.encode());
+    }
+
+    fn install(&mut self, peer: PeerId, local_index: u32) {
+        let Some(slot) = self.free.pop() else { return };
+        let initiator = self
+            .device
+            .keypair(local_index)
+            .is_some_and(|(_, k)| k.i_am_the_initiator());
+        let s = &self.region.sessions()[slot as usize];
+        // Counters start at 0 per keypair; reset before the record makes the slot live.
+        for a in [
+            &s.send_counter,
+            &s.rx_packets,
+            &s.rx_bytes,
+            &s.tx_packets,
+            &s.tx_bytes,
+            &s.last_rx_ns,
+            &s.last_tx_ns,
+            &s.last_rx_data_ns,
+            &s.last_tx_data_ns,
+        ] {
+            a.store(0, Ordering::Relaxed);
+        }
+        self.write_session(slot, local_index, initiator);
+        self.region.index_insert(local_index, slot);
+        self.slots.insert(
+            slot,
+            Slot {
+                local_index,
+                peer,
+                seen_rx: 0,
+                seen_tx: 0,
+                seen_rx_data: 0,
+                seen_tx_data: 0,
+            },
+        );
+        self.slot_of.insert(local_index, slot);
+        if initiator {
+            self.peer_current.insert(peer, slot);
+        }
+        self.publish_peer(peer);
+    }
+
+    fn retire(&mut self, local_index: u32) {
+        let Some(slot) = self.slot_of.remove(&local_index) else {
+            return;
+        };
+        let Some(info) = self.slots.remove(&slot) else {
+            return;
+        };
+        self.region.index_remove(local_index);
+        // A record that is not VALID, with its keys wiped.
+        let dead = SessionRecord {
+            local_index: 0,
+            remote_index: 0,
+            peer: 0,
+            flags: 0,
+            birth_ns: 0,
+            send_key: [0; 32],
+            recv_key: [0; 32],
+        };
+        self.region.sessions()[slot as usize]
+            .record
+            .write(&dead.encode());
+        if self.peer_current.get(&info.peer) == Some(&slot) {
+            self.peer_current.remove(&info.peer);
+            self.publish_peer(info.peer);
+        }
+        self.free.push(slot);
+    }
+
+    /// Seals a keepalive on the peer's current session with the workers' counter and sends
+    /// it through the kernel.
+    fn send_keepalive(&mut self, peer: PeerId) {
+        let now = self.now();
+        let (Some(&slot), Some(dst)) = (
+            self.peer_current.get(&peer),
+            self.device.peer(peer).and_then(|p| p.endpoint()),
+        ) else {
+            return;
+        };
+        let Some(info) = self.slots.get(&slot) else {
+            return;
+        };
+        let Some((_, kp)) = self.device.keypair(info.local_index) else {
+            return;
+        };
+        let shm = &self.region.sessions()[slot as usize];
+        let counter = shm.send_counter.fetch_add(1, Ordering::Relaxed);
+        let mut buf = [0u8; 32];
+        let Ok(n) = proto::data::seal(kp.sending_key(), kp.remote_index(), counter, &mut buf, 0)
+        else {
+            return;
+        };
+        let _ = self.socket.send_to(&buf[..n], dst);
+        self.device
+            .external_data_sent(now, peer, true, counter + 1, n);
+    }
+
+    fn worker_events(&mut self) {
+        let now = self.now();
+        for w in 0..self.region.layout().workers {
+            let Some(ring) = self.region.to_control(w) else {
+                continue;
+            };
+            while let Some(msg) = ring.pop() {
+                match msg[0] & 0xff {
+                    event::NEED_SESSION => self
+                        .device
+                        .external_needs_session(now, PeerId(msg[1] as u32)),
+                    event::ENDPOINT => {
+                        if let Some((peer, ep)) = decode_endpoint_event(&msg) {
+                            let _ = self.device.set_endpoint(PeerId(peer), ep);
+                            self.publish_peer(PeerId(peer));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Feeds the workers' activity on each live session into the protocol's timers.
+    fn activity(&mut self) {
+        let now = self.now();
+        let mut received = Vec::new();
+        let mut sent = Vec::new();
+        for (&slot, info) in self.slots.iter_mut() {
+            let s = &self.region.sessions()[slot as usize];
+            let (rx, rx_data) = (
+                s.last_rx_ns.load(Ordering::Relaxed),
+                s.last_rx_data_ns.load(Ordering::Relaxed),
+            );
+            let (tx, tx_data) = (
+                s.last_tx_ns.load(Ordering::Relaxed),
+                s.last_tx_data_ns.load(Ordering::Relaxed),
+            );
+            if rx != info.seen_rx {
+                received.push((info.local_index, rx_data != info.seen_rx_data));
+                info.seen_rx = rx;
+                info.seen_rx_data = rx_data;
+            }
+            if tx != info.seen_tx {
+                sent.push((
+                    info.peer,
+                    tx_data == info.seen_tx_data,
+                    s.send_counter.load(Ordering::Relaxed),
+                ));
+                info.seen_tx = tx;
+                info.seen_tx_data = tx_data;
+            }
+        }
+        for (local_index, data) in received {
+            let Some((peer, _)) = self.device.keypair(local_index) else {
+                continue;
+            };
+            let Some(src) = self.device.peer(peer).and_then(|p| p.endpoint()) else {
+                continue;
+            };
+            let _ = self
+                .device
+                .external_data_received(now, local_index, src, usize::from(data));
+        }
+        for (peer, keepalive, counter) in sent {
+            self.device
+                .external_data_sent(now, peer, keepalive, counter, 0);
+        }
+    }
+
+    fn expire_inherited(&mut self) {
+        let now = mono_ns();
+        let region = self.region.clone();
+        self.inherited.retain(|&(slot, birth)| {
+            if now.saturating_sub(birth) < REJECT_AFTER_TIME.as_nanos() as u64 {
+                return true;
+            }
+            let s = &region.sessions()[slot as usize];
+            if let Some(r) = s.record.read().map(|w| SessionRecord::decode(&w)) {
+                region.index_remove(r.local_index);
+            }
+            s.record.write(&[0; 12]);
+            false
+        });
+    }
+
+    /// One iteration: a datagram (or a TICK of waiting), then everything it caused.
+    pub fn step(&mut self) {
+        let mut buf = [0u8; 2048];
+        if let Ok((n, src)) = self.socket.recv_from(&mut buf) {
+            let now = self.now();
+            let _ = self
+                .device
+                .handle_datagram(now, canonical(src), &mut buf[..n], false);
+        }
+        self.worker_events();
+        self.activity();
+        let now = self.now();
+        if self.device.poll_timeout().is_some_and(|t| t <= now.mono) {
+            self.device.handle_timeout(now);
+        }
+        self.drain_events();
+        self.flush();
+        self.expire_inherited();
+        self.region
+            .header()
+            .control_heartbeat_ns
+            .store(mono_ns(), Ordering::Relaxed);
+    }
+
+    pub fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            self.step();
+        }
+    }
+
+    pub fn region(&self) -> &Arc<Region> {
+        &self.region
+    }
+
+    pub fn device(&self) -> &Device<OsRng> {
+        &self.device
+    }
+}

@@ -1,0 +1,301 @@
+//! The data-path process: attaches the XDP programs, starts one pinned worker per queue on
+//! the shared region, keeps the LAN program's peer prefixes in step with it, and detaches
+//! everything when it stops.
+
+use crate::kernel::mono_ns;
+use crate::neigh;
+use crate::shm::layout::decode_prefix;
+use crate::shm::{Region, ShmError};
+use crate::worker::{Iface, Worker, WorkerConfig};
+use crate::xdp::{AttachMode, Role, Steering, XdpError};
+use crate::xsk::{BindMode, Frames, Port, UmemSpec, XskError};
+use proto::allowedips::Prefix;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("interface {0}: {1}")]
+    Interface(String, String),
+    #[error("shared region: {0}")]
+    Shm(#[from] ShmError),
+    #[error("{0}")]
+    Xdp(#[from] XdpError),
+    #[error("worker {0}: {1}")]
+    Worker(usize, XskError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct DataplaneOptions {
+    pub region: PathBuf,
+    pub wan: String,
+    /// `None`: one-armed (the WAN interface also carries the plaintext).
+    pub lan: Option<String>,
+    pub workers: usize,
+    pub mtu: usize,
+    /// Called once everything is attached and running, with a one-line summary.
+    pub ready_file: Option<PathBuf>,
+}
+
+/// MAC and addresses of `name`, from sysfs and getifaddrs.
+pub fn iface(name: &str) -> Result<Iface, DataplaneError> {
+    let err = |m: String| DataplaneError::Interface(name.to_string(), m);
+    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
+        .map_err(|_| err("no such interface".into()))?;
+    let mut mac = [0u8; 6];
+    for (m, h) in mac.iter_mut().zip(text.trim().split(':')) {
+        *m = u8::from_str_radix(h, 16).map_err(|_| err(format!("unreadable MAC {text:?}")))?;
+    }
+    let (mut v4, mut v6) = (None, None);
+    for a in nix::ifaddrs::getifaddrs().map_err(|e| err(e.to_string()))? {
+        if a.interface_name != name {
+            continue;
+        }
+        let Some(addr) = a.address else { continue };
+        if let Some(s) = addr.as_sockaddr_in() {
+            v4.get_or_insert(s.ip());
+        } else if let Some(s) = addr.as_sockaddr_in6() {
+            let ip = s.ip();
+            // The link-local address cannot be a peer's endpoint; prefer a global one.
+            if (ip.segments()[0] & 0xffc0) != 0xfe80 {
+                v6.get_or_insert(ip);
+            }
+        }
+    }
+    Ok(Iface {
+        name: name.to_string(),
+        mac,
+        v4,
+        v6,
+    })
+}
+
+/// Receive queues of `name` (sysfs `queues/rx-*`).
+pub fn rx_queues(name: &str) -> usize {
+    std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Waits for the control process to create the region.
+fn attach_region(path: &PathBuf) -> Result<Region, DataplaneError> {
+    for _ in 0..100 {
+        match Region::attach(path) {
+            Ok(r) => return Ok(r),
+            Err(ShmError::Io { .. }) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Region::attach(path)?)
+}
+
+/// Runs the data path until `stop` is set. Everything attached is detached before returning.
+pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), DataplaneError> {
+    let wan = iface(&opts.wan)?;
+    let lan = opts.lan.as_deref().map(iface).transpose()?;
+    let region = Arc::new(attach_region(&opts.region)?);
+    let port = u16::try_from(region.header().listen_port.load(Ordering::Relaxed)).unwrap_or(0);
+    let mut steering = Steering::load(port)?;
+    let mut summary = Vec::new();
+    let wan_role = if lan.is_some() {
+        Role::Wan
+    } else {
+        Role::OneArmed
+    };
+    let mode = steering.attach(wan_role, &wan.name)?;
+    summary.push(format!("{} on {}", mode_name(mode), wan.name));
+    if let Some(l) = &lan {
+        let mode = steering.attach(Role::Lan, &l.name)?;
+        summary.push(format!("{} on {}", mode_name(mode), l.name));
+    }
+    // This host's own addresses on the plaintext side are never steered to the workers.
+    let plaintext_side = lan.as_ref().unwrap_or(&wan);
+    for a in nix::ifaddrs::getifaddrs()
+        .map_err(|e| DataplaneError::Interface(plaintext_side.name.clone(), e.to_string()))?
+    {
+        if a.interface_name != plaintext_side.name {
+            continue;
+        }
+        let ip: Option<IpAddr> = a.address.and_then(|s| {
+            s.as_sockaddr_in()
+                .map(|x| IpAddr::V4(x.ip()))
+                .or_else(|| s.as_sockaddr_in6().map(|x| IpAddr::V6(x.ip())))
+        });
+        if let Some(ip) = ip {
+            steering.add_local_addr(ip)?;
+        }
+    }
+    let mut queues = rx_queues(&wan.name);
+    if let Some(l) = &lan {
+        queues = queues.min(rx_queues(&l.name));
+    }
+    let workers = opts
+        .workers
+        .clamp(1, queues)
+        .min(region.layout().workers.max(1));
+    let (neighbours, resolver) = neigh::spawn(stop.clone())?;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+
+    // Each worker builds its UMEM and sockets on its own thread (they are not Send), reports
+    // the socket fds for the XSKMAPs, waits for the go, and runs.
+    let (fd_tx, fd_rx) =
+        std::sync::mpsc::channel::<(usize, Result<(i32, Option<i32>), XskError>)>();
+    let go = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for q in 0..workers {
+        let (region, neighbours, stop, go, fd_tx) = (
+            region.clone(),
+            neighbours.clone(),
+            stop.clone(),
+            go.clone(),
+            fd_tx.clone(),
+        );
+        let cfg = WorkerConfig {
+            id: q,
+            wan: wan.clone(),
+            lan: lan.clone(),
+            listen_port: port,
+            mtu: opts.mtu,
+        };
+        let core = cores.get(q % cores.len().max(1)).copied();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("wgxdp-worker-{q}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    let built = (|| {
+                        let spec = UmemSpec::default();
+                        let frames = Frames::new(spec)?;
+                        let wan_port = Port::bind(
+                            &frames,
+                            &cfg.wan.name,
+                            q as u32,
+                            BindMode::Copy,
+                            spec.ring_size,
+                        )?;
+                        let lan_port = match &cfg.lan {
+                            Some(l) => Some(Port::bind(
+                                &frames,
+                                &l.name,
+                                q as u32,
+                                BindMode::Copy,
+                                spec.ring_size,
+                            )?),
+                            None => None,
+                        };
+                        Ok((frames, wan_port, lan_port))
+                    })();
+                    let (frames, wan_port, lan_port) = match built {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = fd_tx.send((q, Err(e)));
+                            return;
+                        }
+                    };
+                    let _ = fd_tx.send((q, Ok((wan_port.fd(), lan_port.as_ref().map(Port::fd)))));
+                    while !go.load(Ordering::Acquire) {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Worker::new(cfg, region, frames, wan_port, lan_port, neighbours).run(&stop);
+                })?,
+        );
+    }
+    drop(fd_tx);
+    let mut failure = None;
+    for (q, fds) in fd_rx.iter().take(workers) {
+        match fds {
+            Ok((w, l)) => {
+                steering.set_socket(wan_role, q as u32, w)?;
+                if let Some(l) = l {
+                    steering.set_socket(Role::Lan, q as u32, l)?;
+                }
+            }
+            Err(e) => failure = Some(DataplaneError::Worker(q, e)),
+        }
+    }
+    if let Some(e) = failure {
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            let _ = h.join();
+        }
+        return Err(e);
+    }
+    go.store(true, Ordering::Release);
+    summary.push(format!("{workers} worker(s), AF_XDP copy mode"));
+    let line = format!("wgxdp data path: XDP {}", summary.join(", "));
+    println!("{line}");
+    if let Some(f) = &opts.ready_file {
+        std::fs::write(f, format!("{line}\n"))?;
+    }
+
+    let mut installed: HashSet<(IpAddr, u8)> = HashSet::new();
+    let mut version = u64::MAX;
+    let mut buf = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        if region.prefixes_version() != version {
+            if let Some(v) = region.read_prefixes(&mut buf) {
+                sync_prefixes(&mut steering, &buf, &mut installed);
+                version = v;
+            }
+        }
+        let _ = mono_ns();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    let _ = resolver.join();
+    drop(steering);
+    Ok(())
+}
+
+fn mode_name(m: AttachMode) -> &'static str {
+    match m {
+        AttachMode::Native => "native",
+        AttachMode::Generic => "generic (driver lacks native XDP)",
+    }
+}
+
+/// Makes the LAN program's peer tries hold exactly the published prefixes.
+fn sync_prefixes(
+    steering: &mut Steering,
+    entries: &[[u64; 3]],
+    installed: &mut HashSet<(IpAddr, u8)>,
+) {
+    let mut wanted = HashSet::new();
+    for e in entries {
+        if let Some((addr, len, peer)) = decode_prefix(e) {
+            if let Ok(p) = Prefix::new(addr, len) {
+                wanted.insert((p.addr(), p.len()));
+                if !installed.contains(&(p.addr(), p.len()))
+                    && steering.insert_peer_prefix(p, peer).is_ok()
+                {
+                    installed.insert((p.addr(), p.len()));
+                }
+            }
+        }
+    }
+    let stale: Vec<_> = installed.difference(&wanted).copied().collect();
+    for (addr, len) in stale {
+        if let Ok(p) = Prefix::new(addr, len) {
+            let _ = steering.remove_peer_prefix(p);
+        }
+        installed.remove(&(addr, len));
+    }
+}
