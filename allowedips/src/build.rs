@@ -6,8 +6,8 @@
 //! each 64-way child are contiguous, and the ones ending inside the node's stride (whose keys are
 //! aligned to the child they start at) come first in their child's run.
 
-use crate::fib::{Fib, Node, Single, DIR_SLOTS, NONE, SINGLE};
-use crate::key::{Key, DIR_BITS, STRIDE};
+use crate::fib::{Fib, Node, Single, NONE, SINGLE};
+use crate::key::{Key, STRIDE};
 
 /// A prefix as the builders take it.
 pub(crate) type Entry<K> = (K, u8, u32);
@@ -161,13 +161,13 @@ pub(crate) fn decode_node<K: Key>(fib: &Fib<K>, node: &Node) -> [Kid; 64] {
 pub(crate) fn dir_defaults<K: Key>(sorted: &[Entry<K>]) -> Vec<u32> {
     let mut short: Vec<&Entry<K>> = sorted
         .iter()
-        .filter(|e| u32::from(e.1) <= DIR_BITS)
+        .filter(|e| u32::from(e.1) <= K::DIR_BITS)
         .collect();
     short.sort_by_key(|e| e.1);
-    let mut defaults = vec![NONE; DIR_SLOTS];
+    let mut defaults = vec![NONE; 1usize << K::DIR_BITS];
     for &&(key, len, peer) in &short {
         let start = key.top();
-        let n = 1usize << (DIR_BITS - u32::from(len));
+        let n = 1usize << (K::DIR_BITS - u32::from(len));
         defaults[start..start + n].fill(peer);
     }
     defaults
@@ -199,9 +199,9 @@ pub(crate) fn build_family<K: Key, S: Sink<K>>(sink: &mut S, sorted: &[Entry<K>]
         rest = tail;
         let deep_from = group
             .iter()
-            .position(|e| u32::from(e.1) > DIR_BITS)
+            .position(|e| u32::from(e.1) > K::DIR_BITS)
             .unwrap_or(group.len());
-        let kid = build_kid(sink, &group[deep_from..], DIR_BITS, NONE);
+        let kid = build_kid(sink, &group[deep_from..], K::DIR_BITS, NONE);
         let child = dir_child(sink, kid);
         dir[slot] = u64::from(defaults[slot]) | u64::from(child) << 32;
     }

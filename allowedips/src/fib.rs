@@ -37,7 +37,7 @@
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::key::{Key, DIR_BITS, STRIDE};
+use crate::key::{Key, STRIDE};
 
 /// No prefix: the lookup misses (or, inside the trie, inherits the best value above).
 pub(crate) const NONE: u32 = u32::MAX;
@@ -45,8 +45,9 @@ pub(crate) const NONE: u32 = u32::MAX;
 pub(crate) const SINGLE: u32 = 1 << 31;
 /// Words per node: vector, leafvec, base1 | base0 << 32, default.
 pub(crate) const NODE_WORDS: usize = 4;
-/// Directory slots.
-pub(crate) const DIR_SLOTS: usize = 1 << DIR_BITS;
+
+/// Lookups a batch advances together (see [`Fib::lookup_batch`]).
+pub(crate) const GROUP: usize = 32;
 
 /// A node as the writer handles it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,7 +98,7 @@ impl<K: Key> Fib<K> {
         singles: &[u64],
         spare: (usize, usize, usize),
     ) -> Self {
-        debug_assert_eq!(dir.len(), DIR_SLOTS);
+        debug_assert_eq!(dir.len(), (1usize << K::DIR_BITS));
         Self {
             dir: atomics64(dir, 0),
             nodes: atomics64(nodes, spare.0 * NODE_WORDS),
@@ -202,58 +203,182 @@ impl<K: Key> Fib<K> {
         );
     }
 
-    /// The singleton's answer for `addr`, given `best`, the value inherited from above.
+    /// Longest-prefix match for a batch: `out[i]` is the answer for `addrs[i]` (peer id or
+    /// [`NONE`]). Lookups advance in groups of [`GROUP`] lanes, one trie level per round, and
+    /// each round is split into phases whose loads depend only on earlier phases: all lanes'
+    /// node loads, then all lanes' leaf loads. The loads of one phase are independent, so the
+    /// memory system serves them in parallel instead of one lookup's chain of cache misses at
+    /// a time, and the steps select instead of branching, so nothing is mispredicted. Lanes
+    /// that have finished re-read their (cached) node until the whole group is done.
+    pub(crate) fn lookup_batch(&self, addrs: &[K], out: &mut [u32]) {
+        for (a, o) in addrs.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
+            self.lookup_group(a, o);
+        }
+    }
+
     #[inline(always)]
-    fn single_lookup(&self, i: u32, addr: K, best: u32) -> u32 {
-        let s = self.read_single(i);
-        if addr.mask(s.len) == s.key {
+    fn lookup_group(&self, addrs: &[K], out: &mut [u32]) {
+        let n = addrs.len().min(out.len()).min(GROUP);
+        let (addrs, out) = (&addrs[..n], &mut out[..n]);
+        // Per address (indexed like `addrs`): the value found so far and the best inherited.
+        let mut best = [NONE; GROUP];
+        let mut result = [NONE; GROUP];
+        // Per lane: the lookups still walking, packed at the front after every round.
+        let mut lane = [0u8; GROUP];
+        let mut cur = [0u32; GROUP];
+        let mut depth = [K::DIR_BITS; GROUP];
+        let mut words = [[0u64; NODE_WORDS]; GROUP];
+        for (w, a) in words.iter_mut().zip(addrs) {
+            w[0] = self.dir[a.top()].load(Ordering::Acquire);
+        }
+        let mut active = 0;
+        for j in 0..n {
+            best[j] = words[j][0] as u32;
+            let child = (words[j][0] >> 32) as u32;
+            result[j] = child;
+            // Branch-free compaction: always write, advance only for a node.
+            lane[active] = j as u8;
+            cur[active] = child;
+            active += usize::from(child & SINGLE == 0);
+        }
+        let mut leaf = [0u32; GROUP];
+        let mut next = [0u32; GROUP];
+        while active > 0 {
+            for (w, &c) in words.iter_mut().zip(&cur[..active]) {
+                let base = c as usize * NODE_WORDS;
+                for (k, word) in w.iter_mut().enumerate() {
+                    *word = self.nodes[base + k].load(Ordering::Relaxed);
+                }
+            }
+            for l in 0..active {
+                let j = usize::from(lane[l]);
+                let [vector, leafvec, bases, default] = words[l];
+                let bit = 1u64 << addrs[j].chunk(depth[l].min(K::BITS - 1));
+                let run = (leafvec & (bit | (bit - 1))).count_ones();
+                leaf[l] = ((bases >> 32) as u32 + run).saturating_sub(1);
+                // NONE marks "ends here": the leaf value is the result.
+                next[l] = if vector & bit != 0 {
+                    bases as u32 + (vector & (bit - 1)).count_ones()
+                } else {
+                    NONE
+                };
+                let default = default as u32;
+                best[j] = if default != NONE { default } else { best[j] };
+            }
+            let mut still = 0;
+            for l in 0..active {
+                let j = usize::from(lane[l]);
+                let v = self.leaves[leaf[l] as usize].load(Ordering::Relaxed);
+                let ends = next[l] == NONE;
+                result[j] = if ends { v } else { result[j] };
+                lane[still] = lane[l];
+                cur[still] = next[l];
+                depth[still] = depth[l] + STRIDE;
+                still += usize::from(!ends);
+            }
+            active = still;
+        }
+        for j in 0..n {
+            let r = result[j];
+            let single = r != NONE && r & SINGLE != 0;
+            let base = if single { (r & !SINGLE) as usize } else { 0 } * K::SINGLE_WORDS;
+            for (k, word) in words[j].iter_mut().take(K::SINGLE_WORDS).enumerate() {
+                *word = self.singles[base + k].load(Ordering::Relaxed);
+            }
+        }
+        for j in 0..n {
+            let r = result[j];
+            let s = Self::decode_single(&words[j]);
+            let from_single = if addrs[j].mask(s.len) == s.key {
+                s.peer
+            } else if s.fallback != NONE {
+                s.fallback
+            } else {
+                best[j]
+            };
+            out[j] = if r != NONE && r & SINGLE != 0 {
+                from_single
+            } else if r == NONE {
+                best[j]
+            } else {
+                r
+            };
+        }
+    }
+
+    /// A singleton from its words as loaded.
+    #[inline(always)]
+    fn decode_single(w: &[u64; NODE_WORDS]) -> Single<K> {
+        let (key, len, t) = if K::SINGLE_WORDS == 2 {
+            (u128::from(w[0] as u32), (w[0] >> 32) as u8, w[1])
+        } else {
+            (u128::from(w[0]) << 64 | u128::from(w[1]), w[2] as u8, w[3])
+        };
+        Single {
+            key: K::from_u128(key),
+            len,
+            peer: t as u32,
+            fallback: (t >> 32) as u32,
+        }
+    }
+
+    /// Longest-prefix match: the peer id, or [`NONE`].
+    ///
+    /// Written without data-dependent branches so that consecutive lookups overlap in the
+    /// core: every step loads what both outcomes need and selects. A lookup that has reached
+    /// its leaf keeps re-reading the same (cached) node until the loop ends. IPv4 runs a fixed
+    /// number of rounds (three); IPv6 loops until its lookup is done.
+    #[inline(always)]
+    pub(crate) fn lookup(&self, addr: K) -> u32 {
+        let e = self.dir[addr.top()].load(Ordering::Acquire);
+        let mut best = e as u32;
+        let child = (e >> 32) as u32;
+        // `result` is final once `done`: a peer, NONE (use `best`) or a singleton reference.
+        let mut done = child & SINGLE != 0;
+        let mut result = child;
+        let mut cur = if done { 0 } else { child as usize };
+        let mut depth = K::DIR_BITS;
+        let rounds = (K::BITS - K::DIR_BITS).div_ceil(STRIDE);
+        let mut round = 0;
+        while if K::BITS == 32 { round < rounds } else { !done } {
+            round += 1;
+            let n = cur * NODE_WORDS;
+            let vector = self.nodes[n].load(Ordering::Relaxed);
+            let leafvec = self.nodes[n + 1].load(Ordering::Relaxed);
+            let bases = self.nodes[n + 2].load(Ordering::Relaxed);
+            let default = self.nodes[n + 3].load(Ordering::Relaxed) as u32;
+            let bit = 1u64 << addr.chunk(depth.min(K::BITS - 1));
+            let internal = vector & bit != 0;
+            let next = bases as u32 + (vector & (bit - 1)).count_ones();
+            let run = (leafvec & (bit | (bit - 1))).count_ones();
+            let leaf = ((bases >> 32) as u32 + run).saturating_sub(1);
+            let value = self.leaves[leaf as usize].load(Ordering::Relaxed);
+            let live = !done;
+            best = if live & (default != NONE) {
+                default
+            } else {
+                best
+            };
+            result = if live & !internal { value } else { result };
+            cur = if live & internal { next as usize } else { cur };
+            depth += if live & internal { STRIDE } else { 0 };
+            done |= !internal;
+        }
+        let single = result != NONE && result & SINGLE != 0;
+        let s = self.read_single(if single { result & !SINGLE } else { 0 });
+        let from_single = if addr.mask(s.len) == s.key {
             s.peer
         } else if s.fallback != NONE {
             s.fallback
         } else {
             best
-        }
-    }
-
-    /// Longest-prefix match: the peer id, or [`NONE`].
-    #[inline(always)]
-    pub(crate) fn lookup(&self, addr: K) -> u32 {
-        let e = self.dir[addr.top()].load(Ordering::Acquire);
-        let mut best = e as u32;
-        let mut child = (e >> 32) as u32;
-        let mut depth = DIR_BITS;
-        loop {
-            if child & SINGLE != 0 {
-                return if child == NONE {
-                    best
-                } else {
-                    self.single_lookup(child & !SINGLE, addr, best)
-                };
-            }
-            let n = child as usize * NODE_WORDS;
-            let vector = self.nodes[n].load(Ordering::Relaxed);
-            let bases = self.nodes[n + 2].load(Ordering::Relaxed);
-            let default = self.nodes[n + 3].load(Ordering::Relaxed) as u32;
-            if default != NONE {
-                best = default;
-            }
-            let i = addr.chunk(depth);
-            let bit = 1u64 << i;
-            if vector & bit != 0 {
-                child = bases as u32 + (vector & (bit - 1)).count_ones();
-                depth += STRIDE;
-                continue;
-            }
-            let leafvec = self.nodes[n + 1].load(Ordering::Relaxed);
-            let run = (leafvec & (bit | (bit - 1))).count_ones() as usize;
-            let v = self.leaves[(bases >> 32) as usize + run - 1].load(Ordering::Relaxed);
-            return if v & SINGLE == 0 {
-                v
-            } else if v == NONE {
-                best
-            } else {
-                self.single_lookup(v & !SINGLE, addr, best)
-            };
+        };
+        if single {
+            from_single
+        } else if result == NONE {
+            best
+        } else {
+            result
         }
     }
 }

@@ -1,15 +1,13 @@
 //! Addresses as unsigned integers, most significant bit first: `u32` for IPv4, `u128` for IPv6.
 //!
-//! The trie consumes an address in 6-bit chunks below a 16-bit direct-indexed top. Chunks that
-//! run past the last bit are zero-padded (IPv4: 16 + 6 + 6 + 6 covers bit 33; IPv6: 16 + 19 * 6
-//! covers bit 129), so every level has the same 64-way fan-out and the padding children are
-//! simply never reached by a lookup.
+//! The trie consumes an address in 6-bit chunks below a direct-indexed top (20 bits for IPv4,
+//! 16 for IPv6). Chunks that run past the last bit are zero-padded (IPv4: 20 + 6 + 6 ends at
+//! bit 32 exactly; IPv6: 16 + 19 * 6 covers bit 129), so every level has the same 64-way
+//! fan-out and the padding children are simply never reached by a lookup.
 
 use std::fmt::Debug;
 use std::hash::Hash;
 
-/// Bits resolved by the direct-indexed top level (the directory).
-pub(crate) const DIR_BITS: u32 = 16;
 /// Bits resolved by each trie node below the directory.
 pub(crate) const STRIDE: u32 = 6;
 
@@ -18,10 +16,12 @@ pub(crate) const STRIDE: u32 = 6;
 pub trait Key: Copy + Ord + Eq + Hash + Debug + Default + Send + Sync + 'static {
     /// Address width in bits (32 or 128).
     const BITS: u32;
+    /// Bits resolved by the direct-indexed top level (the directory).
+    const DIR_BITS: u32;
     /// 64-bit words one singleton (path-compressed leaf) occupies in the singles array.
     const SINGLE_WORDS: usize;
 
-    /// The top [`DIR_BITS`] bits: the directory slot.
+    /// The top [`Key::DIR_BITS`] bits: the directory slot.
     fn top(self) -> usize;
     /// The [`STRIDE`] bits starting at bit `depth` (0 = most significant), zero-padded past the
     /// end of the address. `depth` is below `BITS`.
@@ -41,11 +41,12 @@ pub trait Key: Copy + Ord + Eq + Hash + Debug + Default + Send + Sync + 'static 
 
 impl Key for u32 {
     const BITS: u32 = 32;
+    const DIR_BITS: u32 = 20;
     const SINGLE_WORDS: usize = 2;
 
     #[inline(always)]
     fn top(self) -> usize {
-        (self >> (32 - DIR_BITS)) as usize
+        (self >> (32 - Self::DIR_BITS)) as usize
     }
     #[inline(always)]
     fn chunk(self, depth: u32) -> usize {
@@ -82,11 +83,12 @@ impl Key for u32 {
 
 impl Key for u128 {
     const BITS: u32 = 128;
+    const DIR_BITS: u32 = 16;
     const SINGLE_WORDS: usize = 4;
 
     #[inline(always)]
     fn top(self) -> usize {
-        (self >> (128 - DIR_BITS)) as usize
+        (self >> (128 - Self::DIR_BITS)) as usize
     }
     #[inline(always)]
     fn chunk(self, depth: u32) -> usize {
@@ -128,7 +130,7 @@ mod tests {
     #[test]
     fn chunks_are_msb_first_and_zero_padded() {
         let a: u32 = 0xC0A8_0501; // 192.168.5.1
-        assert_eq!(a.top(), 0xC0A8);
+        assert_eq!(a.top(), 0xC0A80);
         assert_eq!(a.chunk(16), 0b000001);
         assert_eq!(a.chunk(22), 0b010000);
         assert_eq!(a.chunk(28), 0b000100, "bits 28..32 then two zero pad bits");

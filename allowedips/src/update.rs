@@ -23,7 +23,7 @@ use crate::build::{
 };
 use crate::epoch::Epoch;
 use crate::fib::{Fib, Node, Single, NODE_WORDS, NONE, SINGLE};
-use crate::key::{Key, DIR_BITS, STRIDE};
+use crate::key::{Key, STRIDE};
 
 /// Free space kept after a (re)build, as a fraction of what the build used, plus a minimum.
 const SPARE_DIVISOR: usize = 8;
@@ -193,7 +193,7 @@ impl<K: Key> Family<K> {
     pub(crate) fn build(master: BTreeMap<(K, u8), u32>) -> Self {
         let short = master
             .iter()
-            .filter(|(k, _)| u32::from(k.1) <= DIR_BITS)
+            .filter(|(k, _)| u32::from(k.1) <= K::DIR_BITS)
             .map(|(k, v)| (*k, *v))
             .collect();
         let (fib, alloc) = Self::arena(&master);
@@ -264,7 +264,7 @@ impl<K: Key> Family<K> {
         if old == peer {
             return old;
         }
-        let retired = if u32::from(len) <= DIR_BITS {
+        let retired = if u32::from(len) <= K::DIR_BITS {
             match peer {
                 Some(p) => self.short.insert((key, len), p),
                 None => self.short.remove(&(key, len)),
@@ -317,7 +317,7 @@ impl<K: Key> Family<K> {
     /// Recomputes the directory defaults of the slots `key/len` (len <= 16) covers.
     fn refresh_short(&mut self, key: K, len: u8) {
         let start = key.top();
-        let n = 1usize << (DIR_BITS - u32::from(len));
+        let n = 1usize << (K::DIR_BITS - u32::from(len));
         let mut inherited = NONE;
         for l in (0..len).rev() {
             if let Some(&p) = self.short.get(&(key.mask(l), l)) {
@@ -328,13 +328,13 @@ impl<K: Key> Family<K> {
         let mut defaults = vec![inherited; n];
         let mut inside: Vec<(u8, usize, u32)> = self
             .short
-            .range((key, len)..=(key.last(len), DIR_BITS as u8))
-            .filter(|((_, l), _)| *l >= len && u32::from(*l) <= DIR_BITS)
+            .range((key, len)..=(key.last(len), K::DIR_BITS as u8))
+            .filter(|((_, l), _)| *l >= len && u32::from(*l) <= K::DIR_BITS)
             .map(|(&(k, l), &p)| (l, k.top() - start, p))
             .collect();
         inside.sort_by_key(|e| e.0);
         for (l, offset, p) in inside {
-            let count = 1usize << (DIR_BITS - u32::from(l));
+            let count = 1usize << (K::DIR_BITS - u32::from(l));
             defaults[offset..offset + count].fill(p);
         }
         for (i, &d) in defaults.iter().enumerate() {
@@ -366,8 +366,8 @@ impl<K: Key> Family<K> {
             &self.master,
             &mut sink,
             cur,
-            DIR_BITS,
-            key.mask(DIR_BITS as u8),
+            K::DIR_BITS,
+            key.mask(K::DIR_BITS as u8),
             NONE,
             (key, len),
         );

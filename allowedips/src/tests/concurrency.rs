@@ -131,13 +131,43 @@ fn readers_see_the_old_or_the_new_table_never_a_mix() {
             thread::spawn(move || {
                 let mut checked = 0usize;
                 let mut answers = vec![None; probes.len()];
+                let mut batch = 0usize;
+                let v4: Vec<u32> = probes
+                    .iter()
+                    .filter_map(|q| match q {
+                        IpAddr::V4(a) => Some(u32::from(*a)),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect();
+                let v6: Vec<u128> = probes
+                    .iter()
+                    .filter_map(|q| match q {
+                        IpAddr::V6(a) => Some(u128::from(*a)),
+                        IpAddr::V4(_) => None,
+                    })
+                    .collect();
+                let (mut out4, mut out6) = (vec![None; v4.len()], vec![None; v6.len()]);
                 loop {
                     let last = finished.load(Ordering::Acquire);
                     let lo = done.load(Ordering::Acquire);
                     {
                         let snap = reader.pin();
-                        for (a, q) in answers.iter_mut().zip(probes.iter()) {
-                            *a = snap.lookup(*q);
+                        batch += 1;
+                        if batch.is_multiple_of(2) {
+                            for (a, q) in answers.iter_mut().zip(probes.iter()) {
+                                *a = snap.lookup(*q);
+                            }
+                        } else {
+                            // The batch path, as the workers use it.
+                            snap.lookup_v4_batch(&v4, &mut out4);
+                            snap.lookup_v6_batch(&v6, &mut out6);
+                            let (mut i4, mut i6) = (out4.iter(), out6.iter());
+                            for (a, q) in answers.iter_mut().zip(probes.iter()) {
+                                *a = match q {
+                                    IpAddr::V4(_) => *i4.next().unwrap(),
+                                    IpAddr::V6(_) => *i6.next().unwrap(),
+                                };
+                            }
                         }
                     }
                     let hi = started.load(Ordering::Acquire);
