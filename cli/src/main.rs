@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Some("check") if args.len() == 2 => check(&args[1]),
         Some("up") => gateway::up(&args[1..]),
         Some("down") => gateway::down(&args[1..]),
+        Some("show") => gateway::show(&args[1..]),
         Some("control") => gateway::control(&args[1..]),
         Some("dataplane") => gateway::dataplane(&args[1..]),
         Some("help" | "--help" | "-h") => {

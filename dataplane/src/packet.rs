@@ -11,7 +11,8 @@ use crate::drop::Drop;
 use proto::data;
 use proto::messages::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use proto::wire::{
-    checksum, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket,
+    checksum, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, PseudoHeader as _,
+    UdpPacket,
 };
 use std::net::{IpAddr, SocketAddr};
 
@@ -100,6 +101,62 @@ pub fn decrement_ttl(buf: &mut [u8], off: usize) -> Result<(), Drop> {
         }
         _ => Err(Drop::BadInner),
     }
+}
+
+/// Completes a TCP or UDP checksum left partial by a sender on this host.
+///
+/// A socket sending through a veth hands the device CHECKSUM_PARTIAL: the checksum field
+/// holds only the folded pseudo-header sum, and a NIC (or the receiving kernel) is to finish
+/// it. A frame taken by AF_XDP skips that, so it would leave here with a wrong checksum
+/// (design §8). The partial value is cheap to recognise; only then is the full sum computed.
+/// Recomputing is always correct, so a complete checksum that happens to look partial is
+/// harmless.
+pub fn complete_partial_checksum(buf: &mut [u8], off: usize, len: usize) {
+    let Some(p) = buf.get_mut(off..off + len) else {
+        return;
+    };
+    match proto::wire::ip_version(p) {
+        Some(4) => {
+            let mut ip = Ipv4Packet::new_unchecked(&mut *p);
+            if ip.check_len().is_err() || ip.is_fragment() {
+                return;
+            }
+            let (src, dst, proto) = (ip.src_addr(), ip.dst_addr(), ip.protocol());
+            fix_l4(ip.payload_mut(), proto, |l4_len| {
+                src.pseudo_header(dst, proto, l4_len)
+            });
+        }
+        Some(6) => {
+            let mut ip = Ipv6Packet::new_unchecked(&mut *p);
+            if ip.check_len().is_err() {
+                return;
+            }
+            let (src, dst, proto) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
+            fix_l4(ip.payload_mut(), proto, |l4_len| {
+                src.pseudo_header(dst, proto, l4_len)
+            });
+        }
+        _ => {}
+    }
+}
+
+fn fix_l4(l4: &mut [u8], proto: IpProtocol, pseudo: impl Fn(u32) -> checksum::Checksum) {
+    let field = match proto {
+        IpProtocol::TCP if l4.len() >= 20 => 16,
+        IpProtocol::UDP if l4.len() >= 8 => 6,
+        _ => return,
+    };
+    let l4_len = u32::try_from(l4.len()).unwrap_or(u32::MAX);
+    let stored = u16::from_be_bytes([l4[field], l4[field + 1]]);
+    if stored != pseudo(l4_len).sum() {
+        return;
+    }
+    l4[field..field + 2].fill(0);
+    let mut c = pseudo(l4_len).add_bytes(l4).finish();
+    if proto == IpProtocol::UDP && c == 0 {
+        c = 0xffff;
+    }
+    l4[field..field + 2].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Writes an Ethernet header for the inner packet at `buf[inner_off..inner_off + inner_len]`
@@ -332,6 +389,33 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A TCP segment whose checksum field holds only the pseudo-header sum (as a local
+    /// sender hands it to a veth) leaves with a full, valid checksum; a valid one is untouched.
+    #[test]
+    fn partial_checksums_are_completed() {
+        let mut tcp = vec![0u8; 20 + 10];
+        tcp[12] = 5 << 4; // data offset
+        tcp[20..].copy_from_slice(b"0123456789");
+        let mut p = inner_v4(&tcp, 64);
+        p[9] = 6; // protocol TCP
+        let (src, dst) = (
+            std::net::Ipv4Addr::new(10, 0, 0, 1),
+            std::net::Ipv4Addr::new(10, 9, 0, 1),
+        );
+        let partial = src.pseudo_header(dst, IpProtocol::TCP, 30).sum();
+        p[20 + 16..20 + 18].copy_from_slice(&partial.to_be_bytes());
+        let len = p.len();
+        complete_partial_checksum(&mut p, 0, len);
+        let full = src
+            .pseudo_header(dst, IpProtocol::TCP, 30)
+            .add_bytes(&p[20..])
+            .sum();
+        assert_eq!(full, 0xffff, "checksum verifies");
+        let before = p.clone();
+        complete_partial_checksum(&mut p, 0, len);
+        assert_eq!(p, before, "a complete checksum is left alone");
     }
 
     #[test]

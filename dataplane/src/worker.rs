@@ -493,6 +493,7 @@ impl Worker {
             return Err(Drop::CounterExhausted);
         }
         let (_, _, chunk) = self.frames.chunk_mut(d.addr).ok_or(Drop::Malformed)?;
+        packet::complete_partial_checksum(chunk, inner_off, inner_len);
         packet::decrement_ttl(chunk, inner_off)?;
         let src_ip: IpAddr = match endpoint.ip() {
             IpAddr::V4(_) => self.cfg.wan.v4.map(IpAddr::V4),

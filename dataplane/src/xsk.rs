@@ -379,10 +379,19 @@ impl Port {
         n
     }
 
-    /// Kicks the kernel to transmit even if it did not ask for a wakeup (copy mode on veth
-    /// needs a `sendto` to move TX descriptors).
+    /// Kicks the kernel to transmit even if it did not ask for a wakeup. In copy mode each
+    /// `sendto` moves at most a small batch of descriptors (32 in the kernel's generic
+    /// transmit path), so kick until the ring is drained or the kernel stops making progress.
     pub fn kick(&self) {
-        self.tx.wake();
+        let mut last = u32::MAX;
+        for _ in 0..64 {
+            let pending = self.tx.pending();
+            if pending == 0 || pending == last {
+                return;
+            }
+            last = pending;
+            self.tx.wake();
+        }
     }
 }
 
