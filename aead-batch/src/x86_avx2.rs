@@ -23,6 +23,12 @@ impl Kernels for Avx2 {
     }
 
     unsafe fn poly(jobs: &[PolyJob], tags: &mut [[u8; 16]]) {
+        if let ([job], [tag]) = (jobs, &mut *tags) {
+            // One packet fills one lane of four: the scalar code is faster.
+            // SAFETY: forwarded contract of `Kernels::poly`.
+            *tag = unsafe { crate::sched::poly_scalar(job) };
+            return;
+        }
         for (j, t) in jobs.chunks(8).zip(tags.chunks_mut(8)) {
             // SAFETY: forwarded contract of `Kernels::poly`.
             unsafe { poly8(j, t) }
