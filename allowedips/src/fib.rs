@@ -47,7 +47,7 @@ pub(crate) const SINGLE: u32 = 1 << 31;
 pub(crate) const NODE_WORDS: usize = 4;
 
 /// Lookups a batch advances together (see [`Fib::lookup_batch`]).
-pub(crate) const GROUP: usize = 32;
+pub(crate) const GROUP: usize = 64;
 
 /// A node as the writer handles it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
