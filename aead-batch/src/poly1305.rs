@@ -150,6 +150,28 @@ pub(crate) fn from_radix26(h: [u64; 5]) -> [u64; 3] {
     ]
 }
 
+/// `h * r mod 2^130 - 5`, partially reduced: limbs 0 and 1 below 2^44 (+ a small carry), limb 2
+/// below 2^42. `h` limbs below 2^50, `r` limbs below 2^44 (limb 2 below 2^42).
+#[inline(always)]
+pub(crate) fn mul_mod(h: [u64; 3], r: [u64; 3]) -> [u64; 3] {
+    let [h0, h1, h2] = h;
+    let [r0, r1, r2] = r;
+    let (s1, s2) = (r1 * 20, r2 * 20);
+    let mul = |a: u64, b: u64| u128::from(a) * u128::from(b);
+    let d0 = mul(h0, r0) + mul(h1, s2) + mul(h2, s1);
+    let mut d1 = mul(h0, r1) + mul(h1, r0) + mul(h2, s2);
+    let mut d2 = mul(h0, r2) + mul(h1, r1) + mul(h2, r0);
+    let mut h0 = (d0 as u64) & M44;
+    d1 += d0 >> 44;
+    let mut h1 = (d1 as u64) & M44;
+    d2 += d1 >> 44;
+    let h2 = (d2 as u64) & M42;
+    h0 += ((d2 >> 42) as u64) * 5;
+    h1 += h0 >> 44;
+    h0 &= M44;
+    [h0, h1, h2]
+}
+
 /// One Poly1305 computation.
 pub(crate) struct Poly1305 {
     r: [u64; 3],
@@ -177,24 +199,18 @@ impl Poly1305 {
     /// Absorbs one 16-byte block given as limbs (with its 2^128 bit if it has one).
     #[inline(always)]
     fn absorb(&mut self, m: [u64; 3]) {
-        let [r0, r1, r2] = self.r;
-        let (s1, s2) = (r1 * 20, r2 * 20);
-        let h0 = self.h[0] + m[0];
-        let h1 = self.h[1] + m[1];
-        let h2 = self.h[2] + m[2];
-        let mul = |a: u64, b: u64| u128::from(a) * u128::from(b);
-        let d0 = mul(h0, r0) + mul(h1, s2) + mul(h2, s1);
-        let mut d1 = mul(h0, r1) + mul(h1, r0) + mul(h2, s2);
-        let mut d2 = mul(h0, r2) + mul(h1, r1) + mul(h2, r0);
-        let mut h0 = (d0 as u64) & M44;
-        d1 += d0 >> 44;
-        let mut h1 = (d1 as u64) & M44;
-        d2 += d1 >> 44;
-        let h2 = (d2 as u64) & M42;
-        h0 += ((d2 >> 42) as u64) * 5;
-        h1 += h0 >> 44;
-        h0 &= M44;
-        self.h = [h0, h1, h2];
+        let h = [self.h[0] + m[0], self.h[1] + m[1], self.h[2] + m[2]];
+        self.h = mul_mod(h, self.r);
+    }
+
+    /// The clamped `r` (radix-2^44 limbs).
+    pub(crate) fn r(&self) -> [u64; 3] {
+        self.r
+    }
+
+    /// Continues from an accumulator computed elsewhere (limbs below 2^50).
+    pub(crate) fn set_h(&mut self, h: [u64; 3]) {
+        self.h = h;
     }
 
     /// Absorbs `data` zero-padded to a multiple of 16 bytes, as the AEAD construction does

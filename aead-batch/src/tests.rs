@@ -135,6 +135,27 @@ fn batch_sizes_1_to_64_with_mixed_lengths_match_ring() {
 }
 
 #[test]
+fn lone_and_paired_packets_of_every_shape_match_ring() {
+    // One or two packets per batch take the single-packet paths (wide or scalar Poly1305,
+    // narrow ChaCha20): lengths around the group boundaries, odd ones, and jumbo.
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let lens = [
+        0, 1, 64, 127, 128, 255, 256, 257, 271, 383, 384, 385, 511, 512, 1023, 1420, 1421, 9216,
+    ];
+    for b in Backend::all() {
+        for &len in &lens {
+            let text: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            roundtrip(b, &[(rng.gen(), rng.gen(), text.clone())]);
+            let other: Vec<u8> = (0..rng.gen_range(0..2000)).map(|_| rng.gen()).collect();
+            roundtrip(
+                b,
+                &[(rng.gen(), rng.gen(), text), (rng.gen(), rng.gen(), other)],
+            );
+        }
+    }
+}
+
+#[test]
 fn jumbo_lengths_up_to_9216_match_ring() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     for b in Backend::all() {

@@ -35,11 +35,20 @@ impl Kernels for Avx512 {
     }
 
     unsafe fn poly(jobs: &[PolyJob], tags: &mut [[u8; 16]]) {
-        if let ([job], [tag]) = (jobs, &mut *tags) {
-            // One packet fills one lane of eight: the scalar code's shorter dependency chain
-            // is faster.
-            // SAFETY: forwarded contract of `Kernels::poly`.
-            *tag = unsafe { crate::sched::poly_scalar(job) };
+        if jobs.len() <= 2 {
+            // One or two packets would fill one or two lanes of eight: a long one runs 8 of
+            // its own blocks at a time instead, a short one on the scalar code, whose
+            // dependency chain is shorter than a vector's.
+            for (job, tag) in jobs.iter().zip(tags.iter_mut()) {
+                // SAFETY: forwarded contract of `Kernels::poly`.
+                *tag = unsafe {
+                    if job.len >= WIDE_MIN {
+                        poly_wide(job)
+                    } else {
+                        crate::sched::poly_scalar(job)
+                    }
+                };
+            }
             return;
         }
         for (j, t) in jobs.chunks(16).zip(tags.chunks_mut(16)) {
@@ -423,6 +432,52 @@ unsafe fn lanes(jobs: &[PolyJob], base: *const u8) -> (Lanes, usize) {
     (l, most)
 }
 
+/// `h * r mod 2^130 - 5` per lane with IFMA, partially reduced (see `poly1305::mul_mod`): all
+/// limbs of `h`, `r` and `s1 = 20 r1`, `s2 = 20 r2` below 2^52.
+#[inline]
+#[target_feature(enable = "avx512f,avx512ifma")]
+fn mul_mod(h: [__m512i; 3], r: [__m512i; 3], s1: __m512i, s2: __m512i) -> [__m512i; 3] {
+    let [h0, h1, h2] = h;
+    let [r0, r1, r2] = r;
+    let zero = _mm512_setzero_si512();
+    let m44 = _mm512_set1_epi64(M44 as i64);
+
+    // d = h * r as low and high 52-bit halves of each limb product (IFMA), all inputs < 2^52.
+    let lo3 = |a0, b0, a1, b1, a2, b2| {
+        let t = _mm512_madd52lo_epu64(zero, a0, b0);
+        let t = _mm512_madd52lo_epu64(t, a1, b1);
+        _mm512_madd52lo_epu64(t, a2, b2)
+    };
+    let hi3 = |a0, b0, a1, b1, a2, b2| {
+        let t = _mm512_madd52hi_epu64(zero, a0, b0);
+        let t = _mm512_madd52hi_epu64(t, a1, b1);
+        _mm512_madd52hi_epu64(t, a2, b2)
+    };
+    let d0l = lo3(h0, r0, h1, s2, h2, s1);
+    let d0h = hi3(h0, r0, h1, s2, h2, s1);
+    let d1l = lo3(h0, r1, h1, r0, h2, s2);
+    let d1h = hi3(h0, r1, h1, r0, h2, s2);
+    let d2l = lo3(h0, r2, h1, r1, h2, r0);
+    let d2h = hi3(h0, r2, h1, r1, h2, r0);
+
+    // Carry into radix 2^44: a high half weighs 2^52 = 2^44 * 2^8 over its low half.
+    let m42 = _mm512_set1_epi64(M42 as i64);
+    let mut c = _mm512_add_epi64(_mm512_srli_epi64::<44>(d0l), _mm512_slli_epi64::<8>(d0h));
+    let n0 = _mm512_and_si512(d0l, m44);
+    let d1 = _mm512_add_epi64(d1l, c);
+    c = _mm512_add_epi64(_mm512_srli_epi64::<44>(d1), _mm512_slli_epi64::<8>(d1h));
+    let n1 = _mm512_and_si512(d1, m44);
+    let d2 = _mm512_add_epi64(d2l, c);
+    // Limb 2 is 42 bits wide: its high half weighs 2^10 over the carry; past 2^130 times 5.
+    c = _mm512_add_epi64(_mm512_srli_epi64::<42>(d2), _mm512_slli_epi64::<10>(d2h));
+    let n2 = _mm512_and_si512(d2, m42);
+    let n0 = _mm512_add_epi64(n0, _mm512_add_epi64(c, _mm512_slli_epi64::<2>(c)));
+    let n1 = _mm512_add_epi64(n1, _mm512_srli_epi64::<44>(n0));
+    let n0 = _mm512_and_si512(n0, m44);
+
+    [n0, n1, n2]
+}
+
 /// Absorbs block `k` of every active lane: a data block (zero-padded past the text) while
 /// `k + 1 < steps`, the length block `0 || len` at `k + 1 == steps`, nothing after.
 ///
@@ -467,44 +522,12 @@ unsafe fn step(l: &mut Lanes, k: u64, base: *const u8) {
         m44,
     );
     let m2 = _mm512_or_si512(_mm512_srli_epi64::<24>(hi), _mm512_set1_epi64(HIBIT as i64));
-    let h0 = _mm512_add_epi64(l.h[0], m0);
-    let h1 = _mm512_add_epi64(l.h[1], m1);
-    let h2 = _mm512_add_epi64(l.h[2], m2);
-    let [r0, r1, r2] = l.r;
-    let (s1, s2) = (l.s1, l.s2);
-
-    // d = h * r as low and high 52-bit halves of each limb product (IFMA), all inputs < 2^52.
-    let lo3 = |a0, b0, a1, b1, a2, b2| {
-        let t = _mm512_madd52lo_epu64(zero, a0, b0);
-        let t = _mm512_madd52lo_epu64(t, a1, b1);
-        _mm512_madd52lo_epu64(t, a2, b2)
-    };
-    let hi3 = |a0, b0, a1, b1, a2, b2| {
-        let t = _mm512_madd52hi_epu64(zero, a0, b0);
-        let t = _mm512_madd52hi_epu64(t, a1, b1);
-        _mm512_madd52hi_epu64(t, a2, b2)
-    };
-    let d0l = lo3(h0, r0, h1, s2, h2, s1);
-    let d0h = hi3(h0, r0, h1, s2, h2, s1);
-    let d1l = lo3(h0, r1, h1, r0, h2, s2);
-    let d1h = hi3(h0, r1, h1, r0, h2, s2);
-    let d2l = lo3(h0, r2, h1, r1, h2, r0);
-    let d2h = hi3(h0, r2, h1, r1, h2, r0);
-
-    // Carry into radix 2^44: a high half weighs 2^52 = 2^44 * 2^8 over its low half.
-    let m42 = _mm512_set1_epi64(M42 as i64);
-    let mut c = _mm512_add_epi64(_mm512_srli_epi64::<44>(d0l), _mm512_slli_epi64::<8>(d0h));
-    let n0 = _mm512_and_si512(d0l, m44);
-    let d1 = _mm512_add_epi64(d1l, c);
-    c = _mm512_add_epi64(_mm512_srli_epi64::<44>(d1), _mm512_slli_epi64::<8>(d1h));
-    let n1 = _mm512_and_si512(d1, m44);
-    let d2 = _mm512_add_epi64(d2l, c);
-    // Limb 2 is 42 bits wide: its high half weighs 2^10 over the carry; past 2^130 times 5.
-    c = _mm512_add_epi64(_mm512_srli_epi64::<42>(d2), _mm512_slli_epi64::<10>(d2h));
-    let n2 = _mm512_and_si512(d2, m42);
-    let n0 = _mm512_add_epi64(n0, _mm512_add_epi64(c, _mm512_slli_epi64::<2>(c)));
-    let n1 = _mm512_add_epi64(n1, _mm512_srli_epi64::<44>(n0));
-    let n0 = _mm512_and_si512(n0, m44);
+    let h = [
+        _mm512_add_epi64(l.h[0], m0),
+        _mm512_add_epi64(l.h[1], m1),
+        _mm512_add_epi64(l.h[2], m2),
+    ];
+    let [n0, n1, n2] = mul_mod(h, l.r, l.s1, l.s2);
 
     l.h = [
         _mm512_mask_mov_epi64(l.h[0], active, n0),
@@ -531,6 +554,95 @@ unsafe fn finish(l: &Lanes, jobs: &[PolyJob], tags: &mut [[u8; 16]]) {
         let key: &[u8; 32] = unsafe { &*j.key.cast() };
         *t = poly1305::finish([h[0][i], h[1][i], h[2][i]], poly1305::s_words(key));
     }
+}
+
+/// Shortest text worth `poly_wide`: two groups of 8 blocks.
+const WIDE_MIN: usize = 256;
+
+/// Poly1305 of one long job with its own blocks in the lanes: 8 full blocks per step, each lane
+/// multiplied by r^8 between groups and lane j by r^(8-j) after the last group, so the lanes
+/// sum to the accumulator of those blocks (block b of N ends up times r^(N-b+1), RFC 8439
+/// §2.5.1). The remaining blocks and the length block run on the scalar code.
+///
+/// # Safety
+/// As `Kernels::poly` for `job`, on a CPU with AVX-512 F and IFMA.
+#[target_feature(enable = "avx512f,avx512ifma")]
+unsafe fn poly_wide(job: &PolyJob) -> [u8; 16] {
+    // SAFETY: the caller guarantees the key.
+    let key: &[u8; 32] = unsafe { &*job.key.cast() };
+    let mut p = poly1305::Poly1305::new(key);
+    let r = p.r();
+    let mut pow = [r; 8]; // pow[i] = r^(i+1)
+    for i in 1..8 {
+        pow[i] = poly1305::mul_mod(pow[i - 1], r);
+    }
+    let mut between = [[0u64; 8]; 3];
+    let mut last = [[0u64; 8]; 3];
+    for k in 0..3 {
+        for j in 0..8 {
+            between[k][j] = pow[7][k];
+            last[k][j] = pow[7 - j][k];
+        }
+    }
+    let times20 =
+        |x: __m512i| _mm512_add_epi64(_mm512_slli_epi64::<4>(x), _mm512_slli_epi64::<2>(x));
+    let rb = [load8(&between[0]), load8(&between[1]), load8(&between[2])];
+    let rl = [load8(&last[0]), load8(&last[1]), load8(&last[2])];
+    let (sb1, sb2, sl1, sl2) = (
+        times20(rb[1]),
+        times20(rb[2]),
+        times20(rl[1]),
+        times20(rl[2]),
+    );
+    let even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    let odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+    let m44 = _mm512_set1_epi64(M44 as i64);
+    let hibit = _mm512_set1_epi64(HIBIT as i64);
+    let groups = job.len / 128;
+    let mut h = [_mm512_setzero_si512(); 3];
+    for g in 0..groups {
+        // SAFETY: group g is 128 bytes inside the text (g < len / 128).
+        let (a, b) = unsafe {
+            let at = job.msg.add(128 * g);
+            (
+                _mm512_loadu_si512(at.cast()),
+                _mm512_loadu_si512(at.add(64).cast()),
+            )
+        };
+        let lo = _mm512_permutex2var_epi64(a, even, b);
+        let hi = _mm512_permutex2var_epi64(a, odd, b);
+        let m = [
+            _mm512_and_si512(lo, m44),
+            _mm512_and_si512(
+                _mm512_or_si512(_mm512_srli_epi64::<44>(lo), _mm512_slli_epi64::<20>(hi)),
+                m44,
+            ),
+            _mm512_or_si512(_mm512_srli_epi64::<24>(hi), hibit),
+        ];
+        let hm = [
+            _mm512_add_epi64(h[0], m[0]),
+            _mm512_add_epi64(h[1], m[1]),
+            _mm512_add_epi64(h[2], m[2]),
+        ];
+        h = if g + 1 < groups {
+            mul_mod(hm, rb, sb1, sb2)
+        } else {
+            mul_mod(hm, rl, sl1, sl2)
+        };
+    }
+    let mut lanes = [[0u64; 8]; 3];
+    for (a, v) in lanes.iter_mut().zip(h) {
+        // SAFETY: `a` is 64 writable bytes.
+        unsafe { _mm512_storeu_si512(a.as_mut_ptr().cast(), v) };
+    }
+    // Each lane's limbs are below 2^45, so the sums stay below 2^48.
+    p.set_h(lanes.map(|l| l.iter().sum()));
+    let done = groups * 128;
+    // SAFETY: the rest of the text, inside it.
+    let rest = unsafe { core::slice::from_raw_parts(job.msg.add(done), job.len - done) };
+    p.update_padded(rest);
+    p.update_lengths(0, job.len as u64);
+    p.finish()
 }
 
 /// Tags of up to 16 jobs (sorted by length): two registers of 8, interleaved while both have
