@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use testbed::{IfAddr, Netns, WgConfig, WgPeer, WireguardGo};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wgxdp");
@@ -129,12 +129,7 @@ fn topo(k: usize, extra_up_args: &[&str]) -> Topo {
 
     let dir = std::env::temp_dir().join(format!("wgxdp-gw-{t}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let gw_key = ok(testbed::wg::genkey().map(|k| Output {
-        status: Default::default(),
-        stdout: k.into_bytes(),
-        stderr: vec![],
-    }));
-    let gw_keys = testbed::WgKeypair::from_private(gw_key.trim().to_string()).unwrap();
+    let gw_keys = testbed::WgKeypair::generate().unwrap();
     let mut conf = format!(
         "[Interface]\nPrivateKey = {}\nListenPort = 51820\n",
         gw_keys.private_key()
@@ -224,7 +219,7 @@ fn show(t: &Topo) -> String {
 /// The counter `name` in `wgxdp show`'s drops line (0 if absent).
 fn drops(t: &Topo, name: &str) -> u64 {
     let s = show(t);
-    s.split(|c| c == ',' || c == ':' || c == '\n')
+    s.split([',', ':', '\n'])
         .filter_map(|f| {
             f.trim()
                 .strip_prefix(name)
@@ -259,10 +254,7 @@ fn iperf(t: &Topo, client: &Netns, dst: &str, secs: u32, reverse: bool) -> f64 {
         .find(key)
         .unwrap_or_else(|| panic!("no iperf3 result: {json}"));
     let bps_at = json[at..].find("\"bits_per_second\":").unwrap() + at + 18;
-    let end = json[bps_at..]
-        .find(|c: char| c == ',' || c == '\n')
-        .unwrap()
-        + bps_at;
+    let end = json[bps_at..].find([',', '\n']).unwrap() + bps_at;
     json[bps_at..end].trim().parse::<f64>().unwrap() / 1e6
 }
 
@@ -540,5 +532,4 @@ fn failed_starts_leave_nothing_behind() {
         !xdp_attached(&t.gw, &t.wan_if) && !xdp_attached(&t.gw, &t.lan_if),
         "nothing attached"
     );
-    let _ = Instant::now();
 }
