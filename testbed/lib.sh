@@ -1,0 +1,49 @@
+# Shared by testbed/test and testbed/demo: packages, PATH under sudo, cargo discovery.
+# shellcheck shell=bash
+
+# `ip` lives in /usr/sbin, which a non-login shell or a reset sudo environment may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# sudo resets PATH, hiding a rustup toolchain installed in the invoking user's home.
+find_cargo() {
+    if ! command -v cargo >/dev/null 2>&1 && [ -n "${SUDO_USER:-}" ]; then
+        local user_home
+        user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+        if [ -x "$user_home/.cargo/bin/cargo" ]; then
+            export PATH="$user_home/.cargo/bin:$PATH"
+            export CARGO_HOME="${CARGO_HOME:-$user_home/.cargo}"
+            export RUSTUP_HOME="${RUSTUP_HOME:-$user_home/.rustup}"
+        fi
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "error: cargo is not on PATH (under sudo, try: sudo env \"PATH=\$PATH\" $0)" >&2
+        exit 1
+    fi
+}
+
+# clang/llvm/libbpf/libelf/m4/pkg-config build the eBPF programs; iproute2, wireguard-go,
+# wireguard-tools, iperf3, ethtool and ping are the testbed's tools.
+TESTBED_PACKAGES=(build-essential clang llvm libelf-dev zlib1g-dev pkg-config m4 libbpf-dev
+                  iproute2 wireguard-go wireguard-tools iperf3 ethtool iputils-ping util-linux)
+
+# Installs whatever of TESTBED_PACKAGES is missing (idempotent, quiet when nothing is).
+install_packages() {
+    local missing=() p
+    for p in "${TESTBED_PACKAGES[@]}"; do
+        # dpkg -s also succeeds for packages removed but not purged; the status word is exact.
+        if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+            missing+=("$p")
+        fi
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        step "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+    else
+        echo "warning: not root, cannot install: ${missing[*]} (tests needing them will skip)" >&2
+    fi
+}
