@@ -90,6 +90,45 @@ fn veth(a: &Netns, an: &str, b: &Netns, bn: &str) {
     ok(b.ip(["link", "set", bn, "up"]));
 }
 
+/// A veth with `n` queues per end.
+fn veth_queues(a: &Netns, an: &str, b: &Netns, bn: &str, n: u16) {
+    let n = n.to_string();
+    let out = std::process::Command::new("ip")
+        .args([
+            "link",
+            "add",
+            an,
+            "netns",
+            a.name(),
+            "numtxqueues",
+            &n,
+            "numrxqueues",
+            &n,
+            "type",
+            "veth",
+        ])
+        .args([
+            "peer",
+            "name",
+            bn,
+            "netns",
+            b.name(),
+            "numtxqueues",
+            &n,
+            "numrxqueues",
+            &n,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(a.ip(["link", "set", an, "up"]));
+    ok(b.ip(["link", "set", bn, "up"]));
+}
+
 fn addr(ns: &Netns, ifname: &str, a: &str) {
     if a.contains(':') {
         ok(ns.ip(["addr", "add", a, "dev", ifname, "nodad"]));
@@ -100,6 +139,18 @@ fn addr(ns: &Netns, ifname: &str, a: &str) {
 
 /// Builds the topology with `k` peers and starts the gateway.
 fn topo(k: usize, extra_up_args: &[&str]) -> Topo {
+    topo_with(k, extra_up_args, Shape::TwoArmed { queues: 1 })
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    /// WAN and LAN interfaces, each with this many queues.
+    TwoArmed { queues: u16 },
+    /// The server sits on the WAN segment; the gateway has one interface.
+    OneArmed,
+}
+
+fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
     let t = tag();
     let gw = Netns::new("gw").unwrap();
     let sw = Netns::new("sw").unwrap();
@@ -108,24 +159,41 @@ fn topo(k: usize, extra_up_args: &[&str]) -> Topo {
     let br = "br0";
     ok(sw.ip(["link", "add", br, "type", "bridge"]));
     ok(sw.ip(["link", "set", br, "up"]));
-    veth(&gw, &wan_if, &sw, &format!("sw{t}g"));
+    let queues = match shape {
+        Shape::TwoArmed { queues } => queues,
+        Shape::OneArmed => 1,
+    };
+    veth_queues(&gw, &wan_if, &sw, &format!("sw{t}g"), queues);
     ok(sw.ip(["link", "set", &format!("sw{t}g"), "master", br]));
     addr(&gw, &wan_if, "198.18.0.1/24");
     addr(&gw, &wan_if, "2001:2::1/64");
-    veth(&gw, &lan_if, &srv, &format!("sv{t}l"));
-    addr(&gw, &lan_if, "198.18.1.1/24");
-    addr(&gw, &lan_if, "2001:2:0:2::1/64");
-    addr(&srv, &format!("sv{t}l"), "198.18.1.2/24");
-    addr(&srv, &format!("sv{t}l"), "2001:2:0:2::2/64");
-    ok(srv.ip(["route", "add", "198.19.0.0/24", "via", "198.18.1.1"]));
-    ok(srv.ip([
-        "-6",
-        "route",
-        "add",
-        "2001:2:0:1::/64",
-        "via",
-        "2001:2:0:2::1",
-    ]));
+    let sl = format!("sv{t}l");
+    match shape {
+        Shape::TwoArmed { .. } => {
+            veth_queues(&gw, &lan_if, &srv, &sl, queues);
+            addr(&gw, &lan_if, "198.18.1.1/24");
+            addr(&gw, &lan_if, "2001:2:0:2::1/64");
+            addr(&srv, &sl, "198.18.1.2/24");
+            addr(&srv, &sl, "2001:2:0:2::2/64");
+            ok(srv.ip(["route", "add", "198.19.0.0/24", "via", "198.18.1.1"]));
+            ok(srv.ip([
+                "-6",
+                "route",
+                "add",
+                "2001:2:0:1::/64",
+                "via",
+                "2001:2:0:2::1",
+            ]));
+        }
+        Shape::OneArmed => {
+            // The server is a host on the gateway's only segment.
+            veth(&srv, &sl, &sw, &format!("sw{t}s"));
+            ok(sw.ip(["link", "set", &format!("sw{t}s"), "master", br]));
+            addr(&gw, &wan_if, "198.18.1.1/24");
+            addr(&srv, &sl, "198.18.1.2/24");
+            ok(srv.ip(["route", "add", "198.19.0.0/24", "via", "198.18.1.1"]));
+        }
+    }
 
     let dir = std::env::temp_dir().join(format!("wgxdp-gw-{t}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -186,11 +254,12 @@ fn topo(k: usize, extra_up_args: &[&str]) -> Topo {
         conf_path.to_str().unwrap(),
         "--wan",
         &wan_if,
-        "--lan",
-        &lan_if,
         "--name",
         &name,
     ];
+    if let Shape::TwoArmed { .. } = shape {
+        args.extend(["--lan", lan_if.as_str()]);
+    }
     args.extend_from_slice(extra_up_args);
     let up = ok(gw.exec(args));
     assert!(up.contains("native on"), "{up}");
@@ -532,4 +601,39 @@ fn failed_starts_leave_nothing_behind() {
         !xdp_attached(&t.gw, &t.wan_if) && !xdp_attached(&t.gw, &t.lan_if),
         "nothing attached"
     );
+}
+
+#[test]
+fn one_armed_gateway() {
+    if !require() {
+        return;
+    }
+    let t = topo_with(2, &[], Shape::OneArmed);
+    for (i, p) in t.peers.iter().enumerate() {
+        assert!(ping(&p.ns, LAN_V4), "peer {i}\n{}", show(&t));
+        assert!(ping(&t.srv, &p.v4.to_string()), "server pings peer {i}");
+    }
+    let mbps = iperf(&t, &t.peers[0].ns, LAN_V4, 2, false);
+    assert!(mbps > 10.0, "{mbps} Mbit/s\n{}", show(&t));
+}
+
+#[test]
+fn two_workers_on_two_queues() {
+    if !require() {
+        return;
+    }
+    let t = topo_with(2, &["--workers", "2"], Shape::TwoArmed { queues: 2 });
+    for (i, p) in t.peers.iter().enumerate() {
+        assert!(ping(&p.ns, LAN_V4), "peer {i}\n{}", show(&t));
+    }
+    let up = iperf(&t, &t.peers[0].ns, LAN_V4, 2, false);
+    let down = iperf(&t, &t.peers[1].ns, LAN_V4, 2, true);
+    let s = show(&t);
+    assert!(up > 10.0 && down > 10.0, "{up} / {down}\n{s}");
+    assert!(
+        s.contains("worker 0:") && s.contains("worker 1:"),
+        "both workers run\n{s}"
+    );
+    let log = std::fs::read_to_string(format!("/run/wgxdp/{}/dataplane.log", t.name)).unwrap();
+    assert!(log.contains("2 worker(s)"), "{log}");
 }
