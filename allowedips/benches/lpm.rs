@@ -11,9 +11,10 @@
 //!
 //! Run: `cargo bench -p allowedips --bench lpm`; `LPM_PEERS=10000` for a quick run.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,6 +26,45 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use ip_network::{IpNetwork, Ipv4Network, Ipv6Network};
 use ip_network_table::IpNetworkTable;
 
+/// Heap bytes in use, counted by a pass-through allocator: exact sizes for every contender
+/// (RSS deltas are not, once freed memory gets reused).
+struct Counting;
+
+static HEAP: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
+// guarantees hold; the counter only observes sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HEAP.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        HEAP.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from this allocator, i.e. from `System`, with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        HEAP.fetch_add(new_size, Ordering::Relaxed);
+        HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: as for `dealloc` and `alloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn heap() -> usize {
+    HEAP.load(Ordering::Relaxed)
+}
+
 const QUERIES: usize = 1 << 16;
 const BATCH: usize = 256;
 
@@ -33,14 +73,6 @@ fn peers() -> u32 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000)
-}
-
-fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
-        .unwrap_or(0)
-        * 4096
 }
 
 fn network(p: Prefix) -> IpNetwork {
@@ -80,43 +112,42 @@ struct Family {
 }
 
 fn family(name: &'static str, prefixes: Vec<(Prefix, PeerId)>, v4: bool) -> Family {
-    // Built in this order so that each RSS delta is taken before freed build temporaries can
-    // be reused (ip_network_table first; it has no size accessor).
-    let r0 = rss_bytes();
+    let h0 = heap();
     let ipnt = build_ipnt(&prefixes);
-    let r1 = rss_bytes();
+    let h1 = heap();
     let t = Instant::now();
     let ours = AllowedIps::from_prefixes(prefixes.iter().copied()).expect("peer ids fit");
     let ours_time = t.elapsed();
-    let r2 = rss_bytes();
+    let h2 = heap();
     let dir24 = v4.then(|| Dir24_8::build(&prefixes));
-    let r3 = rss_bytes();
+    let h3 = heap();
     let distinct = build_reference(&prefixes);
+    let h4 = heap();
     let stats = ours.stats();
     let (n, arena) = if v4 {
         (stats.v4_prefixes, stats.v4)
     } else {
         (stats.v6_prefixes, stats.v6)
     };
+    let per = |bytes: usize| bytes as f64 / n as f64;
     eprintln!(
-        "{name}: {} peers, {n} distinct prefixes; poptrie arena {} B = {:.1} B/prefix \
-         (live: {} nodes x32 B, {} leaf runs x4 B, {} singletons); poptrie process RSS +{:.1} \
-         B/prefix incl. control-side maps; ip_network_table RSS +{:.1} B/prefix; dir24_8 {}; \
-         poptrie bulk build {:?}",
+        "{name}: {} peers, {n} distinct prefixes ({} listed); bytes per prefix: poptrie arena \
+         (what workers read) {:.1} ({} B: live {} nodes x32 B, {} leaf runs x4 B, {} singletons, \
+         plus directory and free space); poptrie with control-side maps {:.1}; ip_network_table \
+         {:.1}; dir24_8 {}; reference {:.1}. Poptrie bulk build {:?}",
         peers(),
+        prefixes.len(),
+        per(arena.bytes),
         arena.bytes,
-        arena.bytes as f64 / n as f64,
         arena.nodes,
         arena.leaves,
         arena.singles,
-        r2.saturating_sub(r1) as f64 / n as f64,
-        r1.saturating_sub(r0) as f64 / n as f64,
-        dir24.as_ref().map_or("-".to_string(), |d| format!(
-            "{} B = {:.1} B/prefix (RSS +{:.1})",
-            d.bytes(),
-            d.bytes() as f64 / n as f64,
-            r3.saturating_sub(r2) as f64 / n as f64
-        )),
+        per(h2 - h1),
+        per(h1 - h0),
+        dir24
+            .as_ref()
+            .map_or("-".to_string(), |_| format!("{:.1}", per(h3 - h2))),
+        per(h4 - h3),
         ours_time,
     );
     let mut rng = Rng::new(42);
@@ -298,7 +329,7 @@ fn churn(v4: bool, n: usize) -> Vec<(Prefix, PeerId)> {
 /// the longest batch.
 struct Background {
     stop: Arc<AtomicBool>,
-    handle: thread::JoinHandle<(u64, u64, Duration)>,
+    handle: thread::JoinHandle<(u64, Vec<u32>)>,
     lookups: Arc<AtomicU64>,
 }
 
@@ -311,7 +342,8 @@ fn background_reader(f: &Family) -> Background {
     let (s, l) = (Arc::clone(&stop), Arc::clone(&lookups));
     let handle = thread::spawn(move || {
         let mut out = vec![None; BATCH];
-        let (mut n, mut batches, mut worst) = (0u64, 0u64, Duration::ZERO);
+        let mut n = 0u64;
+        let mut times: Vec<u32> = Vec::with_capacity(1 << 22);
         while !s.load(Ordering::Relaxed) {
             for i in 0..QUERIES / BATCH {
                 let t = Instant::now();
@@ -323,14 +355,13 @@ fn background_reader(f: &Family) -> Background {
                         snap.lookup_v6_batch(&q6[i * BATCH..(i + 1) * BATCH], &mut out);
                     }
                 }
-                worst = worst.max(t.elapsed());
+                times.push(t.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
                 black_box(&out);
                 n += BATCH as u64;
-                batches += 1;
             }
             l.store(n, Ordering::Relaxed);
         }
-        (n, batches, worst)
+        (n, times)
     });
     Background {
         stop,
@@ -340,7 +371,7 @@ fn background_reader(f: &Family) -> Background {
 }
 
 impl Background {
-    fn finish(self) -> (u64, u64, Duration) {
+    fn finish(self) -> (u64, Vec<u32>) {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().expect("reader thread")
     }
@@ -372,17 +403,35 @@ fn updates(c: &mut Criterion, f: &mut Family) {
         )
     });
     g.finish();
-    let (n, batches, worst) = bg.finish();
+    let (n, times) = bg.finish();
     eprintln!(
-        "{}: background reader during the update benchmark: {n} lookups in {batches} batches of \
-         {BATCH}, longest batch {worst:?}",
-        f.name
+        "{}: background reader during the update benchmark: {n} lookups; {}",
+        f.name,
+        percentiles(times)
     );
     // Leave the table as it was.
     for &(prefix, peer) in &changes {
         ours.remove(prefix, peer);
     }
     paced(f, &changes);
+}
+
+/// Batch-time distribution of a reader, in microseconds.
+fn percentiles(mut ns: Vec<u32>) -> String {
+    ns.sort_unstable();
+    let at = |q: f64| {
+        let i = ((ns.len() as f64 * q) as usize).min(ns.len().saturating_sub(1));
+        f64::from(ns.get(i).copied().unwrap_or(0)) / 1e3
+    };
+    format!(
+        "{} batches of {BATCH}: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, {} over 1 ms",
+        ns.len(),
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        at(1.0),
+        ns.iter().filter(|&&t| t > 1_000_000).count()
+    )
 }
 
 /// Publishes 10k updates per second for two seconds while a reader runs; reports the reader's
@@ -417,22 +466,21 @@ fn paced(f: &mut Family, changes: &[(Prefix, PeerId)]) {
         }
         let elapsed = t0.elapsed();
         let l1 = bg.lookups.load(Ordering::Relaxed);
-        let (_, batches, worst) = bg.finish();
+        let (_, times) = bg.finish();
         (
             published,
             elapsed,
             (l1 - l0) as f64 / elapsed.as_secs_f64(),
-            batches,
-            worst,
+            percentiles(times),
             lag,
         )
     };
-    let (_, _, idle_rate, _, idle_worst, _) = run(f, false);
-    let (published, elapsed, busy_rate, batches, worst, lag) = run(f, true);
+    let (_, _, idle_rate, idle_batches, _) = run(f, false);
+    let (published, elapsed, busy_rate, batches, lag) = run(f, true);
     eprintln!(
         "{}: paced {RATE}/s: published {published} updates in {elapsed:?} ({:.0}/s, writer \
-         behind schedule at most {lag:?}); reader {:.1} M lookups/s (without updates {:.1} M/s), \
-         {batches} batches of {BATCH}, longest batch {worst:?} (without updates {idle_worst:?})",
+         behind schedule at most {lag:?}); reader {:.1} M lookups/s (without updates {:.1} M/s); \
+         with updates {batches}; without updates {idle_batches}",
         f.name,
         f64::from(published) / elapsed.as_secs_f64(),
         busy_rate / 1e6,
