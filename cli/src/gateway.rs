@@ -85,6 +85,19 @@ pub fn control(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// `wgxdp fallback --tun NAME CONFIG`: the userspace backend (UDP socket + TUN device).
+pub fn fallback(args: &[String]) -> Result<(), String> {
+    let pos = positional(args);
+    let path = pos
+        .first()
+        .ok_or("usage: wgxdp fallback --tun NAME CONFIG")?;
+    let tun = flag(args, "--tun").ok_or("--tun NAME is required")?;
+    let (config, _) = control::config::load(path).map_err(|e| e.to_string())?;
+    let stop = stop_flag()?;
+    eprintln!("wgxdp: fallback backend: UDP socket and TUN device {tun}, no XDP");
+    control::fallback::run(&config, &tun, &stop).map_err(|e| e.to_string())
+}
+
 /// `wgxdp dataplane --region PATH --wan IF [--lan IF] [--workers N] [--ready FILE]`
 pub fn dataplane(args: &[String]) -> Result<(), String> {
     let opts = dataplane::daemon::DataplaneOptions {
@@ -163,6 +176,12 @@ pub fn up(args: &[String]) -> Result<(), String> {
             return Err(format!("interface {i} does not exist"));
         }
     }
+    let backend = flag(args, "--backend").unwrap_or_else(|| "auto".into());
+    if !["auto", "xdp", "fallback"].contains(&backend.as_str()) {
+        return Err(format!(
+            "--backend must be auto, xdp or fallback, not {backend:?}"
+        ));
+    }
     let name = flag(args, "--name").unwrap_or_else(|| {
         Path::new(config_path)
             .file_stem()
@@ -181,6 +200,47 @@ pub fn up(args: &[String]) -> Result<(), String> {
     let ready = dir.join("ready");
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let log = |n: &str| std::fs::File::create(dir.join(n)).map_err(|e| e.to_string());
+    let tun_name: String = format!("wgx{name}").chars().take(15).collect();
+    let start_fallback = |why: &str| -> Result<(), String> {
+        if !why.is_empty() {
+            eprintln!("wgxdp: the XDP data path could not start ({why}); running the fallback backend (UDP socket + TUN)");
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut fb = Command::new(&exe)
+            .args(["fallback", "--tun", &tun_name])
+            .arg(config_path)
+            .stdin(Stdio::null())
+            .stdout(log("fallback.log")?)
+            .stderr(log("fallback.log")?)
+            .spawn()
+            .map_err(|e| format!("starting the fallback backend: {e}"))?;
+        std::fs::write(dir.join("fallback.pid"), fb.id().to_string()).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !Path::new("/sys/class/net").join(&tun_name).exists() {
+            if let Ok(Some(status)) = fb.try_wait() {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(format!(
+                    "the fallback backend exited ({status}):\n{}",
+                    tail(&dir.join("fallback.log"))
+                ));
+            }
+            if Instant::now() > deadline {
+                stop_pid(fb.id() as i32);
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err("the fallback backend did not come up in 5 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        println!(
+            "wgxdp {name} is up on the fallback backend (TUN {tun_name}, pid {}); logs in {}",
+            fb.id(),
+            dir.display()
+        );
+        Ok(())
+    };
+    if backend == "fallback" {
+        return start_fallback("");
+    }
 
     let mut control_cmd = Command::new(&exe);
     control_cmd
@@ -289,7 +349,7 @@ pub fn down(args: &[String]) -> Result<(), String> {
         if !dir.exists() {
             return Err(format!("{name} is not up"));
         }
-        for p in ["dataplane.pid", "control.pid"] {
+        for p in ["dataplane.pid", "control.pid", "fallback.pid"] {
             if let Some(pid) = read_pid(&dir, p) {
                 stop_pid(pid);
             }

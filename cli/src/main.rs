@@ -16,9 +16,11 @@ Commands:
   pubkey          read a private key on stdin, print its public key, as `wg pubkey`
   genpsk          print a new pre-shared key, as `wg genpsk`
   check CONFIG    parse a wg / wg-quick configuration file and report errors and warnings
-  up CONFIG --wan IF [--lan IF] [--workers N] [--name NAME]
-                  start the gateway: control process + XDP/AF_XDP data path (root)
+  up CONFIG --wan IF [--lan IF] [--workers N] [--name NAME] [--backend auto|xdp|fallback]
+                  start the gateway: control process + XDP/AF_XDP data path (root); where XDP
+                  cannot run, `auto` falls back to a UDP socket + TUN device, and says so
   down [NAME]     stop it and detach everything
+  show [NAME]     data-path counters: per-worker packets, drops by reason, sessions
   help            this text
 ";
 
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Some("show") => gateway::show(&args[1..]),
         Some("control") => gateway::control(&args[1..]),
         Some("dataplane") => gateway::dataplane(&args[1..]),
+        Some("fallback") => gateway::fallback(&args[1..]),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(())

@@ -262,7 +262,10 @@ fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
     }
     args.extend_from_slice(extra_up_args);
     let up = ok(gw.exec(args));
-    assert!(up.contains("native on"), "{up}");
+    assert!(
+        up.contains("native on") || up.contains("fallback backend"),
+        "{up}"
+    );
     Topo {
         name,
         gw,
@@ -636,4 +639,18 @@ fn two_workers_on_two_queues() {
     );
     let log = std::fs::read_to_string(format!("/run/wgxdp/{}/dataplane.log", t.name)).unwrap();
     assert!(log.contains("2 worker(s)"), "{log}");
+}
+
+#[test]
+fn fallback_backend_carries_traffic_without_xdp() {
+    if !require() {
+        return;
+    }
+    let t = topo(1, &["--backend", "fallback"]);
+    assert!(!xdp_attached(&t.gw, &t.wan_if), "no XDP in fallback mode");
+    let p = &t.peers[0];
+    assert!(ping(&p.ns, LAN_V4), "ping through the fallback backend");
+    assert!(ping(&t.srv, &p.v4.to_string()), "server pings the peer");
+    let mbps = iperf(&t, &p.ns, LAN_V4, 2, false);
+    assert!(mbps > 10.0, "{mbps} Mbit/s");
 }

@@ -42,6 +42,8 @@ pub enum ControlError {
     Bind { port: u16, source: std::io::Error },
     #[error("peer {key}: {reason}")]
     Peer { key: String, reason: String },
+    #[error("TUN device: {0}")]
+    Tun(String),
     #[error("{0} allowed-IP entries exceed the region's capacity of {1}")]
     TooManyPrefixes(usize, usize),
 }
@@ -90,14 +92,14 @@ impl std::fmt::Debug for Control {
     }
 }
 
-fn resolve(e: &Endpoint) -> Option<SocketAddr> {
+pub(crate) fn resolve(e: &Endpoint) -> Option<SocketAddr> {
     match e {
         Endpoint::Addr(a) => Some(*a),
         Endpoint::Host { host, port } => (host.as_str(), *port).to_socket_addrs().ok()?.next(),
     }
 }
 
-fn bind_udp(port: u16) -> Result<UdpSocket, ControlError> {
+pub(crate) fn bind_udp(port: u16) -> Result<UdpSocket, ControlError> {
     let err = |source| ControlError::Bind { port, source };
     let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
     s.set_only_v6(false).map_err(err)?;
@@ -108,7 +110,7 @@ fn bind_udp(port: u16) -> Result<UdpSocket, ControlError> {
 }
 
 /// Unmaps IPv4-mapped IPv6 source addresses from the dual-stack socket.
-fn canonical(a: SocketAddr) -> SocketAddr {
+pub(crate) fn canonical(a: SocketAddr) -> SocketAddr {
     match a {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
             Some(v4) => SocketAddr::new(v4.into(), v6.port()),

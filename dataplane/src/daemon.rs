@@ -25,7 +25,7 @@ pub enum DataplaneError {
     Shm(#[from] ShmError),
     #[error("{0}")]
     Xdp(#[from] XdpError),
-    #[error("worker {0}: {1}")]
+    #[error("worker {0}: AF_XDP: {1}")]
     Worker(usize, XskError),
     #[error("{0}")]
     Io(#[from] std::io::Error),

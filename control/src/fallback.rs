@@ -1,0 +1,145 @@
+//! The fallback backend: where XDP or AF_XDP cannot be used (no capability, an old kernel, a
+//! driver that refuses), the gateway still runs, as a userspace WireGuard on an ordinary UDP
+//! socket and a TUN device, with the same protocol core doing the data messages itself. The
+//! kernel routes between the TUN device and the LAN, as it would for kernel WireGuard. It is
+//! announced at start; it is the baseline the XDP path is measured against, not the product.
+//!
+//! One thread: read the socket and the TUN device (both non-blocking), move what arrives, run
+//! the timers.
+
+use crate::config::Config;
+use crate::daemon::{bind_udp, canonical, resolve, ControlError};
+use proto::allowedips::Prefix;
+use proto::device::{Device, PeerConfig, Received};
+use proto::time::{Instant, Now};
+use rand_core::OsRng;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tun_tap::{Iface, Mode};
+
+fn now() -> Now {
+    let mono = dataplane::kernel::mono_ns();
+    Now::new(
+        Instant::from_nanos(mono),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+fn ip(args: &[&str]) -> Result<(), ControlError> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| ControlError::Tun(format!("ip {}: {e}", args.join(" "))))?;
+    if !out.status.success() {
+        return Err(ControlError::Tun(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the gateway on a TUN device named `ifname` until `stop` is set.
+pub fn run(config: &Config, ifname: &str, stop: &AtomicBool) -> Result<(), ControlError> {
+    let private = config
+        .interface
+        .private_key
+        .clone()
+        .ok_or(ControlError::NoPrivateKey)?;
+    let port = config.interface.listen_port.unwrap_or(51820);
+    let socket = bind_udp(port)?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|source| ControlError::Bind { port, source })?;
+    let tun = Iface::without_packet_info(ifname, Mode::Tun)
+        .map_err(|e| ControlError::Tun(format!("creating TUN {ifname}: {e}")))?;
+    tun.set_non_blocking()
+        .map_err(|e| ControlError::Tun(e.to_string()))?;
+    let mtu = config.interface.mtu.unwrap_or(1420);
+    ip(&["link", "set", ifname, "mtu", &mtu.to_string(), "up"])?;
+    for a in &config.interface.addresses {
+        ip(&["addr", "add", &a.to_string(), "dev", ifname])?;
+    }
+
+    let mut device = Device::new(private, OsRng);
+    device.set_mtu(usize::from(mtu));
+    let t = now();
+    for p in &config.peers {
+        let allowed: Vec<Prefix> = p
+            .allowed_ips
+            .iter()
+            .filter_map(|a| Prefix::new(a.addr(), a.prefix_len()).ok())
+            .collect();
+        for a in &allowed {
+            // wg-quick's job: route every peer's allowed IPs into the tunnel.
+            let family = if a.addr().is_ipv6() { "-6" } else { "-4" };
+            ip(&[family, "route", "replace", &a.to_string(), "dev", ifname])?;
+        }
+        device
+            .add_peer(
+                t,
+                p.public_key,
+                PeerConfig {
+                    public_key: Some(p.public_key),
+                    preshared_key: p.preshared_key.clone(),
+                    endpoint: p.endpoint.as_ref().and_then(resolve),
+                    allowed_ips: allowed,
+                    persistent_keepalive: p
+                        .persistent_keepalive
+                        .map(|s| Duration::from_secs(u64::from(s))),
+                },
+            )
+            .map_err(|e| ControlError::Peer {
+                key: p.public_key.to_base64(),
+                reason: e.to_string(),
+            })?;
+    }
+    let _ = Command::new("sysctl")
+        .args([
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ])
+        .status();
+
+    let mut buf = vec![0u8; 65536];
+    let mut out = vec![0u8; 65536];
+    while !stop.load(Ordering::Relaxed) {
+        let mut moved = 0;
+        // Plaintext from the kernel for some peer.
+        for _ in 0..64 {
+            let Ok(n) = tun.recv(&mut buf) else { break };
+            moved += 1;
+            let _ = device.send(now(), &buf[..n]);
+        }
+        // WireGuard messages from peers.
+        for _ in 0..64 {
+            let Ok((n, src)) = socket.recv_from(&mut buf) else {
+                break;
+            };
+            moved += 1;
+            if let Ok(Received::Data { range, .. }) =
+                device.handle_datagram(now(), canonical(src), &mut buf[..n], false)
+            {
+                let _ = tun.send(&buf[range]);
+            }
+        }
+        let t = now();
+        if device.poll_timeout().is_some_and(|d| d <= t.mono) {
+            device.handle_timeout(t);
+        }
+        while let Some(tx) = device.poll_transmit(t, &mut out) {
+            let _ = socket.send_to(&out[..tx.len], tx.dst);
+        }
+        if moved == 0 {
+            // Both are non-blocking and tun-tap exposes no borrowed fd to poll on: nap briefly.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    Ok(())
+}
