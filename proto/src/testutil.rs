@@ -41,3 +41,31 @@ impl RngCore for FixedRng {
 }
 
 impl CryptoRng for FixedRng {}
+
+/// A minimal IPv4 packet from `src` to `dst` carrying `payload` (UDP protocol number; the
+/// checksum is irrelevant to the protocol core).
+pub(crate) fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let len = 20 + payload.len();
+    let mut p = vec![
+        0x45,
+        0,
+        (len >> 8) as u8,
+        len as u8,
+        0,
+        0,
+        0,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Tunnel addresses of the two simulated peers.
+pub(crate) const A_TUN: [u8; 4] = [10, 0, 0, 1];
+pub(crate) const B_TUN: [u8; 4] = [10, 0, 0, 2];

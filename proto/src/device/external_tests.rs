@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::replay::ReplayWindow;
+use crate::testutil::{ipv4, A_TUN, B_TUN};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use std::collections::HashMap;
@@ -39,31 +40,6 @@ struct Sim {
     delivered_a: Vec<Vec<u8>>,
     delivered_b: Vec<Vec<u8>>,
 }
-
-fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let len = 20 + payload.len();
-    let mut p = vec![
-        0x45,
-        0,
-        (len >> 8) as u8,
-        len as u8,
-        0,
-        0,
-        0,
-        0,
-        64,
-        17,
-        0,
-        0,
-    ];
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(payload);
-    p
-}
-
-const A_TUN: [u8; 4] = [10, 0, 0, 1];
-const B_TUN: [u8; 4] = [10, 0, 0, 2];
 
 impl Sim {
     fn new(seed: u64) -> Self {

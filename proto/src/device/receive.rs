@@ -127,19 +127,12 @@ impl<R: CryptoRngCore> Device<R> {
             return Err(DropReason::Handshake(e));
         }
         peer.cookie.add_macs(&mut bytes[..RESPONSE_LEN], now.mono);
-        let keys = peer
-            .handshake
-            .begin_session()
-            .map_err(DropReason::Handshake)?;
-        let local_index = keys.local_index;
-        let released = peer.keypairs.insert(Keypair::new(keys, now.mono));
-        if self.external {
-            self.events.push_back(Event::SessionEstablished {
-                peer: id,
-                local_index,
-            });
-        }
-        peer.timers.session_derived(now.mono);
+        self.begin_session(now, id)?;
+        let peer = self
+            .peers
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(DropReason::UnknownIndex)?;
         peer.timers.any_authenticated_packet_traversal(now.mono);
         peer.timers.any_authenticated_packet_sent();
         peer.timers.any_authenticated_packet_received();
@@ -150,7 +143,6 @@ impl<R: CryptoRngCore> Device<R> {
             len: RESPONSE_LEN,
             bytes,
         });
-        self.release_indices(released.iter());
         Ok(Received::Initiation { peer: id })
     }
 
@@ -175,24 +167,16 @@ impl<R: CryptoRngCore> Device<R> {
             .map_err(DropReason::Handshake)?;
         peer.endpoint = Some(src);
         peer.stats.rx_bytes += RESPONSE_LEN as u64;
-        let keys = peer
-            .handshake
-            .begin_session()
-            .map_err(DropReason::Handshake)?;
-        let local_index = keys.local_index;
-        let released = peer.keypairs.insert(Keypair::new(keys, now.mono));
-        if self.external {
-            self.events.push_back(Event::SessionEstablished {
-                peer: id,
-                local_index,
-            });
-        }
-        peer.timers.session_derived(now.mono);
+        self.begin_session(now, id)?;
+        let peer = self
+            .peers
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(DropReason::UnknownIndex)?;
         peer.timers.handshake_complete();
         peer.stats.last_handshake = Some(now.unix);
         peer.timers.any_authenticated_packet_received();
         peer.timers.any_authenticated_packet_traversal(now.mono);
-        self.release_indices(released.iter());
         // Confirm the session at once: staged packets, or else a keepalive.
         self.send_keepalive(now, id);
         Ok(Received::Response { peer: id })
@@ -259,6 +243,31 @@ impl<R: CryptoRngCore> Device<R> {
             peer: id,
             range: DATA_HEADER_LEN..DATA_HEADER_LEN + inner_len,
         })
+    }
+
+    /// Derives the transport keys of `id`'s completed handshake and installs them (the
+    /// kernel's `wg_noise_handshake_begin_session` + `wg_timers_session_derived`).
+    fn begin_session(&mut self, now: Now, id: PeerId) -> Result<(), DropReason> {
+        let peer = self
+            .peers
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(DropReason::UnknownIndex)?;
+        let keys = peer
+            .handshake
+            .begin_session()
+            .map_err(DropReason::Handshake)?;
+        let local_index = keys.local_index;
+        let released = peer.keypairs.insert(Keypair::new(keys, now.mono));
+        peer.timers.session_derived(now.mono);
+        if self.external {
+            self.events.push_back(Event::SessionEstablished {
+                peer: id,
+                local_index,
+            });
+        }
+        self.release_indices(released.iter());
+        Ok(())
     }
 
     /// Everything that follows an authenticated, fresh data message on keypair `slot` of

@@ -6,6 +6,7 @@ use crate::allowedips::Prefix;
 use crate::constants::*;
 use crate::device::{Device, DropReason, PeerConfig, PeerId, Received};
 use crate::keys::{PresharedKey, PrivateKey};
+use crate::testutil::{ipv4, A_TUN, B_TUN};
 use crate::time::{Instant, Now};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -40,32 +41,6 @@ struct Sim {
     b_under_load: bool,
     drops: Vec<(Side, DropReason)>,
 }
-
-/// A tiny IPv4 packet from `src` to `dst` with a payload; the checksum is irrelevant here.
-fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let len = 20 + payload.len();
-    let mut p = vec![
-        0x45,
-        0,
-        (len >> 8) as u8,
-        len as u8,
-        0,
-        0,
-        0,
-        0,
-        64,
-        17,
-        0,
-        0,
-    ];
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(payload);
-    p
-}
-
-const A_TUN: [u8; 4] = [10, 0, 0, 1];
-const B_TUN: [u8; 4] = [10, 0, 0, 2];
 
 fn prefix(s: &str) -> Prefix {
     let (a, l) = s.split_once('/').unwrap();
