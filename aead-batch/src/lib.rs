@@ -13,9 +13,9 @@
 //! - Poly1305: one packet per lane, 8 packets per AVX-512 IFMA register (radix 2^44) or 4 per
 //!   AVX2 register (radix 2^26), two registers interleaved, packets sorted by length so the
 //!   lanes of a register finish together.
-//! - Few blocks (a lone small packet): a row-wise 4-block AVX-512 ChaCha20 kernel, about a
-//!   third of the 16-lane kernel's work; a lone packet's Poly1305 runs on the scalar code, whose
-//!   dependency chain is shorter than a one-lane vector's.
+//! - Few packets: a row-wise 4-block AVX-512 ChaCha20 kernel for up to 4 blocks (about a third
+//!   of the 16-lane kernel's work); one or two packets' Poly1305 runs 8 blocks of the same
+//!   packet per IFMA step (powers r^8..r^1) when long, on the scalar code when short.
 //!
 //! The batch is worked through in chunks of [`CHUNK`] packets so that a chunk's data stays in L1
 //! between the ChaCha20 and the Poly1305 pass.
@@ -28,9 +28,10 @@
 //! keys, and XORs it into the authentic packets only; the scratch is wiped.)
 //!
 //! # Performance
-//! On the AVX-512 level, from batches of 8 up, sealing and opening run at 1.5x to 4x ring's
-//! packets per second (one packet per call) from 64 to 1420 bytes; single-packet calls are
-//! slower than ring's stitched single-packet code. Figures, with the command and the machine,
+//! On the AVX-512 level, from batches of 8 up, sealing and opening run at about 1.3x to 4.8x
+//! ring's packets per second (one packet per call) from 64 to 1420 bytes. A batch of one is
+//! faster than ring from about 512 bytes up and slower below, where ring's stitched
+//! single-packet code has less fixed work per call. Figures, with the command and the machine,
 //! are in `bench/RESULTS.md`; the benches are `benches/aead.rs` (criterion) and
 //! `benches/iai.rs` (instruction counts).
 //!
