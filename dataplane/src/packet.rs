@@ -204,28 +204,43 @@ pub struct Route {
     pub dst_mac: [u8; 6],
 }
 
-/// Turns the inner packet at `buf[inner_off..inner_off + inner_len]` into a sealed data
-/// message for `remote_index` with `counter`, inside Ethernet/IP/UDP headers for `route`,
-/// all in place. Returns the frame's (start, len).
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site; a struct would only rename them"
-)]
-pub fn encapsulate(
+/// Where an outgoing data message sits in its chunk, between [`prepare_encap`] and
+/// [`finish_encap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encap {
+    /// Start of the outer frame (Ethernet header).
+    pub start: usize,
+    /// Start of the data message (its 16-byte header).
+    pub msg_off: usize,
+    /// Padded plaintext length.
+    pub padded: usize,
+}
+
+impl Encap {
+    /// The sealable payload, `plaintext || tag`, in the chunk.
+    pub fn payload(&self) -> core::ops::Range<usize> {
+        self.msg_off + DATA_HEADER_LEN..self.msg_off + DATA_OVERHEAD + self.padded
+    }
+
+    pub fn end(&self) -> usize {
+        self.msg_off + DATA_OVERHEAD + self.padded
+    }
+}
+
+/// First half of encapsulation: checks the room around the inner packet at
+/// `buf[inner_off..inner_off + inner_len]`, writes the data message header for
+/// `remote_index`/`counter` before it and zero padding after it. The payload is then sealed
+/// (one packet, or a whole batch) and [`finish_encap`] writes the outer headers.
+pub fn prepare_encap(
     buf: &mut [u8],
     inner_off: usize,
     inner_len: usize,
-    key: &[u8; 32],
     remote_index: u32,
     counter: u64,
-    route: &Route,
+    outer_v6: bool,
     mtu: usize,
-) -> Result<(usize, usize), Drop> {
-    let ip_len = if route.dst.is_ipv6() {
-        IPV6_LEN
-    } else {
-        IPV4_LEN
-    };
+) -> Result<Encap, Drop> {
+    let ip_len = if outer_v6 { IPV6_LEN } else { IPV4_LEN };
     let msg_off = inner_off
         .checked_sub(DATA_HEADER_LEN)
         .ok_or(Drop::Malformed)?;
@@ -233,16 +248,26 @@ pub fn encapsulate(
         .checked_sub(ETH_LEN + ip_len + UDP_LEN)
         .ok_or(Drop::Malformed)?;
     let padded = data::padded_len(inner_len, mtu);
-    let msg_len = DATA_OVERHEAD + padded;
-    let end = msg_off + msg_len;
-    if end > buf.len() {
+    let e = Encap {
+        start,
+        msg_off,
+        padded,
+    };
+    if e.end() > buf.len() {
         return Err(Drop::Malformed);
     }
     buf[inner_off + inner_len..inner_off + padded].fill(0);
-    data::seal(key, remote_index, counter, &mut buf[msg_off..end], padded)
+    proto::messages::Data::new_init(&mut buf[msg_off..e.end()], remote_index, counter)
         .map_err(|_| Drop::Malformed)?;
+    Ok(e)
+}
 
-    let frame = &mut buf[start..end];
+/// Second half: the Ethernet, IP and UDP headers for `route` in front of the sealed message,
+/// with complete checksums (the UDP one covers the ciphertext, so it comes after sealing).
+/// Returns the frame's (start, len).
+pub fn finish_encap(buf: &mut [u8], e: &Encap, route: &Route) -> Result<(usize, usize), Drop> {
+    let msg_len = DATA_OVERHEAD + e.padded;
+    let frame = buf.get_mut(e.start..e.end()).ok_or(Drop::Malformed)?;
     let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
     eth.set_dst_addr(route.dst_mac);
     eth.set_src_addr(route.src_mac);
@@ -286,7 +311,43 @@ pub fn encapsulate(
         }
         _ => return Err(Drop::NoRoute),
     }
-    Ok((start, end - start))
+    Ok((e.start, e.end() - e.start))
+}
+
+/// The whole encapsulation of one packet with the reference single-packet cipher (tests and
+/// the odd packet outside a batch).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
+pub fn encapsulate(
+    buf: &mut [u8],
+    inner_off: usize,
+    inner_len: usize,
+    key: &[u8; 32],
+    remote_index: u32,
+    counter: u64,
+    route: &Route,
+    mtu: usize,
+) -> Result<(usize, usize), Drop> {
+    let e = prepare_encap(
+        buf,
+        inner_off,
+        inner_len,
+        remote_index,
+        counter,
+        route.dst.is_ipv6(),
+        mtu,
+    )?;
+    data::seal(
+        key,
+        remote_index,
+        counter,
+        &mut buf[e.msg_off..e.end()],
+        e.padded,
+    )
+    .map_err(|_| Drop::Malformed)?;
+    finish_encap(buf, &e, route)
 }
 
 fn write_udp(udp: &mut UdpPacket<&mut [u8]>, route: &Route, len: u16) {

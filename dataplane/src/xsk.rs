@@ -197,6 +197,49 @@ impl Frames {
     }
 }
 
+/// At most this many chunks are lent out at once by [`Frames::with_chunks`] (one batch).
+pub const MAX_BATCH: usize = 64;
+
+impl Frames {
+    /// Lends the whole chunks holding `addrs` (at most [`MAX_BATCH`], each a frame the worker
+    /// owns, no two in the same chunk) to `f` at once, so that a batch can be sealed or opened
+    /// in one call. `None` if an address is out of range, two share a chunk, or there are too
+    /// many.
+    pub fn with_chunks<R>(
+        &mut self,
+        addrs: &[u64],
+        f: impl FnOnce(&mut [&mut [u8]]) -> R,
+    ) -> Option<R> {
+        let fs = u64::from(self.frame_size);
+        if addrs.len() > MAX_BATCH {
+            return None;
+        }
+        let mut bases = arrayvec::ArrayVec::<u64, MAX_BATCH>::new();
+        for &a in addrs {
+            let base = a - a % fs;
+            if base + fs > self.area.len as u64 || bases.contains(&base) {
+                return None;
+            }
+            bases.push(base);
+        }
+        let mut chunks = arrayvec::ArrayVec::<&mut [u8], MAX_BATCH>::new();
+        for &base in &bases {
+            // SAFETY: every chunk lies inside the mapping (checked above), no two overlap
+            // (distinct chunk bases, checked above), and they are frames the worker owns (the
+            // caller's contract, as for `bytes_mut`), so the kernel is not writing them. The
+            // slices live only for this call, during which `&mut self` keeps every other
+            // access to the UMEM out.
+            chunks.push(unsafe {
+                std::slice::from_raw_parts_mut(
+                    self.area.ptr.as_ptr().add(base as usize),
+                    self.frame_size as usize,
+                )
+            });
+        }
+        Some(f(&mut chunks))
+    }
+}
+
 /// Waits until one of `fds` is readable or `timeout_ms` passes (the idle path of a worker).
 pub fn wait_readable(fds: &[i32], timeout_ms: i32) {
     let mut pfds: [libc::pollfd; 4] = [libc::pollfd {
