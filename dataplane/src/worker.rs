@@ -12,10 +12,11 @@
 //!
 //! Crypto is batched: a round's inbound messages are opened in one `aead-batch` call, its
 //! outbound packets sealed in one (SIMD lanes span packets). Known limits of this version:
-//! allowed IPs use the straightforward table (the compact lock-free one
-//! replaces it), and replay windows are per worker, so a peer whose packets arrive on two
-//! queues at once could have a packet replayed across them (RSS keeps one peer's flow on one
-//! queue; session ownership with forwarding between workers closes this).
+//! each worker rebuilds its own copy of the compact allowed-IPs table when control publishes
+//! a new list (rather than sharing one table in the region), and replay windows are per
+//! worker, so a peer whose packets arrive on two queues at once could have a packet replayed
+//! across them (RSS keeps one peer's flow on one queue; session ownership with forwarding
+//! between workers closes this).
 
 use crate::drop::Drop;
 use crate::kernel::{mono_ns, KernelPath};
@@ -25,7 +26,8 @@ use crate::shm::layout::{decode_prefix, PeerRecord, SessionRecord, WorkerStats, 
 use crate::shm::Region;
 use crate::xsk::{desc, Desc, Frames, Port};
 use aead_batch::{Backend, Packet, Verdict, TAG_LEN};
-use proto::allowedips::{AllowedIps, Prefix};
+use allowedips::AllowedIps;
+use proto::allowedips::Prefix;
 use proto::constants::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
 use proto::messages::{Data, DATA_HEADER_LEN};
 use proto::replay::ReplayWindow;
@@ -104,7 +106,7 @@ pub struct Worker {
     neigh: Neighbours,
     kernel: KernelPath,
     sessions: HashMap<u32, CachedSession>,
-    prefixes: AllowedIps<u32>,
+    prefixes: AllowedIps,
     prefixes_version: u64,
     prefix_buf: Vec<[u64; 3]>,
     need_session_sent: HashMap<u32, u64>,
@@ -143,7 +145,7 @@ impl Worker {
             neigh,
             kernel: KernelPath::new(),
             sessions: HashMap::with_capacity(1024),
-            prefixes: AllowedIps::default(),
+            prefixes: AllowedIps::new(),
             prefixes_version: u64::MAX,
             prefix_buf: Vec::new(),
             need_session_sent: HashMap::new(),
@@ -307,16 +309,20 @@ impl Worker {
         let Some(v) = self.region.read_prefixes(&mut self.prefix_buf) else {
             return;
         };
-        let mut table = AllowedIps::default();
-        for e in &self.prefix_buf {
-            if let Some((addr, len, peer)) = decode_prefix(e) {
-                if let Ok(p) = Prefix::new(addr, len) {
-                    table.insert(p, peer);
-                }
+        // A private copy per worker, bulk-built: lookups never wait, and the shared region
+        // holds only the flat list (the compact table itself moves into the region later).
+        let entries = self
+            .prefix_buf
+            .iter()
+            .filter_map(decode_prefix)
+            .filter_map(|(addr, len, peer)| Some((Prefix::new(addr, len).ok()?, peer)));
+        match AllowedIps::from_prefixes(entries) {
+            Ok(table) => {
+                self.prefixes = table;
+                self.prefixes_version = v;
             }
+            Err(_) => self.count_drop(Drop::NoRoute),
         }
-        self.prefixes = table;
-        self.prefixes_version = v;
     }
 
     /// The cached session in `slot`, refreshed if control changed it.
