@@ -8,11 +8,27 @@
 //!
 //! # Structure
 //!
-//! A poptrie-style multibit trie per address family (`fib.rs`): a 2^16-slot directory on the
-//! top bits, then nodes of 64 children with a bitmap of internal children and a run-length
-//! compressed leaf array, both indexed by popcount; plus path-compressed "singleton" leaves for
-//! regions holding a single longer prefix (a peer's /32 or /128). It was chosen by measurement
-//! against DIR-24-8 ([`dir24_8`]): see `bench/RESULTS.md`.
+//! A poptrie-style multibit trie per address family (`fib.rs`; Asai and Ohara, SIGCOMM 2015): a
+//! directory indexed by the top bits (20 for IPv4, 16 for IPv6), then nodes of 64 children with
+//! a bitmap of internal children and a run-length compressed leaf array, both indexed by
+//! popcount; plus path-compressed "singleton" leaves for a region holding a single longer
+//! prefix (a peer's /32 or /128, or a lone routed prefix). Each prefix is stored once, in the
+//! node whose stride holds its last bit; "nothing here" inherits from above, so a change touches
+//! one node and the path above it.
+//!
+//! Lookups are meant to come in batches ([`Snapshot::lookup_v4_batch`]): 64 lookups advance
+//! together one level per round, all lanes' loads of a round issued before any is used, with
+//! selects instead of branches and finished lanes compacted away. At a million prefixes the
+//! structure is larger than the caches, and that overlap of cache misses is what makes it fast.
+//!
+//! Chosen by measurement against DIR-24-8 ([`dir24_8`]) on the provider workload (100k peers,
+//! about 1M prefixes; `bench/RESULTS.md`): DIR-24-8 looks up IPv4 several times faster but
+//! needs about 350 bytes per prefix (a 64 MiB first level and 1 KiB per /24 holding a host
+//! route), has no IPv6 form and no cheap incremental update; the poptrie needs under 30 (IPv4)
+//! and under 60 (IPv6) bytes per prefix, updates by path copying, and serves both families with
+//! one code path. The trie's popcounts compile to a bit-twiddling sequence on the baseline
+//! x86-64 target (`-C target-cpu=x86-64-v2` or newer gives the `popcnt` instruction; on the
+//! shared benchmark machine the difference was within run-to-run noise).
 //!
 //! # Concurrency
 //!
@@ -20,7 +36,12 @@
 //! workers, up to [`MAX_READERS`]). The writer never modifies words a reader can reach: it
 //! path-copies the changed part of one directory slot into free blocks and publishes it with one
 //! atomic store (`update.rs`), so a lookup sees the table before or after an update, never a
-//! mix. Replaced blocks return to the free lists after a grace period (epoch-based reclamation,
+//! mix. (An update of a prefix of 16/20 bits or less changes the default of every directory slot
+//! it covers, one atomic store each: each lookup still reads one slot and so answers from the
+//! old or the new table. [`AllowedIps::remove_by_peer`] is one update per prefix, as in the
+//! kernel.) Why not a seqlock: a reader would retry while the writer is mid-update, i.e. wait
+//! for it. Why not one `ArcSwap` of the whole table per update: each update would copy the
+//! table. Path copying publishes in O(depth) and keeps readers on plain loads. Replaced blocks return to the free lists after a grace period (epoch-based reclamation,
 //! `epoch.rs`); a reader's pin is one swap and a fence, and nothing a reader does waits for the
 //! writer. When the arena runs out of room, the writer rebuilds a larger one and swaps it in
 //! whole through [`arc_swap`], which frees the old one when its last reader lets go.
