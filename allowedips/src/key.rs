@@ -23,7 +23,7 @@ pub trait Key: Copy + Ord + Eq + Hash + Debug + Default + Send + Sync + 'static 
 
     /// The top [`Key::DIR_BITS`] bits: the directory slot.
     fn top(self) -> usize;
-    /// The [`STRIDE`] bits starting at bit `depth` (0 = most significant), zero-padded past the
+    /// The 6 (`STRIDE`) bits starting at bit `depth` (0 = most significant), zero-padded past the
     /// end of the address. `depth` is below `BITS`.
     fn chunk(self, depth: u32) -> usize;
     /// `self` with bits `depth..depth + STRIDE` set to `chunk` (padding bits dropped); those

@@ -275,8 +275,12 @@ impl Drop for Reader {
 }
 
 impl Reader {
-    /// Starts a batch: the blocks of the table as published now stay valid until the snapshot
-    /// drops. Hold it for a batch, not indefinitely: the writer cannot reuse memory meanwhile.
+    /// Starts a batch (a read-side critical section): every block a lookup can reach stays
+    /// valid until the returned guard drops. Each lookup reads the latest published version of
+    /// its directory slot, so updates keep appearing while pinned; after the writer swapped in
+    /// a whole new arena (growth, [`AllowedIps::compact`]) a pinned reader keeps reading the
+    /// old one until it pins again. Hold it for a batch, not indefinitely: the writer cannot
+    /// reuse memory meanwhile (it grows the arena instead).
     pub fn pin(&mut self) -> Snapshot<'_> {
         self.shared.epoch.pin(self.slot);
         Snapshot {
@@ -292,7 +296,8 @@ impl Reader {
     }
 }
 
-/// A pinned reader: lookups against the table as published, each seeing whole updates only.
+/// A pinned reader (see [`Reader::pin`]): each lookup answers from the table before or after
+/// any update, never a mix.
 #[derive(Debug)]
 pub struct Snapshot<'r> {
     v4: Guard<Arc<Fib<u32>>>,

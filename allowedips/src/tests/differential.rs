@@ -271,3 +271,36 @@ fn bulk_build_of_a_provider_table_matches_the_reference() {
         assert_eq!(table.lookup(q), reference.lookup(q), "{q}");
     }
 }
+
+#[test]
+fn the_arena_grows_by_rebuilding_when_updates_run_out_of_room() {
+    // An empty table keeps only the minimum spare room; 40k inserts overflow it, each time
+    // rebuilding a larger arena and swapping it in while a reader is pinned in the old one.
+    let mut table = AllowedIps::new();
+    let mut reader = table.reader().unwrap();
+    let before = table.stats();
+    let mut reference = Reference::new();
+    let mut rng = Rng::new(11);
+    let mut stored = Vec::new();
+    let pinned_early = reader.pin();
+    for i in 0..40_000u32 {
+        let prefix = random_prefix(&mut rng);
+        assert_eq!(
+            table.insert(prefix, i % 3000).unwrap(),
+            reference.insert(prefix, i % 3000)
+        );
+        stored.push(prefix);
+    }
+    // The reader pinned before the growth still reads the first arena, frozen since it was
+    // replaced (its answers are those of some earlier version); the memory stays valid.
+    for q in stored.iter().take(1000) {
+        let _ = pinned_early.lookup(q.addr());
+    }
+    drop(pinned_early);
+    let after = table.stats();
+    assert!(after.v4.bytes > before.v4.bytes && after.v6.bytes > before.v6.bytes);
+    for _ in 0..50_000 {
+        let q = random_query(&mut rng, &stored);
+        assert_eq!(reader.lookup(q), reference.lookup(q), "{q}");
+    }
+}
