@@ -156,7 +156,7 @@ pub(crate) fn decode_node<K: Key>(fib: &Fib<K>, node: &Node) -> [Kid; 64] {
     kids
 }
 
-/// Directory defaults for the short prefixes (length <= 16) among `sorted`, painted shortest
+/// Directory defaults for the short prefixes (no longer than the directory's bits) among `sorted`, painted shortest
 /// first so that longer ones win.
 pub(crate) fn dir_defaults<K: Key>(sorted: &[Entry<K>]) -> Vec<u32> {
     let mut short: Vec<&Entry<K>> = sorted

@@ -4,8 +4,9 @@
 //! same words can live in a shared-memory region mapped at different addresses by the control
 //! process (the only writer) and the workers (readers):
 //!
-//! - `dir`: 2^16 words, one per value of the address's top 16 bits. Low half: the peer of the
-//!   longest prefix of length <= 16 covering the slot (or [`NONE`]); high half: the slot's child.
+//! - `dir`: one word per value of the address's top bits (20 for IPv4, 18 for IPv6). Low
+//!   half: the peer of the longest prefix no longer than that covering the slot (or [`NONE`]);
+//!   high half: the slot's child.
 //! - `nodes`: [`NODE_WORDS`] words per node. A node resolves 6 bits (64 children). Its `vector`
 //!   has bit `i` set when child `i` is itself a node; those children sit contiguously from
 //!   `base1`, so child `i` is `base1 + popcount(vector & below(i))` (Asai and Ohara, "Poptrie",

@@ -1,8 +1,8 @@
 //! Addresses as unsigned integers, most significant bit first: `u32` for IPv4, `u128` for IPv6.
 //!
 //! The trie consumes an address in 6-bit chunks below a direct-indexed top (20 bits for IPv4,
-//! 16 for IPv6). Chunks that run past the last bit are zero-padded (IPv4: 20 + 6 + 6 ends at
-//! bit 32 exactly; IPv6: 16 + 19 * 6 covers bit 129), so every level has the same 64-way
+//! 18 for IPv6). Chunks that run past the last bit are zero-padded (IPv4: 20 + 6 + 6 ends at
+//! bit 32 exactly; IPv6: 18 + 19 * 6 covers bit 131), so every level has the same 64-way
 //! fan-out and the padding children are simply never reached by a lookup.
 
 use std::fmt::Debug;
@@ -83,7 +83,7 @@ impl Key for u32 {
 
 impl Key for u128 {
     const BITS: u32 = 128;
-    const DIR_BITS: u32 = 16;
+    const DIR_BITS: u32 = 18;
     const SINGLE_WORDS: usize = 4;
 
     #[inline(always)]

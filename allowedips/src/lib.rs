@@ -9,7 +9,7 @@
 //! # Structure
 //!
 //! A poptrie-style multibit trie per address family (`fib.rs`; Asai and Ohara, SIGCOMM 2015): a
-//! directory indexed by the top bits (20 for IPv4, 16 for IPv6), then nodes of 64 children with
+//! directory indexed by the top bits (20 for IPv4, 18 for IPv6), then nodes of 64 children with
 //! a bitmap of internal children and a run-length compressed leaf array, both indexed by
 //! popcount; plus path-compressed "singleton" leaves for a region holding a single longer
 //! prefix (a peer's /32 or /128, or a lone routed prefix). Each prefix is stored once, in the
@@ -36,9 +36,9 @@
 //! workers, up to [`MAX_READERS`]). The writer never modifies words a reader can reach: it
 //! path-copies the changed part of one directory slot into free blocks and publishes it with one
 //! atomic store (`update.rs`), so a lookup sees the table before or after an update, never a
-//! mix. (An update of a prefix of 16/20 bits or less changes the default of every directory slot
-//! it covers, one atomic store each: each lookup still reads one slot and so answers from the
-//! old or the new table. [`AllowedIps::remove_by_peer`] is one update per prefix, as in the
+//! mix. (An update of a prefix no longer than the directory's bits changes the default of
+//! every directory slot it covers, one atomic store each: each lookup still reads one slot and
+//! so answers from the old or the new table. [`AllowedIps::remove_by_peer`] is one update per prefix, as in the
 //! kernel.) Why not a seqlock: a reader would retry while the writer is mid-update, i.e. wait
 //! for it. Why not one `ArcSwap` of the whole table per update: each update would copy the
 //! table. Path copying publishes in O(depth) and keeps readers on plain loads. Replaced blocks return to the free lists after a grace period (epoch-based reclamation,

@@ -1,14 +1,15 @@
 //! The writer's side of one address family: the authoritative prefix map, the arena allocator,
 //! and incremental updates published by path copying.
 //!
-//! An update of a prefix longer than 16 bits touches one directory slot. The writer walks from
-//! that slot down to the node whose stride holds the prefix's last bit, rewrites the affected
-//! children there, and copies every node on the way back up into fresh blocks (siblings are
-//! shared, not copied deeper). Nothing a reader can reach is modified; the new path becomes
-//! visible with one `Release` store of the slot's directory word, so a lookup sees the table
-//! before or after the update, never a mix. The replaced blocks are retired and reused after a
-//! grace period (`epoch.rs`). A prefix of 16 bits or less only changes directory defaults: one
-//! atomic store per slot it covers, each answering with the old or the new table.
+//! An update of a prefix longer than the directory's bits (20 for IPv4, 18 for IPv6) touches
+//! one directory slot. The writer walks from that slot down to the node whose stride holds the
+//! prefix's last bit, rewrites the affected children there, and copies every node on the way
+//! back up into fresh blocks (siblings are shared, not copied deeper). Nothing a reader can
+//! reach is modified; the new path becomes visible with one `Release` store of the slot's
+//! directory word, so a lookup sees the table before or after the update, never a mix. The
+//! replaced blocks are retired and reused after a grace period (`epoch.rs`). A shorter prefix
+//! only changes directory defaults: one atomic store per slot it covers, each answering with
+//! the old or the new table.
 //!
 //! Regions collapse as they empty: a child is a node only while its region holds two or more
 //! longer prefixes, so the shape stays that of a bulk build (the tests compare them).
@@ -182,7 +183,7 @@ impl ArenaStats {
 pub(crate) struct Family<K: Key> {
     /// Every prefix (host bits clear) and its peer.
     master: BTreeMap<(K, u8), u32>,
-    /// The prefixes of length <= 16, which live in directory defaults.
+    /// The prefixes no longer than the directory's bits, which live in directory defaults.
     short: BTreeMap<(K, u8), u32>,
     fib: Arc<Fib<K>>,
     alloc: Alloc,
@@ -314,7 +315,7 @@ impl<K: Key> Family<K> {
         }
     }
 
-    /// Recomputes the directory defaults of the slots `key/len` (len <= 16) covers.
+    /// Recomputes the directory defaults of the slots `key/len` (len <= directory bits) covers.
     fn refresh_short(&mut self, key: K, len: u8) {
         let start = key.top();
         let n = 1usize << (K::DIR_BITS - u32::from(len));
