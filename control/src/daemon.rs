@@ -16,7 +16,7 @@ use dataplane::shm::layout::{encode_prefix, Layout, PeerRecord, SessionRecord, N
 use dataplane::shm::{Region, ShmError};
 use dataplane::worker::{decode_endpoint_event, event};
 use proto::allowedips::Prefix;
-use proto::constants::REJECT_AFTER_TIME;
+use proto::constants::{REJECT_AFTER_TIME, UNDER_LOAD_AFTER_TIME};
 use proto::device::{Device, Event, PeerConfig, PeerId};
 use proto::time::{Instant, Now};
 use rand_core::OsRng;
@@ -31,6 +31,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The loop's longest sleep: the protocol's timers have second granularity, worker activity
 /// is picked up within this.
 pub const TICK: Duration = Duration::from_millis(20);
+
+/// Handshake datagrams taken from the socket per step; a full batch means a backlog.
+pub const HANDSHAKE_BATCH: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -82,6 +85,7 @@ pub struct Control {
     peer_current: HashMap<PeerId, u32>,
     base_real: u64,
     time_scale: u32,
+    last_under_load: Option<Instant>,
 }
 
 impl std::fmt::Debug for Control {
@@ -160,6 +164,7 @@ impl Control {
             peer_current: HashMap::new(),
             base_real: now_real,
             time_scale: opts.time_scale.max(1),
+            last_under_load: None,
         };
         // Sessions a previous control published stay usable until they expire.
         for (i, s) in region.sessions().iter().enumerate().rev() {
@@ -502,11 +507,23 @@ impl Control {
     /// One iteration: a datagram (or a TICK of waiting), then everything it caused.
     pub fn step(&mut self) {
         let mut buf = [0u8; 2048];
-        if let Ok((n, src)) = self.socket.recv_from(&mut buf) {
+        // Wait up to a TICK for the first datagram, then take what is queued without waiting.
+        let _ = self.socket.set_nonblocking(false);
+        let mut taken = 0;
+        while taken < HANDSHAKE_BATCH {
+            let Ok((n, src)) = self.socket.recv_from(&mut buf) else {
+                break;
+            };
+            if taken == 0 {
+                let _ = self.socket.set_nonblocking(true);
+            }
+            taken += 1;
             let now = self.now();
+            let under_load = self.under_load(now.mono, taken == HANDSHAKE_BATCH);
             let _ = self
                 .device
-                .handle_datagram(now, canonical(src), &mut buf[..n], false);
+                .handle_datagram(now, canonical(src), &mut buf[..n], under_load);
+            self.flush();
         }
         self.worker_events();
         self.activity();
@@ -521,6 +538,23 @@ impl Control {
             .header()
             .control_heartbeat_ns
             .store(mono_ns(), Ordering::Relaxed);
+    }
+
+    /// Whether the handshake path is overloaded: the kernel's rule is a queue of
+    /// UNDER_LOAD_QUEUE_LEN handshakes, sticky for UNDER_LOAD_AFTER_TIME. Control has no queue
+    /// of its own; a full batch taken from the socket in one step (more were waiting) is its
+    /// equivalent, and the state sticks for the same second.
+    fn under_load(&mut self, now: Instant, backlog: bool) -> bool {
+        if backlog {
+            self.last_under_load = Some(now);
+        }
+        self.last_under_load
+            .is_some_and(|t| !now.has_expired(t, UNDER_LOAD_AFTER_TIME))
+    }
+
+    /// The UDP address handshakes arrive on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
     }
 
     pub fn run(&mut self, stop: &AtomicBool) {
