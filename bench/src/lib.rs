@@ -1,4 +1,25 @@
-//! Benchmarks and the load generator (see `../shared/design.md` §6).
+//! Benchmarks and the gateway load generator (see `../shared/design.md` §6).
 //!
-//! Not built yet: the batch-crypto, allowed-IPs and gateway benchmarks land with their issues;
-//! results will be kept in `bench/RESULTS.md` with the command, date and machine of each run.
+//! The micro-benchmarks live with their crates (`aead-batch`, `allowedips`); this crate holds
+//! the gateway benchmark's parts, used by `src/bin/wgxdp-loadgen.rs` and `bench/gateway`:
+//!
+//! - [`peers`]: N deterministic peer identities (keys from a seed, tunnel addresses) and the
+//!   `[Peer]` stanzas the gateway under test is configured with;
+//! - [`handshake`]: real Noise_IKpsk2 handshakes as those N peers over one UDP socket;
+//! - [`inner`] and [`sizes`]: the inner IPv4/UDP packets (64, 512, 1420 bytes, IMIX) with a
+//!   sequence number the sink verifies;
+//! - [`pool`]: data messages sealed ahead of the timed window, counters increasing per session;
+//! - [`mmsg`]: `sendmmsg`/`recvmmsg` batches (the crate's only `unsafe`);
+//! - [`sink`]: the LAN-side receiver that counts and verifies;
+//! - [`netns`]: opening a socket inside a named network namespace.
+//!
+//! Results are kept in `bench/RESULTS.md` with the command, date and machine of each run.
+
+pub mod handshake;
+pub mod inner;
+pub mod mmsg;
+pub mod netns;
+pub mod peers;
+pub mod pool;
+pub mod sink;
+pub mod sizes;

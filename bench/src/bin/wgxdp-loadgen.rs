@@ -1,0 +1,215 @@
+//! `wgxdp-loadgen`: the gateway benchmark's load generator and sink (design §6).
+//!
+//! ```text
+//! wgxdp-loadgen peers --peers N [--seed S]            # [Peer] stanzas for the gateway's config
+//! wgxdp-loadgen run --gateway IP:PORT --gateway-key B64 --bind IP --sink IP:PORT
+//!               [--gen-netns NS] [--sink-netns NS] [--peers N] [--seed S]
+//!               [--size 64|512|1420|imix] [--seconds T] [--pool-mb M]
+//! wgxdp-loadgen seal-rate [--size S] [--seconds T]    # ring's single-core seal rate
+//! ```
+//!
+//! `run` handshakes as N peers from a socket bound to `--bind` in `--gen-netns`, opens the
+//! sink's socket on `--sink` in `--sink-netns`, then sends pre-sealed data messages with
+//! sendmmsg for `--seconds` of sending time (sealing between rounds is not counted), and
+//! prints one `key=value` line: what was sent and received, rates over the sending time, loss.
+
+use bench::handshake;
+use bench::inner::SRC_PORT;
+use bench::mmsg;
+use bench::netns;
+use bench::peers;
+use bench::pool::{self, Pool};
+use bench::sink::Sink;
+use bench::sizes::Size;
+use proto::keys::PublicKey;
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+fn usage() -> ExitCode {
+    eprintln!("usage: wgxdp-loadgen peers|run|seal-rate [options] (see the source's header)");
+    ExitCode::from(2)
+}
+
+struct Args(HashMap<String, String>);
+
+impl Args {
+    fn parse(args: &[String]) -> Result<Args, String> {
+        let mut m = HashMap::new();
+        let mut it = args.iter();
+        while let Some(k) = it.next() {
+            let key = k
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument {k:?}"))?;
+            let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
+            m.insert(key.to_owned(), v.clone());
+        }
+        Ok(Args(m))
+    }
+
+    fn get<T: std::str::FromStr>(&self, key: &str, default: Option<T>) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.0.get(key) {
+            Some(v) => v.parse().map_err(|e| format!("--{key} {v}: {e}")),
+            None => default.ok_or_else(|| format!("--{key} is required")),
+        }
+    }
+
+    fn opt(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = argv.split_first() else {
+        return usage();
+    };
+    let result = Args::parse(rest).and_then(|a| match cmd.as_str() {
+        "peers" => cmd_peers(&a),
+        "run" => cmd_run(&a),
+        "seal-rate" => cmd_seal_rate(&a),
+        _ => Err(format!("unknown command {cmd:?}")),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wgxdp-loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cmd_peers(a: &Args) -> Result<(), String> {
+    let count: usize = a.get("peers", None)?;
+    if count == 0 || count > peers::MAX_PEERS {
+        return Err(format!("--peers between 1 and {}", peers::MAX_PEERS));
+    }
+    print!("{}", peers::config_stanzas(a.get("seed", Some(1))?, count));
+    Ok(())
+}
+
+fn cmd_run(a: &Args) -> Result<(), String> {
+    let gateway: SocketAddr = a.get("gateway", None)?;
+    let gateway_key = PublicKey::from_base64(&a.get::<String>("gateway-key", None)?)
+        .map_err(|e| format!("--gateway-key: {e}"))?;
+    let bind: std::net::IpAddr = a.get("bind", None)?;
+    let sink_addr: SocketAddrV4 = a.get("sink", None)?;
+    let count: usize = a.get("peers", Some(64))?;
+    let seed: u64 = a.get("seed", Some(1))?;
+    let size: Size = a.get("size", Some(Size::Fixed(64)))?;
+    let seconds: f64 = a.get("seconds", Some(5.0))?;
+    let pool_mb: usize = a.get("pool-mb", Some(512))?;
+    if count == 0 || count > peers::MAX_PEERS {
+        return Err(format!("--peers between 1 and {}", peers::MAX_PEERS));
+    }
+
+    let mut pool = Pool::new(size, pool_mb << 20);
+    let sock = netns::run_in(a.opt("gen-netns").as_deref(), move || {
+        let s = UdpSocket::bind(SocketAddr::new(bind, 0))?;
+        s.connect(gateway)?;
+        let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::SndBuf, &(8 << 20));
+        Ok(s)
+    })
+    .map_err(|e| format!("generator socket: {e}"))?;
+    let sink = Sink::spawn(a.opt("sink-netns"), SocketAddr::V4(sink_addr), pool.len())
+        .map_err(|e| format!("sink socket: {e}"))?;
+
+    let t = Instant::now();
+    let mut sessions = handshake::establish(&sock, gateway, &gateway_key, seed, count, SRC_PORT)
+        .map_err(|e| format!("handshakes: {e}"))?;
+    let handshake_s = t.elapsed().as_secs_f64();
+
+    let budget = Duration::from_secs_f64(seconds);
+    let mut sending = Duration::ZERO;
+    let (mut sent, mut rounds, mut send_errors) = (0u64, 0u32, 0u64);
+    let mut seal = Duration::ZERO;
+    while sending < budget {
+        let t = Instant::now();
+        pool.fill(rounds, &mut sessions, sink_addr);
+        seal += t.elapsed();
+        let mut batch: Vec<&[u8]> = Vec::with_capacity(mmsg::BATCH);
+        let start = Instant::now();
+        let mut k = 0;
+        while k < pool.len() {
+            batch.clear();
+            batch.extend((k..pool.len().min(k + mmsg::BATCH)).map(|j| pool.message(j)));
+            match mmsg::send(&sock, &batch) {
+                Ok(n) => k += n,
+                Err(_) => send_errors += 1,
+            }
+            if sending + start.elapsed() >= budget {
+                break;
+            }
+        }
+        sent += k as u64;
+        sending += start.elapsed();
+        rounds += 1;
+        // Let the gateway drain before the next round is sealed, so each round's stragglers
+        // are counted in it (the sink resets its duplicate filter per round).
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let counts = sink.stop();
+    let received = counts.received.load(std::sync::atomic::Ordering::Relaxed);
+    let bytes = counts.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let secs = sending.as_secs_f64();
+    println!(
+        "size={size} peers={count} handshake_s={handshake_s:.2} rounds={rounds} send_s={secs:.3} seal_s={:.3} \
+         sent={sent} offered_pps={:.0} received={received} pps={:.0} gbps={:.3} loss={} loss_pct={:.2} \
+         duplicates={} invalid={} sink_rcvbuf_errors={} send_errors={send_errors}",
+        seal.as_secs_f64(),
+        sent as f64 / secs,
+        received as f64 / secs,
+        bytes as f64 * 8.0 / secs / 1e9,
+        sent.saturating_sub(received),
+        if sent > 0 { 100.0 * sent.saturating_sub(received) as f64 / sent as f64 } else { 0.0 },
+        counts.duplicates.load(std::sync::atomic::Ordering::Relaxed),
+        counts.invalid.load(std::sync::atomic::Ordering::Relaxed),
+        counts.rcvbuf_errors.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    Ok(())
+}
+
+/// ring's ChaCha20-Poly1305 through `proto::data::seal` (one packet per call, one core):
+/// the cipher's ceiling the gateway's per-worker rate is read against.
+fn cmd_seal_rate(a: &Args) -> Result<(), String> {
+    let size: Size = a.get("size", Some(Size::Fixed(1420)))?;
+    let seconds: f64 = a.get("seconds", Some(1.0))?;
+    let key = [7u8; 32];
+    let mut bufs: Vec<Vec<u8>> = (0..sizes_len(size))
+        .map(|k| vec![0x55u8; pool::message_len(usize::from(size.nth(k)))])
+        .collect();
+    let budget = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let (mut n, mut inner_bytes, mut counter) = (0u64, 0u64, 0u64);
+    while start.elapsed() < budget {
+        for _ in 0..256 {
+            let k = (counter as usize) % bufs.len();
+            let buf = &mut bufs[k];
+            let padded = buf.len() - pool::message_len(0);
+            let len =
+                proto::data::seal(&key, 1, counter, buf, padded).map_err(|e| e.to_string())?;
+            std::hint::black_box(len);
+            inner_bytes += u64::from(size.nth(k));
+            counter += 1;
+            n += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "size={size} seal_pps={:.0} seal_gbps={:.3}",
+        n as f64 / secs,
+        inner_bytes as f64 * 8.0 / secs / 1e9
+    );
+    Ok(())
+}
+
+fn sizes_len(size: Size) -> usize {
+    match size {
+        Size::Fixed(_) => 1,
+        Size::Imix => bench::sizes::IMIX.len(),
+    }
+}
