@@ -654,3 +654,42 @@ fn fallback_backend_carries_traffic_without_xdp() {
     let mbps = iperf(&t, &p.ns, LAN_V4, 2, false);
     assert!(mbps > 10.0, "{mbps} Mbit/s");
 }
+
+/// A LAN host sending a packet too big for the tunnel with DF set learns the tunnel MTU from
+/// the gateway (ICMP "fragmentation needed"), as it would from a kernel WireGuard router.
+#[test]
+fn oversized_lan_packets_get_fragmentation_needed() {
+    if !require() {
+        return;
+    }
+    let t = topo(1, &[]);
+    let peer = t.peers[0].v4.to_string();
+    assert!(ping(&t.srv, &peer));
+    let out = t
+        .srv
+        .command([
+            "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1472", &peer,
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+
+    assert!(
+        text.contains("mtu = 1420"),
+        "the sender was told the tunnel MTU:\n{text}\n{}",
+        show(&t)
+    );
+    let route = ok(t.srv.ip(["route", "get", &peer]));
+    assert!(
+        route.contains("mtu 1420"),
+        "the path MTU is cached: {route}"
+    );
+    // 1392 bytes of ICMP payload + 28 of headers = 1420: fits.
+    assert!(t
+        .srv
+        .exec(["ping", "-c", "1", "-W", "3", "-M", "do", "-s", "1392", &peer])
+        .is_ok());
+    assert!(drops(&t, "too_big") >= 1, "{}", show(&t));
+}

@@ -32,10 +32,12 @@ pub enum Drop {
     RingFull,
     /// No next-hop MAC was known and handing the packet to the kernel failed.
     NoNeighbour,
+    /// Larger than the tunnel MTU (the sender was told with ICMP where it may be).
+    TooBig,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 14] = [
+    pub const ALL: [Drop; 15] = [
         Drop::Malformed,
         Drop::UnknownIndex,
         Drop::KeyExpired,
@@ -50,6 +52,7 @@ impl Drop {
         Drop::CounterExhausted,
         Drop::RingFull,
         Drop::NoNeighbour,
+        Drop::TooBig,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -69,6 +72,7 @@ impl Drop {
             Drop::CounterExhausted => "counter_exhausted",
             Drop::RingFull => "ring_full",
             Drop::NoNeighbour => "no_neighbour",
+            Drop::TooBig => "too_big",
         }
     }
 }

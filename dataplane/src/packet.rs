@@ -184,6 +184,93 @@ pub fn frame_inner(
     Ok((start, ETH_LEN + inner_len))
 }
 
+/// Most of the offending packet an ICMP error quotes: IPv4 keeps the reply within 576 bytes
+/// (RFC 1812 §4.3.2.3), IPv6 within the minimum MTU of 1280 (RFC 4443 §2.4).
+const QUOTE_V4: usize = 576 - 20 - 8;
+const QUOTE_V6: usize = 1280 - 40 - 8;
+
+/// Whether an inner packet too big for the tunnel may be answered with "fragmentation
+/// needed" / "packet too big" (IPv4 only with DF set; without DF the kernel would fragment,
+/// which this data path does not).
+pub fn may_report_too_big(packet: &[u8]) -> bool {
+    match proto::wire::ip_version(packet) {
+        Some(4) => Ipv4Packet::new_unchecked(packet).dont_frag(),
+        Some(6) => true,
+        _ => false,
+    }
+}
+
+/// Writes into `out` an Ethernet frame carrying the ICMP error that tells the sender of
+/// `packet` (an IP packet that does not fit the tunnel) the largest size that does: ICMPv4
+/// type 3 code 4 with the next-hop MTU, or ICMPv6 "packet too big". `from` is this host's
+/// address of the packet's family. Returns the frame length.
+pub fn too_big_reply(
+    packet: &[u8],
+    out: &mut [u8],
+    from: IpAddr,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    mtu: u16,
+) -> Result<usize, Drop> {
+    let dst = proto::wire::source_addr(packet).ok_or(Drop::BadInner)?;
+    let (ip_len, quote) = match (from, dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => (IPV4_LEN, packet.len().min(QUOTE_V4)),
+        (IpAddr::V6(_), IpAddr::V6(_)) => (IPV6_LEN, packet.len().min(QUOTE_V6)),
+        _ => return Err(Drop::NoRoute),
+    };
+    let icmp_len = 8 + quote;
+    let total = ETH_LEN + ip_len + icmp_len;
+    let frame = out.get_mut(..total).ok_or(Drop::Malformed)?;
+    let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+    eth.set_dst_addr(dst_mac);
+    eth.set_src_addr(src_mac);
+    match (from, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            eth.set_ethertype(EtherType::IPV4);
+            let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+            ip.set_version(4);
+            ip.set_header_len(IPV4_LEN);
+            ip.set_dscp(0);
+            ip.set_ecn(0);
+            ip.set_total_len((IPV4_LEN + icmp_len) as u16);
+            ip.set_ident(0);
+            ip.clear_flags();
+            ip.set_frag_offset(0);
+            ip.set_ttl(64);
+            ip.set_protocol(IpProtocol::ICMP);
+            ip.set_src_addr(s);
+            ip.set_dst_addr(d);
+            ip.fill_checksum();
+            let mut icmp = proto::wire::Icmpv4Packet::new_unchecked(ip.payload_mut());
+            icmp.set_msg_type(proto::wire::Icmpv4Type::DST_UNREACHABLE);
+            icmp.set_msg_code(4);
+            icmp.set_next_hop_mtu(mtu);
+            icmp.payload_mut().copy_from_slice(&packet[..quote]);
+            icmp.fill_checksum();
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            eth.set_ethertype(EtherType::IPV6);
+            let mut ip = Ipv6Packet::new_unchecked(eth.payload_mut());
+            ip.set_version(6);
+            ip.set_traffic_class(0);
+            ip.set_flow_label(0);
+            ip.set_payload_len(icmp_len as u16);
+            ip.set_next_header(IpProtocol::ICMPV6);
+            ip.set_hop_limit(64);
+            ip.set_src_addr(s);
+            ip.set_dst_addr(d);
+            let mut icmp = proto::wire::Icmpv6Packet::new_unchecked(ip.payload_mut());
+            icmp.set_msg_type(proto::wire::Icmpv6Type::PACKET_TOO_BIG);
+            icmp.set_msg_code(0);
+            icmp.set_mtu(u32::from(mtu));
+            icmp.payload_mut().copy_from_slice(&packet[..quote]);
+            icmp.fill_checksum(s, d);
+        }
+        _ => return Err(Drop::NoRoute),
+    }
+    Ok(total)
+}
+
 /// The inner IP packet of a LAN frame at `buf[start..start + len]`: its offset, its length by
 /// its own header (the frame may carry Ethernet padding), and its destination.
 pub fn parse_inner(buf: &[u8], start: usize, len: usize) -> Result<(usize, usize, IpAddr), Drop> {
@@ -477,6 +564,37 @@ mod tests {
         let before = p.clone();
         complete_partial_checksum(&mut p, 0, len);
         assert_eq!(p, before, "a complete checksum is left alone");
+    }
+
+    #[test]
+    fn too_big_replies_quote_the_packet_and_name_the_mtu() {
+        let mut big = inner_v4(&vec![7u8; 1480], 64);
+        assert!(!may_report_too_big(&big), "no DF: not reportable");
+        big[6] |= 0x40; // DF
+        assert!(may_report_too_big(&big));
+        let mut out = vec![0u8; 2048];
+        let from: IpAddr = "10.9.0.254".parse().unwrap();
+        let n = too_big_reply(&big, &mut out, from, [1; 6], [2; 6], 1420).unwrap();
+        assert_eq!(n, 14 + 576, "IPv4 error kept within 576 bytes");
+        let eth = EthernetFrame::new_checked(&out[..n]).unwrap();
+        let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(
+            (ip.src_addr(), ip.dst_addr()),
+            ([10, 9, 0, 254].into(), [10, 0, 0, 1].into())
+        );
+        let icmp = proto::wire::Icmpv4Packet::new_checked(ip.payload()).unwrap();
+        assert!(icmp.verify_checksum());
+        assert_eq!(
+            (icmp.msg_type(), icmp.msg_code()),
+            (proto::wire::Icmpv4Type::DST_UNREACHABLE, 4)
+        );
+        assert_eq!(&ip.payload()[6..8], &1420u16.to_be_bytes());
+        assert_eq!(
+            &icmp.payload()[..20],
+            &big[..20],
+            "quotes the offending header"
+        );
     }
 
     #[test]

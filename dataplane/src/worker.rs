@@ -94,6 +94,8 @@ struct CachedSession {
 }
 
 const BATCH: usize = 64;
+/// Frames kept out of the fill rings for packets the worker generates.
+const RESERVED_FRAMES: usize = 64;
 /// How often a worker re-asks control for a session it still lacks.
 const NEED_SESSION_INTERVAL_NS: u64 = 1_000_000_000;
 
@@ -166,6 +168,12 @@ impl Worker {
         }
     }
 
+    /// Free frames that may go to the fill rings: a few always stay back for packets the
+    /// worker makes itself (ICMP errors), so that it never has to wait for the kernel.
+    fn fillable(&self) -> u32 {
+        u32::try_from(self.frames.free_count().saturating_sub(RESERVED_FRAMES)).unwrap_or(u32::MAX)
+    }
+
     fn stats(&self) -> Option<&WorkerStats> {
         self.region.worker_stats(self.cfg.id)
     }
@@ -178,7 +186,7 @@ impl Worker {
 
     /// Runs until `stop` is set.
     pub fn run(&mut self, stop: &AtomicBool) {
-        let half = self.frames.free_count() as u32 / if self.lan.is_some() { 2 } else { 1 };
+        let half = self.fillable() / if self.lan.is_some() { 2 } else { 1 };
         self.wan.fill(&mut self.frames, half);
         if let Some(lan) = self.lan.as_mut() {
             lan.fill(&mut self.frames, half);
@@ -239,7 +247,7 @@ impl Worker {
             self.outbound_batch(chunk, now, &snapshot);
         }
         self.transmit();
-        let refill = self.frames.free_count() as u32 / if self.lan.is_some() { 2 } else { 1 };
+        let refill = self.fillable() / if self.lan.is_some() { 2 } else { 1 };
         self.wan.fill(&mut self.frames, refill);
         if let Some(lan) = self.lan.as_mut() {
             lan.fill(&mut self.frames, refill);
@@ -577,6 +585,10 @@ impl Worker {
         let (_, off, chunk) = self.frames.chunk_mut(d.addr).ok_or(Drop::Malformed)?;
         let (inner_off, inner_len, dst) = packet::parse_inner(chunk, off, d.len as usize)?;
         let peer = self.prefixes.lookup(dst).ok_or(Drop::NoRoute)?;
+        if inner_len > self.cfg.mtu {
+            self.report_too_big(d, off, inner_off, inner_len);
+            return Err(Drop::TooBig);
+        }
         let record = self
             .region
             .peers()
@@ -653,6 +665,41 @@ impl Worker {
             route,
             mac_known: dst_mac.is_some(),
         })
+    }
+
+    /// Tells the sender of an oversized LAN packet the tunnel's MTU (PMTU discovery, as the
+    /// kernel does for a packet routed into a WireGuard interface), in a frame of its own.
+    fn report_too_big(&mut self, d: Desc, off: usize, inner_off: usize, inner_len: usize) {
+        let Some((_, _, chunk)) = self.frames.chunk_mut(d.addr) else {
+            return;
+        };
+        let packet = &chunk[inner_off..inner_off + inner_len];
+        if !packet::may_report_too_big(packet) {
+            return;
+        }
+        // The frame's source MAC is the host (or router) that sent it to us.
+        let mut dst_mac = [0u8; 6];
+        dst_mac.copy_from_slice(&chunk[off + 6..off + 12]);
+        let mut quote = [0u8; 1280];
+        let n = inner_len.min(quote.len());
+        quote[..n].copy_from_slice(&packet[..n]);
+        let side = self.cfg.lan.as_ref().unwrap_or(&self.cfg.wan);
+        let from = match proto::wire::ip_version(&quote[..n]) {
+            Some(4) => side.v4.map(IpAddr::V4),
+            _ => side.v6.map(IpAddr::V6),
+        };
+        let (src_mac, mtu) = (side.mac, u16::try_from(self.cfg.mtu).unwrap_or(u16::MAX));
+        let (Some(from), Some(addr)) = (from, self.frames.alloc()) else {
+            return;
+        };
+        let Some((base, _, out)) = self.frames.chunk_mut(addr) else {
+            return;
+        };
+        // Leave the kernel's usual headroom in front, as for a received frame.
+        match packet::too_big_reply(&quote[..n], &mut out[256..], from, src_mac, dst_mac, mtu) {
+            Ok(len) => self.tx_lan.push(desc(base + 256, len as u32)),
+            Err(_) => self.frames.release(addr),
+        }
     }
 
     /// After sealing: outer headers, accounting, and out on the WAN (or through the kernel

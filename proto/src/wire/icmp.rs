@@ -19,6 +19,10 @@ mod field {
     pub const ECHO_IDENT: Range<usize> = 4..6;
     /// The echo sequence number; for other types, the second half of the type-specific word.
     pub const ECHO_SEQ_NO: Range<usize> = 6..8;
+    /// ICMPv4 "fragmentation needed": the next-hop MTU (RFC 1191 §4).
+    pub const NEXT_HOP_MTU: Range<usize> = 6..8;
+    /// ICMPv6 "packet too big": the MTU (RFC 4443 §3.2).
+    pub const MTU: Range<usize> = 4..8;
     pub const PAYLOAD: usize = ECHO_SEQ_NO.end;
 }
 
@@ -158,6 +162,13 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
+    /// Sets the next-hop MTU of a "fragmentation needed" message (the unused half stays 0).
+    pub fn set_next_hop_mtu(&mut self, mtu: u16) {
+        let b = self.buffer.as_mut();
+        b[field::ECHO_IDENT].fill(0);
+        b[field::NEXT_HOP_MTU].copy_from_slice(&mtu.to_be_bytes());
+    }
+
     /// Computes the checksum over the whole message and stores it.
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
@@ -181,6 +192,11 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
+    /// Sets the MTU of a "packet too big" message.
+    pub fn set_mtu(&mut self, mtu: u32) {
+        self.buffer.as_mut()[field::MTU].copy_from_slice(&mtu.to_be_bytes());
+    }
+
     /// Computes the checksum over the pseudo-header and the whole message and stores it.
     pub fn fill_checksum(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
