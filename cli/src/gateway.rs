@@ -74,6 +74,7 @@ pub fn control(args: &[String]) -> Result<(), String> {
         time_scale: flag(args, "--time-scale")
             .and_then(|w| w.parse().ok())
             .unwrap_or(1),
+        interface_name: flag(args, "--name"),
     };
     let stop = stop_flag()?;
     let mut c = control::daemon::Control::new(&opts).map_err(|e| e.to_string())?;
@@ -246,7 +247,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
     control_cmd
         .args(["control", "--region"])
         .arg(&region)
-        .args(["--workers", &workers]);
+        .args(["--workers", &workers, "--name", &name]);
     if let Some(s) = flag(args, "--time-scale") {
         control_cmd.args(["--time-scale", &s]);
     }

@@ -693,3 +693,47 @@ fn oversized_lan_packets_get_fragmentation_needed() {
         .is_ok());
     assert!(drops(&t, "too_big") >= 1, "{}", show(&t));
 }
+
+/// The stock `wg` reads the gateway through its UAPI socket: peers, latest handshakes,
+/// transfer counters from the workers, endpoints, allowed IPs; `wg showconf` too.
+#[test]
+fn stock_wg_shows_the_gateway() {
+    if !require() {
+        return;
+    }
+    let t = topo(2, &[]);
+    for p in &t.peers {
+        assert!(ping(&p.ns, LAN_V4));
+    }
+    let dump = testbed::WgDump::parse(&ok(t.gw.exec(["wg", "show", &t.name, "dump"]))).unwrap();
+    assert_eq!(dump.listen_port, 51820);
+    assert_eq!(dump.peers.len(), 2);
+    for p in &t.peers {
+        let s = dump
+            .peer(p.wg.public_key())
+            .unwrap_or_else(|| panic!("peer missing: {dump:?}"));
+        assert!(s.latest_handshake.is_some(), "{s:?}");
+        assert!(
+            s.rx_bytes > 500 && s.tx_bytes > 300,
+            "workers' counters included: {s:?}"
+        );
+        assert!(s.endpoint.is_some());
+        assert_eq!(s.allowed_ips.len(), 2);
+    }
+    let human = ok(t.gw.exec(["wg", "show", &t.name]));
+    assert!(
+        human.contains("latest handshake") && human.contains("transfer"),
+        "{human}"
+    );
+    let conf = ok(t.gw.exec(["wg", "showconf", &t.name]));
+    assert!(
+        conf.contains("ListenPort = 51820") && conf.contains(t.peers[1].wg.public_key()),
+        "{conf}"
+    );
+    // Writes are refused for now, and say so.
+    let set =
+        t.gw.command(["wg", "set", &t.name, "listen-port", "51821"])
+            .output()
+            .unwrap();
+    assert!(!set.status.success());
+}

@@ -58,6 +58,8 @@ pub struct ControlOptions {
     pub workers: usize,
     pub max_sessions: usize,
     pub max_prefixes: usize,
+    /// The interface name `wg` knows the gateway by (its UAPI socket); `None`: no socket.
+    pub interface_name: Option<String>,
     /// Test-only: the protocol's clock runs this many times faster than real time, so that
     /// rekeying (120 s) happens in seconds. Key ages in the region stay in real time.
     pub time_scale: u32,
@@ -86,6 +88,10 @@ pub struct Control {
     base_real: u64,
     time_scale: u32,
     last_under_load: Option<Instant>,
+    uapi: Option<crate::uapi::Uapi>,
+    /// Bytes of sessions already retired, per peer (rx, tx), for `wg show`'s transfer line.
+    retired_bytes: HashMap<PeerId, (u64, u64)>,
+    allowed: Vec<Vec<String>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -165,6 +171,25 @@ impl Control {
             base_real: now_real,
             time_scale: opts.time_scale.max(1),
             last_under_load: None,
+            uapi: match &opts.interface_name {
+                Some(n) => Some(crate::uapi::Uapi::bind(n).map_err(|e| ControlError::Peer {
+                    key: format!("UAPI socket {n}"),
+                    reason: e.to_string(),
+                })?),
+                None => None,
+            },
+            retired_bytes: HashMap::new(),
+            allowed: config
+                .peers
+                .iter()
+                .map(|p| {
+                    p.allowed_ips
+                        .iter()
+                        .filter_map(|a| Prefix::new(a.addr(), a.prefix_len()).ok())
+                        .map(|p| p.to_string())
+                        .collect()
+                })
+                .collect(),
         };
         // Sessions a previous control published stay usable until they expire.
         for (i, s) in region.sessions().iter().enumerate().rev() {
@@ -534,6 +559,9 @@ impl Control {
         self.drain_events();
         self.flush();
         self.expire_inherited();
+        if let Some(u) = &self.uapi {
+            u.serve(|| self.view());
+        }
         self.region
             .header()
             .control_heartbeat_ns
@@ -550,6 +578,42 @@ impl Control {
         }
         self.last_under_load
             .is_some_and(|t| !now.has_expired(t, UNDER_LOAD_AFTER_TIME))
+    }
+
+    /// What `wg show` sees: the protocol's view of each peer plus the workers' byte counters.
+    pub fn view(&self) -> crate::uapi::DeviceView {
+        let mut live: HashMap<PeerId, (u64, u64)> = HashMap::new();
+        for (&slot, info) in &self.slots {
+            let s = &self.region.sessions()[slot as usize];
+            let e = live.entry(info.peer).or_default();
+            e.0 += s.rx_bytes.load(Ordering::Relaxed);
+            e.1 += s.tx_bytes.load(Ordering::Relaxed);
+        }
+        let peers = self
+            .device
+            .peers()
+            .map(|(id, p)| {
+                let (lr, lt) = live.get(&id).copied().unwrap_or_default();
+                let (rr, rt) = self.retired_bytes.get(&id).copied().unwrap_or_default();
+                // The device counts the handshake messages; the workers count the data.
+                let st = p.stats();
+                crate::uapi::PeerView {
+                    public_key: *p.public_key().as_bytes(),
+                    preshared_key: *p.preshared_key().as_bytes(),
+                    endpoint: p.endpoint(),
+                    last_handshake: st.last_handshake,
+                    rx_bytes: st.rx_bytes + lr + rr,
+                    tx_bytes: st.tx_bytes + lt + rt,
+                    persistent_keepalive: p.persistent_keepalive().map_or(0, |d| d.as_secs()),
+                    allowed_ips: self.allowed.get(id.0 as usize).cloned().unwrap_or_default(),
+                }
+            })
+            .collect();
+        crate::uapi::DeviceView {
+            private_key: *self.device.private_key().as_bytes(),
+            listen_port: self.socket.local_addr().map_or(0, |a| a.port()),
+            peers,
+        }
     }
 
     /// The UDP address handshakes arrive on.

@@ -6,3 +6,4 @@
 pub mod config;
 pub mod daemon;
 pub mod fallback;
+pub mod uapi;

@@ -55,6 +55,7 @@ fn cookie_replies_only_under_load() {
         max_sessions: 64,
         max_prefixes: 64,
         time_scale: 1,
+        interface_name: None,
     };
     let mut control = Control::new(&opts).unwrap();
     let port = control.local_addr().unwrap().port();

@@ -270,6 +270,10 @@ impl Handshake {
         }
     }
 
+    pub fn preshared_key(&self) -> &PresharedKey {
+        &self.preshared_key
+    }
+
     pub fn set_preshared_key(&mut self, psk: PresharedKey) {
         self.preshared_key = psk;
     }

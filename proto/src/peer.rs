@@ -70,6 +70,11 @@ impl Peer {
         &self.public_key
     }
 
+    /// The pre-shared key (all zeros when none is configured). Secret.
+    pub fn preshared_key(&self) -> &PresharedKey {
+        self.handshake.preshared_key()
+    }
+
     pub fn endpoint(&self) -> Option<SocketAddr> {
         self.endpoint
     }

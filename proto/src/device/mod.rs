@@ -196,6 +196,11 @@ impl<R: CryptoRngCore> Device<R> {
         self.identity.public()
     }
 
+    /// The interface's private key, for `wg showconf`-style output (treat as secret).
+    pub fn private_key(&self) -> &PrivateKey {
+        self.identity.private()
+    }
+
     pub fn set_mtu(&mut self, mtu: usize) {
         self.mtu = mtu;
     }
