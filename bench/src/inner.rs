@@ -52,7 +52,10 @@ pub fn write_udp4(buf: &mut [u8], src: SocketAddrV4, dst: SocketAddrV4, tag: Tag
     ip.set_version(4);
     ip.set_header_len(IPV4_HEADER_LEN);
     ip.set_total_len(total);
+    ip.set_dscp(0);
+    ip.set_ecn(0);
     ip.set_ident(tag.seq as u16);
+    ip.clear_flags();
     ip.set_dont_frag(true);
     ip.set_ttl(64);
     ip.set_protocol(IpProtocol::UDP);

@@ -97,7 +97,8 @@ impl Pool {
             let msg = &mut self.buf[off..off + len];
             let padded = len - DATA_OVERHEAD;
             let plain = &mut msg[proto::messages::DATA_HEADER_LEN..][..padded];
-            plain[inner..].fill(0);
+            // The buffer holds the previous round's ciphertext: every byte is written anew.
+            plain.fill(0);
             inner::write_udp4(
                 &mut plain[..inner],
                 s.src,
@@ -150,6 +151,10 @@ mod tests {
             let len = proto::wire::inner_packet_len(plain).unwrap();
             assert_eq!(len, usize::from(Size::Imix.nth(k)));
             assert_eq!(proto::wire::source_addr(plain), Some((*s.src.ip()).into()));
+            let ip = proto::wire::Ipv4Packet::new_checked(&plain[..len]).unwrap();
+            assert!(ip.verify_checksum() && ip.dont_frag() && !ip.is_fragment());
+            assert_eq!((ip.dscp(), ip.ecn()), (0, 0));
+            assert!(plain[len..].iter().all(|&b| b == 0), "zero padding");
             let counter = u64::from_le_bytes(msg[8..16].try_into().unwrap());
             assert!(counter >= 5 && counter < s.next_counter);
             assert_eq!(
