@@ -4,7 +4,7 @@
 //! wgxdp-loadgen peers --peers N [--seed S]            # [Peer] stanzas for the gateway's config
 //! wgxdp-loadgen run --gateway IP:PORT --gateway-key B64 --bind IP --sink IP:PORT
 //!               [--gen-netns NS] [--sink-netns NS] [--peers N] [--seed S]
-//!               [--size 64|512|1420|imix] [--seconds T] [--pool-mb M]
+//!               [--size 64|512|1420|imix] [--seconds T] [--pool-mb M] [--sockets K]
 //! wgxdp-loadgen seal-rate [--size S] [--seconds T]    # ring's single-core seal rate
 //! ```
 //!
@@ -108,18 +108,27 @@ fn cmd_run(a: &Args) -> Result<(), String> {
     }
 
     let mut pool = Pool::new(size, pool_mb << 20);
-    let sock = netns::run_in(a.opt("gen-netns").as_deref(), move || {
-        let s = UdpSocket::bind(SocketAddr::new(bind, 0))?;
-        s.connect(gateway)?;
-        let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::SndBuf, &(8 << 20));
-        Ok(s)
+    // Several sockets are several flows: a multi-queue veth spreads them over its queues
+    // (and so over the gateway's workers) by flow hash.
+    let nsockets: usize = a.get("sockets", Some(1))?;
+    let socks = netns::run_in(a.opt("gen-netns").as_deref(), move || {
+        (0..nsockets.max(1))
+            .map(|_| {
+                let s = UdpSocket::bind(SocketAddr::new(bind, 0))?;
+                s.connect(gateway)?;
+                let _ =
+                    nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::SndBuf, &(8 << 20));
+                Ok(s)
+            })
+            .collect::<std::io::Result<Vec<_>>>()
     })
     .map_err(|e| format!("generator socket: {e}"))?;
+    let sock = &socks[0];
     let sink = Sink::spawn(a.opt("sink-netns"), SocketAddr::V4(sink_addr), pool.len())
         .map_err(|e| format!("sink socket: {e}"))?;
 
     let t = Instant::now();
-    let mut sessions = handshake::establish(&sock, gateway, &gateway_key, seed, count, SRC_PORT)
+    let mut sessions = handshake::establish(sock, gateway, &gateway_key, seed, count, SRC_PORT)
         .map_err(|e| format!("handshakes: {e}"))?;
     let handshake_s = t.elapsed().as_secs_f64();
 
@@ -137,7 +146,8 @@ fn cmd_run(a: &Args) -> Result<(), String> {
         while k < pool.len() {
             batch.clear();
             batch.extend((k..pool.len().min(k + mmsg::BATCH)).map(|j| pool.message(j)));
-            match mmsg::send(&sock, &batch) {
+            let out = &socks[(k / mmsg::BATCH) % socks.len()];
+            match mmsg::send(out, &batch) {
                 Ok(n) => k += n,
                 Err(_) => send_errors += 1,
             }
