@@ -356,6 +356,9 @@ pub fn down(args: &[String]) -> Result<(), String> {
             }
         }
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // A control process killed outright leaves its UAPI socket behind.
+        let _ =
+            std::fs::remove_file(Path::new(control::uapi::SOCKET_DIR).join(format!("{name}.sock")));
         println!("wgxdp {name} is down");
     }
     Ok(())

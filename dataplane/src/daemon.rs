@@ -241,7 +241,10 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     let line = format!("wgxdp data path: XDP {}", summary.join(", "));
     println!("{line}");
     if let Some(f) = &opts.ready_file {
-        std::fs::write(f, format!("{line}\n"))?;
+        // Written aside and renamed: `wgxdp up` polls for the file and reads it at once.
+        let tmp = f.with_extension("tmp");
+        std::fs::write(&tmp, format!("{line}\n"))?;
+        std::fs::rename(&tmp, f)?;
     }
 
     let mut installed: HashSet<(IpAddr, u8)> = HashSet::new();

@@ -72,21 +72,38 @@ fn map(file: &File, len: usize, path: &Path) -> Result<NonNull<u8>, ShmError> {
 }
 
 impl Region {
-    /// Creates the region file (mode 0600, must not exist) and initialises its header.
+    /// Creates the region file (mode 0600, must not exist) and initialises its header. The
+    /// file is built under a temporary name and renamed into place, so whoever sees `path`
+    /// sees a complete header.
     pub fn create(path: impl AsRef<Path>, layout: Layout) -> Result<Self, ShmError> {
         let path = path.as_ref();
+        if path.exists() {
+            return Err(io(path, "create")(std::io::Error::from(
+                std::io::ErrorKind::AlreadyExists,
+            )));
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)
+            .open(&tmp)
             .map_err(io(path, "create"))?;
         let len = layout.total_len();
         // A fresh file reads as zeros: every atomic starts at 0, which is each record's
         // "empty" state.
-        file.set_len(len as u64).map_err(io(path, "set size"))?;
-        let ptr = map(&file, len, path)?;
+        let init = (|| {
+            file.set_len(len as u64).map_err(io(path, "set size"))?;
+            map(&file, len, path)
+        })();
+        let ptr = match init {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
         let region = Self {
             ptr,
             len,
@@ -102,6 +119,10 @@ impl Region {
         h.workers.store(layout.workers as u64, Ordering::Relaxed);
         h.version.store(VERSION, Ordering::Relaxed);
         h.magic.store(MAGIC, Ordering::Release);
+        if let Err(e) = std::fs::rename(&tmp, path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(path, "rename into place")(e));
+        }
         Ok(region)
     }
 
