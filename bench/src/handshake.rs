@@ -159,6 +159,8 @@ pub fn establish(
             key: *kp.sending_key(),
             receiver: kp.remote_index(),
             next_counter: kp.sending_counter(),
+            local_index: kp.local_index(),
+            rx_key: *kp.receiving_key(),
             src: SocketAddrV4::new(peers::tunnel_addr(i), inner_port),
         });
     }

@@ -11,6 +11,8 @@
 //! - [`pool`]: data messages sealed ahead of the timed window, counters increasing per session;
 //! - [`mmsg`]: `sendmmsg`/`recvmmsg` batches (the crate's only `unsafe`);
 //! - [`sink`]: the LAN-side receiver that counts and verifies;
+//! - [`outbound`]: the other direction: plaintext from the LAN side to every peer, opened and
+//!   counted by the generator;
 //! - [`netns`]: opening a socket inside a named network namespace.
 //!
 //! Results are kept in `bench/RESULTS.md` with the command, date and machine of each run.
@@ -19,6 +21,7 @@ pub mod handshake;
 pub mod inner;
 pub mod mmsg;
 pub mod netns;
+pub mod outbound;
 pub mod peers;
 pub mod pool;
 pub mod sink;

@@ -2,7 +2,7 @@
 //! crate; both take and return safe slices.
 
 use std::io;
-use std::net::UdpSocket;
+use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 
 /// Most datagrams per call (the kernel's UIO_MAXIOV is 1024; 64 is where returns flatten).
@@ -30,6 +30,43 @@ pub fn send(socket: &UdpSocket, msgs: &[&[u8]]) -> io::Result<usize> {
     // SAFETY: `hdrs[..n]` each point at one iovec in `iov`, which points into a borrowed
     // `msgs[k]` alive for the call; the kernel only reads them (sendmmsg does not write
     // through iov_base). `n <= BATCH` bounds the array.
+    let sent =
+        unsafe { libc::sendmmsg(socket.as_raw_fd(), hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
+}
+
+/// Sends `msgs[k].0` to `msgs[k].1` (at most [`BATCH`]) on an unconnected IPv4 socket;
+/// returns how many were sent.
+pub fn send_to(socket: &UdpSocket, msgs: &[(&[u8], SocketAddrV4)]) -> io::Result<usize> {
+    let n = msgs.len().min(BATCH);
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; BATCH];
+    // SAFETY: sockaddr_in and mmsghdr are plain data for which all-zero is valid.
+    let mut names: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for (k, (bytes, dst)) in msgs.iter().take(n).enumerate() {
+        iov[k] = libc::iovec {
+            iov_base: bytes.as_ptr().cast_mut().cast(),
+            iov_len: bytes.len(),
+        };
+        names[k].sin_family = libc::AF_INET as libc::sa_family_t;
+        names[k].sin_port = dst.port().to_be();
+        names[k].sin_addr.s_addr = u32::from(*dst.ip()).to_be();
+    }
+    for k in 0..n {
+        hdrs[k].msg_hdr.msg_iov = &mut iov[k];
+        hdrs[k].msg_hdr.msg_iovlen = 1;
+        hdrs[k].msg_hdr.msg_name = (&mut names[k] as *mut libc::sockaddr_in).cast();
+        hdrs[k].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    }
+    // SAFETY: each header points at one iovec (into a borrowed `msgs[k].0`, only read) and one
+    // sockaddr_in of the right length, all alive for the call; `n <= BATCH`.
     let sent =
         unsafe { libc::sendmmsg(socket.as_raw_fd(), hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
     if sent < 0 {
@@ -97,10 +134,17 @@ mod tests {
         let mut bufs = vec![vec![0u8; 64]; BATCH];
         let mut lens = [0usize; BATCH];
         let mut seen = 0;
-        while seen < 10 {
+        let to = match rx.local_addr().unwrap() {
+            std::net::SocketAddr::V4(a) => a,
+            std::net::SocketAddr::V6(_) => unreachable!(),
+        };
+        let unconnected = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let with_names: Vec<(&[u8], SocketAddrV4)> = refs.iter().map(|&p| (p, to)).collect();
+        assert_eq!(send_to(&unconnected, &with_names).unwrap(), 10);
+        while seen < 20 {
             let n = recv(&rx, &mut bufs, &mut lens).unwrap();
             for k in 0..n {
-                assert_eq!(&bufs[k][..lens[k]], &payloads[seen][..]);
+                assert_eq!(&bufs[k][..lens[k]], &payloads[seen % 10][..]);
                 seen += 1;
             }
         }

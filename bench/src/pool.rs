@@ -20,6 +20,9 @@ pub struct Session {
     /// The gateway's index for this session (the data message's receiver field).
     pub receiver: u32,
     pub next_counter: u64,
+    /// Our index for this session and its receiving key (the outbound direction opens).
+    pub local_index: u32,
+    pub rx_key: [u8; 32],
     /// The peer's tunnel address and the inner source port.
     pub src: SocketAddrV4,
 }
@@ -135,6 +138,8 @@ mod tests {
                 key: [i + 1; 32],
                 receiver: 100 + u32::from(i),
                 next_counter: 5,
+                local_index: 0,
+                rx_key: [0; 32],
                 src: SocketAddrV4::new(crate::peers::tunnel_addr(usize::from(i)), 1),
             })
             .collect();

@@ -36,7 +36,7 @@ pub struct Sink {
 }
 
 /// UDP RcvbufErrors of the calling thread's network namespace.
-fn rcvbuf_errors() -> u64 {
+pub fn rcvbuf_errors() -> u64 {
     let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap_or_default();
     let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
     let (Some(names), Some(values)) = (lines.next(), lines.next()) else {

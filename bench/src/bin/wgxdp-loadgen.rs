@@ -5,6 +5,7 @@
 //! wgxdp-loadgen run --gateway IP:PORT --gateway-key B64 --bind IP --sink IP:PORT
 //!               [--gen-netns NS] [--sink-netns NS] [--peers N] [--seed S]
 //!               [--size 64|512|1420|imix] [--seconds T] [--pool-mb M] [--sockets K]
+//!               [--direction in|out]
 //! wgxdp-loadgen seal-rate [--size S] [--seconds T]    # ring's single-core seal rate
 //! ```
 //!
@@ -12,6 +13,8 @@
 //! sink's socket on `--sink` in `--sink-netns`, then sends pre-sealed data messages with
 //! sendmmsg for `--seconds` of sending time (sealing between rounds is not counted), and
 //! prints one `key=value` line: what was sent and received, rates over the sending time, loss.
+//! `--direction out` reverses it: plaintext from the sink's address to every peer's tunnel
+//! address (port of `--sink`), sealed by the gateway, opened and counted by the generator.
 
 use bench::handshake;
 use bench::inner::SRC_PORT;
@@ -133,6 +136,15 @@ fn cmd_run(a: &Args) -> Result<(), String> {
     let handshake_s = t.elapsed().as_secs_f64();
 
     let budget = Duration::from_secs_f64(seconds);
+    let direction: String = a.get("direction", Some("in".to_owned()))?;
+    match direction.as_str() {
+        "in" => {}
+        "out" => {
+            drop(sink.stop());
+            return run_outbound(a, &socks, sessions, sink_addr, size, budget, handshake_s);
+        }
+        _ => return Err(format!("--direction {direction}: in or out")),
+    }
     let mut sending = Duration::ZERO;
     let (mut sent, mut rounds, mut send_errors) = (0u64, 0u32, 0u64);
     let mut seal = Duration::ZERO;
@@ -167,7 +179,7 @@ fn cmd_run(a: &Args) -> Result<(), String> {
     let bytes = counts.bytes.load(std::sync::atomic::Ordering::Relaxed);
     let secs = sending.as_secs_f64();
     println!(
-        "size={size} peers={count} handshake_s={handshake_s:.2} rounds={rounds} send_s={secs:.3} seal_s={:.3} \
+        "direction=in size={size} peers={count} handshake_s={handshake_s:.2} rounds={rounds} send_s={secs:.3} seal_s={:.3} \
          sent={sent} offered_pps={:.0} received={received} pps={:.0} gbps={:.3} loss={} loss_pct={:.2} \
          duplicates={} invalid={} sink_rcvbuf_errors={} send_errors={send_errors}",
         seal.as_secs_f64(),
@@ -179,6 +191,72 @@ fn cmd_run(a: &Args) -> Result<(), String> {
         counts.duplicates.load(std::sync::atomic::Ordering::Relaxed),
         counts.invalid.load(std::sync::atomic::Ordering::Relaxed),
         counts.rcvbuf_errors.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    Ok(())
+}
+
+/// LAN -> peers: plaintext from the sink's address to every peer's tunnel address, opened
+/// and counted on the generator's socket.
+fn run_outbound(
+    a: &Args,
+    socks: &[UdpSocket],
+    mut sessions: Vec<bench::pool::Session>,
+    lan: SocketAddrV4,
+    size: Size,
+    budget: Duration,
+    handshake_s: f64,
+) -> Result<(), String> {
+    use bench::outbound;
+    use std::sync::atomic::Ordering::Relaxed;
+    let count = sessions.len();
+    outbound::confirm(&socks[0], &mut sessions).map_err(|e| format!("keepalives: {e}"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let rx = socks[0].try_clone().map_err(|e| e.to_string())?;
+    let (stop, counts, thread) = outbound::spawn_receiver(rx, sessions);
+    let lan_ip = *lan.ip();
+    let tx = netns::run_in(a.opt("sink-netns").as_deref(), move || {
+        let s = UdpSocket::bind(SocketAddr::new(lan_ip.into(), 0))?;
+        let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::SndBuf, &(8 << 20));
+        Ok(s)
+    })
+    .map_err(|e| format!("LAN sender socket: {e}"))?;
+    let dsts: Vec<SocketAddrV4> = (0..count)
+        .map(|i| SocketAddrV4::new(peers::tunnel_addr(i), lan.port()))
+        .collect();
+    let gen_ns = a.opt("gen-netns");
+    let gen_errors = move || {
+        let ns = gen_ns.clone();
+        netns::run_in(ns.as_deref(), || Ok(bench::sink::rcvbuf_errors())).unwrap_or(0)
+    };
+    let errors_before = gen_errors();
+    let sent = outbound::send(&tx, &dsts, size, budget);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Relaxed);
+    let _ = thread.join();
+    let rcvbuf_errors = gen_errors().saturating_sub(errors_before);
+    let secs = sent.elapsed.as_secs_f64();
+    let received = counts.received.load(Relaxed);
+    println!(
+        "direction=out size={size} peers={count} handshake_s={handshake_s:.2} send_s={secs:.3} \
+         sent={} offered_pps={:.0} received={received} pps={:.0} gbps={:.3} loss={} loss_pct={:.2} \
+         duplicates={} invalid={} auth_failures={} unknown_index={} keepalives={} generator_rcvbuf_errors={rcvbuf_errors} \
+         send_errors={}",
+        sent.packets,
+        sent.packets as f64 / secs,
+        received as f64 / secs,
+        counts.bytes.load(Relaxed) as f64 * 8.0 / secs / 1e9,
+        sent.packets.saturating_sub(received),
+        if sent.packets > 0 {
+            100.0 * sent.packets.saturating_sub(received) as f64 / sent.packets as f64
+        } else {
+            0.0
+        },
+        counts.duplicates.load(Relaxed),
+        counts.invalid.load(Relaxed),
+        counts.auth_failures.load(Relaxed),
+        counts.unknown_index.load(Relaxed),
+        counts.keepalives.load(Relaxed),
+        sent.errors,
     );
     Ok(())
 }
