@@ -18,11 +18,16 @@ use std::io;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Initiations in flight at once.
-const WINDOW: usize = 128;
+/// Initiations in flight at once: below wgxdp's under-load threshold (a backlog of 64
+/// handshake datagrams, `control::daemon::HANDSHAKE_BATCH`; the kernel's is 512), since all
+/// generated peers share one source address and under load the gateway limits handshakes per
+/// source address (20/s in the kernel).
+const WINDOW: usize = 32;
 /// How long a window waits for its responses.
 const WINDOW_WAIT: Duration = Duration::from_millis(1500);
 const ATTEMPTS: u32 = 5;
+/// Past REKEY_TIMEOUT (5 s), so a device may initiate again.
+const RETRY_SKEW: Duration = Duration::from_secs(6);
 
 /// Message types and their receiver-index fields (whitepaper §5.4.3-5.4.7).
 mod field {
@@ -32,18 +37,18 @@ mod field {
     pub const COOKIE_RECEIVER: Range<usize> = 4..8;
 }
 
+/// Each device's clock: real time plus that device's skew (moved forward to retry at once).
 struct Clock {
     base: std::time::Instant,
-    skew: Duration,
 }
 
 impl Clock {
-    fn now(&self) -> Now {
-        let mono = self.base.elapsed() + self.skew;
+    fn now(&self, skew: Duration) -> Now {
+        let mono = self.base.elapsed() + skew;
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
-            + self.skew;
+            + skew;
         Now::new(
             Instant::from_nanos(u64::try_from(mono.as_nanos()).unwrap_or(u64::MAX) + 1),
             unix,
@@ -53,6 +58,26 @@ impl Clock {
 
 fn index_at(buf: &[u8], r: std::ops::Range<usize>) -> Option<u32> {
     Some(u32::from_le_bytes(buf.get(r)?.try_into().ok()?))
+}
+
+/// Sends what `d` (device of peer `i`) has queued, noting the sender index of initiations.
+fn flush(
+    d: &mut Device<OsRng>,
+    now: Now,
+    sock: &UdpSocket,
+    owner: &mut HashMap<u32, usize>,
+    i: usize,
+) -> io::Result<()> {
+    let mut buf = [0u8; 2048];
+    while let Some(t) = d.poll_transmit(now, &mut buf) {
+        if buf[0] == 1 {
+            if let Some(index) = index_at(&buf[..t.len], field::INITIATION_SENDER) {
+                owner.insert(index, i);
+            }
+        }
+        sock.send_to(&buf[..t.len], t.dst)?;
+    }
+    Ok(())
 }
 
 /// Handshakes as peers `0..count` of `seed` with the gateway at `gateway` over `sock`
@@ -66,16 +91,16 @@ pub fn establish(
     count: usize,
     inner_port: u16,
 ) -> io::Result<Vec<Session>> {
-    let mut clock = Clock {
+    let clock = Clock {
         base: std::time::Instant::now(),
-        skew: Duration::ZERO,
     };
+    let mut skew = vec![Duration::ZERO; count];
     let mut devices: Vec<(Device<OsRng>, PeerId)> = Vec::with_capacity(count);
     for i in 0..count {
         let mut d = Device::new(peers::private_key(seed, i), OsRng);
         let id = d
             .add_peer(
-                clock.now(),
+                clock.now(Duration::ZERO),
                 *gateway_key,
                 PeerConfig {
                     endpoint: Some(gateway),
@@ -99,18 +124,15 @@ pub fn establish(
                 "handshake: {} of {count} peers without a session, retrying",
                 pending.len()
             );
-            clock.skew += Duration::from_secs(6);
+            for &i in &pending {
+                skew[i] += RETRY_SKEW;
+            }
         }
         for window in pending.chunks(WINDOW) {
             for &i in window {
                 let (d, id) = &mut devices[i];
-                d.initiate_handshake(clock.now(), *id);
-                while let Some(t) = d.poll_transmit(clock.now(), &mut buf) {
-                    if let Some(index) = index_at(&buf[..t.len], field::INITIATION_SENDER) {
-                        owner.insert(index, i);
-                    }
-                    sock.send_to(&buf[..t.len], t.dst)?;
-                }
+                d.initiate_handshake(clock.now(skew[i]), *id);
+                flush(d, clock.now(skew[i]), sock, &mut owner, i)?;
             }
             let deadline = std::time::Instant::now() + WINDOW_WAIT;
             while std::time::Instant::now() < deadline && window.iter().any(|&i| !done[i]) {
@@ -134,16 +156,17 @@ pub fn establish(
                 let Some(&i) = index.and_then(|x| owner.get(&x)) else {
                     continue;
                 };
-                let (d, _) = &mut devices[i];
-                if let Ok(Received::Response { .. }) =
-                    d.handle_datagram(clock.now(), src, &mut buf[..n], false)
-                {
-                    done[i] = true;
+                let (d, id) = &mut devices[i];
+                match d.handle_datagram(clock.now(skew[i]), src, &mut buf[..n], false) {
+                    Ok(Received::Response { .. }) => done[i] = true,
+                    Ok(Received::CookieReply { .. }) => {
+                        // The gateway is under load: retry at once, now with the cookie's mac2.
+                        skew[i] += RETRY_SKEW;
+                        d.initiate_handshake(clock.now(skew[i]), *id);
+                    }
+                    _ => {}
                 }
-                let mut out = [0u8; 2048];
-                while let Some(t) = d.poll_transmit(clock.now(), &mut out) {
-                    sock.send_to(&out[..t.len], t.dst)?;
-                }
+                flush(d, clock.now(skew[i]), sock, &mut owner, i)?;
             }
         }
     }
