@@ -482,6 +482,7 @@ fn kill_control_under_load_then_restart() {
         "still forwarding on the existing session"
     );
     // A new control process attaches to the same region.
+    let before_restart = p.wg.wg_show_dump().unwrap().peers[0].latest_handshake;
     let region = format!("/run/wgxdp/{}/region", t.name);
     let log = std::fs::File::create(t.dir.join("control2.log")).unwrap();
     let mut c2 =
@@ -501,7 +502,19 @@ fn kill_control_under_load_then_restart() {
         c2.id().to_string(),
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // It replaces the sessions it inherited (whose keys it never had) with new handshakes of
+    // its own.
+    std::thread::sleep(Duration::from_millis(1500));
+    let renewed = p.wg.wg_show_dump().unwrap().peers[0].latest_handshake;
+    assert!(
+        renewed > before_restart,
+        "the restarted control initiated: {before_restart:?} -> {renewed:?}"
+    );
+    assert!(
+        ping(&p.ns, LAN_V4),
+        "traffic on the new session\n{}",
+        show(&t)
+    );
     // Make the peer start over: its next packet needs a new handshake, which only the new
     // control process can answer.
     let before = p.wg.wg_show_dump().unwrap().peers[0].latest_handshake;

@@ -237,8 +237,24 @@ impl Control {
         region
             .publish_prefixes(&prefixes)
             .map_err(|cap| ControlError::TooManyPrefixes(prefixes.len(), cap))?;
+        let restarted = !control.inherited.is_empty();
         for i in 0..config.peers.len() {
-            control.publish_peer(PeerId(i as u32));
+            let id = PeerId(i as u32);
+            if restarted {
+                // A previous control process learned where the peer is (roaming); keep it, and
+                // replace the sessions it left (whose keys died with it) with fresh ones, so
+                // that timers and rekeying run again.
+                let old = region
+                    .peers()
+                    .get(i)
+                    .and_then(|p| p.record.read())
+                    .map(|w| PeerRecord::decode(&w));
+                if let Some(ep) = old.and_then(|o| o.endpoint) {
+                    let _ = control.device.set_endpoint(id, ep);
+                }
+                control.device.initiate_handshake(now, id);
+            }
+            control.publish_peer(id);
         }
         control.drain_events();
         control.flush();
