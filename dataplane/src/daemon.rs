@@ -2,7 +2,6 @@
 //! the shared region, keeps the LAN program's peer prefixes in step with it, and detaches
 //! everything when it stops.
 
-use crate::kernel::mono_ns;
 use crate::neigh;
 use crate::shm::layout::decode_prefix;
 use crate::shm::{Region, ShmError};
@@ -257,7 +256,6 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
                 version = v;
             }
         }
-        let _ = mono_ns();
         std::thread::sleep(Duration::from_millis(50));
     }
     for h in handles {

@@ -89,9 +89,8 @@ fn resolver(
 ) {
     let mut wanted: HashSet<IpAddr> = HashSet::new();
     while !stop.load(Ordering::Relaxed) {
-        let mut changed = false;
         while let Ok(dst) = rx.try_recv() {
-            changed |= wanted.insert(dst);
+            wanted.insert(dst);
         }
         let mut snap = Snapshot::default();
         for &dst in &wanted {
@@ -100,7 +99,6 @@ fn resolver(
             }
         }
         snap.mac = nl.neighbours();
-        let _ = changed;
         published.store(Arc::new(snap));
         match rx.recv_timeout(REFRESH) {
             Ok(dst) => {
