@@ -134,6 +134,13 @@ fn cmd_run(a: &Args) -> Result<(), String> {
     let mut sessions = handshake::establish(sock, gateway, &gateway_key, seed, count, SRC_PORT)
         .map_err(|e| format!("handshakes: {e}"))?;
     let handshake_s = t.elapsed().as_secs_f64();
+    // Confirm every session (the gateway is the responder) before the timed window, a few
+    // times: a gateway may learn of a session a little after its handshake response (wgxdp's
+    // data path does, through the shared region) and drop what arrives before.
+    for _ in 0..3 {
+        bench::outbound::confirm(sock, &mut sessions).map_err(|e| format!("keepalives: {e}"))?;
+        std::thread::sleep(Duration::from_millis(400));
+    }
 
     let budget = Duration::from_secs_f64(seconds);
     let direction: String = a.get("direction", Some("in".to_owned()))?;
@@ -200,7 +207,7 @@ fn cmd_run(a: &Args) -> Result<(), String> {
 fn run_outbound(
     a: &Args,
     socks: &[UdpSocket],
-    mut sessions: Vec<bench::pool::Session>,
+    sessions: Vec<bench::pool::Session>,
     lan: SocketAddrV4,
     size: Size,
     budget: Duration,
@@ -209,8 +216,6 @@ fn run_outbound(
     use bench::outbound;
     use std::sync::atomic::Ordering::Relaxed;
     let count = sessions.len();
-    outbound::confirm(&socks[0], &mut sessions).map_err(|e| format!("keepalives: {e}"))?;
-    std::thread::sleep(Duration::from_millis(300));
     let rx = socks[0].try_clone().map_err(|e| e.to_string())?;
     let (stop, counts, thread) = outbound::spawn_receiver(rx, sessions);
     let lan_ip = *lan.ip();
