@@ -63,14 +63,23 @@ pub fn control(args: &[String]) -> Result<(), String> {
     for w in warnings {
         eprintln!("Warning: {w}");
     }
+    // Up to three keypairs per peer (current, previous, next) live at once.
+    let max_sessions = (config.peers.len() * 3 + 64).max(4096);
+    let max_prefixes = (config
+        .peers
+        .iter()
+        .map(|p| p.allowed_ips.len())
+        .sum::<usize>()
+        * 2)
+    .max(65536);
     let opts = control::daemon::ControlOptions {
         config,
         region: region.into(),
         workers: flag(args, "--workers")
             .and_then(|w| w.parse().ok())
             .unwrap_or(64),
-        max_sessions: 4096,
-        max_prefixes: 65536,
+        max_sessions,
+        max_prefixes,
         time_scale: flag(args, "--time-scale")
             .and_then(|w| w.parse().ok())
             .unwrap_or(1),
