@@ -32,8 +32,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// is picked up within this.
 pub const TICK: Duration = Duration::from_millis(20);
 
-/// Handshake datagrams taken from the socket per step; a full batch means a backlog.
-pub const HANDSHAKE_BATCH: usize = 64;
+/// Handshake datagrams taken from the socket per step. A full batch means at least this many
+/// were queued: the kernel's under-load threshold (UNDER_LOAD_QUEUE_LEN, 512).
+pub const HANDSHAKE_BATCH: usize = proto::constants::UNDER_LOAD_QUEUE_LEN;
+/// Receive buffer of the handshake socket: room for several thousand handshake messages, so
+/// that a backlog of HANDSHAKE_BATCH can build up at all (the default holds about 200).
+const HANDSHAKE_RCVBUF: usize = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -116,7 +120,22 @@ pub(crate) fn bind_udp(port: u16) -> Result<UdpSocket, ControlError> {
     s.bind(&SocketAddr::from(([0u16; 8], port)).into())
         .map_err(err)?;
     s.set_read_timeout(Some(TICK)).map_err(err)?;
-    Ok(s.into())
+    // SO_RCVBUFFORCE (root) goes past net.core.rmem_max; otherwise take what SO_RCVBUF gives.
+    let sock: UdpSocket = s.into();
+    if nix::sys::socket::setsockopt(
+        &sock,
+        nix::sys::socket::sockopt::RcvBufForce,
+        &HANDSHAKE_RCVBUF,
+    )
+    .is_err()
+    {
+        let _ = nix::sys::socket::setsockopt(
+            &sock,
+            nix::sys::socket::sockopt::RcvBuf,
+            &HANDSHAKE_RCVBUF,
+        );
+    }
+    Ok(sock)
 }
 
 /// Unmaps IPv4-mapped IPv6 source addresses from the dual-stack socket.
@@ -564,6 +583,9 @@ impl Control {
             let _ = self
                 .device
                 .handle_datagram(now, canonical(src), &mut buf[..n], under_load);
+            // Publish a new session before its response leaves: the initiator's first data
+            // message may arrive right behind it, and the workers must know the keys by then.
+            self.drain_events();
             self.flush();
         }
         self.worker_events();
@@ -585,9 +607,9 @@ impl Control {
     }
 
     /// Whether the handshake path is overloaded: the kernel's rule is a queue of
-    /// UNDER_LOAD_QUEUE_LEN handshakes, sticky for UNDER_LOAD_AFTER_TIME. Control has no queue
-    /// of its own; a full batch taken from the socket in one step (more were waiting) is its
-    /// equivalent, and the state sticks for the same second.
+    /// UNDER_LOAD_QUEUE_LEN handshakes, sticky for UNDER_LOAD_AFTER_TIME. Control's queue is
+    /// its socket: a full batch of that many taken in one step is the same condition, and the
+    /// state sticks for the same second.
     fn under_load(&mut self, now: Instant, backlog: bool) -> bool {
         if backlog {
             self.last_under_load = Some(now);

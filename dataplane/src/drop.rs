@@ -28,16 +28,18 @@ pub enum Drop {
     NoEndpoint,
     /// Counters exhausted on the session (REJECT_AFTER_MESSAGES).
     CounterExhausted,
-    /// A ring was full.
+    /// The TX ring was full: the frame could not be queued for sending.
     RingFull,
     /// No next-hop MAC was known and handing the packet to the kernel failed.
     NoNeighbour,
     /// Larger than the tunnel MTU (the sender was told with ICMP where it may be).
     TooBig,
+    /// Not a packet: an event for control was lost because the worker's event ring was full.
+    EventRingFull,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 15] = [
+    pub const ALL: [Drop; 16] = [
         Drop::Malformed,
         Drop::UnknownIndex,
         Drop::KeyExpired,
@@ -53,6 +55,7 @@ impl Drop {
         Drop::RingFull,
         Drop::NoNeighbour,
         Drop::TooBig,
+        Drop::EventRingFull,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -70,9 +73,10 @@ impl Drop {
             Drop::NoSession => "no_session",
             Drop::NoEndpoint => "no_endpoint",
             Drop::CounterExhausted => "counter_exhausted",
-            Drop::RingFull => "ring_full",
+            Drop::RingFull => "tx_ring_full",
             Drop::NoNeighbour => "no_neighbour",
             Drop::TooBig => "too_big",
+            Drop::EventRingFull => "event_ring_full",
         }
     }
 }

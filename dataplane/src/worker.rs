@@ -366,7 +366,7 @@ impl Worker {
     fn push_event(&self, msg: [u64; 4]) {
         if let Some(ring) = self.region.to_control(self.cfg.id) {
             if !ring.push(msg) {
-                self.count_drop(Drop::RingFull);
+                self.count_drop(Drop::EventRingFull);
             }
         }
     }

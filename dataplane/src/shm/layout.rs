@@ -232,7 +232,8 @@ pub fn decode_prefix(w: &[u64; 3]) -> Option<(IpAddr, u8, u32)> {
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub struct WorkerStats {
-    pub drops: [AtomicU64; 16],
+    /// One counter per [`crate::drop::Drop`] reason.
+    pub drops: [AtomicU64; crate::drop::Drop::COUNT],
     pub rx_wan: AtomicU64,
     pub rx_lan: AtomicU64,
     pub tx_wan: AtomicU64,
