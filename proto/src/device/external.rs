@@ -77,13 +77,20 @@ impl<R: CryptoRngCore> Device<R> {
         if !keepalive {
             peer.timers.data_sent(now.mono, jitter);
         }
-        // keep_key_fresh (send side), with the workers' counter.
+        // keep_key_fresh (send side), with the workers' counter; and, as the kernel's send
+        // path does, a keypair past REJECT_AFTER_TIME (or out of counters) needs a new
+        // handshake whichever side made it.
         let rekey = peer.keypairs.current().is_some_and(|k| {
             k.sending_valid
                 && (next_counter > REKEY_AFTER_MESSAGES
                     || (k.i_am_the_initiator && now.mono.has_expired(k.birth, REKEY_AFTER_TIME)))
         });
-        if rekey {
+        let unusable = peer.keypairs.current().is_none_or(|k| {
+            now.mono
+                .has_expired(k.birth, crate::constants::REJECT_AFTER_TIME)
+                || next_counter >= crate::constants::REJECT_AFTER_MESSAGES
+        });
+        if rekey || unusable {
             self.send_queued_initiation(now, id, false);
         }
     }

@@ -284,3 +284,25 @@ fn rekey_after_time_and_retirement() {
     assert!(s.w.sessions.len() <= 3);
     assert_eq!(s.delivered_a.len(), 3);
 }
+
+#[test]
+fn responder_rekeys_when_its_keypair_expires_while_sending() {
+    let mut s = Sim::new(34);
+    let peer = s.a_peer;
+    // B initiates: A is the responder and never rekeys on REKEY_AFTER_TIME.
+    s.b.send(s.now, &ipv4(B_TUN, A_TUN, b"hello a")).unwrap();
+    s.pump();
+    let first = s.w.current[&peer];
+    s.run_for(
+        REJECT_AFTER_TIME + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    // A's workers still send (their own clock says the key is alive a little longer): the
+    // report makes A start a handshake, as the kernel's send path would.
+    s.worker_send(peer, &ipv4(A_TUN, B_TUN, b"late"));
+    s.pump();
+    assert_ne!(
+        s.w.current[&peer], first,
+        "a new keypair replaced the expired one"
+    );
+}
