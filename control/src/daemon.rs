@@ -659,8 +659,11 @@ impl Control {
         self.socket.local_addr()
     }
 
+    /// Runs until `stop` is set, or until someone removes the UAPI socket file (what
+    /// `wg-quick down` does to a userspace implementation, which then exits, as
+    /// wireguard-go does).
     pub fn run(&mut self, stop: &AtomicBool) {
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) && self.uapi.as_ref().is_none_or(|u| u.exists()) {
             self.step();
         }
     }
