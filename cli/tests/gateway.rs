@@ -64,30 +64,7 @@ fn require() -> bool {
 
 /// A veth from `a` to `b`; both ends up.
 fn veth(a: &Netns, an: &str, b: &Netns, bn: &str) {
-    let out = std::process::Command::new("ip")
-        .args([
-            "link",
-            "add",
-            an,
-            "netns",
-            a.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            bn,
-            "netns",
-            b.name(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ok(a.ip(["link", "set", an, "up"]));
-    ok(b.ip(["link", "set", bn, "up"]));
+    veth_queues(a, an, b, bn, 1);
 }
 
 /// A veth with `n` queues per end.

@@ -14,7 +14,7 @@ use proto::wire::{
     checksum, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, PseudoHeader as _,
     UdpPacket,
 };
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const ETH_LEN: usize = 14;
 const IPV4_LEN: usize = 20;
@@ -228,19 +228,7 @@ pub fn too_big_reply(
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             eth.set_ethertype(EtherType::IPV4);
             let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
-            ip.set_version(4);
-            ip.set_header_len(IPV4_LEN);
-            ip.set_dscp(0);
-            ip.set_ecn(0);
-            ip.set_total_len((IPV4_LEN + icmp_len) as u16);
-            ip.set_ident(0);
-            ip.clear_flags();
-            ip.set_frag_offset(0);
-            ip.set_ttl(64);
-            ip.set_protocol(IpProtocol::ICMP);
-            ip.set_src_addr(s);
-            ip.set_dst_addr(d);
-            ip.fill_checksum();
+            write_ipv4(&mut ip, s, d, IpProtocol::ICMP, icmp_len as u16);
             let mut icmp = proto::wire::Icmpv4Packet::new_unchecked(ip.payload_mut());
             icmp.set_msg_type(proto::wire::Icmpv4Type::DST_UNREACHABLE);
             icmp.set_msg_code(4);
@@ -251,14 +239,7 @@ pub fn too_big_reply(
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             eth.set_ethertype(EtherType::IPV6);
             let mut ip = Ipv6Packet::new_unchecked(eth.payload_mut());
-            ip.set_version(6);
-            ip.set_traffic_class(0);
-            ip.set_flow_label(0);
-            ip.set_payload_len(icmp_len as u16);
-            ip.set_next_header(IpProtocol::ICMPV6);
-            ip.set_hop_limit(64);
-            ip.set_src_addr(s);
-            ip.set_dst_addr(d);
+            write_ipv6(&mut ip, s, d, IpProtocol::ICMPV6, icmp_len as u16);
             let mut icmp = proto::wire::Icmpv6Packet::new_unchecked(ip.payload_mut());
             icmp.set_msg_type(proto::wire::Icmpv6Type::PACKET_TOO_BIG);
             icmp.set_msg_code(0);
@@ -363,20 +344,7 @@ pub fn finish_encap(buf: &mut [u8], e: &Encap, route: &Route) -> Result<(usize, 
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             eth.set_ethertype(EtherType::IPV4);
             let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
-            ip.set_version(4);
-            ip.set_header_len(IPV4_LEN);
-            ip.set_dscp(0);
-            ip.set_ecn(0);
-            ip.set_total_len(udp_total + IPV4_LEN as u16);
-            ip.set_ident(0);
-            ip.clear_flags();
-            ip.set_dont_frag(false);
-            ip.set_frag_offset(0);
-            ip.set_ttl(64);
-            ip.set_protocol(IpProtocol::UDP);
-            ip.set_src_addr(s);
-            ip.set_dst_addr(d);
-            ip.fill_checksum();
+            write_ipv4(&mut ip, s, d, IpProtocol::UDP, udp_total);
             let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
             write_udp(&mut udp, route, udp_total);
             udp.fill_checksum(s, d);
@@ -384,14 +352,7 @@ pub fn finish_encap(buf: &mut [u8], e: &Encap, route: &Route) -> Result<(usize, 
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             eth.set_ethertype(EtherType::IPV6);
             let mut ip = Ipv6Packet::new_unchecked(eth.payload_mut());
-            ip.set_version(6);
-            ip.set_traffic_class(0);
-            ip.set_flow_label(0);
-            ip.set_payload_len(udp_total);
-            ip.set_next_header(IpProtocol::UDP);
-            ip.set_hop_limit(64);
-            ip.set_src_addr(s);
-            ip.set_dst_addr(d);
+            write_ipv6(&mut ip, s, d, IpProtocol::UDP, udp_total);
             let mut udp = UdpPacket::new_unchecked(ip.payload_mut());
             write_udp(&mut udp, route, udp_total);
             udp.fill_checksum(s, d);
@@ -435,6 +396,48 @@ pub fn encapsulate(
     )
     .map_err(|_| Drop::Malformed)?;
     finish_encap(buf, &e, route)
+}
+
+/// A fresh IPv4 header (no options, no fragmentation, TTL 64) for `payload_len` bytes of
+/// `protocol`, checksum filled.
+fn write_ipv4(
+    ip: &mut Ipv4Packet<&mut [u8]>,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    payload_len: u16,
+) {
+    ip.set_version(4);
+    ip.set_header_len(IPV4_LEN);
+    ip.set_dscp(0);
+    ip.set_ecn(0);
+    ip.set_total_len(payload_len + IPV4_LEN as u16);
+    ip.set_ident(0);
+    ip.clear_flags();
+    ip.set_frag_offset(0);
+    ip.set_ttl(64);
+    ip.set_protocol(protocol);
+    ip.set_src_addr(src);
+    ip.set_dst_addr(dst);
+    ip.fill_checksum();
+}
+
+/// A fresh IPv6 header (hop limit 64) for `payload_len` bytes of `next`.
+fn write_ipv6(
+    ip: &mut Ipv6Packet<&mut [u8]>,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next: IpProtocol,
+    payload_len: u16,
+) {
+    ip.set_version(6);
+    ip.set_traffic_class(0);
+    ip.set_flow_label(0);
+    ip.set_payload_len(payload_len);
+    ip.set_next_header(next);
+    ip.set_hop_limit(64);
+    ip.set_src_addr(src);
+    ip.set_dst_addr(dst);
 }
 
 fn write_udp(udp: &mut UdpPacket<&mut [u8]>, route: &Route, len: u16) {

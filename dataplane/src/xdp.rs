@@ -168,44 +168,34 @@ impl Steering {
         Ok(())
     }
 
+    /// Runs `f` on the peer-prefix trie of `N`-byte addresses (4: IPv4, 16: IPv6).
+    fn with_trie<const N: usize>(
+        &mut self,
+        f: impl FnOnce(&mut LpmTrie<&mut MapData, [u8; N], u32>) -> Result<(), aya::maps::MapError>,
+    ) -> Result<(), XdpError> {
+        let name = if N == 4 {
+            ebpf::maps::PEER_V4
+        } else {
+            ebpf::maps::PEER_V6
+        };
+        let mut trie = LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        f(&mut trie).map_err(map_err(name))
+    }
+
     /// Steers LAN traffic to `prefix` to the workers (`peer` is informational).
     pub fn insert_peer_prefix(&mut self, prefix: Prefix, peer: u32) -> Result<(), XdpError> {
         let len = u32::from(prefix.len());
         match prefix.addr() {
-            IpAddr::V4(a) => {
-                let name = ebpf::maps::PEER_V4;
-                let mut trie: LpmTrie<&mut MapData, [u8; 4], u32> =
-                    LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-                trie.insert(&Key::new(len, a.octets()), peer, 0)
-                    .map_err(map_err(name))
-            }
-            IpAddr::V6(a) => {
-                let name = ebpf::maps::PEER_V6;
-                let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> =
-                    LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-                trie.insert(&Key::new(len, a.octets()), peer, 0)
-                    .map_err(map_err(name))
-            }
+            IpAddr::V4(a) => self.with_trie(|t| t.insert(&Key::new(len, a.octets()), peer, 0)),
+            IpAddr::V6(a) => self.with_trie(|t| t.insert(&Key::new(len, a.octets()), peer, 0)),
         }
     }
 
     pub fn remove_peer_prefix(&mut self, prefix: Prefix) -> Result<(), XdpError> {
         let len = u32::from(prefix.len());
         match prefix.addr() {
-            IpAddr::V4(a) => {
-                let name = ebpf::maps::PEER_V4;
-                let mut trie: LpmTrie<&mut MapData, [u8; 4], u32> =
-                    LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-                trie.remove(&Key::new(len, a.octets()))
-                    .map_err(map_err(name))
-            }
-            IpAddr::V6(a) => {
-                let name = ebpf::maps::PEER_V6;
-                let mut trie: LpmTrie<&mut MapData, [u8; 16], u32> =
-                    LpmTrie::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-                trie.remove(&Key::new(len, a.octets()))
-                    .map_err(map_err(name))
-            }
+            IpAddr::V4(a) => self.with_trie(|t| t.remove(&Key::new(len, a.octets()))),
+            IpAddr::V6(a) => self.with_trie(|t| t.remove(&Key::new(len, a.octets()))),
         }
     }
 
