@@ -278,6 +278,15 @@ impl Handshake {
         self.preshared_key = psk;
     }
 
+    /// The interface's private key changed: recompute the static-static DH and forget the
+    /// in-flight exchange (the kernel's `wg_noise_precompute_static_static` followed by
+    /// `wg_noise_handshake_clear`); the replay state survives.
+    pub fn set_local_identity(&mut self, local: &StaticIdentity) {
+        self.precomputed_static_static =
+            crypto::dh(local.private.as_bytes(), self.remote_static.as_bytes()).ok();
+        self.zero();
+    }
+
     /// Forgets the in-flight exchange (the kernel's `handshake_zero`). The latest timestamp and
     /// the flood limiter survive, as they must for replay protection.
     pub fn zero(&mut self) {

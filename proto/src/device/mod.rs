@@ -36,6 +36,7 @@ use std::time::Duration;
 
 pub use crate::peer::{Peer, PeerId, PeerStats};
 
+mod config;
 mod external;
 mod receive;
 mod send;
@@ -226,78 +227,6 @@ impl<R: CryptoRngCore> Device<R> {
 
     pub fn allowed_ips(&self) -> &AllowedIps<PeerId> {
         &self.allowed_ips
-    }
-
-    /// Adds a peer. With a persistent keepalive it starts a handshake at once, as the kernel
-    /// does when such a peer is configured on a running interface.
-    pub fn add_peer(
-        &mut self,
-        now: Now,
-        public_key: PublicKey,
-        config: PeerConfig,
-    ) -> Result<PeerId, DeviceError> {
-        if self.by_key.contains_key(&public_key) {
-            return Err(DeviceError::DuplicatePeer(public_key));
-        }
-        if public_key.ct_eq(self.identity.public()) {
-            return Err(DeviceError::OwnKey(public_key));
-        }
-        let peer = Peer::new(
-            &self.identity,
-            public_key,
-            config.preshared_key.unwrap_or_default(),
-            config.endpoint,
-            config.persistent_keepalive.filter(|d| !d.is_zero()),
-        );
-        let id = match self.peers.iter().position(Option::is_none) {
-            Some(i) => {
-                self.peers[i] = Some(peer);
-                PeerId(i as u32)
-            }
-            None => {
-                self.peers.push(Some(peer));
-                PeerId((self.peers.len() - 1) as u32)
-            }
-        };
-        self.by_key.insert(public_key, id);
-        for prefix in config.allowed_ips {
-            self.allowed_ips.insert(prefix, id);
-        }
-        if config.persistent_keepalive.is_some_and(|d| !d.is_zero()) {
-            self.send_keepalive(now, id);
-        }
-        Ok(id)
-    }
-
-    /// Removes a peer: its sessions, indices, routes and queued packets are gone at once.
-    pub fn remove_peer(&mut self, id: PeerId) -> Result<(), DeviceError> {
-        let mut peer = self
-            .peers
-            .get_mut(id.0 as usize)
-            .and_then(Option::take)
-            .ok_or(DeviceError::NoSuchPeer)?;
-        if let Some(i) = peer.handshake.held_index() {
-            self.indices.remove(&i);
-        }
-        let released = peer.keypairs.clear();
-        self.release_indices(released.iter());
-        peer.handshake.clear();
-        self.by_key.remove(&peer.public_key);
-        self.allowed_ips.remove_by_peer(id);
-        self.queue.retain(|q| q.peer != Some(id));
-        self.ready.retain(|p| *p != id);
-        Ok(())
-    }
-
-    pub fn set_endpoint(&mut self, id: PeerId, endpoint: SocketAddr) -> Result<(), DeviceError> {
-        self.peer_mut(id).ok_or(DeviceError::NoSuchPeer)?.endpoint = Some(endpoint);
-        Ok(())
-    }
-
-    pub fn add_allowed_ip(&mut self, id: PeerId, prefix: Prefix) -> Result<(), DeviceError> {
-        self.peer(id).ok_or(DeviceError::NoSuchPeer)?;
-        self.allowed_ips.insert(prefix, id);
-        Ok(())
     }
 
     fn jitter(&mut self) -> Duration {

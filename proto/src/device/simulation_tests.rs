@@ -682,3 +682,110 @@ fn debug_output_never_contains_key_material() {
         !dbg.contains("sending_key") && !dbg.contains("chaining_key") && !dbg.contains("preshared")
     );
 }
+
+// ---- configuration changes on a running interface (`wg set`) ----------------------------
+
+#[test]
+fn changed_private_key_retires_sessions_until_the_peer_learns_the_new_key() {
+    let mut s = Sim::new(40, false, None);
+    s.a_sends(b"before");
+    assert_eq!(s.delivered_b.len(), 1);
+    let new_b = PrivateKey::generate(&mut ChaCha20Rng::seed_from_u64(41));
+    assert_eq!(s.b.set_private_key(new_b.clone()), None);
+    assert_eq!(s.b.indices_len_for_test(), 0, "B's keypairs are retired");
+    // A still sends on its old session: B no longer knows the index.
+    s.a_sends(b"old session");
+    assert_eq!(s.delivered_b.len(), 1);
+    assert!(
+        s.drops.contains(&(Side::A, DropReason::UnknownIndex)),
+        "{:?}",
+        s.drops
+    );
+    // A's initiations are encrypted to B's old static key: B cannot answer them.
+    let responses = s.count(Side::B, 2);
+    s.a.initiate_handshake(s.now, s.a_peer);
+    s.pump();
+    assert_eq!(s.count(Side::B, 2), responses);
+    // Once A has the new key, the handshake and data work again.
+    s.a.remove_peer(s.a_peer).unwrap();
+    s.a_peer =
+        s.a.add_peer(
+            s.now,
+            new_b.public_key(),
+            PeerConfig {
+                endpoint: Some(B_ADDR.parse().unwrap()),
+                allowed_ips: vec![prefix("10.0.0.2/32")],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    s.run_for(REKEY_TIMEOUT * 2, Duration::from_millis(100));
+    s.a_sends(b"after");
+    assert_eq!(
+        s.delivered_b.last(),
+        Some(&ipv4(A_TUN, B_TUN, b"after")),
+        "{:?}",
+        s.drops
+    );
+}
+
+#[test]
+fn setting_our_own_public_key_as_a_peer_removes_that_peer() {
+    let mut s = Sim::new(42, false, None);
+    // B takes A's identity: its peer "A" would be itself, and goes (as in the kernel).
+    let a_key = s.a.private_key().clone();
+    assert_eq!(s.b.set_private_key(a_key), Some(s.b_peer));
+    assert!(s.b.peer(s.b_peer).is_none());
+}
+
+#[test]
+fn changed_preshared_key_applies_to_the_next_handshake() {
+    let mut s = Sim::new(43, true, None);
+    s.a_sends(b"with psk");
+    assert_eq!(s.delivered_b.len(), 1);
+    let other = PresharedKey::generate(&mut ChaCha20Rng::seed_from_u64(44));
+    s.b.set_preshared_key(s.b_peer, other.clone()).unwrap();
+    // The running session is unaffected.
+    s.a_sends(b"same session");
+    assert_eq!(s.delivered_b.len(), 2);
+    // A new handshake with mismatched keys completes on B's side only: A cannot open the
+    // response, so it gets no new keypair.
+    let before = s.a_current_index();
+    s.now.advance(REKEY_TIMEOUT + Duration::from_secs(1));
+    let (inits, responses) = (s.count(Side::A, 1), s.count(Side::B, 2));
+    s.a.initiate_handshake(s.now, s.a_peer);
+    s.pump();
+    assert_eq!(
+        (s.count(Side::A, 1), s.count(Side::B, 2)),
+        (inits + 1, responses + 1)
+    );
+    assert_eq!(s.a_current_index(), before);
+    s.a.set_preshared_key(s.a_peer, other).unwrap();
+    s.run_for(REKEY_TIMEOUT * 2, Duration::from_millis(100));
+    assert_ne!(
+        s.a_current_index(),
+        before,
+        "the retried handshake succeeds: {:?} {:?}",
+        s.drops,
+        s.wire_log
+    );
+}
+
+#[test]
+fn persistent_keepalive_turned_on_sends_at_once_and_off_stops() {
+    let mut s = Sim::new(45, false, None);
+    s.a_sends(b"up");
+    s.run_for(Duration::from_secs(30), Duration::from_secs(1));
+    let k0 = s.count(Side::A, 4);
+    s.a.set_persistent_keepalive(s.now, s.a_peer, Duration::from_secs(10))
+        .unwrap();
+    s.pump();
+    assert_eq!(s.count(Side::A, 4), k0 + 1, "a keepalive at once");
+    s.run_for(Duration::from_secs(35), Duration::from_secs(1));
+    let k1 = s.count(Side::A, 4);
+    assert!((k0 + 4..=k0 + 5).contains(&k1), "every 10 s: {}", k1 - k0);
+    s.a.set_persistent_keepalive(s.now, s.a_peer, Duration::ZERO)
+        .unwrap();
+    s.run_for(Duration::from_secs(60), Duration::from_secs(1));
+    assert_eq!(s.count(Side::A, 4), k1, "off: no more keepalives");
+}
