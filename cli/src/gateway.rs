@@ -52,7 +52,7 @@ fn stop_flag() -> Result<Arc<AtomicBool>, String> {
     Ok(stop)
 }
 
-/// `wgxdp control --region PATH [--workers N] [--time-scale N] CONFIG`
+/// `wgxdp control --region PATH [--workers N] [--max-peers N] [--time-scale N] CONFIG`
 pub fn control(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
     let path = pos
@@ -63,21 +63,34 @@ pub fn control(args: &[String]) -> Result<(), String> {
     for w in warnings {
         eprintln!("Warning: {w}");
     }
+    // Peers can be added live (`wg set`, `wgxdp peer add`): room for twice the configured
+    // ones, at least 1024, unless told otherwise.
+    let max_peers = match flag(args, "--max-peers") {
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1 << 24).contains(n))
+            .ok_or(format!(
+                "--max-peers {n}: expected a number from 1 to 16777216"
+            ))?,
+        None => (config.peers.len() * 2).max(1024),
+    }
+    .max(config.peers.len());
     // Up to three keypairs per peer (current, previous, next) live at once.
-    let max_sessions = (config.peers.len() * 3 + 64).max(4096);
-    let max_prefixes = (config
+    let max_sessions = (max_peers * 3 + 64).max(4096);
+    let configured_prefixes = config
         .peers
         .iter()
         .map(|p| p.allowed_ips.len())
-        .sum::<usize>()
-        * 2)
-    .max(65536);
+        .sum::<usize>();
+    let max_prefixes = (configured_prefixes * 2).max(max_peers * 16).max(65536);
     let opts = control::daemon::ControlOptions {
         config,
         region: region.into(),
         workers: flag(args, "--workers")
             .and_then(|w| w.parse().ok())
             .unwrap_or(64),
+        max_peers,
         max_sessions,
         max_prefixes,
         time_scale: flag(args, "--time-scale")
@@ -158,7 +171,8 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
-/// `wgxdp up CONFIG --wan IF [--lan IF] [--workers N] [--name NAME] [--time-scale N]`
+/// `wgxdp up CONFIG --wan IF [--lan IF] [--workers N] [--max-peers N] [--name NAME]
+/// [--time-scale N]`
 pub fn up(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
     let config_path = pos
@@ -259,6 +273,9 @@ pub fn up(args: &[String]) -> Result<(), String> {
         .args(["--workers", &workers, "--name", &name]);
     if let Some(s) = flag(args, "--time-scale") {
         control_cmd.args(["--time-scale", &s]);
+    }
+    if let Some(s) = flag(args, "--max-peers") {
+        control_cmd.args(["--max-peers", &s]);
     }
     let mut control = control_cmd
         .arg(config_path)

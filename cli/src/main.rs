@@ -16,7 +16,8 @@ Commands:
   pubkey          read a private key on stdin, print its public key, as `wg pubkey`
   genpsk          print a new pre-shared key, as `wg genpsk`
   check CONFIG    parse a wg / wg-quick configuration file and report errors and warnings
-  up CONFIG --wan IF [--lan IF] [--workers N] [--name NAME] [--backend auto|xdp|fallback]
+  up CONFIG --wan IF [--lan IF] [--workers N] [--max-peers N] [--name NAME]
+     [--backend auto|xdp|fallback]
                   start the gateway: control process + XDP/AF_XDP data path (root); where XDP
                   cannot run, `auto` falls back to a UDP socket + TUN device, and says so
   down [NAME]     stop it and detach everything

@@ -11,8 +11,9 @@
 //! slots are reclaimed then. New handshakes replace them as the peers rekey.
 
 use crate::config::{Config, Endpoint};
+use crate::peers::PeerTable;
 use dataplane::kernel::mono_ns;
-use dataplane::shm::layout::{encode_prefix, Layout, PeerRecord, SessionRecord, NO_SLOT};
+use dataplane::shm::layout::{Layout, PeerRecord, SessionRecord, NO_SLOT};
 use dataplane::shm::{Region, ShmError};
 use dataplane::worker::{decode_endpoint_event, event};
 use proto::allowedips::Prefix;
@@ -60,6 +61,8 @@ pub struct ControlOptions {
     pub config: Config,
     pub region: PathBuf,
     pub workers: usize,
+    /// Peers the gateway can hold at once (configured plus added live).
+    pub max_peers: usize,
     pub max_sessions: usize,
     pub max_prefixes: usize,
     /// The interface name `wg` knows the gateway by (its UAPI socket); `None`: no socket.
@@ -80,9 +83,9 @@ struct Slot {
 
 /// The control process's state.
 pub struct Control {
-    device: Device<OsRng>,
-    region: Arc<Region>,
-    socket: UdpSocket,
+    pub(crate) device: Device<OsRng>,
+    pub(crate) region: Arc<Region>,
+    pub(crate) socket: UdpSocket,
     slots: HashMap<u32, Slot>,
     slot_of: HashMap<u32, u32>,
     free: Vec<u32>,
@@ -92,10 +95,12 @@ pub struct Control {
     base_real: u64,
     time_scale: u32,
     last_under_load: Option<Instant>,
-    uapi: Option<crate::uapi::Uapi>,
-    /// Bytes of sessions already retired, per peer (rx, tx), for `wg show`'s transfer line.
-    retired_bytes: HashMap<PeerId, (u64, u64)>,
-    allowed: Vec<Vec<String>>,
+    pub(crate) uapi: Option<crate::uapi::Uapi>,
+    /// Region slots, allowed IPs and retired byte counts of the peers.
+    pub(crate) peers: PeerTable,
+    pub(crate) fwmark: u32,
+    /// Peers allowed at once (`--max-peers`, at least the configured ones).
+    pub(crate) max_peers: usize,
 }
 
 impl std::fmt::Debug for Control {
@@ -138,6 +143,12 @@ pub(crate) fn bind_udp(port: u16) -> Result<UdpSocket, ControlError> {
     Ok(sock)
 }
 
+/// What a peer record carries to tell peers apart across a control restart.
+pub(crate) fn key_tag(key: &proto::keys::PublicKey) -> u64 {
+    let b = key.as_bytes();
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
 /// Unmaps IPv4-mapped IPv6 source addresses from the dual-stack socket.
 pub(crate) fn canonical(a: SocketAddr) -> SocketAddr {
     match a {
@@ -159,7 +170,8 @@ impl Control {
             .ok_or(ControlError::NoPrivateKey)?;
         let layout = Layout {
             sessions: opts.max_sessions,
-            peers: config.peers.len().max(1),
+            // Room for the slots of removed peers while the data path catches up.
+            peers: opts.max_peers.max(config.peers.len()) * 2 + 16,
             prefixes: opts.max_prefixes,
             workers: opts.workers,
         };
@@ -172,8 +184,9 @@ impl Control {
         let h = region.header();
         h.control_generation.fetch_add(1, Ordering::Relaxed);
         let port = config.interface.listen_port.unwrap_or(51820);
-        h.listen_port.store(u64::from(port), Ordering::Relaxed);
         let socket = bind_udp(port)?;
+        let port = socket.local_addr().map_or(port, |a| a.port());
+        h.listen_port.store(u64::from(port), Ordering::Relaxed);
 
         let mut device = Device::new(private, OsRng);
         device.set_external_data_path(true);
@@ -197,18 +210,9 @@ impl Control {
                 })?),
                 None => None,
             },
-            retired_bytes: HashMap::new(),
-            allowed: config
-                .peers
-                .iter()
-                .map(|p| {
-                    p.allowed_ips
-                        .iter()
-                        .filter_map(|a| Prefix::new(a.addr(), a.prefix_len()).ok())
-                        .map(|p| p.to_string())
-                        .collect()
-                })
-                .collect(),
+            peers: PeerTable::new(region.layout().peers),
+            fwmark: 0,
+            max_peers: opts.max_peers.max(config.peers.len()),
         };
         // Sessions a previous control published stay usable until they expire.
         for (i, s) in region.sessions().iter().enumerate().rev() {
@@ -218,61 +222,55 @@ impl Control {
                 _ => control.free.push(slot),
             }
         }
+        // Peers a previous control published, by key: each keeps its slot (the workers'
+        // sessions and prefixes refer to it) and the endpoint it roamed to.
+        let mut old_peers: HashMap<u64, (u32, PeerRecord)> = region
+            .peers()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let r = PeerRecord::decode(&p.record.read()?);
+                r.valid.then_some((r.key_tag, (i as u32, r)))
+            })
+            .collect();
+        let restarted = !control.inherited.is_empty() || !old_peers.is_empty();
         let now = control.now();
-        let mut prefixes = Vec::new();
-        for (i, p) in config.peers.iter().enumerate() {
-            let key = p.public_key.to_base64();
-            let allowed: Vec<Prefix> = p
-                .allowed_ips
-                .iter()
-                .filter_map(|a| Prefix::new(a.addr(), a.prefix_len()).ok())
-                .collect();
+        for p in &config.peers {
             let pc = PeerConfig {
                 public_key: Some(p.public_key),
                 preshared_key: p.preshared_key.clone(),
                 endpoint: p.endpoint.as_ref().and_then(resolve),
-                allowed_ips: allowed.clone(),
+                allowed_ips: Vec::new(),
                 persistent_keepalive: p
                     .persistent_keepalive
                     .map(|s| Duration::from_secs(u64::from(s))),
             };
-            let id = control
-                .device
-                .add_peer(now, p.public_key, pc)
-                .map_err(|e| ControlError::Peer {
-                    key: key.clone(),
-                    reason: e.to_string(),
-                })?;
-            if id.0 as usize != i {
-                return Err(ControlError::Peer {
-                    key,
-                    reason: "peer numbering out of step".into(),
-                });
+            let allowed = p
+                .allowed_ips
+                .iter()
+                .filter_map(|a| Prefix::new(a.addr(), a.prefix_len()).ok());
+            let old = old_peers.remove(&key_tag(&p.public_key));
+            let id = control.create_peer(now, pc, allowed, old.map(|(slot, _)| slot))?;
+            if let Some(ep) = old.and_then(|(_, r)| r.endpoint) {
+                let _ = control.device.set_endpoint(id, ep);
             }
-            for a in allowed {
-                prefixes.push(encode_prefix(a.addr(), a.len(), id.0));
-            }
-        }
-        region
-            .publish_prefixes(&prefixes)
-            .map_err(|cap| ControlError::TooManyPrefixes(prefixes.len(), cap))?;
-        let restarted = !control.inherited.is_empty();
-        for i in 0..config.peers.len() {
-            let id = PeerId(i as u32);
             if restarted {
-                // A previous control process learned where the peer is (roaming); keep it, and
-                // replace the sessions it left (whose keys died with it) with fresh ones, so
-                // that timers and rekeying run again.
-                let old = region
-                    .peers()
-                    .get(i)
-                    .and_then(|p| p.record.read())
-                    .map(|w| PeerRecord::decode(&w));
-                if let Some(ep) = old.and_then(|o| o.endpoint) {
-                    let _ = control.device.set_endpoint(id, ep);
-                }
+                // The sessions the previous process left have keys that died with it:
+                // replace them with fresh ones, so that timers and rekeying run again.
                 control.device.initiate_handshake(now, id);
             }
+        }
+        // Slots of peers that are no longer configured: nobody's, and not reused until the
+        // data path has dropped their prefixes.
+        for (slot, _) in old_peers.into_values() {
+            control.peers.quarantine(slot);
+            if let Some(p) = region.peers().get(slot as usize) {
+                p.record.write(&PeerRecord::default().encode());
+            }
+        }
+        control.publish_prefixes();
+        let ids: Vec<PeerId> = control.peers.ids().collect();
+        for id in ids {
             control.publish_peer(id);
         }
         control.drain_events();
@@ -280,8 +278,91 @@ impl Control {
         Ok(control)
     }
 
+    /// The applied allowed-IPs version the data path reported.
+    pub(crate) fn prefixes_applied(&self) -> u64 {
+        self.region
+            .header()
+            .prefixes_applied
+            .load(Ordering::Acquire)
+    }
+
+    /// Adds a peer to the protocol and the region (in slot `at` if given). Its record is
+    /// written by `publish_peer`, its prefixes by `publish_prefixes`.
+    pub(crate) fn create_peer(
+        &mut self,
+        now: Now,
+        pc: PeerConfig,
+        allowed: impl IntoIterator<Item = Prefix>,
+        at: Option<u32>,
+    ) -> Result<PeerId, ControlError> {
+        let Some(key) = pc.public_key else {
+            return Err(ControlError::Peer {
+                key: String::new(),
+                reason: "no public key".into(),
+            });
+        };
+        let err = |reason: String| ControlError::Peer {
+            key: key.to_base64(),
+            reason,
+        };
+        let applied = self.prefixes_applied();
+        if at.is_none() && self.peers.available(applied) == 0 {
+            return Err(err(format!(
+                "no room for more peers ({} configured; start with a larger --max-peers)",
+                self.peers.len()
+            )));
+        }
+        let id = self
+            .device
+            .add_peer(now, key, pc)
+            .map_err(|e| err(e.to_string()))?;
+        let placed = match at {
+            Some(slot) => self.peers.add_at(id, slot) || self.peers.add(id, applied).is_some(),
+            None => self.peers.add(id, applied).is_some(),
+        };
+        if !placed {
+            let _ = self.device.remove_peer(id);
+            return Err(err("no free peer slot".into()));
+        }
+        for p in allowed {
+            self.peers.insert_prefix(id, p);
+        }
+        Ok(id)
+    }
+
+    /// Removes a peer everywhere: its sessions are wiped (through the device's retire
+    /// events, at once), its record invalidated, its prefixes dropped from the next list.
+    pub(crate) fn destroy_peer(&mut self, id: PeerId) {
+        let _ = self.device.remove_peer(id);
+        self.drain_events();
+        self.peer_current.remove(&id);
+        if let Some(slot) = self.peers.remove(id) {
+            if let Some(p) = self.region.peers().get(slot as usize) {
+                p.record.write(&PeerRecord::default().encode());
+            }
+        }
+    }
+
+    /// Writes the allowed-IPs list for the workers.
+    pub(crate) fn publish_prefixes(&mut self) -> bool {
+        let list = self.peers.encode();
+        match self.region.publish_prefixes(&list) {
+            Ok(()) => {
+                self.peers.published(self.region.prefixes_version());
+                true
+            }
+            Err(cap) => {
+                eprintln!(
+                    "wgxdp control: {} allowed-IP entries exceed the region's {cap}; the workers keep the previous list",
+                    list.len()
+                );
+                false
+            }
+        }
+    }
+
     /// The protocol's notion of now (scaled in tests).
-    fn now(&self) -> Now {
+    pub(crate) fn now(&self) -> Now {
         let real = mono_ns();
         let scaled =
             self.base_real + (real - self.base_real).saturating_mul(u64::from(self.time_scale));
@@ -293,11 +374,14 @@ impl Control {
     }
 
     /// Writes peer `id`'s record: endpoint and the session workers send with.
-    fn publish_peer(&self, id: PeerId) {
-        let Some(slot) = self.region.peers().get(id.0 as usize) else {
+    pub(crate) fn publish_peer(&self, id: PeerId) {
+        let (Some(slot), Some(peer)) = (self.peers.slot(id), self.device.peer(id)) else {
             return;
         };
-        let old = slot
+        let Some(shm) = self.region.peers().get(slot as usize) else {
+            return;
+        };
+        let old = shm
             .record
             .read()
             .map(|w| PeerRecord::decode(&w))
@@ -316,15 +400,16 @@ impl Control {
         };
         let rec = PeerRecord {
             valid: true,
-            endpoint: self.device.peer(id).and_then(|p| p.endpoint()),
+            endpoint: peer.endpoint(),
             current_session: current,
+            key_tag: key_tag(peer.public_key()),
         };
         if rec != old {
-            slot.record.write(&rec.encode());
+            shm.record.write(&rec.encode());
         }
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         let mut buf = [0u8; 256];
         let now = self.now();
         while let Some(t) = self.device.poll_transmit(now, &mut buf) {
@@ -332,7 +417,7 @@ impl Control {
         }
     }
 
-    fn drain_events(&mut self) {
+    pub(crate) fn drain_events(&mut self) {
         while let Some(e) = self.device.poll_event() {
             match e {
                 Event::SessionEstablished { peer, local_index } => self.install(peer, local_index),
@@ -353,6 +438,9 @@ impl Control {
         let Some((peer, kp)) = self.device.keypair(local_index) else {
             return;
         };
+        let Some(peer_slot) = self.peers.slot(peer) else {
+            return;
+        };
         let mut flags = SessionRecord::VALID;
         if kp.i_am_the_initiator() {
             flags |= SessionRecord::INITIATOR;
@@ -370,7 +458,7 @@ impl Control {
         let rec = SessionRecord {
             local_index,
             remote_index: kp.remote_index(),
-            peer: peer.0,
+            peer: peer_slot,
             flags,
             birth_ns: birth_real,
             send_key: *kp.sending_key(),
@@ -430,6 +518,13 @@ impl Control {
             return;
         };
         self.region.index_remove(local_index);
+        // `wg show` keeps counting what the session carried.
+        let s = &self.region.sessions()[slot as usize];
+        self.peers.add_retired(
+            info.peer,
+            s.rx_bytes.load(Ordering::Relaxed),
+            s.tx_bytes.load(Ordering::Relaxed),
+        );
         // A record that is not VALID, with its keys wiped.
         let dead = SessionRecord {
             local_index: 0,
@@ -486,13 +581,18 @@ impl Control {
             };
             while let Some(msg) = ring.pop() {
                 match msg[0] & 0xff {
-                    event::NEED_SESSION => self
-                        .device
-                        .external_needs_session(now, PeerId(msg[1] as u32)),
+                    event::NEED_SESSION => {
+                        if let Some(id) = self.peers.peer_at(msg[1] as u32) {
+                            self.device.external_needs_session(now, id);
+                        }
+                    }
                     event::ENDPOINT => {
-                        if let Some((peer, ep)) = decode_endpoint_event(&msg) {
-                            let _ = self.device.set_endpoint(PeerId(peer), ep);
-                            self.publish_peer(PeerId(peer));
+                        let Some((slot, ep)) = decode_endpoint_event(&msg) else {
+                            continue;
+                        };
+                        if let Some(id) = self.peers.peer_at(slot) {
+                            let _ = self.device.set_endpoint(id, ep);
+                            self.publish_peer(id);
                         }
                     }
                     _ => {}
@@ -597,9 +697,7 @@ impl Control {
         self.drain_events();
         self.flush();
         self.expire_inherited();
-        if let Some(u) = &self.uapi {
-            u.serve(|| self.view());
-        }
+        self.serve_uapi();
         self.region
             .header()
             .control_heartbeat_ns
@@ -632,7 +730,7 @@ impl Control {
             .peers()
             .map(|(id, p)| {
                 let (lr, lt) = live.get(&id).copied().unwrap_or_default();
-                let (rr, rt) = self.retired_bytes.get(&id).copied().unwrap_or_default();
+                let (rr, rt) = self.peers.retired(id);
                 // The device counts the handshake messages; the workers count the data.
                 let st = p.stats();
                 crate::uapi::PeerView {
@@ -643,13 +741,14 @@ impl Control {
                     rx_bytes: st.rx_bytes + lr + rr,
                     tx_bytes: st.tx_bytes + lt + rt,
                     persistent_keepalive: p.persistent_keepalive().map_or(0, |d| d.as_secs()),
-                    allowed_ips: self.allowed.get(id.0 as usize).cloned().unwrap_or_default(),
+                    allowed_ips: self.peers.prefixes(id).map(|p| p.to_string()).collect(),
                 }
             })
             .collect();
         crate::uapi::DeviceView {
             private_key: *self.device.private_key().as_bytes(),
             listen_port: self.socket.local_addr().map_or(0, |a| a.port()),
+            fwmark: self.fwmark,
             peers,
         }
     }

@@ -4,6 +4,8 @@
 //! [`config`] reads and writes `wg(8)` / `wg-quick(8)` configuration files.
 
 pub mod config;
+mod configure;
 pub mod daemon;
 pub mod fallback;
+pub mod peers;
 pub mod uapi;

@@ -32,6 +32,7 @@ fn control_exits_when_its_socket_is_removed() {
         config,
         region: region.clone(),
         workers: 1,
+        max_peers: 16,
         max_sessions: 16,
         max_prefixes: 16,
         time_scale: 1,

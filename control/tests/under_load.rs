@@ -52,6 +52,7 @@ fn cookie_replies_only_under_load() {
         config,
         region: region.clone(),
         workers: 1,
+        max_peers: 16,
         max_sessions: 64,
         max_prefixes: 64,
         time_scale: 1,

@@ -1,5 +1,6 @@
 //! The data-path process: attaches the XDP programs, starts one pinned worker per queue on
-//! the shared region, keeps the LAN program's peer prefixes in step with it, and detaches
+//! the shared region, keeps the workers' allowed-IPs table and the LAN program's peer prefixes
+//! in step with it, and detaches
 //! everything when it stops.
 
 use crate::neigh;
@@ -8,8 +9,9 @@ use crate::shm::{Region, ShmError};
 use crate::worker::{Iface, Worker, WorkerConfig};
 use crate::xdp::{AttachMode, Role, Steering, XdpError};
 use crate::xsk::{BindMode, Frames, Port, UmemSpec, XskError};
+use allowedips::AllowedIps;
 use proto::allowedips::Prefix;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -144,6 +146,10 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         .clamp(1, queues)
         .min(region.layout().workers.max(1));
     let (neighbours, resolver) = neigh::spawn(stop.clone())?;
+    // One allowed-IPs table for all workers, kept in step with control's list by this thread
+    // (below); each worker reads it through its own handle and never waits for an update.
+    let mut prefixes = Prefixes::default();
+    prefixes.sync(&region, &mut steering);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
 
     // Each worker builds its UMEM and sockets on its own thread (they are not Send), reports
@@ -153,6 +159,10 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     let go = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for q in 0..workers {
+        let reader = prefixes
+            .table
+            .reader()
+            .map_err(|e| DataplaneError::Interface(wan.name.clone(), e.to_string()))?;
         let (region, neighbours, stop, go, fd_tx) = (
             region.clone(),
             neighbours.clone(),
@@ -211,7 +221,8 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
                         }
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    Worker::new(cfg, region, frames, wan_port, lan_port, neighbours).run(&stop);
+                    Worker::new(cfg, region, frames, wan_port, lan_port, neighbours, reader)
+                        .run(&stop);
                 })?,
         );
     }
@@ -246,17 +257,15 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         std::fs::rename(&tmp, f)?;
     }
 
-    let mut installed: HashSet<(IpAddr, u8)> = HashSet::new();
-    let mut version = u64::MAX;
-    let mut buf = Vec::new();
+    let mut port_now = port;
     while !stop.load(Ordering::Relaxed) {
-        if region.prefixes_version() != version {
-            if let Some(v) = region.read_prefixes(&mut buf) {
-                sync_prefixes(&mut steering, &buf, &mut installed);
-                version = v;
-            }
+        prefixes.sync(&region, &mut steering);
+        // `wg set listen-port`: the XDP programs follow control's socket.
+        let p = u16::try_from(region.header().listen_port.load(Ordering::Relaxed)).unwrap_or(0);
+        if p != port_now && p != 0 && steering.set_listen_port(p).is_ok() {
+            port_now = p;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     for h in handles {
         let _ = h.join();
@@ -273,30 +282,54 @@ fn mode_name(m: AttachMode) -> &'static str {
     }
 }
 
-/// Makes the LAN program's peer tries hold exactly the published prefixes.
-fn sync_prefixes(
-    steering: &mut Steering,
-    entries: &[[u64; 3]],
-    installed: &mut HashSet<(IpAddr, u8)>,
-) {
-    let mut wanted = HashSet::new();
-    for e in entries {
-        if let Some((addr, len, peer)) = decode_prefix(e) {
-            if let Ok(p) = Prefix::new(addr, len) {
-                wanted.insert((p.addr(), p.len()));
-                if !installed.contains(&(p.addr(), p.len()))
-                    && steering.insert_peer_prefix(p, peer).is_ok()
-                {
-                    installed.insert((p.addr(), p.len()));
+/// The data path's copy of control's allowed-IPs list: the workers' table and the LAN
+/// program's peer tries, both changed by difference so that an update costs what changed.
+#[derive(Default)]
+struct Prefixes {
+    table: AllowedIps,
+    installed: HashMap<Prefix, u32>,
+    version: Option<u64>,
+    buf: Vec<[u64; 3]>,
+}
+
+impl Prefixes {
+    /// Applies a newly published list, then tells control which version is in force (it
+    /// reuses a removed peer's number only after that, so no packet can reach the new peer
+    /// through the old one's prefixes).
+    fn sync(&mut self, region: &Region, steering: &mut Steering) {
+        if Some(region.prefixes_version()) == self.version {
+            return;
+        }
+        let Some(v) = region.read_prefixes(&mut self.buf) else {
+            return;
+        };
+        let mut wanted = HashMap::with_capacity(self.buf.len());
+        for e in &self.buf {
+            if let Some((addr, len, peer)) = decode_prefix(e) {
+                if let Ok(p) = Prefix::new(addr, len) {
+                    wanted.insert(p, peer);
                 }
             }
         }
-    }
-    let stale: Vec<_> = installed.difference(&wanted).copied().collect();
-    for (addr, len) in stale {
-        if let Ok(p) = Prefix::new(addr, len) {
-            let _ = steering.remove_peer_prefix(p);
+        self.installed.retain(|p, peer| {
+            if wanted.contains_key(p) {
+                return true;
+            }
+            self.table.remove(*p, *peer);
+            let _ = steering.remove_peer_prefix(*p);
+            false
+        });
+        for (p, peer) in wanted {
+            if self.installed.get(&p) == Some(&peer) {
+                continue;
+            }
+            // A peer number beyond the table's range cannot be routed: leave it out.
+            if self.table.insert(p, peer).is_ok() {
+                let _ = steering.insert_peer_prefix(p, peer);
+                self.installed.insert(p, peer);
+            }
         }
-        installed.remove(&(addr, len));
+        self.version = Some(v);
+        region.header().prefixes_applied.store(v, Ordering::Release);
     }
 }

@@ -11,10 +11,9 @@
 //! per batch (TX kick, poll when idle) or on a neighbour miss (the kernel path).
 //!
 //! Crypto is batched: a round's inbound messages are opened in one `aead-batch` call, its
-//! outbound packets sealed in one (SIMD lanes span packets). Known limits of this version:
-//! each worker rebuilds its own copy of the compact allowed-IPs table when control publishes
-//! a new list (rather than sharing one table in the region), and replay windows are per
-//! worker, so a peer whose packets arrive on two queues at once could have a packet replayed
+//! outbound packets sealed in one (SIMD lanes span packets). The allowed-IPs table is one
+//! lock-free table for all workers in this process, updated by difference (`daemon.rs`).
+//! Known limit of this version: replay windows are per worker, so a peer whose packets arrive on two queues at once could have a packet replayed
 //! across them (RSS keeps one peer's flow on one queue; session ownership with forwarding
 //! between workers closes this).
 
@@ -22,12 +21,10 @@ use crate::drop::Drop;
 use crate::kernel::{mono_ns, KernelPath};
 use crate::neigh::{Neighbours, Snapshot};
 use crate::packet::{self, Route};
-use crate::shm::layout::{decode_prefix, PeerRecord, SessionRecord, WorkerStats, NO_SLOT};
+use crate::shm::layout::{PeerRecord, SessionRecord, WorkerStats, NO_SLOT};
 use crate::shm::Region;
 use crate::xsk::{desc, Desc, Frames, Port};
 use aead_batch::{Backend, Packet, Verdict, TAG_LEN};
-use allowedips::AllowedIps;
-use proto::allowedips::Prefix;
 use proto::constants::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
 use proto::messages::{Data, DATA_HEADER_LEN};
 use proto::replay::ReplayWindow;
@@ -108,9 +105,9 @@ pub struct Worker {
     neigh: Neighbours,
     kernel: KernelPath,
     sessions: HashMap<u32, CachedSession>,
-    prefixes: AllowedIps,
-    prefixes_version: u64,
-    prefix_buf: Vec<[u64; 3]>,
+    /// The allowed-IPs table the data-path process keeps in step with control (one writer
+    /// for all workers, see `daemon.rs`); lookups never wait for it.
+    prefixes: allowedips::Reader,
     need_session_sent: HashMap<u32, u64>,
     endpoints_reported: HashMap<u32, SocketAddr>,
     rx: Vec<Desc>,
@@ -137,6 +134,7 @@ impl Worker {
         wan: Port,
         lan: Option<Port>,
         neigh: Neighbours,
+        prefixes: allowedips::Reader,
     ) -> Self {
         Self {
             cfg,
@@ -147,9 +145,7 @@ impl Worker {
             neigh,
             kernel: KernelPath::new(),
             sessions: HashMap::with_capacity(1024),
-            prefixes: AllowedIps::new(),
-            prefixes_version: u64::MAX,
-            prefix_buf: Vec::new(),
+            prefixes,
             need_session_sent: HashMap::new(),
             endpoints_reported: HashMap::new(),
             rx: vec![
@@ -210,7 +206,10 @@ impl Worker {
         if let Some(s) = self.stats() {
             s.heartbeat_ns.store(now, Ordering::Relaxed);
         }
-        self.refresh_prefixes();
+        // `wg set listen-port` moves the port while we run.
+        self.cfg.listen_port =
+            u16::try_from(self.region.header().listen_port.load(Ordering::Relaxed))
+                .unwrap_or(self.cfg.listen_port);
         self.wan.complete(&mut self.frames, BATCH as u32 * 2);
         if let Some(lan) = self.lan.as_mut() {
             lan.complete(&mut self.frames, BATCH as u32 * 2);
@@ -306,31 +305,6 @@ impl Worker {
                 u16::from_be_bytes([chunk[p], chunk[p + 1]]) == port
             }
         })
-    }
-
-    /// Rebuilds the private allowed-IPs table when control published a new list.
-    fn refresh_prefixes(&mut self) {
-        let v = self.region.prefixes_version();
-        if v == self.prefixes_version {
-            return;
-        }
-        let Some(v) = self.region.read_prefixes(&mut self.prefix_buf) else {
-            return;
-        };
-        // A private copy per worker, bulk-built: lookups never wait, and the shared region
-        // holds only the flat list (the compact table itself moves into the region later).
-        let entries = self
-            .prefix_buf
-            .iter()
-            .filter_map(decode_prefix)
-            .filter_map(|(addr, len, peer)| Some((Prefix::new(addr, len).ok()?, peer)));
-        match AllowedIps::from_prefixes(entries) {
-            Ok(table) => {
-                self.prefixes = table;
-                self.prefixes_version = v;
-            }
-            Err(_) => self.count_drop(Drop::NoRoute),
-        }
     }
 
     /// The cached session in `slot`, refreshed if control changed it.

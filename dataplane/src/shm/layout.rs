@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"WGXDPSHM");
-pub const VERSION: u64 = 2;
+pub const VERSION: u64 = 3;
 pub const RING_CAP: usize = 1024;
 pub type EventRing = Ring<RING_CAP>;
 
@@ -34,8 +34,11 @@ pub struct Header {
     /// Table-wide seqlock of the allowed-IPs list: odd while control rewrites it.
     pub prefixes_seq: AtomicU64,
     pub prefix_count: AtomicU64,
-    /// The WireGuard listen port (host order).
+    /// The WireGuard listen port (host order); control changes it on `wg set listen-port`.
     pub listen_port: AtomicU64,
+    /// The data path: the allowed-IPs version (`prefixes_seq`) its table holds. Control
+    /// reuses a removed peer's slot only once this has passed the list without that peer.
+    pub prefixes_applied: AtomicU64,
 }
 
 /// Words of a session record.
@@ -143,6 +146,9 @@ pub struct PeerRecord {
     pub endpoint: Option<SocketAddr>,
     /// Slot of the session workers send with, or `NO_SLOT`.
     pub current_session: u32,
+    /// The first eight bytes of the peer's public key: a restarted control matches the
+    /// slots it inherits to its configured peers by this (not secret: public keys are public).
+    pub key_tag: u64,
 }
 
 impl Default for PeerRecord {
@@ -151,6 +157,7 @@ impl Default for PeerRecord {
             valid: false,
             endpoint: None,
             current_session: NO_SLOT,
+            key_tag: 0,
         }
     }
 }
@@ -169,7 +176,7 @@ impl PeerRecord {
                 | u64::from(self.current_session) << 32,
             u64::from_be_bytes(addr[..8].try_into().unwrap_or([0; 8])),
             u64::from_be_bytes(addr[8..].try_into().unwrap_or([0; 8])),
-            0,
+            self.key_tag,
         ]
     }
 
@@ -191,6 +198,7 @@ impl PeerRecord {
             valid: w[0] & 1 == 1,
             endpoint,
             current_session: (w[0] >> 32) as u32,
+            key_tag: w[3],
         }
     }
 }
@@ -332,6 +340,7 @@ mod tests {
                 valid: true,
                 endpoint,
                 current_session: 9,
+                key_tag: 0x0123_4567_89ab_cdef,
             };
             assert_eq!(PeerRecord::decode(&p.encode()), p);
         }

@@ -1,0 +1,291 @@
+//! Control's book of the peers the workers know: which slot of the shared region each peer
+//! has, which prefixes it owns (cryptokey routing, whitepaper §2, with the kernel's rules: a
+//! prefix has one owner and inserting it for another peer moves it), and the bytes of its
+//! retired sessions.
+//!
+//! Slots are numbered independently of the protocol's `PeerId`s so that a removed peer's slot
+//! is not handed out again until the data path has applied an allowed-IPs list without it:
+//! until then a worker could still route the old peer's prefixes to that slot, and so to the
+//! new peer. A removed slot waits in `pending` until the next publication, then in `freed`
+//! until the data path reports (`prefixes_applied`) that it holds that version.
+
+use dataplane::shm::layout::encode_prefix;
+use proto::allowedips::Prefix;
+use proto::device::PeerId;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+#[derive(Debug, Default)]
+struct Entry {
+    slot: u32,
+    allowed: BTreeSet<Prefix>,
+    /// Bytes of the peer's sessions that are gone (received, sent).
+    retired: (u64, u64),
+}
+
+#[derive(Debug)]
+pub struct PeerTable {
+    entries: HashMap<PeerId, Entry>,
+    by_slot: Vec<Option<PeerId>>,
+    /// Free slots in the order they may be reused, with the allowed-IPs version the data path
+    /// must hold first (0: never used). Versions never decrease along the queue.
+    freed: VecDeque<(u32, u64)>,
+    /// Slots freed since the last publication.
+    pending: Vec<u32>,
+    owner: HashMap<Prefix, PeerId>,
+}
+
+impl PeerTable {
+    pub fn new(slots: usize) -> Self {
+        let slots = u32::try_from(slots).unwrap_or(u32::MAX);
+        Self {
+            entries: HashMap::new(),
+            by_slot: vec![None; slots as usize],
+            freed: (0..slots).map(|s| (s, 0)).collect(),
+            pending: Vec::new(),
+            owner: HashMap::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn prefix_count(&self) -> usize {
+        self.owner.len()
+    }
+
+    /// Slots that can be given to new peers now, with the data path at version `applied`.
+    /// (`freed` is ordered by version: never-used slots first, then by publication.)
+    pub fn available(&self, applied: u64) -> usize {
+        self.freed.partition_point(|(_, v)| *v <= applied)
+    }
+
+    /// Gives `id` a slot; `None` if every free slot still waits for the data path.
+    pub fn add(&mut self, id: PeerId, applied: u64) -> Option<u32> {
+        if self.freed.front()?.1 > applied {
+            return None;
+        }
+        let (slot, _) = self.freed.pop_front()?;
+        self.claim(id, slot);
+        Some(slot)
+    }
+
+    /// Gives `id` this particular slot (a restarted control keeps a peer where it was).
+    pub fn add_at(&mut self, id: PeerId, slot: u32) -> bool {
+        if self.by_slot.get(slot as usize) != Some(&None) {
+            return false;
+        }
+        self.freed.retain(|(s, _)| *s != slot);
+        self.claim(id, slot);
+        true
+    }
+
+    fn claim(&mut self, id: PeerId, slot: u32) {
+        self.by_slot[slot as usize] = Some(id);
+        self.entries.insert(
+            id,
+            Entry {
+                slot,
+                ..Entry::default()
+            },
+        );
+    }
+
+    /// Forgets `id` and its prefixes; returns its slot, which is reused only after the next
+    /// publication has been applied.
+    pub fn remove(&mut self, id: PeerId) -> Option<u32> {
+        let e = self.entries.remove(&id)?;
+        for p in &e.allowed {
+            self.owner.remove(p);
+        }
+        self.by_slot[e.slot as usize] = None;
+        self.pending.push(e.slot);
+        Some(e.slot)
+    }
+
+    /// Marks a slot nobody has now but that the data path may still route to (left by a
+    /// previous control process).
+    pub fn quarantine(&mut self, slot: u32) {
+        if self.by_slot.get(slot as usize) == Some(&None) {
+            self.freed.retain(|(s, _)| *s != slot);
+            self.pending.push(slot);
+        }
+    }
+
+    /// Control published the list as `version`: slots freed before it wait for that.
+    pub fn published(&mut self, version: u64) {
+        for s in self.pending.drain(..) {
+            self.freed.push_back((s, version));
+        }
+    }
+
+    pub fn slot(&self, id: PeerId) -> Option<u32> {
+        self.entries.get(&id).map(|e| e.slot)
+    }
+
+    pub fn peer_at(&self, slot: u32) -> Option<PeerId> {
+        self.by_slot.get(slot as usize).copied().flatten()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.entries.keys().copied()
+    }
+
+    /// Assigns `prefix` to `id`, taking it from any other peer. False if `id` is unknown.
+    pub fn insert_prefix(&mut self, id: PeerId, prefix: Prefix) -> bool {
+        if !self.entries.contains_key(&id) {
+            return false;
+        }
+        if let Some(old) = self.owner.insert(prefix, id) {
+            if old != id {
+                if let Some(e) = self.entries.get_mut(&old) {
+                    e.allowed.remove(&prefix);
+                }
+            }
+        }
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.allowed.insert(prefix);
+        }
+        true
+    }
+
+    /// Removes `prefix` if `id` owns it.
+    pub fn remove_prefix(&mut self, id: PeerId, prefix: Prefix) -> bool {
+        if self.owner.get(&prefix) != Some(&id) {
+            return false;
+        }
+        self.owner.remove(&prefix);
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.allowed.remove(&prefix);
+        }
+        true
+    }
+
+    /// Removes all of `id`'s prefixes; returns how many it had.
+    pub fn clear_prefixes(&mut self, id: PeerId) -> usize {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return 0;
+        };
+        let gone = std::mem::take(&mut e.allowed);
+        for p in &gone {
+            self.owner.remove(p);
+        }
+        gone.len()
+    }
+
+    /// `id`'s prefixes in canonical order (IPv4 before IPv6, then by address and length).
+    pub fn prefixes(&self, id: PeerId) -> impl Iterator<Item = Prefix> + '_ {
+        self.entries
+            .get(&id)
+            .into_iter()
+            .flat_map(|e| e.allowed.iter().copied())
+    }
+
+    pub fn add_retired(&mut self, id: PeerId, rx: u64, tx: u64) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.retired.0 += rx;
+            e.retired.1 += tx;
+        }
+    }
+
+    pub fn retired(&self, id: PeerId) -> (u64, u64) {
+        self.entries.get(&id).map_or((0, 0), |e| e.retired)
+    }
+
+    /// The list workers route by: every prefix with its owner's slot.
+    pub fn encode(&self) -> Vec<[u64; 3]> {
+        self.owner
+            .iter()
+            .filter_map(|(p, id)| Some(encode_prefix(p.addr(), p.len(), self.slot(*id)?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Prefix {
+        let (a, l) = s.split_once('/').unwrap();
+        Prefix::new(a.parse().unwrap(), l.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_removed_slot_waits_for_the_data_path() {
+        let mut t = PeerTable::new(2);
+        assert_eq!(t.add(PeerId(0), 0), Some(0));
+        assert_eq!(t.add(PeerId(1), 0), Some(1));
+        assert_eq!(t.add(PeerId(2), 0), None, "full");
+        assert_eq!(t.remove(PeerId(0)), Some(0));
+        assert_eq!(t.available(u64::MAX), 0, "not before publication");
+        t.published(10);
+        assert_eq!(t.available(8), 0);
+        assert_eq!(
+            t.add(PeerId(2), 8),
+            None,
+            "the data path still routes to it"
+        );
+        assert_eq!(t.add(PeerId(2), 10), Some(0));
+        assert_eq!(t.peer_at(0), Some(PeerId(2)));
+    }
+
+    #[test]
+    fn never_used_slots_come_before_freed_ones() {
+        let mut t = PeerTable::new(3);
+        t.add(PeerId(0), 0);
+        t.remove(PeerId(0));
+        t.published(2);
+        assert_eq!(t.add(PeerId(1), 2), Some(1));
+        assert_eq!(t.add(PeerId(2), 2), Some(2));
+        assert_eq!(t.add(PeerId(3), 2), Some(0));
+    }
+
+    #[test]
+    fn restart_keeps_slots_and_quarantines_orphans() {
+        let mut t = PeerTable::new(4);
+        assert!(t.add_at(PeerId(0), 2));
+        assert!(!t.add_at(PeerId(1), 2), "taken");
+        t.quarantine(3);
+        assert_eq!(t.add(PeerId(1), 0), Some(0));
+        assert_eq!(t.add(PeerId(2), 0), Some(1));
+        assert_eq!(t.add(PeerId(3), 0), None, "3 waits for the data path");
+        t.published(4);
+        assert_eq!(t.add(PeerId(3), 4), Some(3));
+    }
+
+    #[test]
+    fn prefixes_have_one_owner_and_list_canonically() {
+        let mut t = PeerTable::new(4);
+        t.add(PeerId(0), 0);
+        t.add(PeerId(1), 0);
+        for s in ["2001:db8::/32", "10.0.0.0/8", "10.0.0.0/16", "0.0.0.0/0"] {
+            assert!(t.insert_prefix(PeerId(0), p(s)));
+        }
+        assert!(!t.insert_prefix(PeerId(9), p("1.0.0.0/8")), "unknown peer");
+        // Takeover.
+        t.insert_prefix(PeerId(1), p("10.0.0.0/16"));
+        let listed: Vec<String> = t.prefixes(PeerId(0)).map(|p| p.to_string()).collect();
+        assert_eq!(listed, ["0.0.0.0/0", "10.0.0.0/8", "2001:db8::/32"]);
+        assert!(!t.remove_prefix(PeerId(0), p("10.0.0.0/16")), "not its own");
+        assert!(t.remove_prefix(PeerId(1), p("10.0.0.0/16")));
+        assert_eq!(t.prefix_count(), 3);
+        assert_eq!(t.clear_prefixes(PeerId(0)), 3);
+        assert_eq!(t.prefix_count(), 0);
+        t.insert_prefix(PeerId(1), p("192.95.5.65/27"));
+        assert_eq!(
+            t.prefixes(PeerId(1)).next().unwrap().to_string(),
+            "192.95.5.64/27",
+            "host bits cleared"
+        );
+        assert_eq!(t.encode().len(), 1);
+        t.remove(PeerId(1));
+        assert!(
+            t.encode().is_empty(),
+            "a removed peer's prefixes go with it"
+        );
+    }
+}
