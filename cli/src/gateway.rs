@@ -52,7 +52,8 @@ fn stop_flag() -> Result<Arc<AtomicBool>, String> {
     Ok(stop)
 }
 
-/// `wgxdp control --region PATH [--workers N] [--max-peers N] [--time-scale N] CONFIG`
+/// `wgxdp control --region PATH [--workers N] [--max-peers N] [--auth-log PATH]
+/// [--metrics ADDR:PORT] [--time-scale N] CONFIG`
 pub fn control(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
     let path = pos
@@ -97,6 +98,13 @@ pub fn control(args: &[String]) -> Result<(), String> {
             .and_then(|w| w.parse().ok())
             .unwrap_or(1),
         interface_name: flag(args, "--name"),
+        auth_log: flag(args, "--auth-log").map(Into::into),
+        metrics: match flag(args, "--metrics") {
+            Some(a) => Some(a.parse().map_err(|_| {
+                format!("--metrics {a}: expected ADDRESS:PORT, e.g. 127.0.0.1:9586")
+            })?),
+            None => None,
+        },
     };
     let stop = stop_flag()?;
     let mut c = control::daemon::Control::new(&opts).map_err(|e| e.to_string())?;
@@ -172,7 +180,7 @@ fn tail(path: &Path) -> String {
 }
 
 /// `wgxdp up CONFIG --wan IF [--lan IF] [--workers N] [--max-peers N] [--name NAME]
-/// [--time-scale N]`
+/// [--metrics ADDR:PORT] [--time-scale N]`; the authentication log goes to the run directory.
 pub fn up(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
     let config_path = pos
@@ -270,12 +278,17 @@ pub fn up(args: &[String]) -> Result<(), String> {
     control_cmd
         .args(["control", "--region"])
         .arg(&region)
-        .args(["--workers", &workers, "--name", &name]);
+        .args(["--workers", &workers, "--name", &name])
+        .arg("--auth-log")
+        .arg(dir.join("auth.log"));
     if let Some(s) = flag(args, "--time-scale") {
         control_cmd.args(["--time-scale", &s]);
     }
     if let Some(s) = flag(args, "--max-peers") {
         control_cmd.args(["--max-peers", &s]);
+    }
+    if let Some(s) = flag(args, "--metrics") {
+        control_cmd.args(["--metrics", &s]);
     }
     let mut control = control_cmd
         .arg(config_path)

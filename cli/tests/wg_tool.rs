@@ -110,6 +110,15 @@ fn stock_wg_reads_and_configures_the_gateway_as_it_does_wireguard_go() {
         human.contains("latest handshake") && human.contains("transfer"),
         "{human}"
     );
+    // Every peer's handshake is in the authentication log, accepted.
+    let auth = std::fs::read_to_string(format!("/run/wgxdp/{}/auth.log", t.name)).unwrap();
+    for p in &t.peers {
+        assert!(
+            auth.lines().any(|l| l.contains("result=accepted")
+                && l.contains(&format!("peer={}", p.wg.public_key()))),
+            "{auth}"
+        );
+    }
     let original = wg(&t.gw, &t.name, &["showconf", "IF"]);
     assert!(original.contains("ListenPort = 51820"), "{original}");
 

@@ -52,6 +52,8 @@ pub enum ControlError {
     Peer { key: String, reason: String },
     #[error("TUN device: {0}")]
     Tun(String),
+    #[error("{what}: {reason}")]
+    Setup { what: String, reason: String },
     #[error("{0} allowed-IP entries exceed the region's capacity of {1}")]
     TooManyPrefixes(usize, usize),
 }
@@ -67,14 +69,18 @@ pub struct ControlOptions {
     pub max_prefixes: usize,
     /// The interface name `wg` knows the gateway by (its UAPI socket); `None`: no socket.
     pub interface_name: Option<String>,
+    /// Where the authentication log goes (appended); `None`: outcomes are only counted.
+    pub auth_log: Option<PathBuf>,
+    /// Address of the Prometheus endpoint; `None`: off.
+    pub metrics: Option<SocketAddr>,
     /// Test-only: the protocol's clock runs this many times faster than real time, so that
     /// rekeying (120 s) happens in seconds. Key ages in the region stay in real time.
     pub time_scale: u32,
 }
 
-struct Slot {
+pub(crate) struct Slot {
     local_index: u32,
-    peer: PeerId,
+    pub(crate) peer: PeerId,
     seen_rx: u64,
     seen_tx: u64,
     seen_rx_data: u64,
@@ -86,7 +92,7 @@ pub struct Control {
     pub(crate) device: Device<OsRng>,
     pub(crate) region: Arc<Region>,
     pub(crate) socket: UdpSocket,
-    slots: HashMap<u32, Slot>,
+    pub(crate) slots: HashMap<u32, Slot>,
     slot_of: HashMap<u32, u32>,
     free: Vec<u32>,
     /// Slots left by a previous control process: (slot, birth), freed once expired.
@@ -99,6 +105,8 @@ pub struct Control {
     /// Region slots, allowed IPs and retired byte counts of the peers.
     pub(crate) peers: PeerTable,
     pub(crate) fwmark: u32,
+    pub(crate) auth: crate::authlog::AuthLog,
+    pub(crate) metrics: Option<crate::metrics::Metrics>,
     /// Peers allowed at once (`--max-peers`, at least the configured ones).
     pub(crate) max_peers: usize,
 }
@@ -204,14 +212,31 @@ impl Control {
             time_scale: opts.time_scale.max(1),
             last_under_load: None,
             uapi: match &opts.interface_name {
-                Some(n) => Some(crate::uapi::Uapi::bind(n).map_err(|e| ControlError::Peer {
-                    key: format!("UAPI socket {n}"),
+                Some(n) => Some(crate::uapi::Uapi::bind(n).map_err(|e| ControlError::Setup {
+                    what: format!("UAPI socket {n}"),
                     reason: e.to_string(),
                 })?),
                 None => None,
             },
             peers: PeerTable::new(region.layout().peers),
             fwmark: 0,
+            auth: crate::authlog::AuthLog::open(opts.auth_log.as_deref()).map_err(|e| {
+                ControlError::Setup {
+                    what: "authentication log".into(),
+                    reason: e.to_string(),
+                }
+            })?,
+            metrics: match opts.metrics {
+                Some(a) => {
+                    Some(
+                        crate::metrics::Metrics::bind(a).map_err(|e| ControlError::Setup {
+                            what: format!("metrics endpoint {a}"),
+                            reason: e.to_string(),
+                        })?,
+                    )
+                }
+                None => None,
+            },
             max_peers: opts.max_peers.max(config.peers.len()),
         };
         // Sessions a previous control published stay usable until they expire.
@@ -522,8 +547,8 @@ impl Control {
         let s = &self.region.sessions()[slot as usize];
         self.peers.add_retired(
             info.peer,
-            s.rx_bytes.load(Ordering::Relaxed),
-            s.tx_bytes.load(Ordering::Relaxed),
+            [&s.rx_bytes, &s.tx_bytes, &s.rx_packets, &s.tx_packets]
+                .map(|c| c.load(Ordering::Relaxed)),
         );
         // A record that is not VALID, with its keys wiped.
         let dead = SessionRecord {
@@ -680,9 +705,20 @@ impl Control {
             taken += 1;
             let now = self.now();
             let under_load = self.under_load(now.mono, taken == HANDSHAKE_BATCH);
-            let _ = self
+            let src = canonical(src);
+            let message = match buf.first() {
+                Some(1) => "initiation",
+                Some(2) => "response",
+                _ => "other",
+            };
+            let result = self
                 .device
-                .handle_datagram(now, canonical(src), &mut buf[..n], under_load);
+                .handle_datagram(now, src, &mut buf[..n], under_load);
+            if let Some(outcome) = crate::authlog::Outcome::of(&result) {
+                let sender = self.device.handshake_sender().copied();
+                self.auth
+                    .record(now.unix, message, outcome, sender.as_ref(), src);
+            }
             // Publish a new session before its response leaves: the initiator's first data
             // message may arrive right behind it, and the workers must know the keys by then.
             self.drain_events();
@@ -697,7 +733,9 @@ impl Control {
         self.drain_events();
         self.flush();
         self.expire_inherited();
+        self.auth.flush();
         self.serve_uapi();
+        self.serve_metrics();
         self.region
             .header()
             .control_heartbeat_ns
@@ -716,41 +754,9 @@ impl Control {
             .is_some_and(|t| !now.has_expired(t, UNDER_LOAD_AFTER_TIME))
     }
 
-    /// What `wg show` sees: the protocol's view of each peer plus the workers' byte counters.
-    pub fn view(&self) -> crate::uapi::DeviceView {
-        let mut live: HashMap<PeerId, (u64, u64)> = HashMap::new();
-        for (&slot, info) in &self.slots {
-            let s = &self.region.sessions()[slot as usize];
-            let e = live.entry(info.peer).or_default();
-            e.0 += s.rx_bytes.load(Ordering::Relaxed);
-            e.1 += s.tx_bytes.load(Ordering::Relaxed);
-        }
-        let peers = self
-            .device
-            .peers()
-            .map(|(id, p)| {
-                let (lr, lt) = live.get(&id).copied().unwrap_or_default();
-                let (rr, rt) = self.peers.retired(id);
-                // The device counts the handshake messages; the workers count the data.
-                let st = p.stats();
-                crate::uapi::PeerView {
-                    public_key: *p.public_key().as_bytes(),
-                    preshared_key: *p.preshared_key().as_bytes(),
-                    endpoint: p.endpoint(),
-                    last_handshake: st.last_handshake,
-                    rx_bytes: st.rx_bytes + lr + rr,
-                    tx_bytes: st.tx_bytes + lt + rt,
-                    persistent_keepalive: p.persistent_keepalive().map_or(0, |d| d.as_secs()),
-                    allowed_ips: self.peers.prefixes(id).map(|p| p.to_string()).collect(),
-                }
-            })
-            .collect();
-        crate::uapi::DeviceView {
-            private_key: *self.device.private_key().as_bytes(),
-            listen_port: self.socket.local_addr().map_or(0, |a| a.port()),
-            fwmark: self.fwmark,
-            peers,
-        }
+    /// Where the metrics endpoint listens, if it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.local_addr())
     }
 
     /// The UDP address handshakes arrive on.

@@ -3,9 +3,12 @@
 //!
 //! [`config`] reads and writes `wg(8)` / `wg-quick(8)` configuration files.
 
+pub mod authlog;
 pub mod config;
 mod configure;
 pub mod daemon;
 pub mod fallback;
+pub mod metrics;
+mod observe;
 pub mod peers;
 pub mod uapi;

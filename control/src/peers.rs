@@ -18,8 +18,9 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 struct Entry {
     slot: u32,
     allowed: BTreeSet<Prefix>,
-    /// Bytes of the peer's sessions that are gone (received, sent).
-    retired: (u64, u64),
+    /// What the peer's sessions that are gone carried: bytes received, bytes sent, packets
+    /// received, packets sent.
+    retired: [u64; 4],
 }
 
 #[derive(Debug)]
@@ -185,15 +186,17 @@ impl PeerTable {
             .flat_map(|e| e.allowed.iter().copied())
     }
 
-    pub fn add_retired(&mut self, id: PeerId, rx: u64, tx: u64) {
+    /// Adds a retired session's counters (bytes rx, bytes tx, packets rx, packets tx).
+    pub fn add_retired(&mut self, id: PeerId, counters: [u64; 4]) {
         if let Some(e) = self.entries.get_mut(&id) {
-            e.retired.0 += rx;
-            e.retired.1 += tx;
+            for (a, b) in e.retired.iter_mut().zip(counters) {
+                *a += b;
+            }
         }
     }
 
-    pub fn retired(&self, id: PeerId) -> (u64, u64) {
-        self.entries.get(&id).map_or((0, 0), |e| e.retired)
+    pub fn retired(&self, id: PeerId) -> [u64; 4] {
+        self.entries.get(&id).map_or([0; 4], |e| e.retired)
     }
 
     /// The list workers route by: every prefix with its owner's slot.

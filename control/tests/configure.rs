@@ -3,130 +3,15 @@
 //! kernel's ownership rules, the region the workers read kept in step, and refused requests
 //! that change nothing. Loopback only, no privilege needed.
 
-use control::daemon::{Control, ControlOptions};
-use control::uapi::set::parse;
-use control::uapi::{format_get, Errno};
-use dataplane::shm::layout::{decode_prefix, PeerRecord, SessionRecord};
-use proto::device::{Device, PeerConfig};
-use proto::keys::{PrivateKey, PublicKey};
-use proto::time::{Instant, Now};
+mod common;
+
+use common::*;
+use control::uapi::Errno;
+use dataplane::shm::layout::{PeerRecord, SessionRecord};
+use proto::keys::PrivateKey;
 use rand_core::OsRng;
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
-
-struct Gw {
-    control: Control,
-    region: PathBuf,
-    key: PrivateKey,
-}
-
-impl Drop for Gw {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.region);
-    }
-}
-
-fn hex(k: &PublicKey) -> String {
-    k.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn key() -> PublicKey {
-    PrivateKey::generate(&mut OsRng).public_key()
-}
-
-/// A gateway with `peers` configured peers (10.0.0.N/32 each) and room for `max_peers`.
-fn gateway(tag: &str, peers: &[PublicKey], max_peers: usize) -> Gw {
-    let key = PrivateKey::generate(&mut OsRng);
-    let mut text = format!(
-        "[Interface]\nPrivateKey = {}\nListenPort = 0\n",
-        key.to_base64()
-    );
-    for (i, p) in peers.iter().enumerate() {
-        text.push_str(&format!(
-            "\n[Peer]\nPublicKey = {}\nAllowedIPs = 10.0.0.{}/32\n",
-            p.to_base64(),
-            i + 1
-        ));
-    }
-    let config = control::config::parse("test.conf", &text).unwrap();
-    let region = std::env::temp_dir().join(format!("wgxdp-cfg-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_file(&region);
-    let control = Control::new(&ControlOptions {
-        config,
-        region: region.clone(),
-        workers: 1,
-        max_peers,
-        max_sessions: 64,
-        max_prefixes: 64,
-        time_scale: 1,
-        interface_name: None,
-    })
-    .unwrap();
-    Gw {
-        control,
-        region,
-        key,
-    }
-}
-
-impl Gw {
-    fn set(&mut self, body: &str) -> Result<(), Errno> {
-        let req = parse(body).map_err(|e| e.errno)?;
-        self.control.apply(&req).map_err(|e| e.errno)
-    }
-
-    fn get(&self) -> String {
-        format_get(&self.control.view())
-    }
-
-    /// Allowed IPs of `peer` as `get=1` lists them.
-    fn allowed(&self, peer: &PublicKey) -> Vec<String> {
-        let v = self.control.view();
-        v.peers
-            .iter()
-            .find(|p| p.public_key == *peer.as_bytes())
-            .map(|p| p.allowed_ips.clone())
-            .unwrap_or_default()
-    }
-
-    /// The region's prefix list as (prefix, slot).
-    fn region_prefixes(&self) -> Vec<(String, u32)> {
-        let mut buf = Vec::new();
-        self.control.region().read_prefixes(&mut buf).unwrap();
-        let mut v: Vec<_> = buf
-            .iter()
-            .filter_map(decode_prefix)
-            .map(|(a, l, s)| (format!("{a}/{l}"), s))
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// The slot whose valid record carries `peer`'s key tag.
-    fn slot_of(&self, peer: &PublicKey) -> Option<u32> {
-        let b = peer.as_bytes();
-        let tag = u64::from_le_bytes(b[..8].try_into().unwrap());
-        self.control
-            .region()
-            .peers()
-            .iter()
-            .position(|p| {
-                let r = PeerRecord::decode(&p.record.read().unwrap());
-                r.valid && r.key_tag == tag
-            })
-            .map(|i| i as u32)
-    }
-
-    /// The data path reports it holds the latest list.
-    fn data_path_catches_up(&self) {
-        let r = self.control.region();
-        r.header()
-            .prefixes_applied
-            .store(r.prefixes_version(), Ordering::Release);
-    }
-}
 
 #[test]
 fn peers_and_allowed_ips_change_live_with_kernel_rules() {
@@ -278,53 +163,6 @@ fn replace_peers_listen_port_and_fwmark() {
     assert_eq!(v.peers.len(), 1);
     assert_eq!(v.peers[0].public_key, *b.as_bytes());
     assert_eq!(gw.slot_of(&a), None);
-}
-
-/// Runs a handshake from a proto `Device` acting as `peer` on loopback; returns once the
-/// gateway has published a session for it.
-fn handshake(gw: &mut Gw, peer: &PrivateKey) -> u32 {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let port = gw.control.local_addr().unwrap().port();
-    let start = std::time::Instant::now();
-    let now = || {
-        Now::new(
-            Instant::from_nanos(start.elapsed().as_nanos() as u64 + 1),
-            Duration::from_secs(1_700_000_000) + start.elapsed(),
-        )
-    };
-    let mut dev = Device::new(peer.clone(), OsRng);
-    let id = dev
-        .add_peer(
-            now(),
-            gw.key.public_key(),
-            PeerConfig {
-                endpoint: Some(format!("127.0.0.1:{port}").parse().unwrap()),
-                ..PeerConfig::default()
-            },
-        )
-        .unwrap();
-    dev.initiate_handshake(now(), id);
-    let mut buf = [0u8; 2048];
-    for _ in 0..50 {
-        while let Some(t) = dev.poll_transmit(now(), &mut buf) {
-            sock.send_to(&buf[..t.len], t.dst).unwrap();
-        }
-        gw.control.step();
-        if let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let _ = dev.handle_datagram(now(), from, &mut buf[..n], false);
-        }
-        let live = gw.control.region().sessions().iter().position(|s| {
-            s.record
-                .read()
-                .is_some_and(|w| SessionRecord::decode(&w).is_valid())
-        });
-        if let Some(slot) = live {
-            return slot as u32;
-        }
-    }
-    panic!("no session published");
 }
 
 #[test]

@@ -36,6 +36,8 @@ fn control_exits_when_its_socket_is_removed() {
         max_sessions: 16,
         max_prefixes: 16,
         time_scale: 1,
+        auth_log: None,
+        metrics: None,
         interface_name: Some(name.clone()),
     };
     let mut control = Control::new(&opts).unwrap();

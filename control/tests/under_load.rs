@@ -56,6 +56,8 @@ fn cookie_replies_only_under_load() {
         max_sessions: 64,
         max_prefixes: 64,
         time_scale: 1,
+        auth_log: None,
+        metrics: None,
         interface_name: None,
     };
     let mut control = Control::new(&opts).unwrap();

@@ -190,7 +190,8 @@ fn device_line(key: &str, value: &str) -> Result<DeviceOp, UapiError> {
                 // cannot answer anybody, so it is refused rather than half supported.
                 return Err(error(
                     Errno::Invalid,
-                    "private_key: removing the private key is not supported",
+                    "private_key: removing the private key (`wg setconf` of a file without \
+                     PrivateKey) is not supported",
                 ));
             }
             DeviceOp::PrivateKey(PrivateKey::from_bytes(k))

@@ -145,6 +145,9 @@ pub struct Device<R: CryptoRngCore> {
     /// Data messages are sealed and opened outside (the XDP workers): see `external.rs`.
     external: bool,
     events: VecDeque<Event>,
+    /// The static key of the last handshake message's sender, once known (decrypted from an
+    /// initiation, or the peer a response answered): for the authentication log.
+    last_static: Option<PublicKey>,
 }
 
 /// What the owner of an external data path must act on (only in that mode).
@@ -190,6 +193,7 @@ impl<R: CryptoRngCore> Device<R> {
             mtu: DEFAULT_MTU,
             external: false,
             events: VecDeque::new(),
+            last_static: None,
         }
     }
 
@@ -200,6 +204,13 @@ impl<R: CryptoRngCore> Device<R> {
     /// The interface's private key, for `wg showconf`-style output (treat as secret).
     pub fn private_key(&self) -> &PrivateKey {
         self.identity.private()
+    }
+
+    /// Who sent the handshake message [`Self::handle_datagram`] last processed, if that got
+    /// far enough to know (an initiation whose static key decrypted, or a response to one of
+    /// our handshakes), whether or not it was accepted. Public keys are not secret.
+    pub fn handshake_sender(&self) -> Option<&PublicKey> {
+        self.last_static.as_ref()
     }
 
     pub fn set_mtu(&mut self, mtu: usize) {

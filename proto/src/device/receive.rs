@@ -14,7 +14,11 @@ impl<R: CryptoRngCore> Device<R> {
         datagram: &mut [u8],
         under_load: bool,
     ) -> Result<Received, DropReason> {
-        match MessageType::of(datagram).ok_or(DropReason::UnknownType)? {
+        let kind = MessageType::of(datagram).ok_or(DropReason::UnknownType)?;
+        if matches!(kind, MessageType::Initiation | MessageType::Response) {
+            self.last_static = None;
+        }
+        match kind {
             MessageType::Data => self.handle_data(now, src, datagram),
             MessageType::CookieReply => self.handle_cookie_reply(now, datagram),
             MessageType::Initiation => {
@@ -92,6 +96,7 @@ impl<R: CryptoRngCore> Device<R> {
         let msg = Initiation::new_checked(datagram).map_err(|_| DropReason::BadLength)?;
         let partial = Handshake::begin_consume_initiation(&self.identity, &msg)
             .map_err(DropReason::Handshake)?;
+        self.last_static = Some(*partial.remote_static());
         let id = *self
             .by_key
             .get(partial.remote_static())
@@ -162,6 +167,7 @@ impl<R: CryptoRngCore> Device<R> {
             .get_mut(id.0 as usize)
             .and_then(Option::as_mut)
             .ok_or(DropReason::UnknownIndex)?;
+        self.last_static = Some(peer.public_key);
         peer.handshake
             .consume_response(&self.identity, &msg)
             .map_err(DropReason::Handshake)?;

@@ -1,0 +1,193 @@
+//! What operators read: the `wg show` view (UAPI `get=1`) and the Prometheus page. Both add
+//! the workers' per-session counters to what the protocol core counts (handshake messages),
+//! and keep counting what retired sessions carried.
+
+use crate::daemon::Control;
+use crate::metrics::Page;
+use crate::uapi::{DeviceView, PeerView};
+use proto::device::PeerId;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+
+impl Control {
+    /// Per peer: bytes received, bytes sent, packets received, packets sent by the workers,
+    /// over its live and retired sessions.
+    fn data_counters(&self) -> HashMap<PeerId, [u64; 4]> {
+        let mut out: HashMap<PeerId, [u64; 4]> = HashMap::new();
+        for (&slot, info) in &self.slots {
+            let s = &self.region.sessions()[slot as usize];
+            let e = out.entry(info.peer).or_default();
+            for (a, c) in e
+                .iter_mut()
+                .zip([&s.rx_bytes, &s.tx_bytes, &s.rx_packets, &s.tx_packets])
+            {
+                *a += c.load(Relaxed);
+            }
+        }
+        for id in self.peers.ids() {
+            let e = out.entry(id).or_default();
+            for (a, r) in e.iter_mut().zip(self.peers.retired(id)) {
+                *a += r;
+            }
+        }
+        out
+    }
+
+    /// What `wg show` sees.
+    pub fn view(&self) -> DeviceView {
+        let data = self.data_counters();
+        let peers = self
+            .device
+            .peers()
+            .map(|(id, p)| {
+                let d = data.get(&id).copied().unwrap_or_default();
+                let st = p.stats();
+                PeerView {
+                    public_key: *p.public_key().as_bytes(),
+                    preshared_key: *p.preshared_key().as_bytes(),
+                    endpoint: p.endpoint(),
+                    last_handshake: st.last_handshake,
+                    rx_bytes: st.rx_bytes + d[0],
+                    tx_bytes: st.tx_bytes + d[1],
+                    persistent_keepalive: p.persistent_keepalive().map_or(0, |d| d.as_secs()),
+                    allowed_ips: self.peers.prefixes(id).map(|p| p.to_string()).collect(),
+                }
+            })
+            .collect();
+        DeviceView {
+            private_key: *self.device.private_key().as_bytes(),
+            listen_port: self.socket.local_addr().map_or(0, |a| a.port()),
+            fwmark: self.fwmark,
+            peers,
+        }
+    }
+
+    /// Answers every scrape the metrics thread has waiting.
+    pub(crate) fn serve_metrics(&mut self) {
+        while let Some(s) = self.metrics.as_ref().and_then(|m| m.poll()) {
+            s.answer(self.metrics_page());
+        }
+    }
+
+    /// The Prometheus page.
+    pub fn metrics_page(&self) -> String {
+        let mut p = Page::default();
+        let data = self.data_counters();
+        let now = self.now().unix;
+        let keys: Vec<(PeerId, String)> = self
+            .device
+            .peers()
+            .map(|(id, peer)| (id, peer.public_key().to_base64()))
+            .collect();
+        for (i, (name, help)) in [
+            ("wgxdp_peer_rx_bytes_total", "Bytes received from the peer."),
+            ("wgxdp_peer_tx_bytes_total", "Bytes sent to the peer."),
+            (
+                "wgxdp_peer_rx_packets_total",
+                "Data packets received from the peer.",
+            ),
+            (
+                "wgxdp_peer_tx_packets_total",
+                "Data packets sent to the peer.",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            p.family(name, "counter", help);
+            for (id, key) in &keys {
+                let d = data.get(id).copied().unwrap_or_default();
+                let hs = self.device.peer(*id).map(|x| x.stats()).unwrap_or_default();
+                // Handshake messages count as bytes too, as in `wg show`.
+                let extra = match i {
+                    0 => hs.rx_bytes,
+                    1 => hs.tx_bytes,
+                    _ => 0,
+                };
+                p.sample(name, &[("public_key", key)], (d[i] + extra) as f64);
+            }
+        }
+        p.family(
+            "wgxdp_peer_handshake_age_seconds",
+            "gauge",
+            "Seconds since the peer's latest handshake (absent before the first).",
+        );
+        for (id, key) in &keys {
+            if let Some(t) = self.device.peer(*id).and_then(|x| x.stats().last_handshake) {
+                p.sample(
+                    "wgxdp_peer_handshake_age_seconds",
+                    &[("public_key", key)],
+                    now.saturating_sub(t).as_secs_f64(),
+                );
+            }
+        }
+        let workers: Vec<_> = (0..self.region.layout().workers)
+            .filter_map(|w| Some((w, self.region.worker_stats(w)?)))
+            .filter(|(_, s)| s.heartbeat_ns.load(Relaxed) != 0)
+            .collect();
+        p.family(
+            "wgxdp_worker_packets_total",
+            "counter",
+            "Frames each worker received (rx) and transmitted (tx), by side.",
+        );
+        for (w, s) in &workers {
+            let w = w.to_string();
+            for (dir, side, c) in [
+                ("rx", "wan", &s.rx_wan),
+                ("rx", "lan", &s.rx_lan),
+                ("tx", "wan", &s.tx_wan),
+                ("tx", "lan", &s.tx_lan),
+            ] {
+                p.sample(
+                    "wgxdp_worker_packets_total",
+                    &[("worker", &w), ("direction", dir), ("side", side)],
+                    c.load(Relaxed) as f64,
+                );
+            }
+        }
+        p.family(
+            "wgxdp_worker_drops_total",
+            "counter",
+            "Packets each worker dropped, by reason.",
+        );
+        for (w, s) in &workers {
+            let w = w.to_string();
+            for d in dataplane::drop::Drop::ALL {
+                p.sample(
+                    "wgxdp_worker_drops_total",
+                    &[("worker", &w), ("reason", d.name())],
+                    s.drops[d as usize].load(Relaxed) as f64,
+                );
+            }
+        }
+        p.family(
+            "wgxdp_handshakes_total",
+            "counter",
+            "Handshake messages that passed MAC1, by message and outcome (see the auth log).",
+        );
+        let mut cookies = 0;
+        for ((message, outcome), n) in &self.auth.counts {
+            let (result, reason) = match outcome {
+                crate::authlog::Outcome::Accepted => ("accepted", ""),
+                crate::authlog::Outcome::Rejected(r) => ("rejected", *r),
+            };
+            if reason == "mac2_required" {
+                cookies += n;
+            }
+            p.sample(
+                "wgxdp_handshakes_total",
+                &[("message", message), ("result", result), ("reason", reason)],
+                *n as f64,
+            );
+        }
+        p.family(
+            "wgxdp_cookie_replies_sent_total",
+            "counter",
+            "Cookie replies sent to handshake messages under load.",
+        );
+        p.sample("wgxdp_cookie_replies_sent_total", &[], cookies as f64);
+        p.family("wgxdp_peers", "gauge", "Configured peers.");
+        p.sample("wgxdp_peers", &[], keys.len() as f64);
+        p.finish()
+    }
+}

@@ -1,0 +1,144 @@
+//! What operators read besides `wg show`: the authentication log (accepted and rejected
+//! handshakes with their reasons) and the Prometheus endpoint, scraped and parsed. Loopback
+//! only, no privilege needed.
+
+mod common;
+
+use common::*;
+use proto::keys::PrivateKey;
+use proto::messages::{Initiation, INITIATION_LEN};
+use rand_core::OsRng;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::time::Duration;
+
+/// An initiation with a valid MAC1 from a key the gateway does not know: it passes MAC1 and
+/// fails when the static key turns out to be nobody's.
+fn initiation_from_stranger(gw: &proto::keys::PublicKey) -> [u8; INITIATION_LEN] {
+    use proto::device::{Device, PeerConfig};
+    let stranger = PrivateKey::generate(&mut OsRng);
+    let mut dev = Device::new(stranger, OsRng);
+    let now = proto::time::Now::new(
+        proto::time::Instant::from_nanos(1),
+        Duration::from_secs(1_700_000_000),
+    );
+    let id = dev
+        .add_peer(
+            now,
+            *gw,
+            PeerConfig {
+                endpoint: Some("127.0.0.1:9".parse().unwrap()),
+                ..PeerConfig::default()
+            },
+        )
+        .unwrap();
+    dev.initiate_handshake(now, id);
+    let mut m = [0u8; INITIATION_LEN];
+    let t = dev.poll_transmit(now, &mut m).unwrap();
+    assert_eq!(t.len, INITIATION_LEN);
+    assert!(Initiation::new_checked(&m[..]).is_ok());
+    m
+}
+
+/// `name{labels} value` lines of a scrape, keyed by the part before the value.
+fn parse(page: &str) -> HashMap<String, f64> {
+    page.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn auth_log_and_metrics_tell_accepted_from_rejected() {
+    let a = PrivateKey::generate(&mut OsRng);
+    let log = std::env::temp_dir().join(format!("wgxdp-auth-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut gw = gateway_with(
+        "observe",
+        &[a.public_key()],
+        4,
+        Some(log.clone()),
+        Some("127.0.0.1:0".parse().unwrap()),
+    );
+    handshake(&mut gw, &a);
+    // A stranger with a valid MAC1; a message with a bad MAC1 (not logged at all).
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = gw.control.local_addr().unwrap().port();
+    let m = initiation_from_stranger(&gw.key.public_key());
+    sock.send_to(&m, ("127.0.0.1", port)).unwrap();
+    let mut bad = m;
+    bad[INITIATION_LEN - 20] ^= 1;
+    sock.send_to(&bad, ("127.0.0.1", port)).unwrap();
+    for _ in 0..5 {
+        gw.control.step();
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("msg=initiation result=accepted")
+            && lines[0].contains(&format!("peer={}", a.public_key().to_base64()))
+            && lines[0].contains("endpoint=127.0.0.1:")
+            && lines[0].starts_with("ts=20"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("result=rejected reason=unknown_key peer="),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        !text.contains(&a.to_base64()) && !text.contains(&gw.key.to_base64()),
+        "no private key in the log"
+    );
+
+    // Scrape: the control loop answers while it steps.
+    let addr = gw.control.metrics_addr().unwrap();
+    let client = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).unwrap();
+        page
+    });
+    while !client.is_finished() {
+        gw.control.step();
+    }
+    let page = client.join().unwrap();
+    let body = page.split("\r\n\r\n").nth(1).unwrap();
+    let m = parse(body);
+    let key = a.public_key().to_base64();
+    let get = |k: &str| {
+        *m.get(k)
+            .unwrap_or_else(|| panic!("{k} missing in:\n{body}"))
+    };
+    assert_eq!(
+        get(r#"wgxdp_handshakes_total{message="initiation",result="accepted",reason=""}"#),
+        1.0
+    );
+    assert_eq!(
+        get(
+            r#"wgxdp_handshakes_total{message="initiation",result="rejected",reason="unknown_key"}"#
+        ),
+        1.0
+    );
+    assert_eq!(get("wgxdp_cookie_replies_sent_total"), 0.0);
+    assert_eq!(get("wgxdp_peers"), 1.0);
+    assert!(
+        get(&format!(
+            "wgxdp_peer_rx_bytes_total{{public_key=\"{key}\"}}"
+        )) >= 148.0
+    );
+    // As the kernel, a responder counts the handshake complete when data confirms it; here
+    // no data followed (there are no workers), so the peer has no handshake age yet.
+    assert!(!m
+        .keys()
+        .any(|k| k.starts_with("wgxdp_peer_handshake_age_seconds")));
+    let _ = std::fs::remove_file(&log);
+}
