@@ -228,6 +228,10 @@ pub fn up(args: &[String]) -> Result<(), String> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Where the configuration came from, for `wgxdp peer add` (the tunnel subnet).
+    let abs = std::fs::canonicalize(config_path).map_err(|e| format!("{config_path}: {e}"))?;
+    std::fs::write(dir.join("config"), format!("{}\n", abs.display()))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     let region = dir.join("region");
     let ready = dir.join("ready");
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -399,64 +403,6 @@ pub fn down(args: &[String]) -> Result<(), String> {
         let _ =
             std::fs::remove_file(Path::new(control::uapi::SOCKET_DIR).join(format!("{name}.sock")));
         println!("wgxdp {name} is down");
-    }
-    Ok(())
-}
-
-/// `wgxdp show [NAME]`: the data path's counters from the shared region (a first version of
-/// the `wg show` view: per-worker packets and drops by reason, live sessions).
-pub fn show(args: &[String]) -> Result<(), String> {
-    use dataplane::drop::Drop;
-    use dataplane::shm::layout::SessionRecord;
-    use std::sync::atomic::Ordering::Relaxed;
-    let pos = positional(args);
-    let name = pos.first().cloned().unwrap_or_else(|| "wgxdp".into());
-    let region =
-        dataplane::shm::Region::attach(run_dir(&name).join("region")).map_err(|e| e.to_string())?;
-    println!("interface: {name}");
-    for w in 0..region.layout().workers {
-        let Some(s) = region.worker_stats(w) else {
-            continue;
-        };
-        if s.heartbeat_ns.load(Relaxed) == 0 {
-            continue;
-        }
-        println!(
-            "  worker {w}: rx wan {} lan {}, tx wan {} lan {}, keepalives {}, via kernel {}",
-            s.rx_wan.load(Relaxed),
-            s.rx_lan.load(Relaxed),
-            s.tx_wan.load(Relaxed),
-            s.tx_lan.load(Relaxed),
-            s.keepalives.load(Relaxed),
-            s.to_kernel.load(Relaxed)
-        );
-        let drops: Vec<String> = Drop::ALL
-            .iter()
-            .filter_map(|d| {
-                let n = s.drops[*d as usize].load(Relaxed);
-                (n > 0).then(|| format!("{} {n}", d.name()))
-            })
-            .collect();
-        if !drops.is_empty() {
-            println!("    drops: {}", drops.join(", "));
-        }
-    }
-    for (i, s) in region.sessions().iter().enumerate() {
-        let Some(r) = s.record.read().map(|w| SessionRecord::decode(&w)) else {
-            continue;
-        };
-        if r.is_valid() {
-            println!(
-                "  session {i}: peer {} index {:08x} flags {:x} rx {} pkts {} B, tx {} pkts {} B",
-                r.peer,
-                r.local_index,
-                r.flags,
-                s.rx_packets.load(Relaxed),
-                s.rx_bytes.load(Relaxed),
-                s.tx_packets.load(Relaxed),
-                s.tx_bytes.load(Relaxed)
-            );
-        }
     }
     Ok(())
 }

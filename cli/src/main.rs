@@ -2,6 +2,7 @@
 //! written for `wg genkey | wg pubkey` work with `wgxdp` unchanged.
 
 mod gateway;
+mod operator;
 
 use proto::keys::{PresharedKey, PrivateKey};
 use rand_core::OsRng;
@@ -23,7 +24,11 @@ Commands:
                   The stock `wg` reads and configures it by NAME; handshakes are logged to
                   /run/wgxdp/NAME/auth.log; --metrics serves Prometheus at ADDR:PORT/metrics
   down [NAME]     stop it and detach everything
-  show [NAME]     data-path counters: per-worker packets, drops by reason, sessions
+  show [NAME] [--interval S]
+                  the `wg show` view, then per-worker packet rates, drops by reason, sessions
+  peer add CLIENT --endpoint HOST:PORT [--interface NAME] [--allowed-ips LIST] [--dns LIST]
+     [--qr]       onboard a client: new keys and PSK, the next free tunnel address, added
+                  live; prints the client's wg-quick file (and a QR code for phones)
   help            this text
 ";
 
@@ -36,7 +41,8 @@ fn main() -> ExitCode {
         Some("check") if args.len() == 2 => check(&args[1]),
         Some("up") => gateway::up(&args[1..]),
         Some("down") => gateway::down(&args[1..]),
-        Some("show") => gateway::show(&args[1..]),
+        Some("show") => operator::show(&args[1..]),
+        Some("peer") => operator::peer(&args[1..]),
         Some("control") => gateway::control(&args[1..]),
         Some("dataplane") => gateway::dataplane(&args[1..]),
         Some("fallback") => gateway::fallback(&args[1..]),

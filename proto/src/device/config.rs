@@ -36,10 +36,11 @@ impl<R: CryptoRngCore> Device<R> {
             config.endpoint,
             config.persistent_keepalive.filter(|d| !d.is_zero()),
         );
-        let id = match self.peers.iter().position(Option::is_none) {
+        // Reuse a removed peer's number (O(1): 100k peers are added one by one).
+        let id = match self.free_ids.pop() {
             Some(i) => {
-                self.peers[i] = Some(peer);
-                PeerId(i as u32)
+                self.peers[i as usize] = Some(peer);
+                PeerId(i)
             }
             None => {
                 self.peers.push(Some(peer));
@@ -63,6 +64,7 @@ impl<R: CryptoRngCore> Device<R> {
             .get_mut(id.0 as usize)
             .and_then(Option::take)
             .ok_or(DeviceError::NoSuchPeer)?;
+        self.free_ids.push(id.0);
         if let Some(i) = peer.handshake.held_index() {
             self.indices.remove(&i);
         }

@@ -133,6 +133,8 @@ pub struct Device<R: CryptoRngCore> {
     checker: CookieChecker,
     limiter: RateLimiter,
     peers: Vec<Option<Peer>>,
+    /// Indices of `peers` that are `None`, to reuse.
+    free_ids: Vec<u32>,
     by_key: HashMap<PublicKey, PeerId>,
     /// Our receiver indices: each belongs to one peer's handshake or keypair.
     indices: HashMap<u32, PeerId>,
@@ -184,6 +186,7 @@ impl<R: CryptoRngCore> Device<R> {
             identity,
             limiter: RateLimiter::default(),
             peers: Vec::new(),
+            free_ids: Vec::new(),
             by_key: HashMap::new(),
             indices: HashMap::new(),
             allowed_ips: AllowedIps::default(),
