@@ -106,6 +106,12 @@ pub fn control(args: &[String]) -> Result<(), String> {
             None => None,
         },
     };
+    // Control's work (handshakes, a 100k-peer `wg setconf`) stays off the cores the workers
+    // are pinned to (0..workers) when there is one to spare; its threads inherit this.
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    if let Some(spare) = cores.get(opts.workers..).and_then(<[_]>::last) {
+        core_affinity::set_for_current(*spare);
+    }
     let stop = stop_flag()?;
     let mut c = control::daemon::Control::new(&opts).map_err(|e| e.to_string())?;
     eprintln!(

@@ -247,6 +247,11 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         return Err(e);
     }
     go.store(true, Ordering::Release);
+    // This thread keeps the tables in step with control (a 100k-peer change is seconds of
+    // work): keep it off the workers' cores when there is a core to spare.
+    if let Some(spare) = cores.get(workers..).and_then(<[_]>::last) {
+        core_affinity::set_for_current(*spare);
+    }
     summary.push(format!("{workers} worker(s), AF_XDP copy mode"));
     let line = format!("wgxdp data path: XDP {}", summary.join(", "));
     println!("{line}");

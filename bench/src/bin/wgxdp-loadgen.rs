@@ -5,7 +5,7 @@
 //! wgxdp-loadgen run --gateway IP:PORT --gateway-key B64 --bind IP --sink IP:PORT
 //!               [--gen-netns NS] [--sink-netns NS] [--peers N] [--seed S]
 //!               [--size 64|512|1420|imix] [--seconds T] [--pool-mb M] [--sockets K]
-//!               [--direction in|out]
+//!               [--direction in|out] [--rate PPS]
 //! wgxdp-loadgen seal-rate [--size S] [--seconds T]    # ring's single-core seal rate
 //! ```
 //!
@@ -106,6 +106,9 @@ fn cmd_run(a: &Args) -> Result<(), String> {
     let size: Size = a.get("size", Some(Size::Fixed(64)))?;
     let seconds: f64 = a.get("seconds", Some(5.0))?;
     let pool_mb: usize = a.get("pool-mb", Some(512))?;
+    // Inbound only: paced to this many packets/s (0: as fast as sendmmsg goes). A paced run
+    // below the gateway's capacity shows loss caused by something else (a pause).
+    let rate: f64 = a.get("rate", Some(0.0))?;
     if count == 0 || count > peers::MAX_PEERS {
         return Err(format!("--peers between 1 and {}", peers::MAX_PEERS));
     }
@@ -169,6 +172,13 @@ fn cmd_run(a: &Args) -> Result<(), String> {
             match mmsg::send(out, &batch) {
                 Ok(n) => k += n,
                 Err(_) => send_errors += 1,
+            }
+            if rate > 0.0 {
+                let due = start + Duration::from_secs_f64(k as f64 / rate);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
             }
             if sending + start.elapsed() >= budget {
                 break;
