@@ -235,7 +235,8 @@ pub fn peer(args: &[String]) -> Result<(), String> {
             .dark_color(qrcode::render::unicode::Dense1x2::Light)
             .light_color(qrcode::render::unicode::Dense1x2::Dark)
             .build();
-        println!("\n{image}");
+        // On stderr: `peer add ... > client.conf` keeps the file clean and shows the code.
+        eprintln!("\n{image}");
     }
     let keep = Config {
         interface: Interface::default(),

@@ -405,3 +405,103 @@ fn peers_change_live_without_disturbing_others() {
     );
     assert!(ping(&t.peers[0].ns, LAN_V4), "the other peer is unaffected");
 }
+
+/// `wgxdp peer add` onboards a client: its printed wg-quick file, used as is by a wireguard-go
+/// client, reaches the LAN through the gateway; the next client gets the next address.
+#[test]
+fn peer_add_onboards_a_client_that_connects() {
+    if !require() {
+        return;
+    }
+    let t = topo(1, &[]);
+    let add = |client: &str, qr: bool| {
+        let mut argv = vec![
+            BIN,
+            "peer",
+            "add",
+            client,
+            "--interface",
+            &t.name,
+            "--endpoint",
+            "198.18.0.1:51820",
+            "--allowed-ips",
+            "198.18.1.0/24,2001:2:0:2::/64",
+        ];
+        if qr {
+            argv.push("--qr");
+        }
+        let o = t.gw.command(&argv).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (conf, err) = add("alice", true);
+    // Peer 0 holds 198.19.0.10 and 2001:2:0:1::10; the gateway is .1: alice gets .2.
+    let parsed = control::config::parse("alice.conf", &conf).unwrap();
+    let addrs: Vec<String> = parsed
+        .interface
+        .addresses
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(addrs, ["198.19.0.2/32", "2001:2:0:1::2/128"], "{conf}");
+    assert!(
+        err.contains('█') || err.contains('▀'),
+        "a QR code on stderr"
+    );
+    assert!(err.contains("added to"), "{err}");
+    let peer = &parsed.peers[0];
+    assert!(peer.preshared_key.is_some());
+    let dump = WgDump::parse(&wg(&t.gw, &t.name, &["show", "IF", "dump"])).unwrap();
+    let key = parsed.interface.private_key.as_ref().unwrap();
+    let alice_pub = key.public_key().to_base64();
+    let s = dump
+        .peer(&alice_pub)
+        .expect("alice is a peer of the gateway now");
+    assert!(s.has_preshared_key);
+
+    // The client, from the file as printed, on the WAN segment.
+    let ns = Netns::new("alice").unwrap();
+    let tg = format!("al{}", std::process::id() % 100_000);
+    veth(&ns, &format!("{tg}a"), &t._sw, &format!("{tg}s"));
+    ok(t._sw
+        .ip(["link", "set", &format!("{tg}s"), "master", "br0"]));
+    addr(&ns, &format!("{tg}a"), "198.18.0.50/24");
+    let client = WireguardGo::start(
+        &ns,
+        WgConfig {
+            keypair: Some(testbed::WgKeypair::from_private(key.to_base64()).unwrap()),
+            listen_port: 0,
+            addrs: parsed
+                .interface
+                .addresses
+                .iter()
+                .map(|a| testbed::IfAddr::new(a.addr(), a.prefix_len()))
+                .collect(),
+            peers: vec![testbed::WgPeer {
+                preshared_key: peer.preshared_key.as_ref().map(|p| p.to_base64()),
+                allowed_ips: peer
+                    .allowed_ips
+                    .iter()
+                    .map(|a| testbed::IfAddr::new(a.addr(), a.prefix_len()))
+                    .collect(),
+                endpoint: Some("198.18.0.1:51820".parse().unwrap()),
+                persistent_keepalive: peer.persistent_keepalive,
+                ..testbed::WgPeer::new(peer.public_key.to_base64())
+            }],
+            ..WgConfig::default()
+        },
+    )
+    .unwrap();
+    ok(ns.ip(["route", "add", "198.18.1.0/24", "dev", client.ifname()]));
+    assert!(
+        ns.ping(LAN_V4.parse().unwrap(), 2, Duration::from_secs(10))
+            .is_ok(),
+        "the onboarded client reaches the LAN\n{}",
+        show(&t)
+    );
+    let (second, _) = add("bob", false);
+    assert!(second.contains("Address = 198.19.0.3/32"), "{second}");
+}

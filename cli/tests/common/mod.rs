@@ -172,7 +172,7 @@ pub fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
     std::fs::create_dir_all(&dir).unwrap();
     let gw_keys = testbed::WgKeypair::generate().unwrap();
     let mut conf = format!(
-        "[Interface]\nPrivateKey = {}\nListenPort = 51820\n",
+        "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 198.19.0.1/24, 2001:2:0:1::1/64\n",
         gw_keys.private_key()
     );
     let mut peers = Vec::new();
