@@ -354,7 +354,7 @@ fn print_wg_view(name: &str, got: &Got) {
 /// reason, and the live sessions (from the shared region, also when control is down).
 pub fn show(args: &[String]) -> Result<(), String> {
     use dataplane::drop::Drop;
-    use dataplane::shm::layout::SessionRecord;
+    use dataplane::shm::layout::{PeerRecord, SessionRecord, NO_SLOT};
     use std::sync::atomic::Ordering::Relaxed;
     let name = args
         .iter()
@@ -421,6 +421,20 @@ pub fn show(args: &[String]) -> Result<(), String> {
             .collect();
         if !drops.is_empty() {
             println!("    drops: {}", drops.join(", "));
+        }
+    }
+    for (i, p) in region.peers().iter().enumerate() {
+        let Some(r) = p.record.read().map(|w| PeerRecord::decode(&w)) else {
+            continue;
+        };
+        if r.valid {
+            let current = if r.current_session == NO_SLOT {
+                "none".to_string()
+            } else {
+                r.current_session.to_string()
+            };
+            let endpoint = r.endpoint.map_or("none".to_string(), |e| e.to_string());
+            println!("  peer slot {i}: endpoint {endpoint}, sends on session {current}");
         }
     }
     for (i, s) in region.sessions().iter().enumerate() {

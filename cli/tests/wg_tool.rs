@@ -505,3 +505,36 @@ fn peer_add_onboards_a_client_that_connects() {
     let (second, _) = add("bob", false);
     assert!(second.contains("Address = 198.19.0.3/32"), "{second}");
 }
+
+/// A peer whose source port changes (as behind a NAT that rebinds) keeps its session; the
+/// gateway answers it at the new address and `wg show` reports the endpoint it roamed to
+/// (learned by the workers from authenticated packets only). Also: `wgxdp show` has the wg
+/// view and per-worker rates.
+#[test]
+fn wg_show_reports_the_endpoint_after_roaming() {
+    if !require() {
+        return;
+    }
+    let t = topo(1, &[]);
+    let p = &t.peers[0];
+    assert!(ping(&p.ns, LAN_V4));
+    let before = WgDump::parse(&wg(&t.gw, &t.name, &["show", "IF", "dump"])).unwrap();
+    let ep = before.peer(p.wg.public_key()).unwrap().endpoint.unwrap();
+    assert_eq!(
+        ep.to_string(),
+        format!("198.18.0.10:{}", p.wg.listen_port())
+    );
+    // The peer's source port changes (as when a NAT rebinds): wireguard-go moves to 40000.
+    wg(&p.ns, p.wg.ifname(), &["set", "IF", "listen-port", "40000"]);
+    assert!(ping(&p.ns, LAN_V4), "traffic after the move\n{}", show(&t));
+    let after = WgDump::parse(&wg(&t.gw, &t.name, &["show", "IF", "dump"])).unwrap();
+    let moved = after.peer(p.wg.public_key()).unwrap().endpoint.unwrap();
+    assert_eq!(moved.to_string(), "198.18.0.10:40000", "{after:?}");
+    // Replies go to the new address: the server reaches the peer.
+    assert!(ping(&t.srv, &p.v4.to_string()), "{}", show(&t));
+    let text = show(&t);
+    assert!(
+        text.contains("peer: ") && text.contains("worker 0: rx wan") && text.contains("/s"),
+        "wgxdp show: the wg view and per-worker rates\n{text}"
+    );
+}
