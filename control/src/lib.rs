@@ -11,4 +11,5 @@ pub mod fallback;
 pub mod metrics;
 mod observe;
 pub mod peers;
+pub mod service;
 pub mod uapi;

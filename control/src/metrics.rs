@@ -2,15 +2,13 @@
 //! bytes and packets each way and handshake age, per-worker packet counters and drops by
 //! reason, handshake outcomes and cookie replies sent, in the text exposition format.
 //!
-//! As with the UAPI socket, a thread owns the listener and the control loop renders the page
-//! on request (it owns the state), so a scrape never blocks handshakes for longer than the
-//! rendering. Counters are monotonic; Prometheus derives rates (`rate(...[1m])`).
+//! As with the UAPI socket, a thread owns the listener ([`crate::service`]) and the control
+//! loop renders the page on request (it owns the state), so a scrape never blocks handshakes
+//! for longer than the rendering. Counters are monotonic; Prometheus derives rates (`rate(...[1m])`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A scrape waiting for its page.
@@ -26,9 +24,7 @@ impl Scrape {
 #[derive(Debug)]
 pub struct Metrics {
     addr: SocketAddr,
-    scrapes: mpsc::Receiver<Scrape>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    service: crate::service::Service<Scrape>,
 }
 
 impl Metrics {
@@ -36,27 +32,14 @@ impl Metrics {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let (tx, scrapes) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
-            .name("wgxdp-metrics".into())
-            .spawn({
-                let stop = stop.clone();
-                move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        match listener.accept() {
-                            Ok((s, _)) => serve(s, &tx),
-                            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                        }
-                    }
-                }
-            })?;
-        Ok(Self {
-            addr,
-            scrapes,
-            stop,
-            thread: Some(thread),
-        })
+        let service = crate::service::Service::spawn("wgxdp-metrics", move |tx, _| {
+            let Ok((s, _)) = listener.accept() else {
+                return false;
+            };
+            serve(s, tx);
+            true
+        })?;
+        Ok(Self { addr, service })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -64,16 +47,7 @@ impl Metrics {
     }
 
     pub fn poll(&self) -> Option<Scrape> {
-        self.scrapes.try_recv().ok()
-    }
-}
-
-impl Drop for Metrics {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.service.poll()
     }
 }
 

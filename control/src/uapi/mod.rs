@@ -2,11 +2,10 @@
 //! tool can read and configure the gateway: a stream Unix socket at
 //! `/var/run/wireguard/<name>.sock`, created under umask 077.
 //!
-//! A thread accepts clients and reads their requests (so that a slow or stuck client never
-//! holds up handshakes); the control loop takes each complete request from a channel with
-//! [`Uapi::poll`], answers it with the state it owns, and the thread writes the answer. As in
-//! wireguard-go, one connection may carry several operations, and every answer ends with
-//! `errno=N` and a blank line.
+//! A thread accepts clients and reads their requests ([`crate::service`]); the control loop
+//! takes each complete request with [`Uapi::poll`], answers it with the state it owns, and the
+//! thread writes the answer. As in wireguard-go, one connection may carry several operations,
+//! and every answer ends with `errno=N` and a blank line.
 
 pub mod get;
 pub mod set;
@@ -19,7 +18,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -55,9 +53,7 @@ impl Request {
 #[derive(Debug)]
 pub struct Uapi {
     path: PathBuf,
-    requests: mpsc::Receiver<Request>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    service: crate::service::Service<Request>,
 }
 
 impl Uapi {
@@ -82,19 +78,18 @@ impl Uapi {
         nix::sys::stat::umask(old);
         let listener = bound?;
         listener.set_nonblocking(true)?;
-        let (tx, requests) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
-            .name("wgxdp-uapi".into())
-            .spawn({
-                let stop = stop.clone();
-                move || accept_loop(&listener, &tx, &stop)
-            })?;
+        let service = crate::service::Service::spawn("wgxdp-uapi", move |tx, stop| {
+            let Ok((stream, _)) = listener.accept() else {
+                return false;
+            };
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+            serve_client(stream, tx, stop);
+            true
+        })?;
         Ok(Self {
             path: path.to_path_buf(),
-            requests,
-            stop,
-            thread: Some(thread),
+            service,
         })
     }
 
@@ -109,30 +104,13 @@ impl Uapi {
 
     /// The next complete request, if one is waiting.
     pub fn poll(&self) -> Option<Request> {
-        self.requests.try_recv().ok()
+        self.service.poll()
     }
 }
 
 impl Drop for Uapi {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn accept_loop(listener: &UnixListener, tx: &mpsc::Sender<Request>, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let _ = stream.set_nonblocking(false);
-                let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-                serve_client(stream, tx, stop);
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
     }
 }
 
