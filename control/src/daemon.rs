@@ -724,8 +724,11 @@ impl Control {
             self.drain_events();
             self.flush();
         }
-        self.worker_events();
+        // Activity first: a responder session confirmed by the peer's first data must count
+        // before a worker's "no session" for the same peer, or control would start a needless
+        // second handshake for replies that raced the confirmation.
         self.activity();
+        self.worker_events();
         let now = self.now();
         if self.device.poll_timeout().is_some_and(|t| t <= now.mono) {
             self.device.handle_timeout(now);
