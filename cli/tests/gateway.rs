@@ -389,3 +389,42 @@ fn oversized_lan_packets_get_fragmentation_needed() {
         .is_ok());
     assert!(drops(&t, "too_big") >= 1, "{}", show(&t));
 }
+
+/// A LAN packet for a peer with no session waits for the handshake it causes and then goes
+/// out (the kernel's staged packets), instead of being lost: one single ping from the server
+/// to a peer whose sessions were just removed is answered.
+#[test]
+fn the_packet_that_starts_a_handshake_is_sent_when_it_completes() {
+    if !require() {
+        return;
+    }
+    let t = topo(1, &[]);
+    let p = &t.peers[0];
+    assert!(ping(&p.ns, LAN_V4));
+    // Remove the peer (its sessions go) and add it back with its endpoint: no session now.
+    let key = p.wg.public_key().to_string();
+    let wg = |args: &[&str]| {
+        let mut argv = vec!["wg", "set", t.name.as_str(), "peer", key.as_str()];
+        argv.extend_from_slice(args);
+        ok(t.gw.exec(&argv));
+    };
+    wg(&["remove"]);
+    wg(&[
+        "endpoint",
+        "198.18.0.10:51820",
+        "allowed-ips",
+        &format!("{}/32,{}/128", p.v4, p.v6),
+    ]);
+    let o = t
+        .srv
+        .command(["ping", "-n", "-c", "1", "-W", "5", &p.v4.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the first packet is delivered once the handshake completes\n{}\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        show(&t),
+        std::fs::read_to_string(format!("/run/wgxdp/{}/auth.log", t.name)).unwrap_or_default()
+    );
+}

@@ -20,18 +20,54 @@ use std::net::UdpSocket;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// The longest a `set=1` reply waits for the data path to apply a new allowed-IPs list.
+pub(crate) const APPLY_WAIT: Duration = Duration::from_secs(5);
+
 impl Control {
-    /// Answers every request the UAPI thread has waiting.
+    /// Answers every request the UAPI thread has waiting. A change of allowed IPs is
+    /// answered once the data path holds it (or after [`APPLY_WAIT`]), so that, as with the
+    /// kernel, traffic follows the new table when `wg set` returns; control keeps running
+    /// meanwhile.
     pub(crate) fn serve_uapi(&mut self) {
+        let applied = self.prefixes_applied();
+        let now = std::time::Instant::now();
+        while let Some(pos) = self
+            .waiting
+            .iter()
+            .position(|(_, v, d)| *v <= applied || *d <= now)
+        {
+            let (req, _, _) = self.waiting.swap_remove(pos);
+            req.answer(Ok(String::new()));
+        }
         while let Some(req) = self.uapi.as_ref().and_then(|u| u.poll()) {
             let answer = match &req.op {
                 Op::Get => Ok(format_get(&self.view())
                     .trim_end_matches("errno=0\n\n")
                     .to_string()),
-                Op::Set(set) => self.apply(set).map(|()| String::new()),
+                Op::Set(set) => {
+                    let before = self.region.prefixes_version();
+                    let r = self.apply(set);
+                    let after = self.region.prefixes_version();
+                    if r.is_ok() && after != before && self.data_path_running() {
+                        self.waiting.push((req, after, now + APPLY_WAIT));
+                        continue;
+                    }
+                    r.map(|()| String::new())
+                }
             };
             req.answer(answer);
         }
+    }
+
+    /// Whether a data path is attached and running (a worker's heartbeat in the last second).
+    fn data_path_running(&self) -> bool {
+        let now = dataplane::kernel::mono_ns();
+        (0..self.region.layout().workers).any(|w| {
+            self.region.worker_stats(w).is_some_and(|s| {
+                let hb = s.heartbeat_ns.load(Ordering::Relaxed);
+                hb != 0 && now.saturating_sub(hb) < 1_000_000_000
+            })
+        })
     }
 
     /// Applies one `set=1` request, all or nothing.

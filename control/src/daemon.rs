@@ -105,6 +105,9 @@ pub struct Control {
     /// Region slots, allowed IPs and retired byte counts of the peers.
     pub(crate) peers: PeerTable,
     pub(crate) fwmark: u32,
+    /// `set=1` requests applied but not yet answered: (request, allowed-IPs version the data
+    /// path must hold, answer-anyway deadline).
+    pub(crate) waiting: Vec<(crate::uapi::Request, u64, std::time::Instant)>,
     pub(crate) auth: crate::authlog::AuthLog,
     pub(crate) metrics: Option<crate::metrics::Metrics>,
     /// Peers allowed at once (`--max-peers`, at least the configured ones).
@@ -220,6 +223,7 @@ impl Control {
             },
             peers: PeerTable::new(region.layout().peers),
             fwmark: 0,
+            waiting: Vec::new(),
             auth: crate::authlog::AuthLog::open(opts.auth_log.as_deref()).map_err(|e| {
                 ControlError::Setup {
                     what: "authentication log".into(),

@@ -95,6 +95,12 @@ const BATCH: usize = 64;
 const RESERVED_FRAMES: usize = 64;
 /// How often a worker re-asks control for a session it still lacks.
 const NEED_SESSION_INTERVAL_NS: u64 = 1_000_000_000;
+/// Frames for peers without a usable session that wait for one (the kernel stages up to
+/// MAX_STAGED_PACKETS per peer; here per worker, since the frames come out of its UMEM).
+const MAX_STAGED: usize = 128;
+/// How long a staged frame waits for its session before it is dropped (REKEY_TIMEOUT: by
+/// then the handshake was lost and is being retried).
+const STAGE_TIMEOUT_NS: u64 = 5_000_000_000;
 
 pub struct Worker {
     cfg: WorkerConfig,
@@ -115,6 +121,13 @@ pub struct Worker {
     tx_lan: Vec<Desc>,
     in_pending: Vec<InPending>,
     out_pending: Vec<OutPending>,
+    /// LAN frames waiting for their peer's session (with their deadlines), so that the
+    /// packet that caused a handshake is sent when it completes, as the kernel does; and
+    /// the buffers they are retried from (kept to avoid allocating per round).
+    staged: Vec<Desc>,
+    staged_deadlines: Vec<u64>,
+    retry: Vec<Desc>,
+    retry_deadlines: Vec<u64>,
     backend: Backend,
 }
 
@@ -160,6 +173,10 @@ impl Worker {
             tx_lan: Vec::with_capacity(2 * BATCH),
             in_pending: Vec::with_capacity(BATCH),
             out_pending: Vec::with_capacity(BATCH),
+            staged: Vec::with_capacity(MAX_STAGED),
+            staged_deadlines: Vec::with_capacity(MAX_STAGED),
+            retry: Vec::with_capacity(MAX_STAGED),
+            retry_deadlines: Vec::with_capacity(MAX_STAGED),
             backend: Backend::detect(),
         }
     }
@@ -242,8 +259,24 @@ impl Worker {
             outbound.extend(self.rx[..n].iter().copied());
         }
         self.inbound_batch(&inbound, now, &snapshot);
+        // Staged frames first, so that a peer's packets leave in the order they came.
+        if !self.staged.is_empty() {
+            std::mem::swap(&mut self.staged, &mut self.retry);
+            std::mem::swap(&mut self.staged_deadlines, &mut self.retry_deadlines);
+            let (retry, deadlines) = (
+                std::mem::take(&mut self.retry),
+                std::mem::take(&mut self.retry_deadlines),
+            );
+            for (c, d) in retry.chunks(BATCH).zip(deadlines.chunks(BATCH)) {
+                self.outbound_batch(c, now, &snapshot, d);
+            }
+            self.retry = retry;
+            self.retry.clear();
+            self.retry_deadlines = deadlines;
+            self.retry_deadlines.clear();
+        }
         for chunk in outbound.chunks(BATCH) {
-            self.outbound_batch(chunk, now, &snapshot);
+            self.outbound_batch(chunk, now, &snapshot, &[]);
         }
         self.transmit();
         let refill = self.fillable() / if self.lan.is_some() { 2 } else { 1 };
@@ -514,13 +547,24 @@ impl Worker {
     }
 
     /// Outbound batch: route and prepare every packet, seal them all in one batch call, then
-    /// write the outer headers.
-    fn outbound_batch(&mut self, descs: &[Desc], now: u64, snapshot: &Snapshot) {
+    /// write the outer headers. `deadlines` are those of staged frames being retried (empty
+    /// for fresh ones).
+    fn outbound_batch(&mut self, descs: &[Desc], now: u64, snapshot: &Snapshot, deadlines: &[u64]) {
         let mut pending = std::mem::take(&mut self.out_pending);
         pending.clear();
-        for &d in descs {
+        for (i, &d) in descs.iter().enumerate() {
             match self.outbound_prepare(d, now, snapshot) {
                 Ok(p) => pending.push(p),
+                // No session yet (control was asked for one): wait for it, within limits.
+                Err(Drop::NoSession) if self.staged.len() < MAX_STAGED => {
+                    let deadline = deadlines.get(i).copied().unwrap_or(now + STAGE_TIMEOUT_NS);
+                    if now < deadline {
+                        self.staged.push(d);
+                        self.staged_deadlines.push(deadline);
+                    } else {
+                        self.drop_frame(d, Drop::NoSession);
+                    }
+                }
                 Err(e) => self.drop_frame(d, e),
             }
         }
