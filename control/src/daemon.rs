@@ -505,7 +505,9 @@ impl Control {
             .keypair(local_index)
             .is_some_and(|(_, k)| k.i_am_the_initiator());
         let s = &self.region.sessions()[slot as usize];
-        // Counters start at 0 per keypair; reset before the record makes the slot live.
+        // Counters and the replay window start empty per keypair; reset before the record
+        // makes the slot live.
+        s.replay.reset();
         for a in [
             &s.send_counter,
             &s.rx_packets,

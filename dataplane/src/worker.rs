@@ -13,9 +13,8 @@
 //! Crypto is batched: a round's inbound messages are opened in one `aead-batch` call, its
 //! outbound packets sealed in one (SIMD lanes span packets). The allowed-IPs table is one
 //! lock-free table for all workers in this process, updated by difference (`daemon.rs`).
-//! Known limit of this version: replay windows are per worker, so a peer whose packets arrive on two queues at once could have a packet replayed
-//! across them (RSS keeps one peer's flow on one queue; session ownership with forwarding
-//! between workers closes this).
+//! The replay window of a session is shared by all workers (`shm::replay`): a replayed
+//! packet is refused whichever queue it arrives on.
 
 use crate::drop::Drop;
 use crate::kernel::{mono_ns, KernelPath};
@@ -27,7 +26,6 @@ use crate::xsk::{desc, Desc, Frames, Port};
 use aead_batch::{Backend, Packet, Verdict, TAG_LEN};
 use proto::constants::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
 use proto::messages::{Data, DATA_HEADER_LEN};
-use proto::replay::ReplayWindow;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,7 +85,6 @@ struct OutPending {
 struct CachedSession {
     version: u64,
     record: SessionRecord,
-    replay: ReplayWindow,
 }
 
 const BATCH: usize = 64;
@@ -356,14 +353,8 @@ impl Worker {
                     c.version = version;
                 }
                 _ => {
-                    self.sessions.insert(
-                        slot,
-                        CachedSession {
-                            version,
-                            record,
-                            replay: ReplayWindow::new(),
-                        },
-                    );
+                    self.sessions
+                        .insert(slot, CachedSession { version, record });
                 }
             }
         }
@@ -456,14 +447,12 @@ impl Worker {
     /// After a message authenticated: replay check, accounting, and the inner packet out to
     /// the LAN.
     fn inbound_finish(&mut self, p: &InPending, now: u64, snapshot: &Snapshot) -> Result<(), Drop> {
-        if !self
-            .session(p.slot)
-            .is_some_and(|s| s.replay.validate(p.counter))
-        {
+        let shm = &self.region.sessions()[p.slot as usize];
+        // The session's one window, whichever worker checks it (after authentication).
+        if !shm.replay.validate(p.counter) {
             return Err(Drop::Replay);
         }
         let plain = p.msg_len - DATA_HEADER_LEN - TAG_LEN;
-        let shm = &self.region.sessions()[p.slot as usize];
         shm.rx_packets.fetch_add(1, Ordering::Relaxed);
         shm.rx_bytes.fetch_add(p.msg_len as u64, Ordering::Relaxed);
         shm.last_rx_ns.store(now, Ordering::Relaxed);

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"WGXDPSHM");
-pub const VERSION: u64 = 3;
+pub const VERSION: u64 = 4;
 pub const RING_CAP: usize = 1024;
 pub type EventRing = Ring<RING_CAP>;
 
@@ -131,6 +131,8 @@ pub struct SessionSlot {
     pub last_tx_ns: AtomicU64,
     pub last_rx_data_ns: AtomicU64,
     pub last_tx_data_ns: AtomicU64,
+    /// The receive window, shared by all workers (reset by control before the slot is live).
+    pub replay: super::replay::SharedReplay,
 }
 
 /// Words of a peer record.

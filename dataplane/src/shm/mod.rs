@@ -15,6 +15,7 @@
 
 pub mod layout;
 pub mod region;
+pub mod replay;
 pub mod ring;
 pub mod seqlock;
 
