@@ -13,7 +13,10 @@
 //!   SIGCOMM 2015). The remaining children are leaves, run-length compressed: `leafvec` marks
 //!   where a run of equal leaf values starts, and the value of child `i` is
 //!   `leaves[base0 + popcount(leafvec & upto(i)) - 1]`. `default` is the peer of the longest prefix
-//!   that ends exactly at this node's depth and covers it, or [`NONE`].
+//!   that ends exactly at this node's depth and covers it, or [`NONE`]. A node may stand for a
+//!   chain of up to [`MAX_SKIP`] single-child levels above its own stride (path compression;
+//!   see [`Node`]): a peers' address pool deep below its directory slot costs one round, not
+//!   one per 6 bits.
 //! - `leaves`: one `u32` per leaf run: a peer id, [`NONE`] ("no prefix ends in this stride; use
 //!   the best found above"), or [`SINGLE`]` | i`.
 //! - `singles`: path-compressed leaves. A child region that holds exactly one prefix longer than
@@ -44,13 +47,25 @@ use crate::key::{Key, STRIDE};
 pub(crate) const NONE: u32 = u32::MAX;
 /// Tag of a leaf or child that names a singleton entry; peer ids stay below it.
 pub(crate) const SINGLE: u32 = 1 << 31;
-/// Words per node: vector, leafvec, base1 | base0 << 32, default.
+/// Words per node: vector, leafvec, base1 | base0 << 32, header (default, skip, skipped bits).
 pub(crate) const NODE_WORDS: usize = 4;
+/// Most levels one node skips (path compression): its skipped bits share the header word
+/// with the default, 4 levels of 6 bits.
+pub(crate) const MAX_SKIP: u8 = 4;
 
 /// Lookups a batch advances together (see [`Fib::lookup_batch`]).
 pub(crate) const GROUP: usize = 64;
 
 /// A node as the writer handles it.
+///
+/// Path compression: a node whose region has no prefix ending in its stride and all longer
+/// prefixes under one child (a "chain" node, e.g. the levels between a directory slot and a
+/// peers' /64 address pool) is not stored; its child is stored in its place with `skip` one
+/// higher and the chain node's chunk prepended to `skipped`. A lookup that reaches a node with
+/// `skip > 0` at depth `d` compares its address bits `d..d + 6 * skip` with `skipped`: on a
+/// mismatch no stored prefix below can match and the answer is the best found above; on a
+/// match it continues with the node's own stride at `d + 6 * skip`. The chain nodes' defaults
+/// are all [`NONE`] except the first one's, which the compressed node carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Node {
     pub vector: u64,
@@ -60,6 +75,34 @@ pub(crate) struct Node {
     /// First leaf run.
     pub base0: u32,
     pub default: u32,
+    /// Levels skipped above this node's stride, `0..=MAX_SKIP`.
+    pub skip: u8,
+    /// The skipped address bits, right-aligned (`STRIDE * skip` bits).
+    pub skipped: u32,
+}
+
+impl Node {
+    /// The stored form.
+    pub(crate) fn to_words(self) -> [u64; NODE_WORDS] {
+        [
+            self.vector,
+            self.leafvec,
+            u64::from(self.base1) | u64::from(self.base0) << 32,
+            u64::from(self.default) | u64::from(self.skip) << 32 | u64::from(self.skipped) << 36,
+        ]
+    }
+
+    fn from_words([vector, leafvec, bases, header]: [u64; NODE_WORDS]) -> Self {
+        Self {
+            vector,
+            leafvec,
+            base1: bases as u32,
+            base0: (bases >> 32) as u32,
+            default: header as u32,
+            skip: (header >> 32) as u8 & 0xF,
+            skipped: (header >> 36) as u32,
+        }
+    }
 }
 
 /// A singleton entry as the writer handles it.
@@ -75,7 +118,7 @@ pub(crate) struct Single<K> {
 #[derive(Debug)]
 pub(crate) struct Fib<K> {
     pub(crate) dir: Box<[AtomicU64]>,
-    pub(crate) nodes: Box<[AtomicU64]>,
+    pub(crate) nodes: Box<[[AtomicU64; NODE_WORDS]]>,
     pub(crate) leaves: Box<[AtomicU32]>,
     pub(crate) singles: Box<[AtomicU64]>,
     _key: PhantomData<K>,
@@ -94,7 +137,7 @@ impl<K: Key> Fib<K> {
     /// `spare_nodes` more nodes, `spare_leaves` leaf runs and `spare_singles` singletons.
     pub(crate) fn from_parts(
         dir: &[u64],
-        nodes: &[u64],
+        nodes: &[[u64; NODE_WORDS]],
         leaves: &[u32],
         singles: &[u64],
         spare: (usize, usize, usize),
@@ -102,7 +145,11 @@ impl<K: Key> Fib<K> {
         debug_assert_eq!(dir.len(), (1usize << K::DIR_BITS));
         Self {
             dir: atomics64(dir, 0),
-            nodes: atomics64(nodes, spare.0 * NODE_WORDS),
+            nodes: nodes
+                .iter()
+                .map(|n| n.map(AtomicU64::new))
+                .chain(std::iter::repeat_with(Default::default).take(spare.0))
+                .collect(),
             leaves: leaves
                 .iter()
                 .map(|&w| AtomicU32::new(w))
@@ -115,31 +162,23 @@ impl<K: Key> Fib<K> {
 
     /// Bytes of the arrays (what a shared-memory region for this family would hold).
     pub(crate) fn bytes(&self) -> usize {
-        (self.dir.len() + self.nodes.len() + self.singles.len()) * 8 + self.leaves.len() * 4
+        (self.dir.len() + self.nodes.len() * NODE_WORDS + self.singles.len()) * 8
+            + self.leaves.len() * 4
     }
 
     pub(crate) fn read_node(&self, i: u32) -> Node {
-        let n = i as usize * NODE_WORDS;
-        let bases = self.nodes[n + 2].load(Ordering::Relaxed);
-        Node {
-            vector: self.nodes[n].load(Ordering::Relaxed),
-            leafvec: self.nodes[n + 1].load(Ordering::Relaxed),
-            base1: bases as u32,
-            base0: (bases >> 32) as u32,
-            default: self.nodes[n + 3].load(Ordering::Relaxed) as u32,
-        }
+        Node::from_words(
+            self.nodes[i as usize]
+                .each_ref()
+                .map(|w| w.load(Ordering::Relaxed)),
+        )
     }
 
     /// Writer only, into a block no reader can reach yet.
     pub(crate) fn write_node(&self, i: u32, node: &Node) {
-        let n = i as usize * NODE_WORDS;
-        self.nodes[n].store(node.vector, Ordering::Relaxed);
-        self.nodes[n + 1].store(node.leafvec, Ordering::Relaxed);
-        self.nodes[n + 2].store(
-            u64::from(node.base1) | u64::from(node.base0) << 32,
-            Ordering::Relaxed,
-        );
-        self.nodes[n + 3].store(u64::from(node.default), Ordering::Relaxed);
+        for (w, v) in self.nodes[i as usize].iter().zip(node.to_words()) {
+            w.store(v, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn read_leaf(&self, i: u32) -> u32 {
@@ -207,10 +246,10 @@ impl<K: Key> Fib<K> {
     /// Longest-prefix match for a batch: `out[i]` is the answer for `addrs[i]` (peer id or
     /// [`NONE`]). Lookups advance in groups of [`GROUP`] lanes, one trie level per round, and
     /// each round is split into phases whose loads depend only on earlier phases: all lanes'
-    /// node loads, then all lanes' leaf loads. The loads of one phase are independent, so the
-    /// memory system serves them in parallel instead of one lookup's chain of cache misses at
-    /// a time, and the steps select instead of branching, so nothing is mispredicted. Lanes
-    /// that have finished re-read their (cached) node until the whole group is done.
+    /// node loads, then all lanes' leaf loads, and at the end all singleton loads. The loads of
+    /// one phase are independent, so the memory system serves them in parallel instead of one
+    /// lookup's chain of cache misses at a time, and the steps select instead of branching, so
+    /// nothing is mispredicted. Finished lanes are compacted away after every round.
     pub(crate) fn lookup_batch(&self, addrs: &[K], out: &mut [u32]) {
         for (a, o) in addrs.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
             self.lookup_group(a, o);
@@ -221,70 +260,93 @@ impl<K: Key> Fib<K> {
     fn lookup_group(&self, addrs: &[K], out: &mut [u32]) {
         let n = addrs.len().min(out.len()).min(GROUP);
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
-        // Per address (indexed like `addrs`): the value found so far and the best inherited.
+        // Per address (indexed like `addrs`): the best value inherited so far, and the value
+        // the walk ended on (a peer, NONE for "inherit", or a singleton reference).
         let mut best = [NONE; GROUP];
         let mut result = [NONE; GROUP];
+        let mut dir = [0u64; GROUP];
+        for (e, a) in dir.iter_mut().zip(addrs) {
+            *e = self.dir[a.top()].load(Ordering::Acquire);
+        }
         // Per lane: the lookups still walking, packed at the front after every round.
         let mut lane = [0u8; GROUP];
         let mut cur = [0u32; GROUP];
         let mut depth = [K::DIR_BITS; GROUP];
-        let mut words = [[0u64; NODE_WORDS]; GROUP];
-        for (w, a) in words.iter_mut().zip(addrs) {
-            w[0] = self.dir[a.top()].load(Ordering::Acquire);
-        }
         let mut active = 0;
-        for j in 0..n {
-            best[j] = words[j][0] as u32;
-            let child = (words[j][0] >> 32) as u32;
+        for (j, &e) in dir[..n].iter().enumerate() {
+            best[j] = e as u32;
+            let child = (e >> 32) as u32;
             result[j] = child;
             // Branch-free compaction: always write, advance only for a node.
             lane[active] = j as u8;
             cur[active] = child;
             active += usize::from(child & SINGLE == 0);
         }
-        let mut leaf = [0u32; GROUP];
+        let mut words = [[0u64; NODE_WORDS]; GROUP];
         let mut next = [0u32; GROUP];
+        let mut leaf = [0u32; GROUP];
         while active > 0 {
             for (w, &c) in words.iter_mut().zip(&cur[..active]) {
-                let base = c as usize * NODE_WORDS;
-                for (k, word) in w.iter_mut().enumerate() {
-                    *word = self.nodes[base + k].load(Ordering::Relaxed);
-                }
+                *w = self.nodes[c as usize]
+                    .each_ref()
+                    .map(|x| x.load(Ordering::Relaxed));
             }
             for l in 0..active {
                 let j = usize::from(lane[l]);
-                let [vector, leafvec, bases, default] = words[l];
-                let bit = 1u64 << addrs[j].chunk(depth[l].min(K::BITS - 1));
-                let run = (leafvec & (bit | (bit - 1))).count_ones();
-                leaf[l] = ((bases >> 32) as u32 + run).saturating_sub(1);
-                // NONE marks "ends here": the leaf value is the result.
-                next[l] = if vector & bit != 0 {
-                    bases as u32 + (vector & (bit - 1)).count_ones()
+                let [vector, leafvec, bases, header] = words[l];
+                let skip = (header >> 32) as u32 & 0xF;
+                let width = STRIDE * (skip + 1);
+                let window = addrs[j].window(depth[l], width);
+                // A path-compressed node's skipped bits must match, or nothing below does.
+                let missed = window >> STRIDE != (header >> 36) as u32;
+                let bit = 1u64 << (window & 63);
+                let below = bit - 1;
+                let internal = vector & bit != 0;
+                // Child nodes are counted in `vector`, leaf runs in `leafvec`: one popcount.
+                let counted = if internal {
+                    vector & below
+                } else {
+                    leafvec & (bit | below)
+                };
+                let rank = counted.count_ones();
+                let default = header as u32;
+                best[j] = if default != NONE { default } else { best[j] };
+                next[l] = if internal & !missed {
+                    bases as u32 + rank
                 } else {
                     NONE
                 };
-                let default = default as u32;
-                best[j] = if default != NONE { default } else { best[j] };
+                // NONE (no leaf: the walk goes on, or the compressed path missed) reads as
+                // "inherit" below.
+                leaf[l] = if internal | missed {
+                    NONE
+                } else {
+                    ((bases >> 32) as u32 + rank).wrapping_sub(1)
+                };
+                depth[l] += width;
             }
             let mut still = 0;
             for l in 0..active {
                 let j = usize::from(lane[l]);
-                let v = self.leaves[leaf[l] as usize].load(Ordering::Relaxed);
-                let ends = next[l] == NONE;
-                result[j] = if ends { v } else { result[j] };
+                // Unconditional: a lane that goes on overwrites it when it ends.
+                result[j] = self
+                    .leaves
+                    .get(leaf[l] as usize)
+                    .map_or(NONE, |v| v.load(Ordering::Relaxed));
                 lane[still] = lane[l];
                 cur[still] = next[l];
-                depth[still] = depth[l] + STRIDE;
-                still += usize::from(!ends);
+                depth[still] = depth[l];
+                still += usize::from(next[l] != NONE);
             }
             active = still;
         }
         for j in 0..n {
             let r = result[j];
-            let single = r != NONE && r & SINGLE != 0;
-            let base = if single { (r & !SINGLE) as usize } else { 0 } * K::SINGLE_WORDS;
-            for (k, word) in words[j].iter_mut().take(K::SINGLE_WORDS).enumerate() {
-                *word = self.singles[base + k].load(Ordering::Relaxed);
+            let at = if is_single(r) { r & !SINGLE } else { 0 } as usize * K::SINGLE_WORDS;
+            if let Some(s) = self.singles.get(at..at + K::SINGLE_WORDS) {
+                for (w, x) in words[j].iter_mut().zip(s) {
+                    *w = x.load(Ordering::Relaxed);
+                }
             }
         }
         for j in 0..n {
@@ -297,7 +359,7 @@ impl<K: Key> Fib<K> {
             } else {
                 best[j]
             };
-            out[j] = if r != NONE && r & SINGLE != 0 {
+            out[j] = if is_single(r) {
                 from_single
             } else if r == NONE {
                 best[j]
@@ -323,63 +385,53 @@ impl<K: Key> Fib<K> {
         }
     }
 
-    /// Longest-prefix match: the peer id, or [`NONE`].
-    ///
-    /// Written without data-dependent branches so that consecutive lookups overlap in the
-    /// core: every step loads what both outcomes need and selects. A lookup that has reached
-    /// its leaf keeps re-reading the same (cached) node until the loop ends. IPv4 runs a fixed
-    /// number of rounds (three); IPv6 loops until its lookup is done.
-    #[inline(always)]
+    /// Longest-prefix match: the peer id, or [`NONE`]. One lookup at a time (the writer's
+    /// lookups, single lookups); the same walk as [`Fib::lookup_batch`], with branches.
     pub(crate) fn lookup(&self, addr: K) -> u32 {
         let e = self.dir[addr.top()].load(Ordering::Acquire);
         let mut best = e as u32;
-        let child = (e >> 32) as u32;
-        // `result` is final once `done`: a peer, NONE (use `best`) or a singleton reference.
-        let mut done = child & SINGLE != 0;
-        let mut result = child;
-        let mut cur = if done { 0 } else { child as usize };
+        let mut result = (e >> 32) as u32;
         let mut depth = K::DIR_BITS;
-        let rounds = (K::BITS - K::DIR_BITS).div_ceil(STRIDE);
-        let mut round = 0;
-        while if K::BITS == 32 { round < rounds } else { !done } {
-            round += 1;
-            let n = cur * NODE_WORDS;
-            let vector = self.nodes[n].load(Ordering::Relaxed);
-            let leafvec = self.nodes[n + 1].load(Ordering::Relaxed);
-            let bases = self.nodes[n + 2].load(Ordering::Relaxed);
-            let default = self.nodes[n + 3].load(Ordering::Relaxed) as u32;
-            let bit = 1u64 << addr.chunk(depth.min(K::BITS - 1));
-            let internal = vector & bit != 0;
-            let next = bases as u32 + (vector & (bit - 1)).count_ones();
-            let run = (leafvec & (bit | (bit - 1))).count_ones();
-            let leaf = ((bases >> 32) as u32 + run).saturating_sub(1);
-            let value = self.leaves[leaf as usize].load(Ordering::Relaxed);
-            let live = !done;
-            best = if live & (default != NONE) {
-                default
+        // The depth bound only stops a walk through corrupt words; a real walk ends earlier.
+        while result & SINGLE == 0 && depth < K::BITS {
+            let node = self.read_node(result);
+            if node.default != NONE {
+                best = node.default;
+            }
+            let width = STRIDE * (u32::from(node.skip) + 1);
+            let window = addr.window(depth, width);
+            if window >> STRIDE != node.skipped {
+                return best;
+            }
+            depth += width;
+            let bit = 1u64 << (window & 63);
+            if node.vector & bit != 0 {
+                result = node.base1 + (node.vector & (bit - 1)).count_ones();
             } else {
-                best
-            };
-            result = if live & !internal { value } else { result };
-            cur = if live & internal { next as usize } else { cur };
-            depth += if live & internal { STRIDE } else { 0 };
-            done |= !internal;
+                let rank = (node.leafvec & (bit | (bit - 1))).count_ones();
+                result = self.read_leaf((node.base0 + rank).wrapping_sub(1));
+                break;
+            }
         }
-        let single = result != NONE && result & SINGLE != 0;
-        let s = self.read_single(if single { result & !SINGLE } else { 0 });
-        let from_single = if addr.mask(s.len) == s.key {
+        if result == NONE {
+            return best;
+        }
+        if result & SINGLE == 0 {
+            return result;
+        }
+        let s = self.read_single(result & !SINGLE);
+        if addr.mask(s.len) == s.key {
             s.peer
         } else if s.fallback != NONE {
             s.fallback
         } else {
             best
-        };
-        if single {
-            from_single
-        } else if result == NONE {
-            best
-        } else {
-            result
         }
     }
+}
+
+/// Whether a stored value names a singleton entry.
+#[inline(always)]
+fn is_single(v: u32) -> bool {
+    v & SINGLE != 0 && v != NONE
 }

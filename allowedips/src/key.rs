@@ -26,6 +26,11 @@ pub trait Key: Copy + Ord + Eq + Hash + Debug + Default + Send + Sync + 'static 
     /// The 6 (`STRIDE`) bits starting at bit `depth` (0 = most significant), zero-padded past the
     /// end of the address. `depth` is below `BITS`.
     fn chunk(self, depth: u32) -> usize;
+    /// The `bits` bits starting at bit `depth`, zero-padded past the end of the address:
+    /// a path-compressed node's skipped bits followed by its own chunk. `bits` is in
+    /// `STRIDE..=30`; a `depth` at or past the end wraps instead of panicking (only a bug can
+    /// ask for one).
+    fn window(self, depth: u32, bits: u32) -> u32;
     /// `self` with bits `depth..depth + STRIDE` set to `chunk` (padding bits dropped); those
     /// bits of `self` must be zero.
     fn with_chunk(self, depth: u32, chunk: usize) -> Self;
@@ -51,6 +56,10 @@ impl Key for u32 {
     #[inline(always)]
     fn chunk(self, depth: u32) -> usize {
         ((self << depth) >> (32 - STRIDE)) as usize
+    }
+    #[inline(always)]
+    fn window(self, depth: u32, bits: u32) -> u32 {
+        self.wrapping_shl(depth) >> (32 - bits)
     }
     fn with_chunk(self, depth: u32, chunk: usize) -> Self {
         let c = chunk as u32;
@@ -93,6 +102,11 @@ impl Key for u128 {
     #[inline(always)]
     fn chunk(self, depth: u32) -> usize {
         ((self << depth) >> (128 - STRIDE)) as usize
+    }
+    #[inline(always)]
+    fn window(self, depth: u32, bits: u32) -> u32 {
+        // The high 64 bits of the shifted address hold the window; a u64 shift is cheaper.
+        ((self.wrapping_shl(depth) >> 64) as u64 >> (64 - bits)) as u32
     }
     fn with_chunk(self, depth: u32, chunk: usize) -> Self {
         let c = chunk as u128;
@@ -139,6 +153,14 @@ mod tests {
         let b: u128 = 1;
         assert_eq!(b.chunk(124), 0b000100);
         assert_eq!(0u128.with_chunk(124, 0b000100), 1);
+        assert_eq!(a.window(16, 12), 0b0000_0101_0000);
+        assert_eq!(a.window(20, 12), 0x501);
+        assert_eq!(
+            b.window(120, 12),
+            0b0000_0001_0000,
+            "bits 120..128 then four pad bits"
+        );
+        assert_eq!((u128::MAX >> 1).window(0, 30), (1 << 29) - 1);
         assert_eq!(a.mask(24), 0xC0A8_0500);
         assert_eq!(a.mask(0), 0);
         assert_eq!(a.mask(32), a);

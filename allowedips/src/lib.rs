@@ -12,7 +12,9 @@
 //! directory indexed by the top bits (20 for IPv4, 18 for IPv6), then nodes of 64 children with
 //! a bitmap of internal children and a run-length compressed leaf array, both indexed by
 //! popcount; plus path-compressed "singleton" leaves for a region holding a single longer
-//! prefix (a peer's /32 or /128, or a lone routed prefix). Each prefix is stored once, in the
+//! prefix (a peer's /32 or /128, or a lone routed prefix), and path-compressed nodes that skip
+//! up to four single-child levels (the bits from a directory slot down to a /64 pool of peers'
+//! /128s). Each prefix is stored once, in the
 //! node whose stride holds its last bit; "nothing here" inherits from above, so a change touches
 //! one node and the path above it.
 //!

@@ -20,10 +20,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::build::{
-    build_family, build_kid, decode_node, dir_child, emit_node, Entry, Kid, Sink, VecSink,
+    build_family, build_kid, decode_node, dir_child, emit_node, unfold_chain, Entry, Kid, Sink,
+    VecSink,
 };
 use crate::epoch::Epoch;
-use crate::fib::{Fib, Node, Single, NODE_WORDS, NONE, SINGLE};
+use crate::fib::{Fib, Node, Single, NONE, SINGLE};
 use crate::key::{Key, STRIDE};
 
 /// Free space kept after a (re)build, as a fraction of what the build used, plus a minimum.
@@ -211,7 +212,7 @@ impl<K: Key> Family<K> {
         let mut sink = VecSink::default();
         let dir = build_family::<K, _>(&mut sink, &sorted);
         let used = (
-            sink.nodes.len() / NODE_WORDS,
+            sink.nodes.len(),
             sink.leaves.len(),
             sink.singles.len() / K::SINGLE_WORDS,
         );
@@ -441,7 +442,14 @@ fn update_kid<K: Key>(
         sink.retire_subtree(&node);
         return build_kid(sink, &now_inside, depth, fallback);
     }
-    let mut kids = decode_node(sink.fib, &node);
+    // A path-compressed node is handled as the chain node it stands for, one level at a time;
+    // `emit_node` folds what is still a chain back. That chain node has no blocks of its own.
+    let folded = node.skip > 0;
+    let mut kids = if folded {
+        unfold_chain(&node)
+    } else {
+        decode_node(sink.fib, &node)
+    };
     let (key, len) = changed;
     let end = depth + STRIDE;
     if u32::from(len) <= end {
@@ -482,6 +490,8 @@ fn update_kid<K: Key>(
             changed,
         );
     }
-    sink.retire_node_blocks(&node);
+    if !folded {
+        sink.retire_node_blocks(&node);
+    }
     Kid::Node(emit_node(sink, &kids, node.default))
 }

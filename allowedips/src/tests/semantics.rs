@@ -322,3 +322,64 @@ fn reference_agrees_on_the_fixed_cases() {
     assert!(r.remove(p("10.1.0.0/16"), 2));
     assert_eq!(r.lookup(ip("10.1.2.3")), Some(1));
 }
+
+#[test]
+fn path_compressed_chains_match_and_miss() {
+    // Host routes in one /64 with nothing ending above them: the levels between the directory
+    // slot and the point where they diverge fold into path-compressed nodes. A lookup that
+    // diverges inside the folded bits falls back to what covers it; a prefix ending inside
+    // them unfolds the chain, and removing it folds it again, as a bulk build would.
+    let mut t = AllowedIps::new();
+    let hosts: Vec<_> = (0..4u32)
+        .map(|i| p(&format!("fd00:0:0:1::{:x}/128", 0x100 + i * 0x40)))
+        .collect();
+    for (i, &h) in hosts.iter().enumerate() {
+        t.insert(h, i as u32).unwrap();
+    }
+    t.insert(p("fd00::/16"), 100).unwrap();
+    let mut cases = vec![
+        ("fd00:0:0:1::140", Some(1)),
+        ("fd00:0:0:1::141", Some(100)),
+        ("fd00:0:0:2::140", Some(100)),
+        ("fd00:1:0:1::140", Some(100)),
+        ("fd01::1", None),
+    ];
+    let batch = |t: &AllowedIps, cases: &[(&str, Option<u32>)]| {
+        check(t, cases);
+        let addrs: Vec<u128> = cases
+            .iter()
+            .map(|(a, _)| match ip(a) {
+                std::net::IpAddr::V6(a) => u128::from(a),
+                std::net::IpAddr::V4(_) => unreachable!(),
+            })
+            .collect();
+        let mut r = t.reader().unwrap();
+        let mut out = vec![None; addrs.len()];
+        r.pin().lookup_v6_batch(&addrs, &mut out);
+        let want: Vec<_> = cases.iter().map(|c| c.1).collect();
+        assert_eq!(out, want, "batch lookups");
+    };
+    let same = |t: &AllowedIps, extra: &[(crate::Prefix, u32)]| {
+        let mut set: Vec<_> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, &h)| (h, i as u32))
+            .collect();
+        set.push((p("fd00::/16"), 100));
+        set.extend_from_slice(extra);
+        let bulk = AllowedIps::from_prefixes(set).unwrap();
+        assert_eq!(bulk.stats().v6.live(), t.stats().v6.live());
+    };
+    batch(&t, &cases);
+    same(&t, &[]);
+    // Without folding there would be a node for each of the 17 strides from bit 18 to 120.
+    assert!(t.stats().v6.nodes <= 6, "{:?}", t.stats().v6);
+    t.insert(p("fd00:0:0:2::/64"), 200).unwrap();
+    cases[2].1 = Some(200);
+    batch(&t, &cases);
+    same(&t, &[(p("fd00:0:0:2::/64"), 200)]);
+    assert!(t.remove(p("fd00:0:0:2::/64"), 200));
+    cases[2].1 = Some(100);
+    batch(&t, &cases);
+    same(&t, &[]);
+}
