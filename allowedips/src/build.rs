@@ -6,7 +6,7 @@
 //! each 64-way child are contiguous, and the ones ending inside the node's stride (whose keys are
 //! aligned to the child they start at) come first in their child's run.
 
-use crate::fib::{Fib, Node, Single, MAX_SKIP, NODE_WORDS, NONE, SINGLE};
+use crate::fib::{single_ref, Fib, Node, Single, MAX_SKIP, NODE_WORDS, NONE, UNIT_WORDS};
 use crate::key::{Key, STRIDE};
 
 /// A prefix as the builders take it.
@@ -18,8 +18,8 @@ pub(crate) trait Sink<K: Key> {
     fn node_block(&mut self, nodes: &[Node]) -> u32;
     /// Stores `leaves` contiguously; returns the first index (0 when empty).
     fn leaf_block(&mut self, leaves: &[u32]) -> u32;
-    /// Stores a singleton; returns its index.
-    fn single(&mut self, s: &Single<K>) -> u32;
+    /// Stores a singleton reached at `depth`; returns its reference (the leaf value).
+    fn single(&mut self, s: &Single<K>, depth: u32) -> u32;
 }
 
 /// A child as the builders see it: a leaf value (peer, [`NONE`], or [`SINGLE`]` | i`) or a
@@ -40,15 +40,15 @@ pub(crate) fn build_kid<K: Key, S: Sink<K>>(
 ) -> Kid {
     match prefixes {
         [] => Kid::Leaf(fallback),
-        &[(key, len, peer)] => Kid::Leaf(
-            SINGLE
-                | sink.single(&Single {
-                    key,
-                    len,
-                    peer,
-                    fallback,
-                }),
-        ),
+        &[(key, len, peer)] => Kid::Leaf(sink.single(
+            &Single {
+                key,
+                len,
+                peer,
+                fallback,
+            },
+            depth,
+        )),
         _ => Kid::Node(build_node(sink, prefixes, depth, fallback)),
     }
 }
@@ -280,21 +280,11 @@ impl<K: Key> Sink<K> for VecSink {
         }
     }
 
-    fn single(&mut self, s: &Single<K>) -> u32 {
-        let i = (self.singles.len() / K::SINGLE_WORDS) as u32;
-        let key = s.key.to_u128();
-        let tail = u64::from(s.peer) | u64::from(s.fallback) << 32;
-        if K::SINGLE_WORDS == 2 {
-            self.singles
-                .extend_from_slice(&[key as u64 | u64::from(s.len) << 32, tail]);
-        } else {
-            self.singles.extend_from_slice(&[
-                (key >> 64) as u64,
-                key as u64,
-                u64::from(s.len),
-                tail,
-            ]);
-        }
-        i
+    fn single(&mut self, s: &Single<K>, depth: u32) -> u32 {
+        let i = (self.singles.len() / UNIT_WORDS) as u32;
+        let (words, long) = s.encode(depth);
+        let units = if long { 2 } else { 1 };
+        self.singles.extend_from_slice(&words[..units * UNIT_WORDS]);
+        single_ref(i, long)
     }
 }

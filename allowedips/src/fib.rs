@@ -4,7 +4,7 @@
 //! same words can live in a shared-memory region mapped at different addresses by the control
 //! process (the only writer) and the workers (readers):
 //!
-//! - `dir`: one word per value of the address's top bits (20 for IPv4, 18 for IPv6). Low
+//! - `dir`: one word per value of the address's top bits (20 for both families). Low
 //!   half: the peer of the longest prefix no longer than that covering the slot (or [`NONE`]);
 //!   high half: the slot's child.
 //! - `nodes`: [`NODE_WORDS`] words per node. A node resolves 6 bits (64 children). Its `vector`
@@ -47,6 +47,15 @@ use crate::key::{Key, STRIDE};
 pub(crate) const NONE: u32 = u32::MAX;
 /// Tag of a leaf or child that names a singleton entry; peer ids stay below it.
 pub(crate) const SINGLE: u32 = 1 << 31;
+/// Tag of a singleton reference whose entry has the long form (two units; IPv6 only).
+pub(crate) const LONG: u32 = 1 << 30;
+/// Unit index bits of a singleton reference.
+const UNIT_INDEX: u32 = LONG - 1;
+/// Words per singleton unit (16 bytes).
+pub(crate) const UNIT_WORDS: usize = 2;
+/// Key bits an IPv6 singleton keeps in its short form.
+const TAIL_BITS: u32 = 57;
+const TAIL: u64 = (1 << TAIL_BITS) - 1;
 /// Words per node: vector, leafvec, base1 | base0 << 32, header (default, skip, skipped bits).
 pub(crate) const NODE_WORDS: usize = 4;
 /// Most levels one node skips (path compression): its skipped bits share the header word
@@ -106,12 +115,81 @@ impl Node {
 }
 
 /// A singleton entry as the writer handles it.
+///
+/// Stored in 16-byte units. IPv4: `key | len << 32`, `peer | fallback << 32`. IPv6, short
+/// form: the last [`TAIL_BITS`] bits of the prefix (bits `len - 57..len`) `| (len - 1) << 57`,
+/// then `peer | fallback << 32`. A lookup reaches a singleton at depth `d` only through a
+/// path that matched the address's bits `0..d`, so comparing bits `len - 57..len` decides
+/// the match whenever `len - d <= 57`: a peer's /128 below its pool's nodes, a /48 or /64
+/// one level below the directory. Otherwise (a long prefix alone high up) the long form
+/// takes two units: key high, key low, `len`, `peer | fallback << 32`, and the reference
+/// carries [`LONG`]. Halving most IPv6 singletons halves the largest array the workers read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Single<K> {
     pub key: K,
     pub len: u8,
     pub peer: u32,
     pub fallback: u32,
+}
+
+impl<K: Key> Single<K> {
+    /// The stored words of this singleton reached at `depth`, and whether it is long.
+    pub(crate) fn encode(&self, depth: u32) -> ([u64; 4], bool) {
+        let tail = u64::from(self.peer) | u64::from(self.fallback) << 32;
+        let key = self.key.to_u128();
+        let len = u32::from(self.len);
+        if K::BITS == 32 {
+            ([key as u64 | u64::from(len) << 32, tail, 0, 0], false)
+        } else if len.saturating_sub(depth) <= TAIL_BITS && len > 0 {
+            let bits = (key >> (K::BITS - len)) as u64 & TAIL;
+            ([bits | u64::from(len - 1) << TAIL_BITS, tail, 0, 0], false)
+        } else {
+            ([(key >> 64) as u64, key as u64, u64::from(len), tail], true)
+        }
+    }
+}
+
+/// The reference (leaf value) of the singleton at unit `index`.
+pub(crate) fn single_ref(index: u32, long: bool) -> u32 {
+    SINGLE | if long { LONG } else { 0 } | index
+}
+
+/// A singleton reference's first unit and unit count.
+pub(crate) fn single_units(r: u32) -> (u32, usize) {
+    (r & UNIT_INDEX, if r & LONG != 0 { 2 } else { 1 })
+}
+
+/// Whether a stored value names a singleton entry.
+#[inline(always)]
+pub(crate) fn is_single(v: u32) -> bool {
+    v & SINGLE != 0 && v != NONE
+}
+
+/// The answer at a singleton (words as loaded; `long` from its reference): its peer if `addr`
+/// is inside its prefix, else its fallback, else `best`.
+#[inline(always)]
+fn single_answer<K: Key>(addr: K, w: &[u64; 4], long: bool, best: u32) -> u32 {
+    let a = addr.to_u128();
+    let (inside, tail) = if K::BITS == 32 {
+        let len = (w[0] >> 32) as u32 & 0xFF;
+        let differ = (a as u64 ^ w[0]) & 0xFFFF_FFFF;
+        (differ.wrapping_shr(32u32.wrapping_sub(len)) == 0, w[1])
+    } else if long {
+        let key = u128::from(w[0]) << 64 | u128::from(w[1]);
+        let shift = 128u32.wrapping_sub(w[2] as u32 & 0xFF);
+        ((a ^ key).checked_shr(shift).unwrap_or(0) == 0, w[3])
+    } else {
+        let len_1 = (w[0] >> TAIL_BITS) as u32;
+        ((a >> (127 - len_1)) as u64 & TAIL == w[0] & TAIL, w[1])
+    };
+    let (peer, fallback) = (tail as u32, (tail >> 32) as u32);
+    if inside {
+        peer
+    } else if fallback != NONE {
+        fallback
+    } else {
+        best
+    }
 }
 
 /// One address family's forwarding arrays; see the module documentation.
@@ -155,7 +233,7 @@ impl<K: Key> Fib<K> {
                 .map(|&w| AtomicU32::new(w))
                 .chain(std::iter::repeat_with(|| AtomicU32::new(0)).take(spare.1))
                 .collect(),
-            singles: atomics64(singles, spare.2 * K::SINGLE_WORDS),
+            singles: atomics64(singles, spare.2 * UNIT_WORDS),
             _key: PhantomData,
         }
     }
@@ -190,43 +268,30 @@ impl<K: Key> Fib<K> {
         self.leaves[i as usize].store(value, Ordering::Relaxed);
     }
 
-    pub(crate) fn read_single(&self, i: u32) -> Single<K> {
-        let w = i as usize * K::SINGLE_WORDS;
-        let (key, len, tail) = if K::SINGLE_WORDS == 2 {
-            let w0 = self.singles[w].load(Ordering::Relaxed);
-            (u128::from(w0 as u32), (w0 >> 32) as u8, w + 1)
-        } else {
-            let hi = self.singles[w].load(Ordering::Relaxed);
-            let lo = self.singles[w + 1].load(Ordering::Relaxed);
-            let len = self.singles[w + 2].load(Ordering::Relaxed) as u8;
-            (u128::from(hi) << 64 | u128::from(lo), len, w + 3)
-        };
-        let t = self.singles[tail].load(Ordering::Relaxed);
-        Single {
-            key: K::from_u128(key),
-            len,
-            peer: t as u32,
-            fallback: (t >> 32) as u32,
+    /// The words of the singleton `r` names (the last two unused for a short one).
+    fn read_single(&self, r: u32) -> [u64; 4] {
+        let (i, units) = single_units(r);
+        let mut w = [0; 4];
+        let at = i as usize * UNIT_WORDS;
+        for (w, x) in w.iter_mut().zip(&self.singles[at..at + units * UNIT_WORDS]) {
+            *w = x.load(Ordering::Relaxed);
         }
+        w
     }
 
-    /// Writer only, into an entry no reader can reach yet.
-    pub(crate) fn write_single(&self, i: u32, s: &Single<K>) {
-        let w = i as usize * K::SINGLE_WORDS;
-        let key = s.key.to_u128();
-        let tail = if K::SINGLE_WORDS == 2 {
-            self.singles[w].store(key as u64 | u64::from(s.len) << 32, Ordering::Relaxed);
-            w + 1
-        } else {
-            self.singles[w].store((key >> 64) as u64, Ordering::Relaxed);
-            self.singles[w + 1].store(key as u64, Ordering::Relaxed);
-            self.singles[w + 2].store(u64::from(s.len), Ordering::Relaxed);
-            w + 3
-        };
-        self.singles[tail].store(
-            u64::from(s.peer) | u64::from(s.fallback) << 32,
-            Ordering::Relaxed,
-        );
+    /// The fallback of the singleton `r` names (the high half of its last word).
+    pub(crate) fn single_fallback(&self, r: u32) -> u32 {
+        let (i, units) = single_units(r);
+        let last = (i as usize + units) * UNIT_WORDS - 1;
+        (self.singles[last].load(Ordering::Relaxed) >> 32) as u32
+    }
+
+    /// Writer only, into units no reader can reach yet.
+    pub(crate) fn write_single(&self, index: u32, words: &[u64]) {
+        let at = index as usize * UNIT_WORDS;
+        for (w, &v) in self.singles[at..].iter().zip(words) {
+            w.store(v, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn read_dir(&self, slot: usize) -> (u32, u32) {
@@ -342,23 +407,24 @@ impl<K: Key> Fib<K> {
         }
         for j in 0..n {
             let r = result[j];
-            let at = if is_single(r) { r & !SINGLE } else { 0 } as usize * K::SINGLE_WORDS;
-            if let Some(s) = self.singles.get(at..at + K::SINGLE_WORDS) {
-                for (w, x) in words[j].iter_mut().zip(s) {
-                    *w = x.load(Ordering::Relaxed);
+            let single = is_single(r);
+            let at = if single { r & UNIT_INDEX } else { 0 } as usize * UNIT_WORDS;
+            if let Some(s) = self.singles.get(at..at + UNIT_WORDS) {
+                words[j][0] = s[0].load(Ordering::Relaxed);
+                words[j][1] = s[1].load(Ordering::Relaxed);
+            }
+            // Rare (a long IPv6 prefix alone high in the trie): a predictable branch.
+            if K::BITS == 128 && single && r & LONG != 0 {
+                if let Some(s) = self.singles.get(at + UNIT_WORDS..at + 2 * UNIT_WORDS) {
+                    words[j][2] = s[0].load(Ordering::Relaxed);
+                    words[j][3] = s[1].load(Ordering::Relaxed);
                 }
             }
         }
         for j in 0..n {
             let r = result[j];
-            let s = Self::decode_single(&words[j]);
-            let from_single = if addrs[j].mask(s.len) == s.key {
-                s.peer
-            } else if s.fallback != NONE {
-                s.fallback
-            } else {
-                best[j]
-            };
+            let long = K::BITS == 128 && r & LONG != 0;
+            let from_single = single_answer(addrs[j], &words[j], long, best[j]);
             out[j] = if is_single(r) {
                 from_single
             } else if r == NONE {
@@ -366,22 +432,6 @@ impl<K: Key> Fib<K> {
             } else {
                 r
             };
-        }
-    }
-
-    /// A singleton from its words as loaded.
-    #[inline(always)]
-    fn decode_single(w: &[u64; NODE_WORDS]) -> Single<K> {
-        let (key, len, t) = if K::SINGLE_WORDS == 2 {
-            (u128::from(w[0] as u32), (w[0] >> 32) as u8, w[1])
-        } else {
-            (u128::from(w[0]) << 64 | u128::from(w[1]), w[2] as u8, w[3])
-        };
-        Single {
-            key: K::from_u128(key),
-            len,
-            peer: t as u32,
-            fallback: (t >> 32) as u32,
         }
     }
 
@@ -419,19 +469,6 @@ impl<K: Key> Fib<K> {
         if result & SINGLE == 0 {
             return result;
         }
-        let s = self.read_single(result & !SINGLE);
-        if addr.mask(s.len) == s.key {
-            s.peer
-        } else if s.fallback != NONE {
-            s.fallback
-        } else {
-            best
-        }
+        single_answer(addr, &self.read_single(result), result & LONG != 0, best)
     }
-}
-
-/// Whether a stored value names a singleton entry.
-#[inline(always)]
-fn is_single(v: u32) -> bool {
-    v & SINGLE != 0 && v != NONE
 }

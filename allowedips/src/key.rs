@@ -1,9 +1,9 @@
 //! Addresses as unsigned integers, most significant bit first: `u32` for IPv4, `u128` for IPv6.
 //!
-//! The trie consumes an address in 6-bit chunks below a direct-indexed top (20 bits for IPv4,
-//! 18 for IPv6). Chunks that run past the last bit are zero-padded (IPv4: 20 + 6 + 6 ends at
-//! bit 32 exactly; IPv6: 18 + 19 * 6 covers bit 131), so every level has the same 64-way
-//! fan-out and the padding children are simply never reached by a lookup.
+//! The trie consumes an address in 6-bit chunks below a direct-indexed top of 20 bits (IPv4:
+//! 20 + 2 * 6 ends at bit 32, IPv6: 20 + 18 * 6 at bit 128). Chunks that would run past the
+//! last bit are zero-padded, so every level has the same 64-way fan-out and padding children
+//! are simply never reached by a lookup.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -18,7 +18,8 @@ pub trait Key: Copy + Ord + Eq + Hash + Debug + Default + Send + Sync + 'static 
     const BITS: u32;
     /// Bits resolved by the direct-indexed top level (the directory).
     const DIR_BITS: u32;
-    /// 64-bit words one singleton (path-compressed leaf) occupies in the singles array.
+    /// 64-bit words of one unit of the singles array (path-compressed leaves): 16 bytes. An
+    /// IPv6 singleton far above its prefix's end takes two.
     const SINGLE_WORDS: usize;
 
     /// The top [`Key::DIR_BITS`] bits: the directory slot.
@@ -92,8 +93,8 @@ impl Key for u32 {
 
 impl Key for u128 {
     const BITS: u32 = 128;
-    const DIR_BITS: u32 = 18;
-    const SINGLE_WORDS: usize = 4;
+    const DIR_BITS: u32 = 20;
+    const SINGLE_WORDS: usize = 2;
 
     #[inline(always)]
     fn top(self) -> usize {

@@ -9,7 +9,7 @@
 //! # Structure
 //!
 //! A poptrie-style multibit trie per address family (`fib.rs`; Asai and Ohara, SIGCOMM 2015): a
-//! directory indexed by the top bits (20 for IPv4, 18 for IPv6), then nodes of 64 children with
+//! directory indexed by the top bits (20 bits for both families), then nodes of 64 children with
 //! a bitmap of internal children and a run-length compressed leaf array, both indexed by
 //! popcount; plus path-compressed "singleton" leaves for a region holding a single longer
 //! prefix (a peer's /32 or /128, or a lone routed prefix), and path-compressed nodes that skip

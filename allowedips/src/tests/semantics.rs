@@ -383,3 +383,46 @@ fn path_compressed_chains_match_and_miss() {
     batch(&t, &cases);
     same(&t, &[]);
 }
+
+#[test]
+fn singleton_forms_compare_every_prefix_bit() {
+    // Alone in its directory slot, an IPv6 prefix up to 57 bits past the directory keeps the
+    // short (16-byte) form, a longer one the long form; IPv4 singletons have one form. Flipping
+    // any bit inside the prefix must miss, any bit after it must still match.
+    let key: u128 = 0x2001_0db8_5a5a_a5a5_0f0f_f0f0_3c3c_c3c3;
+    for len in [21u8, 64, 77, 78, 100, 127, 128] {
+        let prefix = crate::Prefix::new(std::net::Ipv6Addr::from(key).into(), len).unwrap();
+        let t = AllowedIps::from_prefixes([(prefix, 7)]).unwrap();
+        let mut r = t.reader().unwrap();
+        let snap = r.pin();
+        let base = u128::from(match prefix.addr() {
+            std::net::IpAddr::V6(a) => a,
+            std::net::IpAddr::V4(_) => unreachable!(),
+        });
+        let addrs: Vec<u128> = (0..128).map(|bit| base ^ (1u128 << (127 - bit))).collect();
+        let mut out = vec![None; addrs.len()];
+        snap.lookup_v6_batch(&addrs, &mut out);
+        for (bit, (&a, &got)) in addrs.iter().zip(&out).enumerate() {
+            let want = (bit >= usize::from(len)).then_some(7);
+            assert_eq!(got, want, "/{len}, bit {bit} flipped (batch)");
+            assert_eq!(snap.lookup_v6(a), want, "/{len}, bit {bit} flipped");
+        }
+    }
+    for len in [21u8, 26, 27, 32] {
+        let prefix = crate::Prefix::new(std::net::Ipv4Addr::from(0xC0A8_5A5Au32).into(), len);
+        let t = AllowedIps::from_prefixes([(prefix.unwrap(), 7)]).unwrap();
+        let mut r = t.reader().unwrap();
+        let snap = r.pin();
+        let base = 0xC0A8_5A5Au32 & (u32::MAX << (32 - len));
+        let addrs: Vec<u32> = (0..32).map(|bit| base ^ (1u32 << (31 - bit))).collect();
+        let mut out = vec![None; addrs.len()];
+        snap.lookup_v4_batch(&addrs, &mut out);
+        for (bit, &got) in out.iter().enumerate() {
+            assert_eq!(
+                got,
+                (bit >= usize::from(len)).then_some(7),
+                "/{len}, bit {bit}"
+            );
+        }
+    }
+}
