@@ -18,9 +18,9 @@
 //! node whose stride holds its last bit; "nothing here" inherits from above, so a change touches
 //! one node and the path above it.
 //!
-//! Lookups are meant to come in batches ([`Snapshot::lookup_v4_batch`]): 64 lookups advance
-//! together one level per round, all lanes' loads of a round issued before any is used, with
-//! selects instead of branches and finished lanes compacted away. At a million prefixes the
+//! Lookups are meant to come in batches ([`Snapshot::lookup_v4_batch`]): up to 128 lookups
+//! advance together one level per round, all lanes' loads of a round issued before any is
+//! used, with selects instead of branches and finished lanes compacted away. At a million prefixes the
 //! structure is larger than the caches, and that overlap of cache misses is what makes it fast.
 //!
 //! Chosen by measurement against DIR-24-8 ([`dir24_8`]) on the provider workload (100k peers,
