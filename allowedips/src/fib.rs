@@ -310,14 +310,15 @@ impl<K: Key> Fib<K> {
     }
 
     /// Longest-prefix match for a batch: `out[i]` is the answer for `addrs[i]`. Lookups
-    /// advance in groups of [`GROUP`] lanes, one trie level per round, and
-    /// each round is split into phases whose loads depend only on earlier phases: all lanes'
-    /// node loads, then all lanes' leaf loads, and at the end all singleton loads. The loads of
-    /// one phase are independent, so the memory system serves them in parallel instead of one
-    /// lookup's chain of cache misses at a time, and the steps select instead of branching, so
-    /// nothing is mispredicted: `select_unpredictable` keeps the compiler from turning the
-    /// selects back into branches (it did for the leaf load and the final choice, and those
-    /// mispredictions cost IPv4 lookups a fifth of their throughput). Finished lanes are compacted away after every round.
+    /// advance in groups of [`GROUP`] lanes, one trie level per round, and each round is split
+    /// into phases whose loads depend only on earlier phases: all lanes' node loads, then all
+    /// lanes' leaf loads, and at the end all singleton loads. The loads of one phase are
+    /// independent, so the memory system serves them in parallel instead of one lookup's chain
+    /// of cache misses at a time. The steps select instead of branching, so nothing is
+    /// mispredicted: `select_unpredictable` keeps the compiler from turning the selects back
+    /// into branches (it did for the leaf load and the final choice, and those mispredictions
+    /// cost IPv4 lookups a fifth of their throughput). Finished lanes are compacted away after
+    /// every round.
     pub(crate) fn lookup_batch(&self, addrs: &[K], out: &mut [Option<u32>]) {
         for (a, o) in addrs.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
             self.lookup_group(a, o);

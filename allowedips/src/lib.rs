@@ -20,8 +20,9 @@
 //!
 //! Lookups are meant to come in batches ([`Snapshot::lookup_v4_batch`]): up to 128 lookups
 //! advance together one level per round, all lanes' loads of a round issued before any is
-//! used, with selects instead of branches and finished lanes compacted away. At a million prefixes the
-//! structure is larger than the caches, and that overlap of cache misses is what makes it fast.
+//! used, with selects instead of branches and finished lanes compacted away. At a million
+//! prefixes the structure is larger than the caches, and that overlap of cache misses is what
+//! makes it fast.
 //!
 //! Chosen by measurement against DIR-24-8 ([`dir24_8`]) on the provider workload (100k peers,
 //! about 1M prefixes; `bench/RESULTS.md`): DIR-24-8 looks up IPv4 several times faster but
