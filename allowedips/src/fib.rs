@@ -340,9 +340,13 @@ impl<K: Key> Fib<K> {
         let mut lane = [0u8; GROUP];
         let mut cur = [0u32; GROUP];
         let mut depth = [K::DIR_BITS; GROUP];
+        // Directory loads first, in a loop of their own: nothing in it waits for a miss.
+        let mut dir = [0u64; GROUP];
+        for (e, a) in dir.iter_mut().zip(addrs) {
+            *e = self.dir[a.top()].load(Ordering::Acquire);
+        }
         let mut active = 0;
-        for (j, a) in addrs.iter().enumerate() {
-            let e = self.dir[a.top()].load(Ordering::Acquire);
+        for (j, &e) in dir[..n].iter().enumerate() {
             best[j & M] = e as u32;
             let child = (e >> 32) as u32;
             result[j & M] = child;
