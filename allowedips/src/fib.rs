@@ -388,18 +388,23 @@ impl<K: Key> Fib<K> {
                 leaf[l] = select_unpredictable(internal | missed, NONE, run);
                 depth[l] += width;
             }
+            // Leaf loads in a loop of their own (entry 0 stands in for "no leaf"; selected
+            // away below), then the bookkeeping.
+            let mut value = [NONE; GROUP];
+            for (v, &i) in value.iter_mut().zip(&leaf[..active]) {
+                let i = i as usize;
+                let at = select_unpredictable(i < self.leaves.len(), i, 0);
+                *v = self
+                    .leaves
+                    .get(at)
+                    .map_or(NONE, |x| x.load(Ordering::Relaxed));
+            }
             let mut still = 0;
             for l in 0..active {
                 let j = usize::from(lane[l]) & M;
-                // Load unconditionally (entry 0 stands in for "no leaf"), select after.
-                let i = leaf[l] as usize;
-                let found = i < self.leaves.len();
-                let v = self
-                    .leaves
-                    .get(select_unpredictable(found, i, 0))
-                    .map_or(NONE, |v| v.load(Ordering::Relaxed));
                 // Unconditional: a lane that goes on overwrites it when it ends.
-                result[j] = select_unpredictable(found, v, NONE);
+                result[j] =
+                    select_unpredictable((leaf[l] as usize) < self.leaves.len(), value[l], NONE);
                 lane[still] = lane[l];
                 cur[still] = next[l];
                 depth[still] = depth[l];
