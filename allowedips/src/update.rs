@@ -170,15 +170,18 @@ impl<K: Key> ArenaSink<'_, K> {
 /// Live and capacity counts of an arena, for statistics and leak checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ArenaStats {
+    /// Nodes (32 bytes each).
     pub nodes: usize,
+    /// Leaf runs (4 bytes each).
     pub leaves: usize,
+    /// Singleton units (16 bytes each; an IPv6 singleton in the long form takes two).
     pub singles: usize,
     /// Bytes of the family's arrays including free space and the directory.
     pub bytes: usize,
 }
 
 impl ArenaStats {
-    /// Live nodes, leaf runs and singletons: the shape, without free space.
+    /// Live nodes, leaf runs and singleton units: the shape, without free space.
     pub fn live(&self) -> (usize, usize, usize) {
         (self.nodes, self.leaves, self.singles)
     }
