@@ -120,6 +120,42 @@ impl Node {
     }
 }
 
+/// The working arrays of one group of [`Fib::lookup_batch`], set up once per call: each group
+/// writes every entry it reads first. Per address (indexed like the group's addresses): `best`,
+/// the best value inherited so far, and `result`, the value the walk ended on (a peer, NONE
+/// for "inherit", or a singleton reference). Per lane, the lookups still walking packed at the
+/// front after every round: `lane` (the address), `cur` (its node), `depth` and the round's
+/// `words`, `next`, `leaf` and leaf `value`. `dir` holds the directory words.
+struct Lanes {
+    best: [u32; GROUP],
+    result: [u32; GROUP],
+    lane: [u8; GROUP],
+    cur: [u32; GROUP],
+    depth: [u32; GROUP],
+    dir: [u64; GROUP],
+    words: [[u64; NODE_WORDS]; GROUP],
+    next: [u32; GROUP],
+    leaf: [u32; GROUP],
+    value: [u32; GROUP],
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Self {
+            best: [NONE; GROUP],
+            result: [NONE; GROUP],
+            lane: [0; GROUP],
+            cur: [0; GROUP],
+            depth: [0; GROUP],
+            dir: [0; GROUP],
+            words: [[0; NODE_WORDS]; GROUP],
+            next: [0; GROUP],
+            leaf: [0; GROUP],
+            value: [0; GROUP],
+        }
+    }
+}
+
 /// A singleton entry as the writer handles it.
 ///
 /// Stored in 16-byte units. IPv4: `key | len << 32`, `peer | fallback << 32`. IPv6, short
@@ -320,28 +356,32 @@ impl<K: Key> Fib<K> {
     /// cost IPv4 lookups a fifth of their throughput). Finished lanes are compacted away after
     /// every round.
     pub(crate) fn lookup_batch(&self, addrs: &[K], out: &mut [Option<u32>]) {
+        let mut lanes = Lanes::default();
         for (a, o) in addrs.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
-            self.lookup_group(a, o);
+            self.lookup_group(&mut lanes, a, o);
         }
     }
 
     #[inline(always)]
-    fn lookup_group(&self, addrs: &[K], out: &mut [Option<u32>]) {
+    fn lookup_group(&self, lanes: &mut Lanes, addrs: &[K], out: &mut [Option<u32>]) {
         let n = addrs.len().min(out.len()).min(GROUP);
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
         // Lane and address indices are masked with `GROUP - 1` (a no-op) so that indexing the
         // per-group arrays needs no bounds check.
         const M: usize = GROUP - 1;
-        // Per address (indexed like `addrs`): the best value inherited so far, and the value
-        // the walk ended on (a peer, NONE for "inherit", or a singleton reference).
-        let mut best = [NONE; GROUP];
-        let mut result = [NONE; GROUP];
-        // Per lane: the lookups still walking, packed at the front after every round.
-        let mut lane = [0u8; GROUP];
-        let mut cur = [0u32; GROUP];
-        let mut depth = [K::DIR_BITS; GROUP];
+        let Lanes {
+            best,
+            result,
+            lane,
+            cur,
+            depth,
+            dir,
+            words,
+            next,
+            leaf,
+            value,
+        } = lanes;
         // Directory loads first, in a loop of their own: nothing in it waits for a miss.
-        let mut dir = [0u64; GROUP];
         for (e, a) in dir.iter_mut().zip(addrs) {
             *e = self.dir[a.top()].load(Ordering::Acquire);
         }
@@ -355,9 +395,7 @@ impl<K: Key> Fib<K> {
             cur[active & M] = child;
             active += usize::from(child & SINGLE == 0);
         }
-        let mut words = [[0u64; NODE_WORDS]; GROUP];
-        let mut next = [0u32; GROUP];
-        let mut leaf = [0u32; GROUP];
+        depth[..active].fill(K::DIR_BITS);
         while active > 0 {
             for (w, &c) in words.iter_mut().zip(&cur[..active]) {
                 *w = self.nodes[c as usize]
@@ -390,7 +428,6 @@ impl<K: Key> Fib<K> {
             }
             // Leaf loads in a loop of their own (entry 0 stands in for "no leaf"; selected
             // away below), then the bookkeeping.
-            let mut value = [NONE; GROUP];
             for (v, &i) in value.iter_mut().zip(&leaf[..active]) {
                 let i = i as usize;
                 let at = select_unpredictable(i < self.leaves.len(), i, 0);
