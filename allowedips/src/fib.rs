@@ -18,18 +18,20 @@
 //!   see [`Node`]): a peers' address pool deep below its directory slot costs one round, not
 //!   one per 6 bits.
 //! - `leaves`: one `u32` per leaf run: a peer id, [`NONE`] ("no prefix ends in this stride; use
-//!   the best found above"), or [`SINGLE`]` | i`.
-//! - `singles`: path-compressed leaves. A child region that holds exactly one prefix longer than
-//!   the child's depth is not expanded into nodes; the leaf names a singleton entry (key, length,
-//!   peer, and the fallback value of the child itself) and the lookup compares the address with
-//!   the key once. This keeps a peer's /32 or /128 one step below the point where it diverges
+//!   the best found above"), or a singleton reference ([`SINGLE`], [`LONG`] for the long form,
+//!   and the index of its first unit).
+//! - `singles`: path-compressed leaves in 16-byte units (see [`Single`]). A child region that
+//!   holds exactly one prefix longer than the child's depth is not expanded into nodes; the
+//!   leaf names a singleton entry (the prefix, the peer, and the fallback value of the child
+//!   itself) and the lookup compares the address with the prefix once. This keeps a peer's /32 or /128 one step below the point where it diverges
 //!   from its neighbours instead of a chain of single-child nodes.
 //!
 //! Each prefix is recorded exactly once, in the node whose stride contains its last bit (as leaf
 //! values or child defaults), with "no prefix here" meaning "inherit": so a change touches one
 //! node, and the lookup carries the best value found so far down the path. The shape depends only
-//! on the set of prefixes (a child is a node iff its region holds two or more longer prefixes),
-//! so an incrementally updated table is identical in shape to a bulk-built one.
+//! on the set of prefixes (a child is a node iff its region holds two or more longer prefixes,
+//! and chains of single-child nodes are folded), so an incrementally updated table is identical
+//! in shape to a bulk-built one.
 //!
 //! Concurrency contract: the writer (control) only writes words that no reader can reach:
 //! freshly allocated blocks, then publishes them with one `Release` store of a `dir` word (see
