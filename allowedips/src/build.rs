@@ -22,7 +22,7 @@ pub(crate) trait Sink<K: Key> {
     fn single(&mut self, s: &Single<K>, depth: u32) -> u32;
 }
 
-/// A child as the builders see it: a leaf value (peer, [`NONE`], or [`SINGLE`]` | i`) or a
+/// A child as the builders see it: a leaf value (peer, [`NONE`], or a singleton reference) or a
 /// node not yet placed in its parent's block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kid {
