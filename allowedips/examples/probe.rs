@@ -9,7 +9,8 @@
 //!     target/release/examples/probe
 //! ```
 //!
-//! `FAM=v4|v6` (default v6), `SET=random|uniform` (default random), `ITERS` passes over the
+//! `FAM=v4|v6` (default v6), `SET=random|uniform|sequential` (default random; the
+//! benchmark's query sets), `ITERS` passes over the
 //! 65,536 queries per timing (default 200), `LPM_PEERS` (default 100,000). One timing covers
 //! 5 x `ITERS` x 65,536 lookups; under callgrind divide the collected instructions by that.
 
@@ -32,7 +33,7 @@ fn env(name: &str, default: usize) -> usize {
 
 fn main() {
     let v4 = std::env::var("FAM").is_ok_and(|f| f == "v4");
-    let random = std::env::var("SET").map_or(true, |s| s == "random");
+    let set = std::env::var("SET").unwrap_or_else(|_| "random".into());
     let iters = env("ITERS", 200);
     let peers = env("LPM_PEERS", 100_000) as u32;
     let prefixes = if v4 {
@@ -54,15 +55,27 @@ fn main() {
         arena.bytes as f64 / n as f64
     );
     let mut rng = Rng::new(42);
-    let queries: Vec<IpAddr> = (0..QUERIES)
-        .map(|_| {
-            if random {
+    // As in the benchmark: sweep the IPv4 tunnel pool, or up from the start of a stored /48.
+    let start: u128 = if v4 {
+        0x0A00_0000
+    } else {
+        prefixes
+            .iter()
+            .find(|(p, _)| p.len() == 48)
+            .map_or(0, |(p, _)| match p.addr() {
+                IpAddr::V6(a) => u128::from(a),
+                IpAddr::V4(_) => 0,
+            })
+    };
+    let queries: Vec<IpAddr> = (0..QUERIES as u128)
+        .map(|i| match (set.as_str(), v4) {
+            ("uniform", true) => IpAddr::V4((rng.next_u64() as u32).into()),
+            ("uniform", false) => IpAddr::V6(rng.u128().into()),
+            ("sequential", true) => IpAddr::V4(((start + i) as u32).into()),
+            ("sequential", false) => IpAddr::V6((start + i).into()),
+            _ => {
                 let pick = prefixes[rng.below(prefixes.len() as u64) as usize].0;
                 inside(pick, &mut rng)
-            } else if v4 {
-                IpAddr::V4((rng.next_u64() as u32).into())
-            } else {
-                IpAddr::V6(rng.u128().into())
             }
         })
         .collect();
@@ -104,7 +117,7 @@ fn main() {
     println!(
         "{} {}: {:.1} M lookups/s (best of 5)",
         if v4 { "ipv4" } else { "ipv6" },
-        if random { "random" } else { "uniform" },
+        set,
         1e-6 / best
     );
 }
