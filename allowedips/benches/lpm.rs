@@ -132,7 +132,7 @@ fn family(name: &'static str, prefixes: Vec<(Prefix, PeerId)>, v4: bool) -> Fami
     let per = |bytes: usize| bytes as f64 / n as f64;
     eprintln!(
         "{name}: {} peers, {n} distinct prefixes ({} listed); bytes per prefix: poptrie arena \
-         (what workers read) {:.1} ({} B: live {} nodes x32 B, {} leaf runs x4 B, {} singletons, \
+         (what workers read) {:.1} ({} B: live {} nodes x32 B, {} leaf runs x4 B, {} singleton units x16 B, \
          plus directory and free space); poptrie with control-side maps {:.1}; ip_network_table \
          {:.1}; dir24_8 {}; reference {:.1}. Poptrie bulk build {:?}",
         peers(),

@@ -6,7 +6,7 @@
 //! each 64-way child are contiguous, and the ones ending inside the node's stride (whose keys are
 //! aligned to the child they start at) come first in their child's run.
 
-use crate::fib::{Fib, Node, Single, NONE, SINGLE};
+use crate::fib::{single_ref, Fib, Node, Single, MAX_SKIP, NODE_WORDS, NONE, UNIT_WORDS};
 use crate::key::{Key, STRIDE};
 
 /// A prefix as the builders take it.
@@ -18,11 +18,11 @@ pub(crate) trait Sink<K: Key> {
     fn node_block(&mut self, nodes: &[Node]) -> u32;
     /// Stores `leaves` contiguously; returns the first index (0 when empty).
     fn leaf_block(&mut self, leaves: &[u32]) -> u32;
-    /// Stores a singleton; returns its index.
-    fn single(&mut self, s: &Single<K>) -> u32;
+    /// Stores a singleton reached at `depth`; returns its reference (the leaf value).
+    fn single(&mut self, s: &Single<K>, depth: u32) -> u32;
 }
 
-/// A child as the builders see it: a leaf value (peer, [`NONE`], or [`SINGLE`]` | i`) or a
+/// A child as the builders see it: a leaf value (peer, [`NONE`], or a singleton reference) or a
 /// node not yet placed in its parent's block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kid {
@@ -40,15 +40,15 @@ pub(crate) fn build_kid<K: Key, S: Sink<K>>(
 ) -> Kid {
     match prefixes {
         [] => Kid::Leaf(fallback),
-        &[(key, len, peer)] => Kid::Leaf(
-            SINGLE
-                | sink.single(&Single {
-                    key,
-                    len,
-                    peer,
-                    fallback,
-                }),
-        ),
+        &[(key, len, peer)] => Kid::Leaf(sink.single(
+            &Single {
+                key,
+                len,
+                peer,
+                fallback,
+            },
+            depth,
+        )),
         _ => Kid::Node(build_node(sink, prefixes, depth, fallback)),
     }
 }
@@ -100,8 +100,12 @@ fn build_node<K: Key, S: Sink<K>>(
     emit_node(sink, &kids, default)
 }
 
-/// Places a node's children (node block, compressed leaf block) and returns the node.
+/// Places a node's children (node block, compressed leaf block) and returns the node; a chain
+/// node is not placed but folded into its child (path compression, see [`Node`]).
 pub(crate) fn emit_node<K: Key, S: Sink<K>>(sink: &mut S, kids: &[Kid; 64], default: u32) -> Node {
+    if let Some(node) = fold_chain(kids, default) {
+        return node;
+    }
     let mut vector = 0u64;
     let mut leafvec = 0u64;
     let mut inner = [Node::default(); 64];
@@ -132,10 +136,49 @@ pub(crate) fn emit_node<K: Key, S: Sink<K>>(sink: &mut S, kids: &[Kid; 64], defa
         base1: sink.node_block(&inner[..n_inner]),
         base0: sink.leaf_block(&leaves[..n_leaves]),
         default,
+        skip: 0,
+        skipped: 0,
     }
 }
 
-/// A node's 64 children as stored.
+/// A chain node's replacement: when no prefix ends in the stride (every leaf [`NONE`], the
+/// child node's default [`NONE`]) and exactly one child is a node, that child one level
+/// higher, carrying the chain's default and its chunk.
+fn fold_chain(kids: &[Kid; 64], default: u32) -> Option<Node> {
+    let mut only = None;
+    for (c, kid) in kids.iter().enumerate() {
+        match *kid {
+            Kid::Leaf(NONE) => {}
+            Kid::Node(m) if only.is_none() && m.default == NONE && m.skip < MAX_SKIP => {
+                only = Some((c as u32, m));
+            }
+            _ => return None,
+        }
+    }
+    let (c, m) = only?;
+    Some(Node {
+        skip: m.skip + 1,
+        skipped: c << (STRIDE * u32::from(m.skip)) | m.skipped,
+        default,
+        ..m
+    })
+}
+
+/// The chain node a path-compressed node stands for (one level of it): `node` one level
+/// lower, as its only child. The inverse of [`fold_chain`], for updates.
+pub(crate) fn unfold_chain(node: &Node) -> [Kid; 64] {
+    let shift = STRIDE * (u32::from(node.skip) - 1);
+    let mut kids = [Kid::Leaf(NONE); 64];
+    kids[(node.skipped >> shift) as usize] = Kid::Node(Node {
+        skip: node.skip - 1,
+        skipped: node.skipped & ((1 << shift) - 1),
+        default: NONE,
+        ..*node
+    });
+    kids
+}
+
+/// A node's 64 children as stored (below its own stride, after any skipped levels).
 pub(crate) fn decode_node<K: Key>(fib: &Fib<K>, node: &Node) -> [Kid; 64] {
     let mut kids = [Kid::Leaf(NONE); 64];
     let mut inner = node.base1;
@@ -211,22 +254,15 @@ pub(crate) fn build_family<K: Key, S: Sink<K>>(sink: &mut S, sorted: &[Entry<K>]
 /// A bulk build's output before it is moved into atomics.
 #[derive(Debug, Default)]
 pub(crate) struct VecSink {
-    pub nodes: Vec<u64>,
+    pub nodes: Vec<[u64; NODE_WORDS]>,
     pub leaves: Vec<u32>,
     pub singles: Vec<u64>,
 }
 
 impl<K: Key> Sink<K> for VecSink {
     fn node_block(&mut self, nodes: &[Node]) -> u32 {
-        let first = (self.nodes.len() / crate::fib::NODE_WORDS) as u32;
-        for n in nodes {
-            self.nodes.extend_from_slice(&[
-                n.vector,
-                n.leafvec,
-                u64::from(n.base1) | u64::from(n.base0) << 32,
-                u64::from(n.default),
-            ]);
-        }
+        let first = self.nodes.len() as u32;
+        self.nodes.extend(nodes.iter().map(|n| n.to_words()));
         if nodes.is_empty() {
             0
         } else {
@@ -244,21 +280,11 @@ impl<K: Key> Sink<K> for VecSink {
         }
     }
 
-    fn single(&mut self, s: &Single<K>) -> u32 {
-        let i = (self.singles.len() / K::SINGLE_WORDS) as u32;
-        let key = s.key.to_u128();
-        let tail = u64::from(s.peer) | u64::from(s.fallback) << 32;
-        if K::SINGLE_WORDS == 2 {
-            self.singles
-                .extend_from_slice(&[key as u64 | u64::from(s.len) << 32, tail]);
-        } else {
-            self.singles.extend_from_slice(&[
-                (key >> 64) as u64,
-                key as u64,
-                u64::from(s.len),
-                tail,
-            ]);
-        }
-        i
+    fn single(&mut self, s: &Single<K>, depth: u32) -> u32 {
+        let i = (self.singles.len() / UNIT_WORDS) as u32;
+        let (words, long) = s.encode(depth);
+        let units = if long { 2 } else { 1 };
+        self.singles.extend_from_slice(&words[..units * UNIT_WORDS]);
+        single_ref(i, long)
     }
 }

@@ -4,7 +4,7 @@
 //! same words can live in a shared-memory region mapped at different addresses by the control
 //! process (the only writer) and the workers (readers):
 //!
-//! - `dir`: one word per value of the address's top bits (20 for IPv4, 18 for IPv6). Low
+//! - `dir`: one word per value of the address's top bits (20 for both families). Low
 //!   half: the peer of the longest prefix no longer than that covering the slot (or [`NONE`]);
 //!   high half: the slot's child.
 //! - `nodes`: [`NODE_WORDS`] words per node. A node resolves 6 bits (64 children). Its `vector`
@@ -13,20 +13,25 @@
 //!   SIGCOMM 2015). The remaining children are leaves, run-length compressed: `leafvec` marks
 //!   where a run of equal leaf values starts, and the value of child `i` is
 //!   `leaves[base0 + popcount(leafvec & upto(i)) - 1]`. `default` is the peer of the longest prefix
-//!   that ends exactly at this node's depth and covers it, or [`NONE`].
+//!   that ends exactly at this node's depth and covers it, or [`NONE`]. A node may stand for a
+//!   chain of up to [`MAX_SKIP`] single-child levels above its own stride (path compression;
+//!   see [`Node`]): a peers' address pool deep below its directory slot costs one round, not
+//!   one per 6 bits.
 //! - `leaves`: one `u32` per leaf run: a peer id, [`NONE`] ("no prefix ends in this stride; use
-//!   the best found above"), or [`SINGLE`]` | i`.
-//! - `singles`: path-compressed leaves. A child region that holds exactly one prefix longer than
-//!   the child's depth is not expanded into nodes; the leaf names a singleton entry (key, length,
-//!   peer, and the fallback value of the child itself) and the lookup compares the address with
-//!   the key once. This keeps a peer's /32 or /128 one step below the point where it diverges
+//!   the best found above"), or a singleton reference ([`SINGLE`], [`LONG`] for the long form,
+//!   and the index of its first unit).
+//! - `singles`: path-compressed leaves in 16-byte units (see [`Single`]). A child region that
+//!   holds exactly one prefix longer than the child's depth is not expanded into nodes; the
+//!   leaf names a singleton entry (the prefix, the peer, and the fallback value of the child
+//!   itself) and the lookup compares the address with the prefix once. This keeps a peer's /32 or /128 one step below the point where it diverges
 //!   from its neighbours instead of a chain of single-child nodes.
 //!
 //! Each prefix is recorded exactly once, in the node whose stride contains its last bit (as leaf
 //! values or child defaults), with "no prefix here" meaning "inherit": so a change touches one
 //! node, and the lookup carries the best value found so far down the path. The shape depends only
-//! on the set of prefixes (a child is a node iff its region holds two or more longer prefixes),
-//! so an incrementally updated table is identical in shape to a bulk-built one.
+//! on the set of prefixes (a child is a node iff its region holds two or more longer prefixes,
+//! and chains of single-child nodes are folded), so an incrementally updated table is identical
+//! in shape to a bulk-built one.
 //!
 //! Concurrency contract: the writer (control) only writes words that no reader can reach:
 //! freshly allocated blocks, then publishes them with one `Release` store of a `dir` word (see
@@ -35,6 +40,8 @@
 //! the grace period (`epoch.rs`) has passed. All words are atomics, so even a bug cannot make a
 //! torn read undefined behaviour; it stays a wrong answer, which the concurrency tests look for.
 
+use std::cell::RefCell;
+use std::hint::select_unpredictable;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -44,13 +51,39 @@ use crate::key::{Key, STRIDE};
 pub(crate) const NONE: u32 = u32::MAX;
 /// Tag of a leaf or child that names a singleton entry; peer ids stay below it.
 pub(crate) const SINGLE: u32 = 1 << 31;
-/// Words per node: vector, leafvec, base1 | base0 << 32, default.
+/// Tag of a singleton reference whose entry has the long form (two units; IPv6 only).
+pub(crate) const LONG: u32 = 1 << 30;
+/// Unit index bits of a singleton reference.
+const UNIT_INDEX: u32 = LONG - 1;
+/// Words per singleton unit (16 bytes).
+pub(crate) const UNIT_WORDS: usize = 2;
+/// Key bits an IPv6 singleton keeps in its short form.
+const TAIL_BITS: u32 = 57;
+const TAIL: u64 = (1 << TAIL_BITS) - 1;
+/// Words per node: vector, leafvec, base1 | base0 << 32, header (default, skip, skipped bits).
 pub(crate) const NODE_WORDS: usize = 4;
+/// Most levels one node skips (path compression): its skipped bits share the header word
+/// with the default, 4 levels of 6 bits.
+pub(crate) const MAX_SKIP: u8 = 4;
 
-/// Lookups a batch advances together (see [`Fib::lookup_batch`]).
-pub(crate) const GROUP: usize = 64;
+/// Lookups a batch advances together (see [`Fib::lookup_batch`]). More lanes keep more cache
+/// misses in flight per round; past 128 the gain was within noise (random lookups of the
+/// provider tables: 64 -> 128 lanes about +5%, 128 -> 256 up to +5% more), while every call
+/// initialises arrays of this size, which a worker's batch of 64 would pay for.
+pub(crate) const GROUP: usize = 128;
+// Lane numbers are `u8`s and indices are masked with `GROUP - 1`.
+const _: () = assert!(GROUP.is_power_of_two() && GROUP <= 256);
 
 /// A node as the writer handles it.
+///
+/// Path compression: a node whose region has no prefix ending in its stride and all longer
+/// prefixes under one child (a "chain" node, e.g. the levels between a directory slot and a
+/// peers' /64 address pool) is not stored; its child is stored in its place with `skip` one
+/// higher and the chain node's chunk prepended to `skipped`. A lookup that reaches a node with
+/// `skip > 0` at depth `d` compares its address bits `d..d + 6 * skip` with `skipped`: on a
+/// mismatch no stored prefix below can match and the answer is the best found above; on a
+/// match it continues with the node's own stride at `d + 6 * skip`. The chain nodes' defaults
+/// are all [`NONE`] except the first one's, which the compressed node carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Node {
     pub vector: u64,
@@ -60,9 +93,87 @@ pub(crate) struct Node {
     /// First leaf run.
     pub base0: u32,
     pub default: u32,
+    /// Levels skipped above this node's stride, `0..=MAX_SKIP`.
+    pub skip: u8,
+    /// The skipped address bits, right-aligned (`STRIDE * skip` bits).
+    pub skipped: u32,
+}
+
+impl Node {
+    /// The stored form.
+    pub(crate) fn to_words(self) -> [u64; NODE_WORDS] {
+        [
+            self.vector,
+            self.leafvec,
+            u64::from(self.base1) | u64::from(self.base0) << 32,
+            u64::from(self.default) | u64::from(self.skip) << 32 | u64::from(self.skipped) << 36,
+        ]
+    }
+
+    fn from_words([vector, leafvec, bases, header]: [u64; NODE_WORDS]) -> Self {
+        Self {
+            vector,
+            leafvec,
+            base1: bases as u32,
+            base0: (bases >> 32) as u32,
+            default: header as u32,
+            skip: (header >> 32) as u8 & 0xF,
+            skipped: (header >> 36) as u32,
+        }
+    }
+}
+
+/// The working arrays of one group of [`Fib::lookup_batch`], one set per thread (a worker's
+/// own state; setting up 9 KiB per batch showed as a fifth of the instructions of a lookup):
+/// each group writes every entry it reads first. Per address (indexed like the group's addresses): `best`,
+/// the best value inherited so far, and `result`, the value the walk ended on (a peer, NONE
+/// for "inherit", or a singleton reference). Per lane, the lookups still walking packed at the
+/// front after every round: `lane` (the address), `cur` (its node), `depth` and the round's
+/// `words`, `next`, `leaf` and leaf `value`. `dir` holds the directory words.
+struct Lanes {
+    best: [u32; GROUP],
+    result: [u32; GROUP],
+    lane: [u8; GROUP],
+    cur: [u32; GROUP],
+    depth: [u32; GROUP],
+    dir: [u64; GROUP],
+    words: [[u64; NODE_WORDS]; GROUP],
+    next: [u32; GROUP],
+    leaf: [u32; GROUP],
+    value: [u32; GROUP],
+}
+
+thread_local! {
+    static LANES: RefCell<Lanes> = RefCell::new(Lanes::default());
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Self {
+            best: [NONE; GROUP],
+            result: [NONE; GROUP],
+            lane: [0; GROUP],
+            cur: [0; GROUP],
+            depth: [0; GROUP],
+            dir: [0; GROUP],
+            words: [[0; NODE_WORDS]; GROUP],
+            next: [0; GROUP],
+            leaf: [0; GROUP],
+            value: [0; GROUP],
+        }
+    }
 }
 
 /// A singleton entry as the writer handles it.
+///
+/// Stored in 16-byte units. IPv4: `key | len << 32`, `peer | fallback << 32`. IPv6, short
+/// form: the last [`TAIL_BITS`] bits of the prefix (bits `len - 57..len`) `| (len - 1) << 57`,
+/// then `peer | fallback << 32`. A lookup reaches a singleton at depth `d` only through a
+/// path that matched the address's bits `0..d`, so comparing bits `len - 57..len` decides
+/// the match whenever `len - d <= 57`: a peer's /128 below its pool's nodes, a /48 or /64
+/// one level below the directory. Otherwise (a long prefix alone high up) the long form
+/// takes two units: key high, key low, `len`, `peer | fallback << 32`, and the reference
+/// carries [`LONG`]. Halving most IPv6 singletons halves the largest array the workers read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Single<K> {
     pub key: K,
@@ -71,11 +182,66 @@ pub(crate) struct Single<K> {
     pub fallback: u32,
 }
 
+impl<K: Key> Single<K> {
+    /// The stored words of this singleton reached at `depth`, and whether it is long.
+    pub(crate) fn encode(&self, depth: u32) -> ([u64; 4], bool) {
+        let tail = u64::from(self.peer) | u64::from(self.fallback) << 32;
+        let key = self.key.to_u128();
+        let len = u32::from(self.len);
+        if K::BITS == 32 {
+            ([key as u64 | u64::from(len) << 32, tail, 0, 0], false)
+        } else if len.saturating_sub(depth) <= TAIL_BITS && len > 0 {
+            let bits = (key >> (K::BITS - len)) as u64 & TAIL;
+            ([bits | u64::from(len - 1) << TAIL_BITS, tail, 0, 0], false)
+        } else {
+            ([(key >> 64) as u64, key as u64, u64::from(len), tail], true)
+        }
+    }
+}
+
+/// The reference (leaf value) of the singleton at unit `index`.
+pub(crate) fn single_ref(index: u32, long: bool) -> u32 {
+    SINGLE | if long { LONG } else { 0 } | index
+}
+
+/// A singleton reference's first unit and unit count.
+pub(crate) fn single_units(r: u32) -> (u32, usize) {
+    (r & UNIT_INDEX, if r & LONG != 0 { 2 } else { 1 })
+}
+
+/// Whether a stored value names a singleton entry.
+#[inline(always)]
+pub(crate) fn is_single(v: u32) -> bool {
+    v & SINGLE != 0 && v != NONE
+}
+
+/// The answer at a singleton (words as loaded; `long` from its reference): its peer if `addr`
+/// is inside its prefix, else its fallback, else `best`.
+#[inline(always)]
+fn single_answer<K: Key>(addr: K, w: &[u64; 4], long: bool, best: u32) -> u32 {
+    let a = addr.to_u128();
+    let (inside, tail) = if K::BITS == 32 {
+        let len = (w[0] >> 32) as u32 & 0xFF;
+        let differ = (a as u64 ^ w[0]) & 0xFFFF_FFFF;
+        (differ.wrapping_shr(32u32.wrapping_sub(len)) == 0, w[1])
+    } else if long {
+        let key = u128::from(w[0]) << 64 | u128::from(w[1]);
+        let shift = 128u32.wrapping_sub(w[2] as u32 & 0xFF);
+        ((a ^ key).checked_shr(shift).unwrap_or(0) == 0, w[3])
+    } else {
+        let len_1 = (w[0] >> TAIL_BITS) as u32;
+        ((a >> (127 - len_1)) as u64 & TAIL == w[0] & TAIL, w[1])
+    };
+    let (peer, fallback) = (tail as u32, (tail >> 32) as u32);
+    let outside = select_unpredictable(fallback != NONE, fallback, best);
+    select_unpredictable(inside, peer, outside)
+}
+
 /// One address family's forwarding arrays; see the module documentation.
 #[derive(Debug)]
 pub(crate) struct Fib<K> {
     pub(crate) dir: Box<[AtomicU64]>,
-    pub(crate) nodes: Box<[AtomicU64]>,
+    pub(crate) nodes: Box<[[AtomicU64; NODE_WORDS]]>,
     pub(crate) leaves: Box<[AtomicU32]>,
     pub(crate) singles: Box<[AtomicU64]>,
     _key: PhantomData<K>,
@@ -94,7 +260,7 @@ impl<K: Key> Fib<K> {
     /// `spare_nodes` more nodes, `spare_leaves` leaf runs and `spare_singles` singletons.
     pub(crate) fn from_parts(
         dir: &[u64],
-        nodes: &[u64],
+        nodes: &[[u64; NODE_WORDS]],
         leaves: &[u32],
         singles: &[u64],
         spare: (usize, usize, usize),
@@ -102,44 +268,40 @@ impl<K: Key> Fib<K> {
         debug_assert_eq!(dir.len(), (1usize << K::DIR_BITS));
         Self {
             dir: atomics64(dir, 0),
-            nodes: atomics64(nodes, spare.0 * NODE_WORDS),
+            nodes: nodes
+                .iter()
+                .map(|n| n.map(AtomicU64::new))
+                .chain(std::iter::repeat_with(Default::default).take(spare.0))
+                .collect(),
             leaves: leaves
                 .iter()
                 .map(|&w| AtomicU32::new(w))
                 .chain(std::iter::repeat_with(|| AtomicU32::new(0)).take(spare.1))
                 .collect(),
-            singles: atomics64(singles, spare.2 * K::SINGLE_WORDS),
+            singles: atomics64(singles, spare.2 * UNIT_WORDS),
             _key: PhantomData,
         }
     }
 
     /// Bytes of the arrays (what a shared-memory region for this family would hold).
     pub(crate) fn bytes(&self) -> usize {
-        (self.dir.len() + self.nodes.len() + self.singles.len()) * 8 + self.leaves.len() * 4
+        (self.dir.len() + self.nodes.len() * NODE_WORDS + self.singles.len()) * 8
+            + self.leaves.len() * 4
     }
 
     pub(crate) fn read_node(&self, i: u32) -> Node {
-        let n = i as usize * NODE_WORDS;
-        let bases = self.nodes[n + 2].load(Ordering::Relaxed);
-        Node {
-            vector: self.nodes[n].load(Ordering::Relaxed),
-            leafvec: self.nodes[n + 1].load(Ordering::Relaxed),
-            base1: bases as u32,
-            base0: (bases >> 32) as u32,
-            default: self.nodes[n + 3].load(Ordering::Relaxed) as u32,
-        }
+        Node::from_words(
+            self.nodes[i as usize]
+                .each_ref()
+                .map(|w| w.load(Ordering::Relaxed)),
+        )
     }
 
     /// Writer only, into a block no reader can reach yet.
     pub(crate) fn write_node(&self, i: u32, node: &Node) {
-        let n = i as usize * NODE_WORDS;
-        self.nodes[n].store(node.vector, Ordering::Relaxed);
-        self.nodes[n + 1].store(node.leafvec, Ordering::Relaxed);
-        self.nodes[n + 2].store(
-            u64::from(node.base1) | u64::from(node.base0) << 32,
-            Ordering::Relaxed,
-        );
-        self.nodes[n + 3].store(u64::from(node.default), Ordering::Relaxed);
+        for (w, v) in self.nodes[i as usize].iter().zip(node.to_words()) {
+            w.store(v, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn read_leaf(&self, i: u32) -> u32 {
@@ -151,43 +313,30 @@ impl<K: Key> Fib<K> {
         self.leaves[i as usize].store(value, Ordering::Relaxed);
     }
 
-    pub(crate) fn read_single(&self, i: u32) -> Single<K> {
-        let w = i as usize * K::SINGLE_WORDS;
-        let (key, len, tail) = if K::SINGLE_WORDS == 2 {
-            let w0 = self.singles[w].load(Ordering::Relaxed);
-            (u128::from(w0 as u32), (w0 >> 32) as u8, w + 1)
-        } else {
-            let hi = self.singles[w].load(Ordering::Relaxed);
-            let lo = self.singles[w + 1].load(Ordering::Relaxed);
-            let len = self.singles[w + 2].load(Ordering::Relaxed) as u8;
-            (u128::from(hi) << 64 | u128::from(lo), len, w + 3)
-        };
-        let t = self.singles[tail].load(Ordering::Relaxed);
-        Single {
-            key: K::from_u128(key),
-            len,
-            peer: t as u32,
-            fallback: (t >> 32) as u32,
+    /// The words of the singleton `r` names (the last two unused for a short one).
+    fn read_single(&self, r: u32) -> [u64; 4] {
+        let (i, units) = single_units(r);
+        let mut w = [0; 4];
+        let at = i as usize * UNIT_WORDS;
+        for (w, x) in w.iter_mut().zip(&self.singles[at..at + units * UNIT_WORDS]) {
+            *w = x.load(Ordering::Relaxed);
         }
+        w
     }
 
-    /// Writer only, into an entry no reader can reach yet.
-    pub(crate) fn write_single(&self, i: u32, s: &Single<K>) {
-        let w = i as usize * K::SINGLE_WORDS;
-        let key = s.key.to_u128();
-        let tail = if K::SINGLE_WORDS == 2 {
-            self.singles[w].store(key as u64 | u64::from(s.len) << 32, Ordering::Relaxed);
-            w + 1
-        } else {
-            self.singles[w].store((key >> 64) as u64, Ordering::Relaxed);
-            self.singles[w + 1].store(key as u64, Ordering::Relaxed);
-            self.singles[w + 2].store(u64::from(s.len), Ordering::Relaxed);
-            w + 3
-        };
-        self.singles[tail].store(
-            u64::from(s.peer) | u64::from(s.fallback) << 32,
-            Ordering::Relaxed,
-        );
+    /// The fallback of the singleton `r` names (the high half of its last word).
+    pub(crate) fn single_fallback(&self, r: u32) -> u32 {
+        let (i, units) = single_units(r);
+        let last = (i as usize + units) * UNIT_WORDS - 1;
+        (self.singles[last].load(Ordering::Relaxed) >> 32) as u32
+    }
+
+    /// Writer only, into units no reader can reach yet.
+    pub(crate) fn write_single(&self, index: u32, words: &[u64]) {
+        let at = index as usize * UNIT_WORDS;
+        for (w, &v) in self.singles[at..].iter().zip(words) {
+            w.store(v, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn read_dir(&self, slot: usize) -> (u32, u32) {
@@ -204,182 +353,172 @@ impl<K: Key> Fib<K> {
         );
     }
 
-    /// Longest-prefix match for a batch: `out[i]` is the answer for `addrs[i]` (peer id or
-    /// [`NONE`]). Lookups advance in groups of [`GROUP`] lanes, one trie level per round, and
-    /// each round is split into phases whose loads depend only on earlier phases: all lanes'
-    /// node loads, then all lanes' leaf loads. The loads of one phase are independent, so the
-    /// memory system serves them in parallel instead of one lookup's chain of cache misses at
-    /// a time, and the steps select instead of branching, so nothing is mispredicted. Lanes
-    /// that have finished re-read their (cached) node until the whole group is done.
-    pub(crate) fn lookup_batch(&self, addrs: &[K], out: &mut [u32]) {
-        for (a, o) in addrs.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
-            self.lookup_group(a, o);
-        }
+    /// Longest-prefix match for a batch: `out[i]` is the answer for `addrs[i]`. Lookups
+    /// advance in groups of [`GROUP`] lanes, one trie level per round, and each round is split
+    /// into phases whose loads depend only on earlier phases: all lanes' node loads, then all
+    /// lanes' leaf loads, and at the end all singleton loads. The loads of one phase are
+    /// independent, so the memory system serves them in parallel instead of one lookup's chain
+    /// of cache misses at a time. The steps select instead of branching, so nothing is
+    /// mispredicted: `select_unpredictable` keeps the compiler from turning the selects back
+    /// into branches (it did for the leaf load and the final choice, and those mispredictions
+    /// cost IPv4 lookups a fifth of their throughput). Finished lanes are compacted away after
+    /// every round.
+    pub(crate) fn lookup_batch(&self, addrs: &[K], out: &mut [Option<u32>]) {
+        LANES.with_borrow_mut(|lanes| {
+            for (a, o) in addrs.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
+                self.lookup_group(lanes, a, o);
+            }
+        });
     }
 
     #[inline(always)]
-    fn lookup_group(&self, addrs: &[K], out: &mut [u32]) {
+    fn lookup_group(&self, lanes: &mut Lanes, addrs: &[K], out: &mut [Option<u32>]) {
         let n = addrs.len().min(out.len()).min(GROUP);
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
-        // Per address (indexed like `addrs`): the value found so far and the best inherited.
-        let mut best = [NONE; GROUP];
-        let mut result = [NONE; GROUP];
-        // Per lane: the lookups still walking, packed at the front after every round.
-        let mut lane = [0u8; GROUP];
-        let mut cur = [0u32; GROUP];
-        let mut depth = [K::DIR_BITS; GROUP];
-        let mut words = [[0u64; NODE_WORDS]; GROUP];
-        for (w, a) in words.iter_mut().zip(addrs) {
-            w[0] = self.dir[a.top()].load(Ordering::Acquire);
+        // Lane and address indices are masked with `GROUP - 1` (a no-op) so that indexing the
+        // per-group arrays needs no bounds check.
+        const M: usize = GROUP - 1;
+        let Lanes {
+            best,
+            result,
+            lane,
+            cur,
+            depth,
+            dir,
+            words,
+            next,
+            leaf,
+            value,
+        } = lanes;
+        // Directory loads first, in a loop of their own: nothing in it waits for a miss.
+        for (e, a) in dir.iter_mut().zip(addrs) {
+            *e = self.dir[a.top()].load(Ordering::Acquire);
         }
         let mut active = 0;
-        for j in 0..n {
-            best[j] = words[j][0] as u32;
-            let child = (words[j][0] >> 32) as u32;
-            result[j] = child;
+        for (j, &e) in dir[..n].iter().enumerate() {
+            best[j & M] = e as u32;
+            let child = (e >> 32) as u32;
+            result[j & M] = child;
             // Branch-free compaction: always write, advance only for a node.
-            lane[active] = j as u8;
-            cur[active] = child;
+            lane[active & M] = j as u8;
+            cur[active & M] = child;
             active += usize::from(child & SINGLE == 0);
         }
-        let mut leaf = [0u32; GROUP];
-        let mut next = [0u32; GROUP];
+        depth[..active].fill(K::DIR_BITS);
         while active > 0 {
             for (w, &c) in words.iter_mut().zip(&cur[..active]) {
-                let base = c as usize * NODE_WORDS;
-                for (k, word) in w.iter_mut().enumerate() {
-                    *word = self.nodes[base + k].load(Ordering::Relaxed);
-                }
+                *w = self.nodes[c as usize]
+                    .each_ref()
+                    .map(|x| x.load(Ordering::Relaxed));
             }
             for l in 0..active {
-                let j = usize::from(lane[l]);
-                let [vector, leafvec, bases, default] = words[l];
-                let bit = 1u64 << addrs[j].chunk(depth[l].min(K::BITS - 1));
-                let run = (leafvec & (bit | (bit - 1))).count_ones();
-                leaf[l] = ((bases >> 32) as u32 + run).saturating_sub(1);
-                // NONE marks "ends here": the leaf value is the result.
-                next[l] = if vector & bit != 0 {
-                    bases as u32 + (vector & (bit - 1)).count_ones()
-                } else {
-                    NONE
-                };
-                let default = default as u32;
-                best[j] = if default != NONE { default } else { best[j] };
+                let j = usize::from(lane[l]) & M;
+                let [vector, leafvec, bases, header] = words[l];
+                let skip = (header >> 32) as u32 & 0xF;
+                let width = STRIDE * (skip + 1);
+                let window = addrs[j].window(depth[l], width);
+                // A path-compressed node's skipped bits must match, or nothing below does.
+                let missed = window >> STRIDE != (header >> 36) as u32;
+                let bit = 1u64 << (window & 63);
+                let below = bit - 1;
+                let internal = vector & bit != 0;
+                // Child nodes are counted in `vector`, leaf runs in `leafvec`: one popcount.
+                let counted =
+                    select_unpredictable(internal, vector & below, leafvec & (bit | below));
+                let rank = counted.count_ones();
+                let default = header as u32;
+                best[j] = select_unpredictable(default != NONE, default, best[j]);
+                next[l] = select_unpredictable(internal & !missed, bases as u32 + rank, NONE);
+                // NONE (no leaf: the walk goes on, or the compressed path missed) reads as
+                // "inherit" below.
+                let run = ((bases >> 32) as u32 + rank).wrapping_sub(1);
+                leaf[l] = select_unpredictable(internal | missed, NONE, run);
+                depth[l] += width;
+            }
+            // Leaf loads in a loop of their own (entry 0 stands in for "no leaf"; selected
+            // away below), then the bookkeeping.
+            for (v, &i) in value.iter_mut().zip(&leaf[..active]) {
+                let i = i as usize;
+                let at = select_unpredictable(i < self.leaves.len(), i, 0);
+                *v = self
+                    .leaves
+                    .get(at)
+                    .map_or(NONE, |x| x.load(Ordering::Relaxed));
             }
             let mut still = 0;
             for l in 0..active {
-                let j = usize::from(lane[l]);
-                let v = self.leaves[leaf[l] as usize].load(Ordering::Relaxed);
-                let ends = next[l] == NONE;
-                result[j] = if ends { v } else { result[j] };
+                let j = usize::from(lane[l]) & M;
+                // Unconditional: a lane that goes on overwrites it when it ends.
+                result[j] =
+                    select_unpredictable((leaf[l] as usize) < self.leaves.len(), value[l], NONE);
                 lane[still] = lane[l];
                 cur[still] = next[l];
-                depth[still] = depth[l] + STRIDE;
-                still += usize::from(!ends);
+                depth[still] = depth[l];
+                still += usize::from(next[l] != NONE);
             }
             active = still;
         }
         for j in 0..n {
-            let r = result[j];
-            let single = r != NONE && r & SINGLE != 0;
-            let base = if single { (r & !SINGLE) as usize } else { 0 } * K::SINGLE_WORDS;
-            for (k, word) in words[j].iter_mut().take(K::SINGLE_WORDS).enumerate() {
-                *word = self.singles[base + k].load(Ordering::Relaxed);
+            let r = result[j & M];
+            let single = is_single(r);
+            let at = select_unpredictable(single, r & UNIT_INDEX, 0) as usize * UNIT_WORDS;
+            let w = &mut words[j & M];
+            if let Some(s) = self.singles.get(at..at + UNIT_WORDS) {
+                w[0] = s[0].load(Ordering::Relaxed);
+                w[1] = s[1].load(Ordering::Relaxed);
+            }
+            // Rare (a long IPv6 prefix alone high in the trie): a predictable branch.
+            if K::BITS == 128 && single && r & LONG != 0 {
+                if let Some(s) = self.singles.get(at + UNIT_WORDS..at + 2 * UNIT_WORDS) {
+                    w[2] = s[0].load(Ordering::Relaxed);
+                    w[3] = s[1].load(Ordering::Relaxed);
+                }
             }
         }
-        for j in 0..n {
-            let r = result[j];
-            let s = Self::decode_single(&words[j]);
-            let from_single = if addrs[j].mask(s.len) == s.key {
-                s.peer
-            } else if s.fallback != NONE {
-                s.fallback
-            } else {
-                best[j]
-            };
-            out[j] = if r != NONE && r & SINGLE != 0 {
-                from_single
-            } else if r == NONE {
-                best[j]
-            } else {
-                r
-            };
+        for (j, (o, &a)) in out.iter_mut().zip(addrs).enumerate() {
+            let (r, best) = (result[j & M], best[j & M]);
+            let long = K::BITS == 128 && is_single(r) && r & LONG != 0;
+            let from_single = single_answer(a, &words[j & M], long, best);
+            let v = select_unpredictable(r == NONE, best, r);
+            let v = select_unpredictable(is_single(r), from_single, v);
+            *o = (v != NONE).then_some(v);
         }
     }
 
-    /// A singleton from its words as loaded.
-    #[inline(always)]
-    fn decode_single(w: &[u64; NODE_WORDS]) -> Single<K> {
-        let (key, len, t) = if K::SINGLE_WORDS == 2 {
-            (u128::from(w[0] as u32), (w[0] >> 32) as u8, w[1])
-        } else {
-            (u128::from(w[0]) << 64 | u128::from(w[1]), w[2] as u8, w[3])
-        };
-        Single {
-            key: K::from_u128(key),
-            len,
-            peer: t as u32,
-            fallback: (t >> 32) as u32,
-        }
-    }
-
-    /// Longest-prefix match: the peer id, or [`NONE`].
-    ///
-    /// Written without data-dependent branches so that consecutive lookups overlap in the
-    /// core: every step loads what both outcomes need and selects. A lookup that has reached
-    /// its leaf keeps re-reading the same (cached) node until the loop ends. IPv4 runs a fixed
-    /// number of rounds (three); IPv6 loops until its lookup is done.
-    #[inline(always)]
+    /// Longest-prefix match: the peer id, or [`NONE`]. One lookup at a time (the writer's
+    /// lookups, single lookups); the same walk as [`Fib::lookup_batch`], with branches.
     pub(crate) fn lookup(&self, addr: K) -> u32 {
         let e = self.dir[addr.top()].load(Ordering::Acquire);
         let mut best = e as u32;
-        let child = (e >> 32) as u32;
-        // `result` is final once `done`: a peer, NONE (use `best`) or a singleton reference.
-        let mut done = child & SINGLE != 0;
-        let mut result = child;
-        let mut cur = if done { 0 } else { child as usize };
+        let mut result = (e >> 32) as u32;
         let mut depth = K::DIR_BITS;
-        let rounds = (K::BITS - K::DIR_BITS).div_ceil(STRIDE);
-        let mut round = 0;
-        while if K::BITS == 32 { round < rounds } else { !done } {
-            round += 1;
-            let n = cur * NODE_WORDS;
-            let vector = self.nodes[n].load(Ordering::Relaxed);
-            let leafvec = self.nodes[n + 1].load(Ordering::Relaxed);
-            let bases = self.nodes[n + 2].load(Ordering::Relaxed);
-            let default = self.nodes[n + 3].load(Ordering::Relaxed) as u32;
-            let bit = 1u64 << addr.chunk(depth.min(K::BITS - 1));
-            let internal = vector & bit != 0;
-            let next = bases as u32 + (vector & (bit - 1)).count_ones();
-            let run = (leafvec & (bit | (bit - 1))).count_ones();
-            let leaf = ((bases >> 32) as u32 + run).saturating_sub(1);
-            let value = self.leaves[leaf as usize].load(Ordering::Relaxed);
-            let live = !done;
-            best = if live & (default != NONE) {
-                default
+        // The depth bound only stops a walk through corrupt words; a real walk ends earlier.
+        while result & SINGLE == 0 && depth < K::BITS {
+            let node = self.read_node(result);
+            if node.default != NONE {
+                best = node.default;
+            }
+            let width = STRIDE * (u32::from(node.skip) + 1);
+            let window = addr.window(depth, width);
+            if window >> STRIDE != node.skipped {
+                return best;
+            }
+            depth += width;
+            let bit = 1u64 << (window & 63);
+            if node.vector & bit != 0 {
+                result = node.base1 + (node.vector & (bit - 1)).count_ones();
             } else {
-                best
-            };
-            result = if live & !internal { value } else { result };
-            cur = if live & internal { next as usize } else { cur };
-            depth += if live & internal { STRIDE } else { 0 };
-            done |= !internal;
+                let rank = (node.leafvec & (bit | (bit - 1))).count_ones();
+                result = self.read_leaf((node.base0 + rank).wrapping_sub(1));
+                break;
+            }
         }
-        let single = result != NONE && result & SINGLE != 0;
-        let s = self.read_single(if single { result & !SINGLE } else { 0 });
-        let from_single = if addr.mask(s.len) == s.key {
-            s.peer
-        } else if s.fallback != NONE {
-            s.fallback
-        } else {
-            best
-        };
-        if single {
-            from_single
-        } else if result == NONE {
-            best
-        } else {
-            result
+        if result == NONE {
+            return best;
         }
+        if result & SINGLE == 0 {
+            return result;
+        }
+        single_answer(addr, &self.read_single(result), result & LONG != 0, best)
     }
 }

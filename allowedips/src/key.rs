@@ -1,9 +1,9 @@
 //! Addresses as unsigned integers, most significant bit first: `u32` for IPv4, `u128` for IPv6.
 //!
-//! The trie consumes an address in 6-bit chunks below a direct-indexed top (20 bits for IPv4,
-//! 18 for IPv6). Chunks that run past the last bit are zero-padded (IPv4: 20 + 6 + 6 ends at
-//! bit 32 exactly; IPv6: 18 + 19 * 6 covers bit 131), so every level has the same 64-way
-//! fan-out and the padding children are simply never reached by a lookup.
+//! The trie consumes an address in 6-bit chunks below a direct-indexed top of 20 bits (IPv4:
+//! 20 + 2 * 6 ends at bit 32, IPv6: 20 + 18 * 6 at bit 128). Chunks that would run past the
+//! last bit are zero-padded, so every level has the same 64-way fan-out and padding children
+//! are simply never reached by a lookup.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -18,7 +18,8 @@ pub trait Key: Copy + Ord + Eq + Hash + Debug + Default + Send + Sync + 'static 
     const BITS: u32;
     /// Bits resolved by the direct-indexed top level (the directory).
     const DIR_BITS: u32;
-    /// 64-bit words one singleton (path-compressed leaf) occupies in the singles array.
+    /// 64-bit words of one unit of the singles array (path-compressed leaves): 16 bytes. An
+    /// IPv6 singleton far above its prefix's end takes two.
     const SINGLE_WORDS: usize;
 
     /// The top [`Key::DIR_BITS`] bits: the directory slot.
@@ -26,6 +27,11 @@ pub trait Key: Copy + Ord + Eq + Hash + Debug + Default + Send + Sync + 'static 
     /// The 6 (`STRIDE`) bits starting at bit `depth` (0 = most significant), zero-padded past the
     /// end of the address. `depth` is below `BITS`.
     fn chunk(self, depth: u32) -> usize;
+    /// The `bits` bits starting at bit `depth`, zero-padded past the end of the address:
+    /// a path-compressed node's skipped bits followed by its own chunk. `bits` is in
+    /// `STRIDE..=30`; a `depth` at or past the end wraps instead of panicking (only a bug can
+    /// ask for one).
+    fn window(self, depth: u32, bits: u32) -> u32;
     /// `self` with bits `depth..depth + STRIDE` set to `chunk` (padding bits dropped); those
     /// bits of `self` must be zero.
     fn with_chunk(self, depth: u32, chunk: usize) -> Self;
@@ -51,6 +57,10 @@ impl Key for u32 {
     #[inline(always)]
     fn chunk(self, depth: u32) -> usize {
         ((self << depth) >> (32 - STRIDE)) as usize
+    }
+    #[inline(always)]
+    fn window(self, depth: u32, bits: u32) -> u32 {
+        self.wrapping_shl(depth) >> (32 - bits)
     }
     fn with_chunk(self, depth: u32, chunk: usize) -> Self {
         let c = chunk as u32;
@@ -83,8 +93,8 @@ impl Key for u32 {
 
 impl Key for u128 {
     const BITS: u32 = 128;
-    const DIR_BITS: u32 = 18;
-    const SINGLE_WORDS: usize = 4;
+    const DIR_BITS: u32 = 20;
+    const SINGLE_WORDS: usize = 2;
 
     #[inline(always)]
     fn top(self) -> usize {
@@ -93,6 +103,11 @@ impl Key for u128 {
     #[inline(always)]
     fn chunk(self, depth: u32) -> usize {
         ((self << depth) >> (128 - STRIDE)) as usize
+    }
+    #[inline(always)]
+    fn window(self, depth: u32, bits: u32) -> u32 {
+        // The high 64 bits of the shifted address hold the window; a u64 shift is cheaper.
+        ((self.wrapping_shl(depth) >> 64) as u64 >> (64 - bits)) as u32
     }
     fn with_chunk(self, depth: u32, chunk: usize) -> Self {
         let c = chunk as u128;
@@ -139,6 +154,14 @@ mod tests {
         let b: u128 = 1;
         assert_eq!(b.chunk(124), 0b000100);
         assert_eq!(0u128.with_chunk(124, 0b000100), 1);
+        assert_eq!(a.window(16, 12), 0b0000_0101_0000);
+        assert_eq!(a.window(20, 12), 0x501);
+        assert_eq!(
+            b.window(120, 12),
+            0b0000_0001_0000,
+            "bits 120..128 then four pad bits"
+        );
+        assert_eq!((u128::MAX >> 1).window(0, 30), (1 << 29) - 1);
         assert_eq!(a.mask(24), 0xC0A8_0500);
         assert_eq!(a.mask(0), 0);
         assert_eq!(a.mask(32), a);

@@ -9,26 +9,29 @@
 //! # Structure
 //!
 //! A poptrie-style multibit trie per address family (`fib.rs`; Asai and Ohara, SIGCOMM 2015): a
-//! directory indexed by the top bits (20 for IPv4, 18 for IPv6), then nodes of 64 children with
+//! directory indexed by the top bits (20 bits for both families), then nodes of 64 children with
 //! a bitmap of internal children and a run-length compressed leaf array, both indexed by
 //! popcount; plus path-compressed "singleton" leaves for a region holding a single longer
-//! prefix (a peer's /32 or /128, or a lone routed prefix). Each prefix is stored once, in the
-//! node whose stride holds its last bit; "nothing here" inherits from above, so a change touches
-//! one node and the path above it.
+//! prefix (a peer's /32 or /128, or a lone routed prefix; 16 bytes, IPv6 ones keeping only the
+//! prefix bits the path above has not already matched), and path-compressed nodes that skip up
+//! to four single-child levels (the bits from a directory slot down to a /64 pool of peers'
+//! /128s). Each prefix is stored once, in the node whose stride holds its last bit; "nothing
+//! here" inherits from above, so a change touches one node and the path above it.
 //!
-//! Lookups are meant to come in batches ([`Snapshot::lookup_v4_batch`]): 64 lookups advance
-//! together one level per round, all lanes' loads of a round issued before any is used, with
-//! selects instead of branches and finished lanes compacted away. At a million prefixes the
-//! structure is larger than the caches, and that overlap of cache misses is what makes it fast.
+//! Lookups are meant to come in batches ([`Snapshot::lookup_v4_batch`]): up to 128 lookups
+//! advance together one level per round, all lanes' loads of a round issued before any is
+//! used, with selects instead of branches and finished lanes compacted away. At a million
+//! prefixes the structure is larger than the caches, and that overlap of cache misses is what
+//! makes it fast.
 //!
 //! Chosen by measurement against DIR-24-8 ([`dir24_8`]) on the provider workload (100k peers,
 //! about 1M prefixes; `bench/RESULTS.md`): DIR-24-8 looks up IPv4 several times faster but
 //! needs about 350 bytes per prefix (a 64 MiB first level and 1 KiB per /24 holding a host
 //! route), has no IPv6 form and no cheap incremental update; the poptrie needs under 30 (IPv4)
-//! and under 60 (IPv6) bytes per prefix, updates by path copying, and serves both families with
+//! and under 45 (IPv6) bytes per prefix, updates by path copying, and serves both families with
 //! one code path. The trie's popcounts compile to a bit-twiddling sequence on the baseline
-//! x86-64 target (`-C target-cpu=x86-64-v2` or newer gives the `popcnt` instruction; on the
-//! shared benchmark machine the difference was within run-to-run noise).
+//! x86-64 target (`-C target-cpu=x86-64-v2` or newer gives the `popcnt` instruction: random
+//! lookups about 10% faster for IPv4 and 5% for IPv6 on the benchmark machine).
 //!
 //! # Concurrency
 //!

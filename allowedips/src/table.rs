@@ -8,7 +8,7 @@ use arc_swap::{ArcSwap, Guard};
 use proto::allowedips::Prefix;
 
 use crate::epoch::{Epoch, MAX_READERS};
-use crate::fib::{Fib, GROUP, NONE};
+use crate::fib::{Fib, NONE};
 use crate::update::{ArenaStats, Family};
 
 /// A peer's index in the data path. Values up to [`MAX_PEER_ID`].
@@ -333,29 +333,15 @@ impl Snapshot<'_> {
 
     /// Looks up `addrs` into `out`; returns how many (the shorter length).
     pub fn lookup_v4_batch(&self, addrs: &[u32], out: &mut [Option<PeerId>]) -> usize {
-        let fib: &Fib<u32> = &self.v4;
         let n = addrs.len().min(out.len());
-        let mut raw = [NONE; GROUP];
-        for (a, o) in addrs[..n].chunks(GROUP).zip(out[..n].chunks_mut(GROUP)) {
-            fib.lookup_batch(a, &mut raw[..a.len()]);
-            for (o, &r) in o.iter_mut().zip(&raw) {
-                *o = some(r);
-            }
-        }
+        self.v4.lookup_batch(&addrs[..n], &mut out[..n]);
         n
     }
 
     /// Looks up `addrs` into `out`; returns how many (the shorter length).
     pub fn lookup_v6_batch(&self, addrs: &[u128], out: &mut [Option<PeerId>]) -> usize {
-        let fib: &Fib<u128> = &self.v6;
         let n = addrs.len().min(out.len());
-        let mut raw = [NONE; GROUP];
-        for (a, o) in addrs[..n].chunks(GROUP).zip(out[..n].chunks_mut(GROUP)) {
-            fib.lookup_batch(a, &mut raw[..a.len()]);
-            for (o, &r) in o.iter_mut().zip(&raw) {
-                *o = some(r);
-            }
-        }
+        self.v6.lookup_batch(&addrs[..n], &mut out[..n]);
         n
     }
 }

@@ -1,7 +1,7 @@
 //! The writer's side of one address family: the authoritative prefix map, the arena allocator,
 //! and incremental updates published by path copying.
 //!
-//! An update of a prefix longer than the directory's bits (20 for IPv4, 18 for IPv6) touches
+//! An update of a prefix longer than the directory's bits (20) touches
 //! one directory slot. The writer walks from that slot down to the node whose stride holds the
 //! prefix's last bit, rewrites the affected children there, and copies every node on the way
 //! back up into fresh blocks (siblings are shared, not copied deeper). Nothing a reader can
@@ -20,10 +20,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::build::{
-    build_family, build_kid, decode_node, dir_child, emit_node, Entry, Kid, Sink, VecSink,
+    build_family, build_kid, decode_node, dir_child, emit_node, unfold_chain, Entry, Kid, Sink,
+    VecSink,
 };
 use crate::epoch::Epoch;
-use crate::fib::{Fib, Node, Single, NODE_WORDS, NONE, SINGLE};
+use crate::fib::{
+    is_single, single_ref, single_units, Fib, Node, Single, NONE, SINGLE, UNIT_WORDS,
+};
 use crate::key::{Key, STRIDE};
 
 /// Free space kept after a (re)build, as a fraction of what the build used, plus a minimum.
@@ -72,6 +75,7 @@ impl Pool {
 enum Block {
     Nodes(u32, u8),
     Leaves(u32, u8),
+    /// A singleton reference.
     Single(u32),
 }
 
@@ -121,13 +125,15 @@ impl<K: Key> Sink<K> for ArenaSink<'_, K> {
         start
     }
 
-    fn single(&mut self, s: &Single<K>) -> u32 {
-        let Some(i) = self.alloc.singles.alloc(1) else {
+    fn single(&mut self, s: &Single<K>, depth: u32) -> u32 {
+        let (words, long) = s.encode(depth);
+        let units = if long { 2 } else { 1 };
+        let Some(i) = self.alloc.singles.alloc(units) else {
             self.overflow = true;
             return 0;
         };
-        self.fib.write_single(i, s);
-        i
+        self.fib.write_single(i, &words[..units * UNIT_WORDS]);
+        single_ref(i, long)
     }
 }
 
@@ -144,8 +150,8 @@ impl<K: Key> ArenaSink<'_, K> {
     }
 
     fn retire_leaf_value(&mut self, v: u32) {
-        if v != NONE && v & SINGLE != 0 {
-            self.retire.push(Block::Single(v & !SINGLE));
+        if is_single(v) {
+            self.retire.push(Block::Single(v));
         }
     }
 
@@ -164,15 +170,18 @@ impl<K: Key> ArenaSink<'_, K> {
 /// Live and capacity counts of an arena, for statistics and leak checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ArenaStats {
+    /// Nodes (32 bytes each).
     pub nodes: usize,
+    /// Leaf runs (4 bytes each).
     pub leaves: usize,
+    /// Singleton units (16 bytes each; an IPv6 singleton in the long form takes two).
     pub singles: usize,
     /// Bytes of the family's arrays including free space and the directory.
     pub bytes: usize,
 }
 
 impl ArenaStats {
-    /// Live nodes, leaf runs and singletons: the shape, without free space.
+    /// Live nodes, leaf runs and singleton units: the shape, without free space.
     pub fn live(&self) -> (usize, usize, usize) {
         (self.nodes, self.leaves, self.singles)
     }
@@ -211,9 +220,9 @@ impl<K: Key> Family<K> {
         let mut sink = VecSink::default();
         let dir = build_family::<K, _>(&mut sink, &sorted);
         let used = (
-            sink.nodes.len() / NODE_WORDS,
+            sink.nodes.len(),
             sink.leaves.len(),
-            sink.singles.len() / K::SINGLE_WORDS,
+            sink.singles.len() / UNIT_WORDS,
         );
         let spare = |n: usize| (n / SPARE_DIVISOR).max(SPARE_MIN);
         let spare = (spare(used.0), spare(used.1), spare(used.2));
@@ -310,7 +319,10 @@ impl<K: Key> Family<K> {
             match block {
                 Block::Nodes(start, n) => self.alloc.nodes.release(start, n.into()),
                 Block::Leaves(start, n) => self.alloc.leaves.release(start, n.into()),
-                Block::Single(i) => self.alloc.singles.release(i, 1),
+                Block::Single(r) => {
+                    let (i, units) = single_units(r);
+                    self.alloc.singles.release(i, units);
+                }
             }
         }
     }
@@ -441,7 +453,14 @@ fn update_kid<K: Key>(
         sink.retire_subtree(&node);
         return build_kid(sink, &now_inside, depth, fallback);
     }
-    let mut kids = decode_node(sink.fib, &node);
+    // A path-compressed node is handled as the chain node it stands for, one level at a time;
+    // `emit_node` folds what is still a chain back. That chain node has no blocks of its own.
+    let folded = node.skip > 0;
+    let mut kids = if folded {
+        unfold_chain(&node)
+    } else {
+        decode_node(sink.fib, &node)
+    };
     let (key, len) = changed;
     let end = depth + STRIDE;
     if u32::from(len) <= end {
@@ -454,11 +473,12 @@ fn update_kid<K: Key>(
                     m.default = v;
                     Kid::Node(m)
                 }
-                Kid::Leaf(x) if x != NONE && x & SINGLE != 0 => {
-                    let mut s = sink.fib.read_single(x & !SINGLE);
+                Kid::Leaf(x) if is_single(x) => {
                     sink.retire_leaf_value(x);
-                    s.fallback = v;
-                    Kid::Leaf(SINGLE | sink.single(&s))
+                    // The child's region is untouched by this change: rebuilt, it is the
+                    // same singleton with the new fallback.
+                    let child = region.with_chunk(depth, c);
+                    build_kid(sink, &inside(master, child, end, usize::MAX), end, v)
                 }
                 Kid::Leaf(_) => Kid::Leaf(v),
             };
@@ -467,9 +487,7 @@ fn update_kid<K: Key>(
         let c = key.chunk(depth);
         let child_fallback = match kids[c] {
             Kid::Node(m) => m.default,
-            Kid::Leaf(x) if x != NONE && x & SINGLE != 0 => {
-                sink.fib.read_single(x & !SINGLE).fallback
-            }
+            Kid::Leaf(x) if is_single(x) => sink.fib.single_fallback(x),
             Kid::Leaf(x) => x,
         };
         kids[c] = update_kid(
@@ -482,6 +500,8 @@ fn update_kid<K: Key>(
             changed,
         );
     }
-    sink.retire_node_blocks(&node);
+    if !folded {
+        sink.retire_node_blocks(&node);
+    }
     Kid::Node(emit_node(sink, &kids, node.default))
 }

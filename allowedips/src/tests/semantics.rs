@@ -322,3 +322,107 @@ fn reference_agrees_on_the_fixed_cases() {
     assert!(r.remove(p("10.1.0.0/16"), 2));
     assert_eq!(r.lookup(ip("10.1.2.3")), Some(1));
 }
+
+#[test]
+fn path_compressed_chains_match_and_miss() {
+    // Host routes in one /64 with nothing ending above them: the levels between the directory
+    // slot and the point where they diverge fold into path-compressed nodes. A lookup that
+    // diverges inside the folded bits falls back to what covers it; a prefix ending inside
+    // them unfolds the chain, and removing it folds it again, as a bulk build would.
+    let mut t = AllowedIps::new();
+    let hosts: Vec<_> = (0..4u32)
+        .map(|i| p(&format!("fd00:0:0:1::{:x}/128", 0x100 + i * 0x40)))
+        .collect();
+    for (i, &h) in hosts.iter().enumerate() {
+        t.insert(h, i as u32).unwrap();
+    }
+    t.insert(p("fd00::/16"), 100).unwrap();
+    let mut cases = vec![
+        ("fd00:0:0:1::140", Some(1)),
+        ("fd00:0:0:1::141", Some(100)),
+        ("fd00:0:0:2::140", Some(100)),
+        ("fd00:1:0:1::140", Some(100)),
+        ("fd01::1", None),
+    ];
+    let batch = |t: &AllowedIps, cases: &[(&str, Option<u32>)]| {
+        check(t, cases);
+        let addrs: Vec<u128> = cases
+            .iter()
+            .map(|(a, _)| match ip(a) {
+                std::net::IpAddr::V6(a) => u128::from(a),
+                std::net::IpAddr::V4(_) => unreachable!(),
+            })
+            .collect();
+        let mut r = t.reader().unwrap();
+        let mut out = vec![None; addrs.len()];
+        r.pin().lookup_v6_batch(&addrs, &mut out);
+        let want: Vec<_> = cases.iter().map(|c| c.1).collect();
+        assert_eq!(out, want, "batch lookups");
+    };
+    let same = |t: &AllowedIps, extra: &[(crate::Prefix, u32)]| {
+        let mut set: Vec<_> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, &h)| (h, i as u32))
+            .collect();
+        set.push((p("fd00::/16"), 100));
+        set.extend_from_slice(extra);
+        let bulk = AllowedIps::from_prefixes(set).unwrap();
+        assert_eq!(bulk.stats().v6.live(), t.stats().v6.live());
+    };
+    batch(&t, &cases);
+    same(&t, &[]);
+    // Without folding there would be a node for each of the 17 strides from bit 18 to 120.
+    assert!(t.stats().v6.nodes <= 6, "{:?}", t.stats().v6);
+    t.insert(p("fd00:0:0:2::/64"), 200).unwrap();
+    cases[2].1 = Some(200);
+    batch(&t, &cases);
+    same(&t, &[(p("fd00:0:0:2::/64"), 200)]);
+    assert!(t.remove(p("fd00:0:0:2::/64"), 200));
+    cases[2].1 = Some(100);
+    batch(&t, &cases);
+    same(&t, &[]);
+}
+
+#[test]
+fn singleton_forms_compare_every_prefix_bit() {
+    // Alone in its directory slot, an IPv6 prefix up to 57 bits past the directory keeps the
+    // short (16-byte) form, a longer one the long form; IPv4 singletons have one form. Flipping
+    // any bit inside the prefix must miss, any bit after it must still match.
+    let key: u128 = 0x2001_0db8_5a5a_a5a5_0f0f_f0f0_3c3c_c3c3;
+    for len in [21u8, 64, 77, 78, 100, 127, 128] {
+        let prefix = crate::Prefix::new(std::net::Ipv6Addr::from(key).into(), len).unwrap();
+        let t = AllowedIps::from_prefixes([(prefix, 7)]).unwrap();
+        let mut r = t.reader().unwrap();
+        let snap = r.pin();
+        let base = u128::from(match prefix.addr() {
+            std::net::IpAddr::V6(a) => a,
+            std::net::IpAddr::V4(_) => unreachable!(),
+        });
+        let addrs: Vec<u128> = (0..128).map(|bit| base ^ (1u128 << (127 - bit))).collect();
+        let mut out = vec![None; addrs.len()];
+        snap.lookup_v6_batch(&addrs, &mut out);
+        for (bit, (&a, &got)) in addrs.iter().zip(&out).enumerate() {
+            let want = (bit >= usize::from(len)).then_some(7);
+            assert_eq!(got, want, "/{len}, bit {bit} flipped (batch)");
+            assert_eq!(snap.lookup_v6(a), want, "/{len}, bit {bit} flipped");
+        }
+    }
+    for len in [21u8, 26, 27, 32] {
+        let prefix = crate::Prefix::new(std::net::Ipv4Addr::from(0xC0A8_5A5Au32).into(), len);
+        let t = AllowedIps::from_prefixes([(prefix.unwrap(), 7)]).unwrap();
+        let mut r = t.reader().unwrap();
+        let snap = r.pin();
+        let base = 0xC0A8_5A5Au32 & (u32::MAX << (32 - len));
+        let addrs: Vec<u32> = (0..32).map(|bit| base ^ (1u32 << (31 - bit))).collect();
+        let mut out = vec![None; addrs.len()];
+        snap.lookup_v4_batch(&addrs, &mut out);
+        for (bit, &got) in out.iter().enumerate() {
+            assert_eq!(
+                got,
+                (bit >= usize::from(len)).then_some(7),
+                "/{len}, bit {bit}"
+            );
+        }
+    }
+}
