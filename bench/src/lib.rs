@@ -10,6 +10,9 @@
 //!   sequence number the sink verifies;
 //! - [`pool`]: data messages sealed ahead of the timed window, counters increasing per session;
 //! - [`mmsg`]: `sendmmsg`/`recvmmsg` batches (the crate's only `unsafe`);
+//! - [`afxdp`]: the faster transmit path: the same messages in Ethernet frames through an
+//!   AF_XDP socket (copy mode), for when `sendmmsg` and not the gateway would set the rate;
+//! - [`netdev`]: interface packet counters, the sink's count when its socket cannot keep up;
 //! - [`sink`]: the LAN-side receiver that counts and verifies;
 //! - [`outbound`]: the other direction: plaintext from the LAN side to every peer, opened and
 //!   counted by the generator;
@@ -17,9 +20,11 @@
 //!
 //! Results are kept in `bench/RESULTS.md` with the command, date and machine of each run.
 
+pub mod afxdp;
 pub mod handshake;
 pub mod inner;
 pub mod mmsg;
+pub mod netdev;
 pub mod netns;
 pub mod outbound;
 pub mod peers;
