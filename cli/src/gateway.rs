@@ -132,7 +132,8 @@ pub fn fallback(args: &[String]) -> Result<(), String> {
     let (config, _) = control::config::load(path).map_err(|e| e.to_string())?;
     let stop = stop_flag()?;
     eprintln!("wgxdp: fallback backend: UDP socket and TUN device {tun}, no XDP");
-    control::fallback::run(&config, &tun, &stop).map_err(|e| e.to_string())
+    control::fallback::run(&config, &tun, flag(args, "--name").as_deref(), &stop)
+        .map_err(|e| e.to_string())
 }
 
 /// `wgxdp dataplane --region PATH --wan IF [--lan IF] [--workers N] [--ready FILE]`
@@ -249,7 +250,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
         }
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let mut fb = Command::new(&exe)
-            .args(["fallback", "--tun", &tun_name])
+            .args(["fallback", "--tun", &tun_name, "--name", &name])
             .arg(config_path)
             .stdin(Stdio::null())
             .stdout(log("fallback.log")?)

@@ -349,6 +349,17 @@ fn fallback_backend_carries_traffic_without_xdp() {
     assert!(ping(&t.srv, &p.v4.to_string()), "server pings the peer");
     let mbps = iperf(&t, &p.ns, LAN_V4, 2, false);
     assert!(mbps > 10.0, "{mbps} Mbit/s");
+    // The stock `wg` reads it too; live changes are refused (EOPNOTSUPP) and say so.
+    let dump = testbed::WgDump::parse(&ok(t.gw.exec(["wg", "show", &t.name, "dump"]))).unwrap();
+    let s = dump
+        .peer(p.wg.public_key())
+        .expect("the peer in wg show dump");
+    assert!(s.latest_handshake.is_some() && s.rx_bytes > 0, "{s:?}");
+    let set =
+        t.gw.command(["wg", "set", &t.name, "listen-port", "51821"])
+            .output()
+            .unwrap();
+    assert!(!set.status.success());
 }
 
 /// A LAN host sending a packet too big for the tunnel with DF set learns the tunnel MTU from

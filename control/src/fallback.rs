@@ -5,7 +5,9 @@
 //! announced at start; it is the baseline the XDP path is measured against, not the product.
 //!
 //! One thread: read the socket and the TUN device (both non-blocking), move what arrives, run
-//! the timers.
+//! the timers. With a name, it also serves the UAPI socket so that `wg show`, `wg show dump`
+//! and `wg showconf` work; configuration changes (`set=1`) are refused with EOPNOTSUPP here
+//! (restart with the new file), and it exits when its socket file is removed.
 
 use crate::config::Config;
 use crate::daemon::{bind_udp, canonical, resolve, ControlError};
@@ -43,8 +45,51 @@ fn ip(args: &[&str]) -> Result<(), ControlError> {
     Ok(())
 }
 
-/// Runs the gateway on a TUN device named `ifname` until `stop` is set.
-pub fn run(config: &Config, ifname: &str, stop: &AtomicBool) -> Result<(), ControlError> {
+/// What `get=1` reports for the fallback's device.
+fn view(device: &Device<OsRng>, socket: &std::net::UdpSocket) -> crate::uapi::DeviceView {
+    crate::uapi::DeviceView {
+        private_key: *device.private_key().as_bytes(),
+        listen_port: socket.local_addr().map_or(0, |a| a.port()),
+        fwmark: 0,
+        peers: device
+            .peers()
+            .map(|(id, p)| {
+                let st = p.stats();
+                crate::uapi::PeerView {
+                    public_key: *p.public_key().as_bytes(),
+                    preshared_key: *p.preshared_key().as_bytes(),
+                    endpoint: p.endpoint(),
+                    last_handshake: st.last_handshake,
+                    rx_bytes: st.rx_bytes,
+                    tx_bytes: st.tx_bytes,
+                    persistent_keepalive: p.persistent_keepalive().map_or(0, |d| d.as_secs()),
+                    allowed_ips: device
+                        .allowed_ips()
+                        .prefixes_of(id)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Runs the gateway on a TUN device named `ifname` until `stop` is set (or, with a UAPI
+/// socket named `name`, until that socket file is removed).
+pub fn run(
+    config: &Config,
+    ifname: &str,
+    name: Option<&str>,
+    stop: &AtomicBool,
+) -> Result<(), ControlError> {
+    let uapi = match name {
+        Some(n) => Some(crate::uapi::Uapi::bind(n).map_err(|e| ControlError::Setup {
+            what: format!("UAPI socket {n}"),
+            reason: e.to_string(),
+        })?),
+        None => None,
+    };
     let private = config
         .interface
         .private_key
@@ -109,7 +154,19 @@ pub fn run(config: &Config, ifname: &str, stop: &AtomicBool) -> Result<(), Contr
 
     let mut buf = vec![0u8; 65536];
     let mut out = vec![0u8; 65536];
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && uapi.as_ref().is_none_or(|u| u.exists()) {
+        while let Some(req) = uapi.as_ref().and_then(|u| u.poll()) {
+            let answer = match &req.op {
+                crate::uapi::Op::Get => Ok(crate::uapi::format_get(&view(&device, &socket))
+                    .trim_end_matches("errno=0\n\n")
+                    .to_string()),
+                crate::uapi::Op::Set(_) => Err(crate::uapi::set::error(
+                    crate::uapi::Errno::NotSupported,
+                    "the fallback backend takes no live changes: restart it with the new configuration",
+                )),
+            };
+            req.answer(answer);
+        }
         let mut moved = 0;
         // Plaintext from the kernel for some peer.
         for _ in 0..64 {
