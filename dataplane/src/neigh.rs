@@ -2,8 +2,11 @@
 //! configuration (design §8).
 //!
 //! A resolver thread owns a netlink socket. It keeps a snapshot of (destination → next hop)
-//! from RTM_GETROUTE answers and of (next hop → MAC) from RTM_GETNEIGH dumps, refreshed
-//! every [`REFRESH`], and publishes it with an atomic pointer swap. Workers load the snapshot
+//! from RTM_GETROUTE answers and of (next hop → MAC) from RTM_GETNEIGH dumps, and publishes
+//! it with an atomic pointer swap when it changed. A new destination is resolved at once;
+//! known ones are re-resolved every [`ROUTE_REFRESH`] (routes seldom change, and one request
+//! per destination is what a 100k-peer gateway cannot afford five times a second); the
+//! neighbour table, small (next hops, not destinations), is dumped every [`REFRESH`]. Workers load the snapshot
 //! once per batch (lock-free) and, on a miss, ask the resolver to look the destination up and
 //! hand that packet to the kernel, which resolves the neighbour itself; the next refresh
 //! learns the entry.
@@ -26,6 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const REFRESH: Duration = Duration::from_millis(200);
+/// How often every known destination's route is asked again.
+pub const ROUTE_REFRESH: Duration = Duration::from_secs(5);
 
 /// What workers read.
 #[derive(Debug, Default, Clone)]
@@ -88,21 +93,48 @@ fn resolver(
     stop: &AtomicBool,
 ) {
     let mut wanted: HashSet<IpAddr> = HashSet::new();
+    let mut fresh: Vec<IpAddr> = Vec::new();
+    let mut current = Snapshot::default();
+    let mut last_routes = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         while let Ok(dst) = rx.try_recv() {
-            wanted.insert(dst);
-        }
-        let mut snap = Snapshot::default();
-        for &dst in &wanted {
-            if let Some(hop) = nl.route_get(dst) {
-                snap.next_hop.insert(dst, hop);
+            if wanted.insert(dst) {
+                fresh.push(dst);
             }
         }
-        snap.mac = nl.neighbours();
-        published.store(Arc::new(snap));
+        let mut next_hop = None;
+        if last_routes.elapsed() >= ROUTE_REFRESH {
+            last_routes = std::time::Instant::now();
+            fresh.clear();
+            let all: HashMap<IpAddr, IpAddr> = wanted
+                .iter()
+                .filter_map(|&d| Some((d, nl.route_get(d)?)))
+                .collect();
+            if all != current.next_hop {
+                next_hop = Some(all);
+            }
+        } else if !fresh.is_empty() {
+            let mut m = current.next_hop.clone();
+            for d in fresh.drain(..) {
+                if let Some(hop) = nl.route_get(d) {
+                    m.insert(d, hop);
+                }
+            }
+            next_hop = Some(m);
+        }
+        let mac = nl.neighbours();
+        if next_hop.is_some() || mac != current.mac {
+            current = Snapshot {
+                next_hop: next_hop.unwrap_or_else(|| current.next_hop.clone()),
+                mac,
+            };
+            published.store(Arc::new(current.clone()));
+        }
         match rx.recv_timeout(REFRESH) {
             Ok(dst) => {
-                wanted.insert(dst);
+                if wanted.insert(dst) {
+                    fresh.push(dst);
+                }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
