@@ -60,6 +60,16 @@ pub fn neighbour_mac(ip: Ipv4Addr) -> Result<[u8; 6], String> {
     Err(format!("no ARP entry for {ip}"))
 }
 
+/// Bytes of Ethernet, IPv4 and UDP headers before a payload.
+pub const HEADERS: usize = 42;
+
+/// Writes `payload` after the headers of `path`; returns the frame's length.
+pub fn frame(path: &Path, payload: &[u8], out: &mut [u8]) -> usize {
+    headers(path, payload.len(), out);
+    out[HEADERS..HEADERS + payload.len()].copy_from_slice(payload);
+    HEADERS + payload.len()
+}
+
 /// Writes the Ethernet, IPv4 and UDP headers for a `payload_len`-byte UDP payload into
 /// `out[..42]` (UDP checksum 0: optional over IPv4).
 pub fn headers(path: &Path, payload_len: usize, out: &mut [u8]) {
@@ -90,31 +100,31 @@ pub fn headers(path: &Path, payload_len: usize, out: &mut [u8]) {
     udp[6..8].copy_from_slice(&[0, 0]);
 }
 
-/// An AF_XDP socket on queue 0 of the generator's interface, with its own UMEM.
+/// An AF_XDP socket on queue 0 of an interface, with its own UMEM.
 #[derive(Debug)]
 pub struct Sender {
     frames: Frames,
     port: Port,
-    path: Path,
 }
 
 const BATCH: usize = 64;
 
 impl Sender {
-    pub fn open(ifname: &str, path: Path) -> Result<Self, String> {
+    pub fn open(ifname: &str) -> Result<Self, String> {
         let spec = UmemSpec::default();
         let frames = Frames::new(spec).map_err(|e| e.to_string())?;
         let port = Port::bind(&frames, ifname, 0, BindMode::Copy, spec.ring_size)
             .map_err(|e| e.to_string())?;
-        Ok(Self { frames, port, path })
+        Ok(Self { frames, port })
     }
 
-    /// Sends every message once, in order, as fast as the ring takes them, or until
-    /// `stop()` says so; paced to `rate` frames/s if it is positive. Returns how many left.
-    pub fn send_all<'m>(
+    /// Sends `count` frames, in order, as fast as the ring takes them, or until `stop()` says
+    /// so; paced to `rate` frames/s if it is positive. `frame(k, buf)` writes frame `k` into
+    /// `buf` (a whole UMEM frame) and returns its length. Returns how many left.
+    pub fn send_all(
         &mut self,
         count: usize,
-        message: impl Fn(usize) -> &'m [u8],
+        frame: impl Fn(usize, &mut [u8]) -> usize,
         rate: f64,
         stop: impl Fn() -> bool,
     ) -> u64 {
@@ -128,14 +138,12 @@ impl Sender {
                 let Some(addr) = self.frames.alloc() else {
                     break;
                 };
-                let msg = message(k + descs.len());
-                let len = 42 + msg.len();
-                let Some(buf) = self.frames.bytes_mut(addr, len) else {
+                let size = self.frames.frame_size() as usize;
+                let Some(buf) = self.frames.bytes_mut(addr, size) else {
                     self.frames.release(addr);
                     break;
                 };
-                headers(&self.path, msg.len(), buf);
-                buf[42..].copy_from_slice(msg);
+                let len = frame(k + descs.len(), buf);
                 descs.push(desc(addr, len as u32));
             }
             let queued = self.port.send(&descs);

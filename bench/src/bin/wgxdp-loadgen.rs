@@ -15,7 +15,9 @@
 //! sendmmsg for `--seconds` of sending time (sealing between rounds is not counted), and
 //! prints one `key=value` line: what was sent and received, rates over the sending time, loss.
 //! `--tx afxdp` sends the inbound messages as Ethernet frames through an AF_XDP socket on
-//! `--tx-if` (in `--gen-netns`) instead, several times faster than sendmmsg. `--sink-if`
+//! `--tx-if` (in `--gen-netns`) instead, several times faster than sendmmsg; for `--direction
+//! out` the LAN side's plaintext goes through an AF_XDP socket on `--sink-if` to
+//! `--lan-gateway`'s MAC, and `--gen-if` counts what the generator's interface received. `--sink-if`
 //! also counts what the sink's interface received (`if_received`), exact even when the sink's
 //! socket overflows; `delivered` is that count when given, else the socket's.
 //! `--direction out` reverses it: plaintext from the sink's address to every peer's tunnel
@@ -195,8 +197,7 @@ fn cmd_run(a: &Args) -> Result<(), String> {
                 src,
                 dst,
             };
-            let mut sender =
-                bench::afxdp::Sender::open(&ifname, path).map_err(std::io::Error::other)?;
+            let mut sender = bench::afxdp::Sender::open(&ifname).map_err(std::io::Error::other)?;
             let (mut sent, mut rounds, mut sending, mut seal) =
                 (0u64, 0u32, Duration::ZERO, Duration::ZERO);
             while sending < budget {
@@ -206,7 +207,7 @@ fn cmd_run(a: &Args) -> Result<(), String> {
                 let start = Instant::now();
                 sent += sender.send_all(
                     pool.len(),
-                    |j| pool.message(j),
+                    |j, buf| bench::afxdp::frame(&path, pool.message(j), buf),
                     rate,
                     || sending + start.elapsed() >= budget,
                 );
@@ -316,25 +317,92 @@ fn run_outbound(
         netns::run_in(ns.as_deref(), || Ok(bench::sink::rcvbuf_errors())).unwrap_or(0)
     };
     let errors_before = gen_errors();
-    let sent = outbound::send(&tx, &dsts, size, budget);
+    let gen_if: Option<String> = a.opt("gen-if");
+    let gen_ns2 = a.opt("gen-netns");
+    let if_count = move || -> Option<u64> {
+        let ifname = gen_if.clone()?;
+        netns::run_in(gen_ns2.as_deref(), move || {
+            bench::netdev::rx_packets(&ifname).map_err(std::io::Error::other)
+        })
+        .ok()
+    };
+    let tx_mode: String = a.get("tx", Some("sendmmsg".to_owned()))?;
+    let if_before = if_count();
+    let sent = if tx_mode == "afxdp" {
+        let sink_if: String = a.get("sink-if", None)?;
+        let lan_gw: std::net::Ipv4Addr = a.get("lan-gateway", None)?;
+        let src = SocketAddrV4::new(lan_ip, lan.port());
+        // One datagram through the kernel first, so that the LAN side knows the gateway's MAC.
+        let _ = tx.send_to(&[0u8; 16], dsts[0]);
+        std::thread::sleep(Duration::from_millis(200));
+        netns::run_in(a.opt("sink-netns").as_deref(), move || {
+            let src_mac = bench::afxdp::mac_of(&sink_if).map_err(std::io::Error::other)?;
+            let dst_mac = bench::afxdp::neighbour_mac(lan_gw).map_err(std::io::Error::other)?;
+            let mut sender = bench::afxdp::Sender::open(&sink_if).map_err(std::io::Error::other)?;
+            let start = Instant::now();
+            let packets = sender.send_all(
+                usize::MAX,
+                |k, buf| {
+                    let path = bench::afxdp::Path {
+                        src_mac,
+                        dst_mac,
+                        src,
+                        dst: dsts[k % dsts.len()],
+                    };
+                    let len = usize::from(size.nth(k)).saturating_sub(bench::inner::HEADERS_LEN);
+                    let len = len.max(bench::inner::TAG_LEN);
+                    let payload = &mut buf[bench::afxdp::HEADERS..bench::afxdp::HEADERS + len];
+                    payload.fill(0);
+                    bench::inner::Tag {
+                        round: 0,
+                        seq: k as u64,
+                    }
+                    .write(payload);
+                    bench::afxdp::headers(&path, len, buf);
+                    bench::afxdp::HEADERS + len
+                },
+                0.0,
+                || start.elapsed() >= budget,
+            );
+            Ok(outbound::Sent {
+                packets,
+                elapsed: start.elapsed(),
+                errors: 0,
+            })
+        })
+        .map_err(|e| format!("AF_XDP LAN sender: {e}"))?
+    } else {
+        outbound::send(&tx, &dsts, size, budget)
+    };
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Relaxed);
     let _ = thread.join();
     let rcvbuf_errors = gen_errors().saturating_sub(errors_before);
     let secs = sent.elapsed.as_secs_f64();
     let received = counts.received.load(Relaxed);
+    let if_received = match (if_before, if_count()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let delivered = if_received.unwrap_or(received);
+    let avg_inner = if received > 0 {
+        counts.bytes.load(Relaxed) as f64 / received as f64
+    } else {
+        0.0
+    };
     println!(
         "direction=out size={size} peers={count} handshake_s={handshake_s:.2} send_s={secs:.3} \
-         sent={} offered_pps={:.0} received={received} pps={:.0} gbps={:.3} loss={} loss_pct={:.2} \
+         sent={} offered_pps={:.0} received={received} if_received={} delivered={delivered} pps={:.0} gbps={:.3} loss={} loss_pct={:.2} \
          duplicates={} invalid={} auth_failures={} unknown_index={} keepalives={} generator_rcvbuf_errors={rcvbuf_errors} \
          send_errors={}",
         sent.packets,
         sent.packets as f64 / secs,
-        received as f64 / secs,
-        counts.bytes.load(Relaxed) as f64 * 8.0 / secs / 1e9,
-        sent.packets.saturating_sub(received),
+        if_received.map_or("-".to_string(), |n| n.to_string()),
+        delivered as f64 / secs,
+        delivered as f64 * avg_inner * 8.0 / secs / 1e9,
+        sent.packets.saturating_sub(delivered),
         if sent.packets > 0 {
-            100.0 * sent.packets.saturating_sub(received) as f64 / sent.packets as f64
+            100.0 * sent.packets.saturating_sub(delivered) as f64 / sent.packets as f64
         } else {
             0.0
         },
