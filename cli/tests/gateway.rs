@@ -439,3 +439,80 @@ fn the_packet_that_starts_a_handshake_is_sent_when_it_completes() {
         std::fs::read_to_string(format!("/run/wgxdp/{}/auth.log", t.name)).unwrap_or_default()
     );
 }
+
+/// Received-frame totals of each worker, from `wgxdp show`.
+fn worker_rx(t: &Topo) -> Vec<u64> {
+    show(t)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("worker "))
+        .filter_map(|l| {
+            let at = l.find("totals rx wan ")? + "totals rx wan ".len();
+            l[at..].split_whitespace().next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// A captured data message replayed from other source ports lands on both workers' queues;
+/// the session's one replay window refuses every copy whichever worker checks it, and the
+/// peer's endpoint does not move to the replayer's port. (With a window per worker, the first
+/// copy on the other worker got through and took the endpoint with it.)
+#[test]
+fn replays_are_refused_on_every_queue() {
+    if !require() || !testbed::require_tools(&["python3"]) {
+        return;
+    }
+    let t = topo_with(1, &["--workers", "2"], Shape::TwoArmed { queues: 2 });
+    let p = &t.peers[0];
+    assert!(ping(&p.ns, LAN_V4), "{}", show(&t));
+    let pif = ok(p.ns.ip(["-o", "link", "show"]))
+        .lines()
+        .find_map(|l| {
+            let name = l.split(':').nth(1)?.trim().split('@').next()?.to_string();
+            name.starts_with('p').then_some(name)
+        })
+        .expect("the peer's WAN interface");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/replay.py");
+    let copies = 32;
+    let replayer =
+        p.ns.command(["python3", script, &pif, &copies.to_string(), "51820"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = worker_rx(&t);
+    let replay_drops = drops(&t, "replay");
+    assert!(
+        ping(&p.ns, LAN_V4),
+        "a data message to capture\n{}\n{}",
+        show(&t),
+        ok(t.gw.exec(["wg", "show", &t.name, "dump"]))
+    );
+    let out = replayer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "replayer failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ports = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(ports.split_whitespace().count(), copies, "{ports}");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = worker_rx(&t);
+    let s = show(&t);
+    assert_eq!(before.len(), 2, "{s}");
+    assert!(
+        after[0] > before[0] && after[1] > before[1],
+        "the copies reached both workers: {before:?} -> {after:?}\n{s}"
+    );
+    assert_eq!(
+        drops(&t, "replay") - replay_drops,
+        copies as u64,
+        "every copy refused as a replay\n{s}"
+    );
+    let dump = testbed::WgDump::parse(&ok(t.gw.exec(["wg", "show", &t.name, "dump"]))).unwrap();
+    let ep = dump.peer(p.wg.public_key()).unwrap().endpoint.unwrap();
+    assert!(
+        !ports.split_whitespace().any(|x| x == ep.port().to_string()),
+        "the endpoint moved to a replayer's port: {ep}"
+    );
+}

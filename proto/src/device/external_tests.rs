@@ -306,3 +306,23 @@ fn responder_rekeys_when_its_keypair_expires_while_sending() {
         "a new keypair replaced the expired one"
     );
 }
+
+#[test]
+fn a_data_message_reaching_the_device_is_not_opened_there() {
+    let mut s = Sim::new(37);
+    let peer = s.a_peer;
+    s.worker_send(peer, &ipv4(A_TUN, B_TUN, b"start"));
+    s.pump();
+    s.b.send(s.now, &ipv4(B_TUN, A_TUN, b"authentic")).unwrap();
+    let mut buf = vec![0u8; 2048];
+    let t = s.b.poll_transmit(s.now, &mut buf).unwrap();
+    assert_eq!(buf[0], 4, "a data message");
+    let endpoint = s.a.peer(peer).unwrap().endpoint();
+    // The workers own the receive windows: the device refuses it, whatever the source.
+    let elsewhere: std::net::SocketAddr = "192.0.2.99:20000".parse().unwrap();
+    assert_eq!(
+        s.a.handle_datagram(s.now, elsewhere, &mut buf[..t.len], false),
+        Err(DropReason::DataElsewhere)
+    );
+    assert_eq!(s.a.peer(peer).unwrap().endpoint(), endpoint, "no roaming");
+}

@@ -72,6 +72,8 @@ pub enum DropReason {
     NoRoute,
     #[error("too many packets waiting for a handshake")]
     StagedQueueFull,
+    #[error("a data message, but the data path is external (it must not reach this device)")]
+    DataElsewhere,
 }
 
 /// What an accepted datagram was.

@@ -19,6 +19,10 @@ impl<R: CryptoRngCore> Device<R> {
             self.last_static = None;
         }
         match kind {
+            // With an external data path, the workers own the receive windows: a data message
+            // that reaches this device (the steering missed it) must not be opened here, where
+            // a second window would accept what the workers refused, and move the endpoint.
+            MessageType::Data if self.external => Err(DropReason::DataElsewhere),
             MessageType::Data => self.handle_data(now, src, datagram),
             MessageType::CookieReply => self.handle_cookie_reply(now, datagram),
             MessageType::Initiation => {
