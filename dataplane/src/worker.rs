@@ -112,7 +112,10 @@ pub struct Worker {
     /// for all workers, see `daemon.rs`); lookups never wait for it.
     prefixes: allowedips::Reader,
     need_session_sent: HashMap<u32, u64>,
-    endpoints_reported: HashMap<u32, SocketAddr>,
+    /// Per peer slot: the source last checked against the peer's record, and the record's
+    /// version then. A packet from the same source is not checked again until the record
+    /// changes (control moved the endpoint, e.g. after a handshake from elsewhere).
+    endpoints_checked: HashMap<u32, (u64, SocketAddr)>,
     rx: Vec<Desc>,
     tx_wan: Vec<Desc>,
     tx_lan: Vec<Desc>,
@@ -157,7 +160,7 @@ impl Worker {
             sessions: HashMap::with_capacity(1024),
             prefixes,
             need_session_sent: HashMap::new(),
-            endpoints_reported: HashMap::new(),
+            endpoints_checked: HashMap::new(),
             rx: vec![
                 Desc {
                     addr: 0,
@@ -501,18 +504,22 @@ impl Worker {
         Ok(())
     }
 
-    /// Reports a peer's new source address to control (roaming), once per change.
+    /// Reports a peer's new source address to control (roaming). Checked against the peer's
+    /// record, not against what this worker reported last: another worker, or a handshake
+    /// through control, may have moved the endpoint since, and a peer returning to an address
+    /// it used before must move it back.
     fn note_endpoint(&mut self, peer: u32, src: SocketAddr) {
-        if self.endpoints_reported.get(&peer) == Some(&src) {
+        let Some(slot) = self.region.peers().get(peer as usize) else {
+            return;
+        };
+        let version = slot.record.version();
+        if self.endpoints_checked.get(&peer) == Some(&(version, src)) {
             return;
         }
-        let known = self
-            .region
-            .peers()
-            .get(peer as usize)
-            .and_then(|p| p.record.read())
-            .map(|w| PeerRecord::decode(&w).endpoint);
-        if known != Some(Some(src)) {
+        let Some(known) = slot.record.read().map(|w| PeerRecord::decode(&w).endpoint) else {
+            return;
+        };
+        if known != Some(src) {
             let (family, octets) = match src.ip() {
                 IpAddr::V4(a) => (4u64, a.to_ipv6_mapped().octets()),
                 IpAddr::V6(a) => (6u64, a.octets()),
@@ -524,7 +531,8 @@ impl Worker {
                 0,
             ]);
         }
-        self.endpoints_reported.insert(peer, src);
+        // Reported (or already known): not again until the record changes.
+        self.endpoints_checked.insert(peer, (version, src));
     }
 
     fn need_session(&mut self, peer: u32, now: u64) {

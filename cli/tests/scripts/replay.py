@@ -6,6 +6,7 @@ the switch spread them over the gateway's receive queues. Prints the ports used.
 import socket
 import struct
 import sys
+import time
 
 PACKET_OUTGOING = 4
 ifname, count, wg_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -27,6 +28,10 @@ while True:
     # A data message (type 4) with a payload: not a keepalive.
     if dport == wg_port and udp[8] == 4 and len(udp) - 8 > 32:
         break
+# Let the original arrive first: then every copy is a replay. (A copy that overtakes the
+# original is accepted in its place, as by the kernel, and moves the endpoint until the peer's
+# next packet moves it back.)
+time.sleep(0.3)
 ports = []
 for i in range(count):
     f = bytearray(frame)
