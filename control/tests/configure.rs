@@ -212,3 +212,35 @@ fn a_removed_or_rekeyed_peer_loses_its_sessions_at_once() {
     assert!(!r.is_valid());
     assert!(gw.get().starts_with(&format!("private_key={hexkey}\n")));
 }
+
+#[test]
+fn a_restarted_control_keeps_configured_peers_in_their_slots_and_drops_live_ones() {
+    let (a, b, c) = (key(), key(), key());
+    let mut gw = gateway("restart", &[a, b], 8);
+    // A live change: C added, B removed (the file still has B and not C).
+    gw.set(&format!(
+        "public_key={}\nallowed_ip=10.3.0.0/16\npublic_key={}\nremove=true\n",
+        hex(&c),
+        hex(&b)
+    ))
+    .unwrap();
+    let (sa, sc) = (gw.slot_of(&a).unwrap(), gw.slot_of(&c).unwrap());
+    gw.data_path_catches_up();
+    gw.restart();
+    assert_eq!(gw.slot_of(&a), Some(sa), "a configured peer keeps its slot");
+    assert_eq!(gw.slot_of(&c), None, "a live-added peer is not in the file");
+    let rec = PeerRecord::decode(
+        &gw.control.region().peers()[sc as usize]
+            .record
+            .read()
+            .unwrap(),
+    );
+    assert!(!rec.valid, "its slot is invalid");
+    let sb = gw.slot_of(&b).expect("B is back from the file");
+    assert_ne!(
+        sb, sc,
+        "not in C's slot while the data path may still route to it"
+    );
+    let owners: Vec<u32> = gw.region_prefixes().iter().map(|(_, s)| *s).collect();
+    assert!(!owners.contains(&sc), "C's prefixes are gone");
+}

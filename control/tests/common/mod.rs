@@ -20,6 +20,7 @@ pub struct Gw {
     pub control: Control,
     pub region: PathBuf,
     pub key: PrivateKey,
+    pub options: ControlOptions,
 }
 
 impl Drop for Gw {
@@ -64,7 +65,7 @@ pub fn gateway_with(
     let config = control::config::parse("test.conf", &text).unwrap();
     let region = std::env::temp_dir().join(format!("wgxdp-cfg-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_file(&region);
-    let control = Control::new(&ControlOptions {
+    let options = ControlOptions {
         config,
         region: region.clone(),
         workers: 1,
@@ -75,16 +76,27 @@ pub fn gateway_with(
         auth_log,
         metrics,
         interface_name: None,
-    })
-    .unwrap();
+    };
+    let control = Control::new(&options).unwrap();
     Gw {
         control,
         region,
         key,
+        options,
     }
 }
 
 impl Gw {
+    /// A new control process on the same region and configuration file (the old one is
+    /// gone, as after `kill -9`; what it changed live is not in the file).
+    pub fn restart(&mut self) {
+        let options = ControlOptions {
+            metrics: None,
+            ..self.options.clone()
+        };
+        self.control = Control::new(&options).unwrap();
+    }
+
     pub fn set(&mut self, body: &str) -> Result<(), Errno> {
         let req = parse(body).map_err(|e| e.errno)?;
         self.control.apply(&req).map_err(|e| e.errno)
