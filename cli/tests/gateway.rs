@@ -349,17 +349,32 @@ fn fallback_backend_carries_traffic_without_xdp() {
     assert!(ping(&t.srv, &p.v4.to_string()), "server pings the peer");
     let mbps = iperf(&t, &p.ns, LAN_V4, 2, false);
     assert!(mbps > 10.0, "{mbps} Mbit/s");
-    // The stock `wg` reads it too; live changes are refused (EOPNOTSUPP) and say so.
+    // The stock `wg` reads and configures it too; routes follow the allowed IPs.
     let dump = testbed::WgDump::parse(&ok(t.gw.exec(["wg", "show", &t.name, "dump"]))).unwrap();
     let s = dump
         .peer(p.wg.public_key())
         .expect("the peer in wg show dump");
     assert!(s.latest_handshake.is_some() && s.rx_bytes > 0, "{s:?}");
-    let set =
-        t.gw.command(["wg", "set", &t.name, "listen-port", "51821"])
-            .output()
-            .unwrap();
-    assert!(!set.status.success());
+    let extra = testbed::WgKeypair::generate().unwrap();
+    let key = extra.public_key();
+    ok(t.gw.exec([
+        "wg",
+        "set",
+        &t.name,
+        "peer",
+        key,
+        "allowed-ips",
+        "10.99.0.0/24",
+    ]));
+    let routes = ok(t.gw.ip(["route", "show", "10.99.0.0/24"]));
+    assert!(routes.contains("10.99.0.0/24 dev wgx"), "{routes}");
+    let dump = testbed::WgDump::parse(&ok(t.gw.exec(["wg", "show", &t.name, "dump"]))).unwrap();
+    assert!(dump.peer(key).is_some(), "{dump:?}");
+    ok(t.gw.exec(["wg", "set", &t.name, "peer", key, "remove"]));
+    assert!(ok(t.gw.ip(["route", "show", "10.99.0.0/24"]))
+        .trim()
+        .is_empty());
+    assert!(ping(&p.ns, LAN_V4), "the other peer is unaffected");
 }
 
 /// A LAN host sending a packet too big for the tunnel with DF set learns the tunnel MTU from

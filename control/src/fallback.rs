@@ -5,9 +5,9 @@
 //! announced at start; it is the baseline the XDP path is measured against, not the product.
 //!
 //! One thread: read the socket and the TUN device (both non-blocking), move what arrives, run
-//! the timers. With a name, it also serves the UAPI socket so that `wg show`, `wg show dump`
-//! and `wg showconf` work; configuration changes (`set=1`) are refused with EOPNOTSUPP here
-//! (restart with the new file), and it exits when its socket file is removed.
+//! the timers. With a name, it also serves the UAPI socket, so the stock `wg` reads and
+//! configures it as it does the XDP gateway (`set=1` all or nothing; routes for allowed IPs
+//! follow, as wg-quick would set them), and it exits when its socket file is removed.
 
 use crate::config::Config;
 use crate::daemon::{bind_udp, canonical, resolve, ControlError};
@@ -75,6 +75,108 @@ fn view(device: &Device<OsRng>, socket: &std::net::UdpSocket) -> crate::uapi::De
     }
 }
 
+/// Every prefix of every peer (for the routes into the TUN device).
+fn all_prefixes(device: &Device<OsRng>) -> std::collections::BTreeSet<Prefix> {
+    device
+        .peers()
+        .flat_map(|(id, _)| device.allowed_ips().prefixes_of(id))
+        .collect()
+}
+
+/// Applies a `set=1` request to the fallback's device (the failures that can happen here,
+/// a taken port or a refused fwmark, are checked before anything changes).
+fn apply(
+    device: &mut Device<OsRng>,
+    socket: &mut std::net::UdpSocket,
+    ifname: &str,
+    req: &crate::uapi::SetRequest,
+) -> Result<(), crate::uapi::UapiError> {
+    use crate::uapi::set::{error, DeviceOp, PeerOp};
+    use crate::uapi::Errno;
+    let mut new_socket = None;
+    for op in &req.device {
+        match op {
+            DeviceOp::ListenPort(p) if socket.local_addr().map_or(0, |a| a.port()) != *p => {
+                let s = bind_udp(*p).map_err(|e| error(Errno::PortInUse, e.to_string()))?;
+                s.set_nonblocking(true)
+                    .map_err(|e| error(Errno::PortInUse, e.to_string()))?;
+                new_socket = Some(s);
+            }
+            DeviceOp::Fwmark(m) => {
+                let target = new_socket.as_ref().unwrap_or(socket);
+                nix::sys::socket::setsockopt(target, nix::sys::socket::sockopt::Mark, m)
+                    .map_err(|e| error(Errno::PortInUse, format!("fwmark: {e}")))?;
+            }
+            _ => {}
+        }
+    }
+    let before = all_prefixes(device);
+    let t = now();
+    for op in &req.device {
+        match op {
+            DeviceOp::PrivateKey(k) => {
+                device.set_private_key(k.clone());
+            }
+            DeviceOp::ListenPort(_) => {
+                if let Some(s) = new_socket.take() {
+                    *socket = s;
+                }
+            }
+            DeviceOp::Fwmark(_) => {}
+            DeviceOp::ReplacePeers => {
+                let ids: Vec<_> = device.peers().map(|(id, _)| id).collect();
+                for id in ids {
+                    let _ = device.remove_peer(id);
+                }
+            }
+        }
+    }
+    for change in &req.peers {
+        if change.public_key == *device.public_key() {
+            continue;
+        }
+        let existing = device.peer_by_key(&change.public_key);
+        if change.removes() {
+            if let Some(id) = existing {
+                let _ = device.remove_peer(id);
+            }
+            continue;
+        }
+        let id = match existing {
+            Some(id) => id,
+            None if change.update_only() => continue,
+            None => match device.add_peer(t, change.public_key, PeerConfig::default()) {
+                Ok(id) => id,
+                Err(_) => continue,
+            },
+        };
+        for op in &change.ops {
+            let _ = match op {
+                PeerOp::UpdateOnly | PeerOp::Remove => Ok(()),
+                PeerOp::PresharedKey(k) => device.set_preshared_key(id, k.clone()),
+                PeerOp::Endpoint(e) => device.set_endpoint(id, *e),
+                PeerOp::PersistentKeepalive(s) => {
+                    device.set_persistent_keepalive(t, id, Duration::from_secs(u64::from(*s)))
+                }
+                PeerOp::ReplaceAllowedIps => device.clear_allowed_ips(id),
+                PeerOp::AllowedIp(p) => device.add_allowed_ip(id, *p),
+                PeerOp::RemoveAllowedIp(p) => device.remove_allowed_ip(id, *p).map(|_| ()),
+            };
+        }
+    }
+    // wg-quick's job on a running interface: routes into the tunnel for the allowed IPs.
+    let after = all_prefixes(device);
+    for p in after.difference(&before) {
+        let family = if p.addr().is_ipv6() { "-6" } else { "-4" };
+        let _ = ip(&[family, "route", "replace", &p.to_string(), "dev", ifname]);
+    }
+    for p in before.difference(&after) {
+        let family = if p.addr().is_ipv6() { "-6" } else { "-4" };
+        let _ = ip(&[family, "route", "del", &p.to_string(), "dev", ifname]);
+    }
+    Ok(())
+}
+
 /// Runs the gateway on a TUN device named `ifname` until `stop` is set (or, with a UAPI
 /// socket named `name`, until that socket file is removed).
 pub fn run(
@@ -96,7 +198,7 @@ pub fn run(
         .clone()
         .ok_or(ControlError::NoPrivateKey)?;
     let port = config.interface.listen_port.unwrap_or(51820);
-    let socket = bind_udp(port)?;
+    let mut socket = bind_udp(port)?;
     socket
         .set_nonblocking(true)
         .map_err(|source| ControlError::Bind { port, source })?;
@@ -160,10 +262,9 @@ pub fn run(
                 crate::uapi::Op::Get => Ok(crate::uapi::format_get(&view(&device, &socket))
                     .trim_end_matches("errno=0\n\n")
                     .to_string()),
-                crate::uapi::Op::Set(_) => Err(crate::uapi::set::error(
-                    crate::uapi::Errno::NotSupported,
-                    "the fallback backend takes no live changes: restart it with the new configuration",
-                )),
+                crate::uapi::Op::Set(set) => {
+                    apply(&mut device, &mut socket, ifname, set).map(|()| String::new())
+                }
             };
             req.answer(answer);
         }

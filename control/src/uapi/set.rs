@@ -30,8 +30,6 @@ pub enum Errno {
     PortInUse,
     /// ENOSPC: more peers or allowed IPs than the gateway was started for (`--max-peers`).
     NoSpace,
-    /// EOPNOTSUPP: the fallback backend takes no live changes.
-    NotSupported,
 }
 
 impl Errno {
@@ -42,7 +40,6 @@ impl Errno {
             Self::Invalid => -22,
             Self::PortInUse => -98,
             Self::NoSpace => -28,
-            Self::NotSupported => -95,
         }
     }
 }
