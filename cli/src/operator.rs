@@ -423,6 +423,17 @@ pub fn show(args: &[String]) -> Result<(), String> {
             println!("    drops: {}", drops.join(", "));
         }
     }
+    let verdicts: Vec<String> = ebpf::abi::Verdict::ALL
+        .iter()
+        .zip(&region.header().xdp_verdicts)
+        .filter_map(|(v, n)| {
+            let n = n.load(Relaxed);
+            (n > 0).then(|| format!("{} {n}", v.c_name().to_lowercase()))
+        })
+        .collect();
+    if !verdicts.is_empty() {
+        println!("  xdp: {}", verdicts.join(", "));
+    }
     for (i, p) in region.peers().iter().enumerate() {
         let Some(r) = p.record.read().map(|w| PeerRecord::decode(&w)) else {
             continue;

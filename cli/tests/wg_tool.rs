@@ -534,7 +534,12 @@ fn wg_show_reports_the_endpoint_after_roaming() {
     assert!(ping(&t.srv, &p.v4.to_string()), "{}", show(&t));
     let text = show(&t);
     assert!(
-        text.contains("peer: ") && text.contains("worker 0: rx wan") && text.contains("/s"),
-        "wgxdp show: the wg view and per-worker rates\n{text}"
+        text.contains("peer: ")
+            && text.contains("worker 0: rx wan")
+            && text.contains("/s")
+            && text.contains("xdp: ")
+            && text.contains("wan_redirect ")
+            && text.contains("wan_pass_handshake "),
+        "wgxdp show: the wg view, per-worker rates, XDP verdicts\n{text}"
     );
 }

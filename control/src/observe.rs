@@ -161,6 +161,21 @@ impl Control {
             }
         }
         p.family(
+            "wgxdp_xdp_packets_total",
+            "counter",
+            "Packets the XDP programs redirected to the workers or passed to the kernel, by reason.",
+        );
+        for (v, n) in ebpf::abi::Verdict::ALL
+            .iter()
+            .zip(&self.region.header().xdp_verdicts)
+        {
+            p.sample(
+                "wgxdp_xdp_packets_total",
+                &[("verdict", &v.c_name().to_lowercase())],
+                n.load(Relaxed) as f64,
+            );
+        }
+        p.family(
             "wgxdp_handshakes_total",
             "counter",
             "Handshake messages that passed MAC1, by message and outcome (see the auth log).",

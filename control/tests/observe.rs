@@ -129,6 +129,11 @@ fn auth_log_and_metrics_tell_accepted_from_rejected() {
         1.0
     );
     assert_eq!(get("wgxdp_cookie_replies_sent_total"), 0.0);
+    assert_eq!(
+        get(r#"wgxdp_xdp_packets_total{verdict="wan_redirect"}"#),
+        0.0,
+        "XDP verdicts are exported (no data path here)"
+    );
     assert_eq!(get("wgxdp_peers"), 1.0);
     assert!(
         get(&format!(

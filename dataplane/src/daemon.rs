@@ -263,8 +263,17 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     }
 
     let mut port_now = port;
+    let mut last_stats = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         prefixes.sync(&region, &mut steering);
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = std::time::Instant::now();
+            if let Ok(v) = steering.stats() {
+                for (slot, n) in region.header().xdp_verdicts.iter().zip(v) {
+                    slot.store(n, Ordering::Relaxed);
+                }
+            }
+        }
         // `wg set listen-port`: the XDP programs follow control's socket.
         let p = u16::try_from(region.header().listen_port.load(Ordering::Relaxed)).unwrap_or(0);
         if p != port_now && p != 0 && steering.set_listen_port(p).is_ok() {

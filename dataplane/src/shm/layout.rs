@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"WGXDPSHM");
-pub const VERSION: u64 = 4;
+pub const VERSION: u64 = 5;
 pub const RING_CAP: usize = 1024;
 pub type EventRing = Ring<RING_CAP>;
 
@@ -39,7 +39,14 @@ pub struct Header {
     /// The data path: the allowed-IPs version (`prefixes_seq`) its table holds. Control
     /// reuses a removed peer's slot only once this has passed the list without that peer.
     pub prefixes_applied: AtomicU64,
+    /// The data path: the XDP programs' verdict counters (`ebpf::abi::Verdict` order), copied
+    /// from their per-CPU map about once a second, for `wgxdp show` and the metrics.
+    pub xdp_verdicts: [AtomicU64; XDP_VERDICT_SLOTS],
 }
+
+/// Room for the XDP programs' verdict counters in the header.
+pub const XDP_VERDICT_SLOTS: usize = 32;
+const _: () = assert!(ebpf::abi::Verdict::COUNT <= XDP_VERDICT_SLOTS);
 
 /// Words of a session record.
 pub const SESSION_WORDS: usize = 12;
