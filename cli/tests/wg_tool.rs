@@ -543,3 +543,51 @@ fn wg_show_reports_the_endpoint_after_roaming() {
         "wgxdp show: the wg view, per-worker rates, XDP verdicts\n{text}"
     );
 }
+
+/// `wgxdp up --metrics ADDR`: the Prometheus page from a running gateway, with the workers'
+/// counters, each peer's bytes and handshake age, and the XDP verdicts.
+#[test]
+fn metrics_endpoint_of_a_running_gateway() {
+    if !require() {
+        return;
+    }
+    let t = topo(1, &["--metrics", "127.0.0.1:9586"]);
+    let p = &t.peers[0];
+    assert!(ping(&p.ns, LAN_V4));
+    std::thread::sleep(Duration::from_millis(1200)); // the XDP counters are copied each second
+    let page = ok(t.gw.exec([
+        "bash",
+        "-c",
+        "exec 3<>/dev/tcp/127.0.0.1/9586; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+    ]));
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    let value = |prefix: &str| -> f64 {
+        page.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing in:\n{page}"))
+    };
+    let key = p.wg.public_key();
+    assert!(
+        value(&format!(
+            "wgxdp_peer_rx_packets_total{{public_key=\"{key}\"}}"
+        )) > 0.0
+    );
+    assert!(
+        value(&format!(
+            "wgxdp_peer_tx_bytes_total{{public_key=\"{key}\"}}"
+        )) > 0.0
+    );
+    assert!(
+        value(&format!(
+            "wgxdp_peer_handshake_age_seconds{{public_key=\"{key}\"}}"
+        )) < 120.0
+    );
+    assert!(value(r#"wgxdp_worker_packets_total{worker="0",direction="rx",side="wan"}"#) > 0.0);
+    assert!(value(r#"wgxdp_xdp_packets_total{verdict="wan_redirect"}"#) > 0.0);
+    assert!(
+        value(r#"wgxdp_handshakes_total{message="initiation",result="accepted",reason=""}"#) >= 1.0
+    );
+    assert_eq!(value("wgxdp_peers "), 1.0);
+}
