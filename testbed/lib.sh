@@ -24,9 +24,11 @@ find_cargo() {
 }
 
 # clang/llvm/libbpf/libelf/m4/pkg-config build the eBPF programs; iproute2, wireguard-go,
-# wireguard-tools, iperf3, ethtool and ping are the testbed's tools.
+# wireguard-tools, iperf3, ethtool and ping are the testbed's tools; python3 replays captured
+# packets (cli/tests/scripts/replay.py) and writes the benchmarks' peer files.
 TESTBED_PACKAGES=(build-essential clang llvm libelf-dev zlib1g-dev pkg-config m4 libbpf-dev
-                  iproute2 wireguard-go wireguard-tools iperf3 ethtool iputils-ping util-linux)
+                  iproute2 wireguard-go wireguard-tools iperf3 ethtool iputils-ping util-linux
+                  python3)
 
 # Installs whatever of TESTBED_PACKAGES is missing (idempotent, quiet when nothing is).
 install_packages() {
