@@ -109,8 +109,9 @@ pub struct Worker {
     kernel: KernelPath,
     sessions: HashMap<u32, CachedSession>,
     /// The allowed-IPs table the data-path process keeps in step with control (one writer
-    /// for all workers, see `daemon.rs`); lookups never wait for it.
-    prefixes: allowedips::Reader,
+    /// for all workers, see `daemon.rs`); lookups never wait for it. Pinned once per round
+    /// (taken out of the worker meanwhile, so the round's methods can borrow `self`).
+    prefixes: Option<allowedips::Reader>,
     need_session_sent: HashMap<u32, u64>,
     /// Per peer slot: the source last checked against the peer's record, and the record's
     /// version then. A packet from the same source is not checked again until the record
@@ -158,7 +159,7 @@ impl Worker {
             neigh,
             kernel: KernelPath::new(),
             sessions: HashMap::with_capacity(1024),
-            prefixes,
+            prefixes: Some(prefixes),
             need_session_sent: HashMap::new(),
             endpoints_checked: HashMap::new(),
             rx: vec![
@@ -232,6 +233,10 @@ impl Worker {
             lan.complete(&mut self.frames, BATCH as u32 * 2);
         }
         let snapshot = self.neigh.load();
+        let Some(mut reader) = self.prefixes.take() else {
+            return 0;
+        };
+        let routes = reader.pin();
         let mut moved = 0;
 
         let mut inbound = arrayvec::ArrayVec::<Desc, BATCH>::new();
@@ -258,7 +263,7 @@ impl Worker {
             }
             outbound.extend(self.rx[..n].iter().copied());
         }
-        self.inbound_batch(&inbound, now, &snapshot);
+        self.inbound_batch(&inbound, now, &snapshot, &routes);
         // Staged frames first, so that a peer's packets leave in the order they came.
         if !self.staged.is_empty() {
             std::mem::swap(&mut self.staged, &mut self.retry);
@@ -268,7 +273,7 @@ impl Worker {
                 std::mem::take(&mut self.retry_deadlines),
             );
             for (c, d) in retry.chunks(BATCH).zip(deadlines.chunks(BATCH)) {
-                self.outbound_batch(c, now, &snapshot, d);
+                self.outbound_batch(c, now, &snapshot, &routes, d);
             }
             self.retry = retry;
             self.retry.clear();
@@ -276,8 +281,10 @@ impl Worker {
             self.retry_deadlines.clear();
         }
         for chunk in outbound.chunks(BATCH) {
-            self.outbound_batch(chunk, now, &snapshot, &[]);
+            self.outbound_batch(chunk, now, &snapshot, &routes, &[]);
         }
+        drop(routes);
+        self.prefixes = Some(reader);
         self.transmit();
         let refill = self.fillable() / if self.lan.is_some() { 2 } else { 1 };
         self.wan.fill(&mut self.frames, refill);
@@ -374,7 +381,13 @@ impl Worker {
 
     /// Inbound batch: look every message's session up, open them all in one batch call,
     /// then finish the authentic ones.
-    fn inbound_batch(&mut self, descs: &[Desc], now: u64, snapshot: &Snapshot) {
+    fn inbound_batch(
+        &mut self,
+        descs: &[Desc],
+        now: u64,
+        snapshot: &Snapshot,
+        routes: &allowedips::Snapshot<'_>,
+    ) {
         let mut pending = std::mem::take(&mut self.in_pending);
         pending.clear();
         for &d in descs {
@@ -399,7 +412,7 @@ impl Worker {
         });
         for (i, p) in pending.iter().enumerate() {
             let result = match (opened, verdicts[i]) {
-                (Some(()), Verdict::Ok) => self.inbound_finish(p, now, snapshot),
+                (Some(()), Verdict::Ok) => self.inbound_finish(p, now, snapshot, routes),
                 (Some(()), _) => Err(Drop::DataAuth),
                 (None, _) => Err(Drop::Malformed),
             };
@@ -449,7 +462,13 @@ impl Worker {
 
     /// After a message authenticated: replay check, accounting, and the inner packet out to
     /// the LAN.
-    fn inbound_finish(&mut self, p: &InPending, now: u64, snapshot: &Snapshot) -> Result<(), Drop> {
+    fn inbound_finish(
+        &mut self,
+        p: &InPending,
+        now: u64,
+        snapshot: &Snapshot,
+        routes: &allowedips::Snapshot<'_>,
+    ) -> Result<(), Drop> {
         let shm = &self.region.sessions()[p.slot as usize];
         // The session's one window, whichever worker checks it (after authentication).
         if !shm.replay.validate(p.counter) {
@@ -476,7 +495,7 @@ impl Worker {
         let inner_len = proto::wire::inner_packet_len(inner).map_err(|_| Drop::BadInner)?;
         let src = proto::wire::source_addr(inner).ok_or(Drop::BadInner)?;
         let dst = proto::wire::dest_addr(inner).ok_or(Drop::BadInner)?;
-        if self.prefixes.lookup(src) != Some(p.peer) {
+        if routes.lookup(src) != Some(p.peer) {
             return Err(Drop::SourceNotAllowed);
         }
         packet::decrement_ttl(chunk, inner_off)?;
@@ -546,11 +565,18 @@ impl Worker {
     /// Outbound batch: route and prepare every packet, seal them all in one batch call, then
     /// write the outer headers. `deadlines` are those of staged frames being retried (empty
     /// for fresh ones).
-    fn outbound_batch(&mut self, descs: &[Desc], now: u64, snapshot: &Snapshot, deadlines: &[u64]) {
+    fn outbound_batch(
+        &mut self,
+        descs: &[Desc],
+        now: u64,
+        snapshot: &Snapshot,
+        routes: &allowedips::Snapshot<'_>,
+        deadlines: &[u64],
+    ) {
         let mut pending = std::mem::take(&mut self.out_pending);
         pending.clear();
         for (i, &d) in descs.iter().enumerate() {
-            match self.outbound_prepare(d, now, snapshot) {
+            match self.outbound_prepare(d, now, snapshot, routes) {
                 Ok(p) => pending.push(p),
                 // No session yet (control was asked for one): wait for it, within limits.
                 Err(Drop::NoSession) if self.staged.len() < MAX_STAGED => {
@@ -596,10 +622,11 @@ impl Worker {
         d: Desc,
         now: u64,
         snapshot: &Snapshot,
+        routes: &allowedips::Snapshot<'_>,
     ) -> Result<OutPending, Drop> {
         let (_, off, chunk) = self.frames.chunk_mut(d.addr).ok_or(Drop::Malformed)?;
         let (inner_off, inner_len, dst) = packet::parse_inner(chunk, off, d.len as usize)?;
-        let peer = self.prefixes.lookup(dst).ok_or(Drop::NoRoute)?;
+        let peer = routes.lookup(dst).ok_or(Drop::NoRoute)?;
         if inner_len > self.cfg.mtu {
             self.report_too_big(d, off, inner_off, inner_len);
             return Err(Drop::TooBig);
