@@ -43,18 +43,9 @@ fn uapi(name: &str, request: &str) -> Result<Zeroizing<String>, String> {
     Ok(Zeroizing::new(answer[..at].to_string()))
 }
 
-fn hex(b: &[u8; 32]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn unhex(s: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (o, i) in out.iter_mut().zip((0..64).step_by(2)) {
-        *o = u8::from_str_radix(&s[i..i + 2], 16).ok()?;
-    }
+    hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
 }
 
@@ -182,8 +173,8 @@ pub fn peer(args: &[String]) -> Result<(), String> {
     let psk = PresharedKey::generate(&mut OsRng);
     let mut set = Zeroizing::new(format!(
         "set=1\npublic_key={}\npreshared_key={}\n",
-        hex(key.public_key().as_bytes()),
-        hex(psk.as_bytes())
+        hex::encode(key.public_key().as_bytes()),
+        hex::encode(psk.as_bytes())
     ));
     for a in &addresses {
         set.push_str(&format!("allowed_ip={a}\n"));

@@ -27,24 +27,17 @@ pub struct DeviceView {
     pub peers: Vec<PeerView>,
 }
 
-fn hex(b: &[u8; 32]) -> String {
-    b.iter().fold(String::with_capacity(64), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
-}
-
 /// The `get=1` answer, exactly as wireguard-go formats it.
 pub fn format_get(d: &DeviceView) -> String {
     let mut out = String::with_capacity(128 + d.peers.len() * 400);
-    let _ = writeln!(out, "private_key={}", hex(&d.private_key));
+    let _ = writeln!(out, "private_key={}", hex::encode(d.private_key));
     let _ = writeln!(out, "listen_port={}", d.listen_port);
     if d.fwmark != 0 {
         let _ = writeln!(out, "fwmark={}", d.fwmark);
     }
     for p in &d.peers {
-        let _ = writeln!(out, "public_key={}", hex(&p.public_key));
-        let _ = writeln!(out, "preshared_key={}", hex(&p.preshared_key));
+        let _ = writeln!(out, "public_key={}", hex::encode(p.public_key));
+        let _ = writeln!(out, "preshared_key={}", hex::encode(p.preshared_key));
         let _ = writeln!(out, "protocol_version=1");
         if let Some(e) = p.endpoint {
             let _ = writeln!(out, "endpoint={e}");

@@ -106,16 +106,9 @@ pub struct SetRequest {
 }
 
 fn hex_key(key: &str, value: &str) -> Result<[u8; 32], UapiError> {
-    let bad = || error(Errno::Invalid, format!("{key}: not a 64-digit hex key"));
-    let v = value.as_bytes();
-    if v.len() != 64 {
-        return Err(bad());
-    }
     let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(v.chunks_exact(2)) {
-        let digit = |c: u8| (c as char).to_digit(16).ok_or_else(bad);
-        *o = (digit(pair[0])? << 4 | digit(pair[1])?) as u8;
-    }
+    hex::decode_to_slice(value, &mut out)
+        .map_err(|_| error(Errno::Invalid, format!("{key}: not a 64-digit hex key")))?;
     Ok(out)
 }
 

@@ -30,7 +30,7 @@ impl Drop for Gw {
 }
 
 pub fn hex(k: &PublicKey) -> String {
-    k.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(k.as_bytes())
 }
 
 pub fn key() -> PublicKey {
