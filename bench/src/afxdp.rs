@@ -8,16 +8,10 @@
 //! (from the neighbour table the handshakes filled) are looked up there.
 
 use dataplane::xsk::{desc, BindMode, Frames, Port, UmemSpec};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 
-/// Where frames go, as seen from the generator's interface.
-#[derive(Debug, Clone, Copy)]
-pub struct Path {
-    pub src_mac: [u8; 6],
-    pub dst_mac: [u8; 6],
-    pub src: SocketAddrV4,
-    pub dst: SocketAddrV4,
-}
+/// Where frames go, as seen from the sending interface: the data path's outer-header route.
+pub use dataplane::packet::Route as Path;
 
 /// The MAC address of `ifname` in the calling thread's namespace.
 pub fn mac_of(ifname: &str) -> Result<[u8; 6], String> {
@@ -60,44 +54,19 @@ pub fn neighbour_mac(ip: Ipv4Addr) -> Result<[u8; 6], String> {
     Err(format!("no ARP entry for {ip}"))
 }
 
-/// Bytes of Ethernet, IPv4 and UDP headers before a payload.
-pub const HEADERS: usize = 42;
-
-/// Writes `payload` after the headers of `path`; returns the frame's length.
+/// Writes `payload` behind the Ethernet, IP and UDP headers for `path` (written by the data
+/// path's own header writer, checksums complete); returns the frame's length, 0 if it does
+/// not fit in `out`.
 pub fn frame(path: &Path, payload: &[u8], out: &mut [u8]) -> usize {
-    headers(path, payload.len(), out);
-    out[HEADERS..HEADERS + payload.len()].copy_from_slice(payload);
-    HEADERS + payload.len()
-}
-
-/// Writes the Ethernet, IPv4 and UDP headers for a `payload_len`-byte UDP payload into
-/// `out[..42]` (UDP checksum 0: optional over IPv4).
-pub fn headers(path: &Path, payload_len: usize, out: &mut [u8]) {
-    let udp_len = 8 + payload_len;
-    let ip_len = 20 + udp_len;
-    out[0..6].copy_from_slice(&path.dst_mac);
-    out[6..12].copy_from_slice(&path.src_mac);
-    out[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut out[14..34];
-    ip.copy_from_slice(&[
-        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ]);
-    ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-    ip[12..16].copy_from_slice(&path.src.ip().octets());
-    ip[16..20].copy_from_slice(&path.dst.ip().octets());
-    let mut sum: u32 = ip
-        .chunks_exact(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
+    let at = dataplane::packet::udp_headers_len(path);
+    let Some(room) = out.get_mut(at..at + payload.len()) else {
+        return 0;
+    };
+    room.copy_from_slice(payload);
+    match dataplane::packet::write_udp_headers(out, path, payload.len()) {
+        Ok(()) => at + payload.len(),
+        Err(_) => 0,
     }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    let udp = &mut out[34..42];
-    udp[0..2].copy_from_slice(&path.src.port().to_be_bytes());
-    udp[2..4].copy_from_slice(&path.dst.port().to_be_bytes());
-    udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    udp[6..8].copy_from_slice(&[0, 0]);
 }
 
 /// An AF_XDP socket on queue 0 of an interface, with its own UMEM.
@@ -144,6 +113,11 @@ impl Sender {
                     break;
                 };
                 let len = frame(k + descs.len(), buf);
+                if len == 0 {
+                    // The frame writer could not build it: nothing to send.
+                    self.frames.release(addr);
+                    break;
+                }
                 descs.push(desc(addr, len as u32));
             }
             let queued = self.port.send(&descs);
@@ -185,8 +159,8 @@ mod tests {
             src: "198.18.0.2:40000".parse().unwrap(),
             dst: "198.18.0.1:51820".parse().unwrap(),
         };
-        let mut f = [0u8; 42 + 96];
-        headers(&path, 96, &mut f);
+        let mut f = [0u8; 2048];
+        assert_eq!(frame(&path, &[7u8; 96], &mut f), 42 + 96);
         let sum: u32 = f[14..34]
             .chunks_exact(2)
             .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))

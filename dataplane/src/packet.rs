@@ -334,12 +334,32 @@ pub fn prepare_encap(
 /// with complete checksums (the UDP one covers the ciphertext, so it comes after sealing).
 /// Returns the frame's (start, len).
 pub fn finish_encap(buf: &mut [u8], e: &Encap, route: &Route) -> Result<(usize, usize), Drop> {
-    let msg_len = DATA_OVERHEAD + e.padded;
     let frame = buf.get_mut(e.start..e.end()).ok_or(Drop::Malformed)?;
+    write_udp_headers(frame, route, DATA_OVERHEAD + e.padded)?;
+    Ok((e.start, e.end() - e.start))
+}
+
+/// Bytes of Ethernet, IP and UDP headers in front of a UDP payload sent along `route`.
+pub fn udp_headers_len(route: &Route) -> usize {
+    ETH_LEN
+        + if route.dst.is_ipv6() {
+            IPV6_LEN
+        } else {
+            IPV4_LEN
+        }
+        + UDP_LEN
+}
+
+/// Writes the Ethernet, IP and UDP headers for `route` at the start of `frame`, in front of
+/// the `payload_len`-byte UDP payload already at `frame[udp_headers_len(route)..]`, with
+/// complete checksums.
+pub fn write_udp_headers(frame: &mut [u8], route: &Route, payload_len: usize) -> Result<(), Drop> {
+    let end = udp_headers_len(route) + payload_len;
+    let frame = frame.get_mut(..end).ok_or(Drop::Malformed)?;
     let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
     eth.set_dst_addr(route.dst_mac);
     eth.set_src_addr(route.src_mac);
-    let udp_total = u16::try_from(UDP_LEN + msg_len).map_err(|_| Drop::Malformed)?;
+    let udp_total = u16::try_from(UDP_LEN + payload_len).map_err(|_| Drop::Malformed)?;
     match (route.src.ip(), route.dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             eth.set_ethertype(EtherType::IPV4);
@@ -359,7 +379,7 @@ pub fn finish_encap(buf: &mut [u8], e: &Encap, route: &Route) -> Result<(usize, 
         }
         _ => return Err(Drop::NoRoute),
     }
-    Ok((e.start, e.end() - e.start))
+    Ok(())
 }
 
 /// The whole encapsulation of one packet with the reference single-packet cipher (tests and

@@ -194,8 +194,8 @@ fn cmd_run(a: &Args) -> Result<(), String> {
             let path = bench::afxdp::Path {
                 src_mac: bench::afxdp::mac_of(&ifname).map_err(std::io::Error::other)?,
                 dst_mac: bench::afxdp::neighbour_mac(*dst.ip()).map_err(std::io::Error::other)?,
-                src,
-                dst,
+                src: src.into(),
+                dst: dst.into(),
             };
             let mut sender = bench::afxdp::Sender::open(&ifname).map_err(std::io::Error::other)?;
             let (mut sent, mut rounds, mut sending, mut seal) =
@@ -346,20 +346,27 @@ fn run_outbound(
                     let path = bench::afxdp::Path {
                         src_mac,
                         dst_mac,
-                        src,
-                        dst: dsts[k % dsts.len()],
+                        src: src.into(),
+                        dst: dsts[k % dsts.len()].into(),
                     };
-                    let len = usize::from(size.nth(k)).saturating_sub(bench::inner::HEADERS_LEN);
-                    let len = len.max(bench::inner::TAG_LEN);
-                    let payload = &mut buf[bench::afxdp::HEADERS..bench::afxdp::HEADERS + len];
+                    let len = usize::from(size.nth(k))
+                        .saturating_sub(bench::inner::HEADERS_LEN)
+                        .max(bench::inner::TAG_LEN);
+                    // The payload in place, then the headers in front of it.
+                    let at = dataplane::packet::udp_headers_len(&path);
+                    let Some(payload) = buf.get_mut(at..at + len) else {
+                        return 0;
+                    };
                     payload.fill(0);
                     bench::inner::Tag {
                         round: 0,
                         seq: k as u64,
                     }
                     .write(payload);
-                    bench::afxdp::headers(&path, len, buf);
-                    bench::afxdp::HEADERS + len
+                    match dataplane::packet::write_udp_headers(buf, &path, len) {
+                        Ok(()) => at + len,
+                        Err(_) => 0,
+                    }
                 },
                 0.0,
                 || start.elapsed() >= budget,
