@@ -170,17 +170,7 @@ fn family(name: &'static str, prefixes: Vec<(Prefix, PeerId)>, v4: bool) -> Fami
         .collect();
     // IPv4: sweep the tunnel pool (every peer's /32 in turn). IPv6: sweep up from the start of a
     // stored /48.
-    let start: u128 = if v4 {
-        0x0A00_0000
-    } else {
-        prefixes
-            .iter()
-            .find(|(p, _)| p.len() == 48)
-            .map_or(0, |(p, _)| match p.addr() {
-                IpAddr::V6(a) => u128::from(a),
-                IpAddr::V4(_) => 0,
-            })
-    };
+    let start = allowedips::workload::sequential_start(&prefixes, v4);
     let sequential: Vec<IpAddr> = (0..QUERIES as u128)
         .map(|i| {
             if v4 {

@@ -56,17 +56,7 @@ fn main() {
     );
     let mut rng = Rng::new(42);
     // As in the benchmark: sweep the IPv4 tunnel pool, or up from the start of a stored /48.
-    let start: u128 = if v4 {
-        0x0A00_0000
-    } else {
-        prefixes
-            .iter()
-            .find(|(p, _)| p.len() == 48)
-            .map_or(0, |(p, _)| match p.addr() {
-                IpAddr::V6(a) => u128::from(a),
-                IpAddr::V4(_) => 0,
-            })
-    };
+    let start = allowedips::workload::sequential_start(&prefixes, v4);
     let queries: Vec<IpAddr> = (0..QUERIES as u128)
         .map(|i| match (set.as_str(), v4) {
             ("uniform", true) => IpAddr::V4((rng.next_u64() as u32).into()),

@@ -109,3 +109,18 @@ pub fn inside(prefix: Prefix, rng: &mut Rng) -> IpAddr {
         }
     }
 }
+
+/// Where the *sequential* query set starts: the IPv4 tunnel pool (every peer's /32 in turn),
+/// or the first stored IPv6 /48.
+pub fn sequential_start(prefixes: &[(Prefix, PeerId)], v4: bool) -> u128 {
+    if v4 {
+        return 0x0A00_0000;
+    }
+    prefixes
+        .iter()
+        .find(|(p, _)| p.len() == 48)
+        .map_or(0, |(p, _)| match p.addr() {
+            IpAddr::V6(a) => u128::from(a),
+            IpAddr::V4(_) => 0,
+        })
+}
