@@ -1,6 +1,8 @@
 //! Removing the UAPI socket file makes the control process exit, as wireguard-go does (that is
 //! how `wg-quick down` stops a userspace implementation). Needs root for /var/run/wireguard.
 
+mod common;
+
 use control::daemon::{Control, ControlOptions};
 use proto::keys::PrivateKey;
 use rand_core::OsRng;
@@ -24,22 +26,12 @@ fn control_exits_when_its_socket_is_removed() {
         "[Interface]\nPrivateKey = {}\nListenPort = 0\n",
         key.to_base64()
     );
-    let config = control::config::parse("test.conf", &text).unwrap();
     let name = format!("wgxu{}", std::process::id() % 100_000);
-    let region = std::env::temp_dir().join(format!("wgxdp-uapi-region-{}", std::process::id()));
-    let _ = std::fs::remove_file(&region);
     let opts = ControlOptions {
-        config,
-        region: region.clone(),
-        workers: 1,
-        max_peers: 16,
-        max_sessions: 16,
-        max_prefixes: 16,
-        time_scale: 1,
-        auth_log: None,
-        metrics: None,
         interface_name: Some(name.clone()),
+        ..common::options("uapi", &text)
     };
+    let region = opts.region.clone();
     let mut control = Control::new(&opts).unwrap();
     let socket = std::path::Path::new(control::uapi::SOCKET_DIR).join(format!("{name}.sock"));
     assert!(socket.exists());

@@ -2,7 +2,9 @@
 //! backlog, it stops doing DH work for them and answers with cookie replies instead (mac1
 //! valid, no mac2); a lone initiation never gets one. Runs on loopback, no privilege needed.
 
-use control::daemon::{Control, ControlOptions};
+mod common;
+
+use control::daemon::Control;
 use proto::cookie::Cookie;
 use proto::keys::PrivateKey;
 use proto::messages::{Initiation, MessageType, INITIATION_LEN};
@@ -45,21 +47,8 @@ fn cookie_replies_only_under_load() {
         gw_key.to_base64(),
         peer.to_base64()
     );
-    let config = control::config::parse("test.conf", &text).unwrap();
-    let region = std::env::temp_dir().join(format!("wgxdp-underload-{}", std::process::id()));
-    let _ = std::fs::remove_file(&region);
-    let opts = ControlOptions {
-        config,
-        region: region.clone(),
-        workers: 1,
-        max_peers: 16,
-        max_sessions: 64,
-        max_prefixes: 64,
-        time_scale: 1,
-        auth_log: None,
-        metrics: None,
-        interface_name: None,
-    };
+    let opts = common::options("underload", &text);
+    let region = opts.region.clone();
     let mut control = Control::new(&opts).unwrap();
     let port = control.local_addr().unwrap().port();
     let stop = Arc::new(AtomicBool::new(false));

@@ -37,6 +37,25 @@ pub fn key() -> PublicKey {
     PrivateKey::generate(&mut OsRng).public_key()
 }
 
+/// Options for a control process on loopback with the configuration `text`: one worker's
+/// rings, room for 16 peers, no UAPI socket, a fresh region file named after `tag`.
+pub fn options(tag: &str, text: &str) -> ControlOptions {
+    let region = std::env::temp_dir().join(format!("wgxdp-cfg-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&region);
+    ControlOptions {
+        config: control::config::parse("test.conf", text).unwrap(),
+        region,
+        workers: 1,
+        max_peers: 16,
+        max_sessions: 64,
+        max_prefixes: 64,
+        time_scale: 1,
+        auth_log: None,
+        metrics: None,
+        interface_name: None,
+    }
+}
+
 /// A gateway with `peers` configured peers (10.0.0.N/32 each) and room for `max_peers`.
 pub fn gateway(tag: &str, peers: &[PublicKey], max_peers: usize) -> Gw {
     gateway_with(tag, peers, max_peers, None, None)
@@ -62,25 +81,16 @@ pub fn gateway_with(
             i + 1
         ));
     }
-    let config = control::config::parse("test.conf", &text).unwrap();
-    let region = std::env::temp_dir().join(format!("wgxdp-cfg-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_file(&region);
     let options = ControlOptions {
-        config,
-        region: region.clone(),
-        workers: 1,
         max_peers,
-        max_sessions: 64,
-        max_prefixes: 64,
-        time_scale: 1,
         auth_log,
         metrics,
-        interface_name: None,
+        ..options(tag, &text)
     };
     let control = Control::new(&options).unwrap();
     Gw {
         control,
-        region,
+        region: options.region.clone(),
         key,
         options,
     }
