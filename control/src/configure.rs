@@ -11,7 +11,9 @@
 //! sessions before the reply is sent: its traffic stops at once.
 
 use crate::daemon::{bind_udp, Control};
-use crate::uapi::set::{error, DeviceOp, Errno, PeerChange, PeerOp, SetRequest, UapiError};
+use crate::uapi::set::{
+    error, DeviceOp, Disposition, Errno, PeerChange, PeerOp, SetRequest, UapiError,
+};
 use crate::uapi::{format_get, Op};
 use proto::device::{PeerConfig, PeerId};
 use proto::keys::PublicKey;
@@ -130,23 +132,17 @@ impl Control {
         change: &PeerChange,
         touched: &mut HashSet<PeerId>,
     ) -> bool {
-        // A peer with the interface's own key is ignored, as wireguard-go does.
-        if change.public_key == *self.device.public_key() {
-            return false;
-        }
         let existing = self.device.peer_by_key(&change.public_key);
-        if change.removes() {
-            if let Some(id) = existing {
+        let own = *self.device.public_key();
+        let id = match (change.disposition(&own, existing.is_some()), existing) {
+            (Disposition::Ignore, _) | (Disposition::Remove, None) => return false,
+            (Disposition::Remove, Some(id)) => {
                 self.destroy_peer(id);
                 touched.remove(&id);
                 return true;
             }
-            return false;
-        }
-        let id = match existing {
-            Some(id) => id,
-            None if change.update_only() => return false,
-            None => {
+            (Disposition::Apply { .. }, Some(id)) => id,
+            (Disposition::Apply { .. }, None) => {
                 let pc = PeerConfig {
                     public_key: Some(change.public_key),
                     ..PeerConfig::default()
@@ -213,29 +209,28 @@ impl Control {
         };
         for c in &req.peers {
             let k = c.public_key;
-            if k == own {
-                continue;
-            }
             let exists = created.contains(&k)
                 || (!replace && !removed.contains(&k) && self.device.peer_by_key(&k).is_some());
-            if c.removes() {
-                if exists {
-                    count -= 1;
+            match c.disposition(&own, exists) {
+                Disposition::Ignore => {}
+                Disposition::Remove => {
+                    if exists {
+                        count -= 1;
+                    }
+                    created.remove(&k);
+                    removed.insert(k);
                 }
-                created.remove(&k);
-                removed.insert(k);
-                continue;
-            }
-            if !exists && !c.update_only() {
-                created.insert(k);
-                count += 1;
-            }
-            if exists || !c.update_only() {
-                prefixes += c
-                    .ops
-                    .iter()
-                    .filter(|o| matches!(o, PeerOp::AllowedIp(_)))
-                    .count();
+                Disposition::Apply { create } => {
+                    if create {
+                        created.insert(k);
+                        count += 1;
+                    }
+                    prefixes += c
+                        .ops
+                        .iter()
+                        .filter(|o| matches!(o, PeerOp::AllowedIp(_)))
+                        .count();
+                }
             }
         }
         if count > self.max_peers {

@@ -91,7 +91,7 @@ fn apply(
     ifname: &str,
     req: &crate::uapi::SetRequest,
 ) -> Result<(), crate::uapi::UapiError> {
-    use crate::uapi::set::{error, DeviceOp, PeerOp};
+    use crate::uapi::set::{error, DeviceOp, Disposition, PeerOp};
     use crate::uapi::Errno;
     let mut new_socket = None;
     for op in &req.device {
@@ -132,23 +132,21 @@ fn apply(
         }
     }
     for change in &req.peers {
-        if change.public_key == *device.public_key() {
-            continue;
-        }
         let existing = device.peer_by_key(&change.public_key);
-        if change.removes() {
-            if let Some(id) = existing {
+        let own = *device.public_key();
+        let id = match (change.disposition(&own, existing.is_some()), existing) {
+            (Disposition::Ignore, _) | (Disposition::Remove, None) => continue,
+            (Disposition::Remove, Some(id)) => {
                 let _ = device.remove_peer(id);
+                continue;
             }
-            continue;
-        }
-        let id = match existing {
-            Some(id) => id,
-            None if change.update_only() => continue,
-            None => match device.add_peer(t, change.public_key, PeerConfig::default()) {
-                Ok(id) => id,
-                Err(_) => continue,
-            },
+            (Disposition::Apply { .. }, Some(id)) => id,
+            (Disposition::Apply { .. }, None) => {
+                match device.add_peer(t, change.public_key, PeerConfig::default()) {
+                    Ok(id) => id,
+                    Err(_) => continue,
+                }
+            }
         };
         for op in &change.ops {
             let _ = match op {

@@ -88,7 +88,35 @@ pub struct PeerChange {
     pub ops: Vec<PeerOp>,
 }
 
+/// What a peer's lines amount to, with wireguard-go's rules (`handlePublicKeyLine`,
+/// `update_only`, `remove`): one place for every backend and for the room check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The interface's own key, or `update_only` for a peer that does not exist: nothing.
+    Ignore,
+    /// `remove`: the peer goes if it exists (the other lines do not matter).
+    Remove,
+    /// Apply the lines, creating the peer first if `create`.
+    Apply { create: bool },
+}
+
 impl PeerChange {
+    /// What to do with this change, given the interface's public key and whether the peer
+    /// exists now.
+    pub fn disposition(&self, own: &PublicKey, exists: bool) -> Disposition {
+        if self.public_key == *own {
+            Disposition::Ignore
+        } else if self.removes() {
+            Disposition::Remove
+        } else if exists {
+            Disposition::Apply { create: false }
+        } else if self.update_only() {
+            Disposition::Ignore
+        } else {
+            Disposition::Apply { create: true }
+        }
+    }
+
     pub fn removes(&self) -> bool {
         self.ops.iter().any(|o| matches!(o, PeerOp::Remove))
     }
@@ -343,6 +371,27 @@ mod tests {
             let e = parse(body).unwrap_err();
             assert_eq!(e.errno, *errno, "{body:?}: {e}");
         }
+    }
+
+    #[test]
+    fn dispositions_follow_wireguard_go() {
+        let own = PublicKey::from_bytes(hex_key("k", K1).unwrap());
+        let r = parse(&format!(
+            "public_key={K2}\npublic_key={K2}\nremove=true\npublic_key={K2}\nupdate_only=true\npublic_key={K1}\n"
+        ))
+        .unwrap();
+        let d = |i: usize, exists| r.peers[i].disposition(&own, exists);
+        assert_eq!(d(0, false), Disposition::Apply { create: true });
+        assert_eq!(d(0, true), Disposition::Apply { create: false });
+        assert_eq!(d(1, true), Disposition::Remove);
+        assert_eq!(d(1, false), Disposition::Remove);
+        assert_eq!(
+            d(2, false),
+            Disposition::Ignore,
+            "update_only never creates"
+        );
+        assert_eq!(d(2, true), Disposition::Apply { create: false });
+        assert_eq!(d(3, true), Disposition::Ignore, "the interface's own key");
     }
 
     #[test]
