@@ -344,8 +344,8 @@ fn print_wg_view(name: &str, got: &Got) {
 /// control is up), then per-worker packet rates over the interval and the drop counters by
 /// reason, and the live sessions (from the shared region, also when control is down).
 pub fn show(args: &[String]) -> Result<(), String> {
-    use dataplane::drop::Drop;
-    use dataplane::shm::layout::{PeerRecord, SessionRecord, NO_SLOT};
+    use contract::layout::{PeerRecord, SessionSummary, NO_SLOT};
+    use contract::DropReason;
     use std::sync::atomic::Ordering::Relaxed;
     let name = args
         .iter()
@@ -360,7 +360,8 @@ pub fn show(args: &[String]) -> Result<(), String> {
         })
         .transpose()?
         .unwrap_or(1.0);
-    let region = dataplane::shm::Region::attach(
+    // Only the key-free part of the region is mapped: counters, peers, session summaries.
+    let region = contract::Status::attach(
         Path::new(crate::gateway::RUN_ROOT)
             .join(&name)
             .join("region"),
@@ -403,7 +404,7 @@ pub fn show(args: &[String]) -> Result<(), String> {
             s.keepalives.load(Relaxed),
             s.to_kernel.load(Relaxed)
         );
-        let drops: Vec<String> = Drop::ALL
+        let drops: Vec<String> = DropReason::ALL
             .iter()
             .filter_map(|d| {
                 let n = s.drops[*d as usize].load(Relaxed);
@@ -439,20 +440,14 @@ pub fn show(args: &[String]) -> Result<(), String> {
             println!("  peer slot {i}: endpoint {endpoint}, sends on session {current}");
         }
     }
-    for (i, s) in region.sessions().iter().enumerate() {
-        let Some(r) = s.record.read().map(|w| SessionRecord::decode(&w)) else {
+    for (i, s) in region.session_info().iter().enumerate() {
+        let Some(r) = s.record.read().map(|w| SessionSummary::decode(&w)) else {
             continue;
         };
         if r.is_valid() {
             println!(
-                "  session {i}: peer slot {} index {:08x} flags {:x} rx {} pkts {} B, tx {} pkts {} B",
-                r.peer,
-                r.local_index,
-                r.flags,
-                s.rx_packets.load(Relaxed),
-                s.rx_bytes.load(Relaxed),
-                s.tx_packets.load(Relaxed),
-                s.tx_bytes.load(Relaxed)
+                "  session {i}: peer slot {} index {:08x} flags {:x}",
+                r.peer, r.local_index, r.flags,
             );
         }
     }

@@ -63,7 +63,7 @@ impl Control {
 
     /// Whether a data path is attached and running (a worker's heartbeat in the last second).
     fn data_path_running(&self) -> bool {
-        let now = dataplane::kernel::mono_ns();
+        let now = contract::clock::mono_ns();
         (0..self.region.layout().workers).any(|w| {
             self.region.worker_stats(w).is_some_and(|s| {
                 let hb = s.heartbeat_ns.load(Ordering::Relaxed);

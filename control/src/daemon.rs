@@ -12,10 +12,9 @@
 
 use crate::config::{Config, Endpoint};
 use crate::peers::PeerTable;
-use dataplane::kernel::mono_ns;
-use dataplane::shm::layout::{Layout, PeerRecord, SessionRecord, NO_SLOT};
-use dataplane::shm::{Region, ShmError};
-use dataplane::worker::{decode_endpoint_event, event};
+use contract::clock::mono_ns;
+use contract::layout::{Layout, PeerRecord, SessionRecord, SessionSummary, NO_SLOT};
+use contract::{Region, ShmError, WorkerEvent};
 use proto::allowedips::Prefix;
 use proto::constants::{REJECT_AFTER_TIME, UNDER_LOAD_AFTER_TIME};
 use proto::device::{Device, Event, PeerConfig, PeerId};
@@ -193,7 +192,6 @@ impl Control {
         };
         let region = Arc::new(region);
         let h = region.header();
-        h.control_generation.fetch_add(1, Ordering::Relaxed);
         let port = config.interface.listen_port.unwrap_or(51820);
         let socket = bind_udp(port)?;
         let port = socket.local_addr().map_or(port, |a| a.port());
@@ -496,6 +494,9 @@ impl Control {
         self.region.sessions()[slot as usize]
             .record
             .write(&rec.encode());
+        self.region.session_info()[slot as usize]
+            .record
+            .write(&SessionSummary::of(&rec).encode());
     }
 
     fn install(&mut self, peer: PeerId, local_index: u32) {
@@ -569,6 +570,9 @@ impl Control {
         self.region.sessions()[slot as usize]
             .record
             .write(&dead.encode());
+        self.region.session_info()[slot as usize]
+            .record
+            .write(&SessionSummary::of(&dead).encode());
         if self.peer_current.get(&info.peer) == Some(&slot) {
             self.peer_current.remove(&info.peer);
             self.publish_peer(info.peer);
@@ -607,26 +611,19 @@ impl Control {
     fn worker_events(&mut self) {
         let now = self.now();
         for w in 0..self.region.layout().workers {
-            let Some(ring) = self.region.to_control(w) else {
-                continue;
-            };
-            while let Some(msg) = ring.pop() {
-                match msg[0] & 0xff {
-                    event::NEED_SESSION => {
-                        if let Some(id) = self.peers.peer_at(msg[1] as u32) {
+            while let Some(e) = self.region.pop_event(w) {
+                match e {
+                    WorkerEvent::NeedSession { peer } => {
+                        if let Some(id) = self.peers.peer_at(peer) {
                             self.device.external_needs_session(now, id);
                         }
                     }
-                    event::ENDPOINT => {
-                        let Some((slot, ep)) = decode_endpoint_event(&msg) else {
-                            continue;
-                        };
-                        if let Some(id) = self.peers.peer_at(slot) {
-                            let _ = self.device.set_endpoint(id, ep);
+                    WorkerEvent::Endpoint { peer, from } => {
+                        if let Some(id) = self.peers.peer_at(peer) {
+                            let _ = self.device.set_endpoint(id, from);
                             self.publish_peer(id);
                         }
                     }
-                    _ => {}
                 }
             }
         }
@@ -691,6 +688,7 @@ impl Control {
                 region.index_remove(r.local_index);
             }
             s.record.write(&[0; 12]);
+            region.session_info()[slot as usize].record.write(&[0; 2]);
             false
         });
     }
@@ -745,10 +743,6 @@ impl Control {
         self.auth.flush();
         self.serve_uapi();
         self.serve_metrics();
-        self.region
-            .header()
-            .control_heartbeat_ns
-            .store(mono_ns(), Ordering::Relaxed);
     }
 
     /// Whether the handshake path is overloaded: the kernel's rule is a queue of

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tun_tap::{Iface, Mode};
 
 fn now() -> Now {
-    let mono = dataplane::kernel::mono_ns();
+    let mono = contract::clock::mono_ns();
     Now::new(
         Instant::from_nanos(mono),
         SystemTime::now()

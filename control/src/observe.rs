@@ -152,7 +152,7 @@ impl Control {
         );
         for (w, s) in &workers {
             let w = w.to_string();
-            for d in dataplane::drop::Drop::ALL {
+            for d in contract::DropReason::ALL {
                 p.sample(
                     "wgxdp_worker_drops_total",
                     &[("worker", &w), ("reason", d.name())],

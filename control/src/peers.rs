@@ -14,7 +14,7 @@
 //! new peer. A removed slot waits in `pending` until the next publication, then in `freed`
 //! until the data path reports (`prefixes_applied`) that it holds that version.
 
-use dataplane::shm::layout::encode_prefix;
+use contract::layout::encode_prefix;
 use proto::allowedips::Prefix;
 use proto::device::PeerId;
 use std::collections::{BTreeSet, HashMap, VecDeque};

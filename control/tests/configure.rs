@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
+use contract::layout::{PeerRecord, SessionRecord};
 use control::uapi::Errno;
-use dataplane::shm::layout::{PeerRecord, SessionRecord};
 use proto::keys::PrivateKey;
 use rand_core::OsRng;
 use std::net::UdpSocket;

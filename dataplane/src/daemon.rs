@@ -4,12 +4,12 @@
 //! everything when it stops.
 
 use crate::neigh;
-use crate::shm::layout::decode_prefix;
-use crate::shm::{Region, ShmError};
 use crate::worker::{Iface, Worker, WorkerConfig};
 use crate::xdp::{AttachMode, Role, Steering, XdpError};
 use crate::xsk::{BindMode, Frames, Port, UmemSpec, XskError};
 use allowedips::AllowedIps;
+use contract::layout::decode_prefix;
+use contract::{Region, ShmError};
 use proto::allowedips::Prefix;
 use std::collections::HashMap;
 use std::net::IpAddr;

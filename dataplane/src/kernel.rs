@@ -40,14 +40,3 @@ impl Default for KernelPath {
         Self::new()
     }
 }
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of every timestamp in the shared region, read
-/// the same way by control and the workers (vDSO, no syscall).
-pub fn mono_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| {
-            u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
-                + u64::try_from(t.tv_nsec()).unwrap_or(0)
-        })
-        .unwrap_or(0)
-}

@@ -1,16 +1,22 @@
 //! The XDP/AF_XDP data path: one pinned worker per queue that receives a batch, classifies,
 //! opens or seals it, checks allowed IPs and transmits (see `../shared/design.md` §1–3).
 //!
-//! Built so far: [`xdp`], which loads the steering programs, attaches them and keeps their
-//! maps (listen port, AF_XDP sockets, peer prefixes, local addresses) in step. The workers
-//! come next.
+//! - [`xdp`] loads the steering programs, attaches them and keeps their maps (listen port,
+//!   AF_XDP sockets, peer prefixes, local addresses) in step.
+//! - [`worker`] is the batch core; it moves owned frames over a [`link::Link`]: AF_XDP
+//!   ([`xsk`]) in production, an in-memory fake in tests.
+//! - [`daemon`] is the data-path process: it attaches everything, starts the workers on the
+//!   shared region (the `contract` crate) and detaches on exit.
+//! - [`neigh`] learns next hops from the kernel; [`kernel`] hands a packet to the kernel's
+//!   stack when the next hop's MAC is not known yet.
 
 pub mod daemon;
-pub mod drop;
 pub mod kernel;
 pub mod neigh;
 pub mod packet;
-pub mod shm;
 pub mod worker;
 pub mod xdp;
 pub mod xsk;
+
+/// The data path's BPF ABI must fit the region's room for the XDP verdict counters.
+const _: () = assert!(ebpf::abi::Verdict::COUNT <= contract::layout::XDP_VERDICT_SLOTS);

@@ -7,7 +7,7 @@
 //! new outer headers, written in place before it (the kernel leaves 256 bytes of headroom in
 //! every received chunk), padded and sealed after it.
 
-use crate::drop::Drop;
+use contract::DropReason;
 use proto::data;
 use proto::messages::{DATA_HEADER_LEN, DATA_OVERHEAD};
 use proto::wire::{
@@ -33,14 +33,14 @@ pub struct Outer {
 
 /// Finds the data message in a WAN frame at `buf[start..start + len]`. The XDP program
 /// already checked type, port and lengths; this re-checks everything it relies on.
-pub fn parse_outer(buf: &[u8], start: usize, len: usize) -> Result<Outer, Drop> {
-    let frame = buf.get(start..start + len).ok_or(Drop::Malformed)?;
-    let eth = EthernetFrame::new_checked(frame).map_err(|_| Drop::Malformed)?;
+pub fn parse_outer(buf: &[u8], start: usize, len: usize) -> Result<Outer, DropReason> {
+    let frame = buf.get(start..start + len).ok_or(DropReason::Malformed)?;
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Malformed)?;
     let (src_ip, l4_off, l4_len): (IpAddr, usize, usize) = match eth.ethertype() {
         EtherType::IPV4 => {
-            let ip = Ipv4Packet::new_checked(eth.payload()).map_err(|_| Drop::Malformed)?;
+            let ip = Ipv4Packet::new_checked(eth.payload()).map_err(|_| DropReason::Malformed)?;
             if ip.protocol() != IpProtocol::UDP || ip.is_fragment() {
-                return Err(Drop::Malformed);
+                return Err(DropReason::Malformed);
             }
             (
                 ip.src_addr().into(),
@@ -49,19 +49,19 @@ pub fn parse_outer(buf: &[u8], start: usize, len: usize) -> Result<Outer, Drop> 
             )
         }
         EtherType::IPV6 => {
-            let ip = Ipv6Packet::new_checked(eth.payload()).map_err(|_| Drop::Malformed)?;
+            let ip = Ipv6Packet::new_checked(eth.payload()).map_err(|_| DropReason::Malformed)?;
             if ip.next_header() != IpProtocol::UDP {
-                return Err(Drop::Malformed);
+                return Err(DropReason::Malformed);
             }
             (ip.src_addr().into(), ETH_LEN + IPV6_LEN, ip.payload().len())
         }
-        _ => return Err(Drop::Malformed),
+        _ => return Err(DropReason::Malformed),
     };
-    let udp =
-        UdpPacket::new_checked(&frame[l4_off..l4_off + l4_len]).map_err(|_| Drop::Malformed)?;
+    let udp = UdpPacket::new_checked(&frame[l4_off..l4_off + l4_len])
+        .map_err(|_| DropReason::Malformed)?;
     let msg_len = udp.payload().len();
     if msg_len < DATA_OVERHEAD {
-        return Err(Drop::Malformed);
+        return Err(DropReason::Malformed);
     }
     Ok(Outer {
         src: SocketAddr::new(src_ip, udp.src_port()),
@@ -71,15 +71,15 @@ pub fn parse_outer(buf: &[u8], start: usize, len: usize) -> Result<Outer, Drop> 
 }
 
 /// Decrements the TTL / hop limit of the IP packet at `buf[off..]` as a router must, fixing
-/// the IPv4 header checksum incrementally. `Drop::TtlExceeded` if it would reach zero.
-pub fn decrement_ttl(buf: &mut [u8], off: usize) -> Result<(), Drop> {
-    let p = buf.get_mut(off..).ok_or(Drop::BadInner)?;
+/// the IPv4 header checksum incrementally. `DropReason::TtlExceeded` if it would reach zero.
+pub fn decrement_ttl(buf: &mut [u8], off: usize) -> Result<(), DropReason> {
+    let p = buf.get_mut(off..).ok_or(DropReason::BadInner)?;
     match proto::wire::ip_version(p) {
         Some(4) => {
             let mut ip = Ipv4Packet::new_unchecked(p);
             let ttl = ip.ttl();
             if ttl <= 1 {
-                return Err(Drop::TtlExceeded);
+                return Err(DropReason::TtlExceeded);
             }
             // TTL shares a 16-bit word with the protocol number.
             let proto_byte = ip.protocol().0;
@@ -94,12 +94,12 @@ pub fn decrement_ttl(buf: &mut [u8], off: usize) -> Result<(), Drop> {
             let mut ip = Ipv6Packet::new_unchecked(p);
             let hl = ip.hop_limit();
             if hl <= 1 {
-                return Err(Drop::TtlExceeded);
+                return Err(DropReason::TtlExceeded);
             }
             ip.set_hop_limit(hl - 1);
             Ok(())
         }
-        _ => Err(Drop::BadInner),
+        _ => Err(DropReason::BadInner),
     }
 }
 
@@ -167,16 +167,18 @@ pub fn frame_inner(
     inner_len: usize,
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
-) -> Result<(usize, usize), Drop> {
-    let start = inner_off.checked_sub(ETH_LEN).ok_or(Drop::Malformed)?;
+) -> Result<(usize, usize), DropReason> {
+    let start = inner_off
+        .checked_sub(ETH_LEN)
+        .ok_or(DropReason::Malformed)?;
     let ethertype = match proto::wire::ip_version(&buf[inner_off..inner_off + inner_len]) {
         Some(4) => EtherType::IPV4,
         Some(6) => EtherType::IPV6,
-        _ => return Err(Drop::BadInner),
+        _ => return Err(DropReason::BadInner),
     };
     let frame = buf
         .get_mut(start..inner_off + inner_len)
-        .ok_or(Drop::Malformed)?;
+        .ok_or(DropReason::Malformed)?;
     let mut eth = EthernetFrame::new_unchecked(frame);
     eth.set_dst_addr(dst_mac);
     eth.set_src_addr(src_mac);
@@ -211,16 +213,16 @@ pub fn too_big_reply(
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
     mtu: u16,
-) -> Result<usize, Drop> {
-    let dst = proto::wire::source_addr(packet).ok_or(Drop::BadInner)?;
+) -> Result<usize, DropReason> {
+    let dst = proto::wire::source_addr(packet).ok_or(DropReason::BadInner)?;
     let (ip_len, quote) = match (from, dst) {
         (IpAddr::V4(_), IpAddr::V4(_)) => (IPV4_LEN, packet.len().min(QUOTE_V4)),
         (IpAddr::V6(_), IpAddr::V6(_)) => (IPV6_LEN, packet.len().min(QUOTE_V6)),
-        _ => return Err(Drop::NoRoute),
+        _ => return Err(DropReason::NoRoute),
     };
     let icmp_len = 8 + quote;
     let total = ETH_LEN + ip_len + icmp_len;
-    let frame = out.get_mut(..total).ok_or(Drop::Malformed)?;
+    let frame = out.get_mut(..total).ok_or(DropReason::Malformed)?;
     let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
     eth.set_dst_addr(dst_mac);
     eth.set_src_addr(src_mac);
@@ -247,19 +249,23 @@ pub fn too_big_reply(
             icmp.payload_mut().copy_from_slice(&packet[..quote]);
             icmp.fill_checksum(s, d);
         }
-        _ => return Err(Drop::NoRoute),
+        _ => return Err(DropReason::NoRoute),
     }
     Ok(total)
 }
 
 /// The inner IP packet of a LAN frame at `buf[start..start + len]`: its offset, its length by
 /// its own header (the frame may carry Ethernet padding), and its destination.
-pub fn parse_inner(buf: &[u8], start: usize, len: usize) -> Result<(usize, usize, IpAddr), Drop> {
-    let frame = buf.get(start..start + len).ok_or(Drop::Malformed)?;
-    let eth = EthernetFrame::new_checked(frame).map_err(|_| Drop::Malformed)?;
+pub fn parse_inner(
+    buf: &[u8],
+    start: usize,
+    len: usize,
+) -> Result<(usize, usize, IpAddr), DropReason> {
+    let frame = buf.get(start..start + len).ok_or(DropReason::Malformed)?;
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Malformed)?;
     let p = eth.payload();
-    let inner_len = proto::wire::inner_packet_len(p).map_err(|_| Drop::BadInner)?;
-    let dst = proto::wire::dest_addr(p).ok_or(Drop::BadInner)?;
+    let inner_len = proto::wire::inner_packet_len(p).map_err(|_| DropReason::BadInner)?;
+    let dst = proto::wire::dest_addr(p).ok_or(DropReason::BadInner)?;
     Ok((start + ETH_LEN, inner_len, dst))
 }
 
@@ -307,14 +313,14 @@ pub fn prepare_encap(
     counter: u64,
     outer_v6: bool,
     mtu: usize,
-) -> Result<Encap, Drop> {
+) -> Result<Encap, DropReason> {
     let ip_len = if outer_v6 { IPV6_LEN } else { IPV4_LEN };
     let msg_off = inner_off
         .checked_sub(DATA_HEADER_LEN)
-        .ok_or(Drop::Malformed)?;
+        .ok_or(DropReason::Malformed)?;
     let start = msg_off
         .checked_sub(ETH_LEN + ip_len + UDP_LEN)
-        .ok_or(Drop::Malformed)?;
+        .ok_or(DropReason::Malformed)?;
     let padded = data::padded_len(inner_len, mtu);
     let e = Encap {
         start,
@@ -322,19 +328,23 @@ pub fn prepare_encap(
         padded,
     };
     if e.end() > buf.len() {
-        return Err(Drop::Malformed);
+        return Err(DropReason::Malformed);
     }
     buf[inner_off + inner_len..inner_off + padded].fill(0);
     proto::messages::Data::new_init(&mut buf[msg_off..e.end()], remote_index, counter)
-        .map_err(|_| Drop::Malformed)?;
+        .map_err(|_| DropReason::Malformed)?;
     Ok(e)
 }
 
 /// Second half: the Ethernet, IP and UDP headers for `route` in front of the sealed message,
 /// with complete checksums (the UDP one covers the ciphertext, so it comes after sealing).
 /// Returns the frame's (start, len).
-pub fn finish_encap(buf: &mut [u8], e: &Encap, route: &Route) -> Result<(usize, usize), Drop> {
-    let frame = buf.get_mut(e.start..e.end()).ok_or(Drop::Malformed)?;
+pub fn finish_encap(
+    buf: &mut [u8],
+    e: &Encap,
+    route: &Route,
+) -> Result<(usize, usize), DropReason> {
+    let frame = buf.get_mut(e.start..e.end()).ok_or(DropReason::Malformed)?;
     write_udp_headers(frame, route, DATA_OVERHEAD + e.padded)?;
     Ok((e.start, e.end() - e.start))
 }
@@ -353,13 +363,17 @@ pub fn udp_headers_len(route: &Route) -> usize {
 /// Writes the Ethernet, IP and UDP headers for `route` at the start of `frame`, in front of
 /// the `payload_len`-byte UDP payload already at `frame[udp_headers_len(route)..]`, with
 /// complete checksums.
-pub fn write_udp_headers(frame: &mut [u8], route: &Route, payload_len: usize) -> Result<(), Drop> {
+pub fn write_udp_headers(
+    frame: &mut [u8],
+    route: &Route,
+    payload_len: usize,
+) -> Result<(), DropReason> {
     let end = udp_headers_len(route) + payload_len;
-    let frame = frame.get_mut(..end).ok_or(Drop::Malformed)?;
+    let frame = frame.get_mut(..end).ok_or(DropReason::Malformed)?;
     let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
     eth.set_dst_addr(route.dst_mac);
     eth.set_src_addr(route.src_mac);
-    let udp_total = u16::try_from(UDP_LEN + payload_len).map_err(|_| Drop::Malformed)?;
+    let udp_total = u16::try_from(UDP_LEN + payload_len).map_err(|_| DropReason::Malformed)?;
     match (route.src.ip(), route.dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             eth.set_ethertype(EtherType::IPV4);
@@ -377,7 +391,7 @@ pub fn write_udp_headers(frame: &mut [u8], route: &Route, payload_len: usize) ->
             write_udp(&mut udp, route, udp_total);
             udp.fill_checksum(s, d);
         }
-        _ => return Err(Drop::NoRoute),
+        _ => return Err(DropReason::NoRoute),
     }
     Ok(())
 }
@@ -397,7 +411,7 @@ pub fn encapsulate(
     counter: u64,
     route: &Route,
     mtu: usize,
-) -> Result<(usize, usize), Drop> {
+) -> Result<(usize, usize), DropReason> {
     let e = prepare_encap(
         buf,
         inner_off,
@@ -414,7 +428,7 @@ pub fn encapsulate(
         &mut buf[e.msg_off..e.end()],
         e.padded,
     )
-    .map_err(|_| Drop::Malformed)?;
+    .map_err(|_| DropReason::Malformed)?;
     finish_encap(buf, &e, route)
 }
 
@@ -623,19 +637,19 @@ mod tests {
     #[test]
     fn ttl_and_garbage_are_refused() {
         let mut p = inner_v4(b"x", 1);
-        assert_eq!(decrement_ttl(&mut p, 0), Err(Drop::TtlExceeded));
+        assert_eq!(decrement_ttl(&mut p, 0), Err(DropReason::TtlExceeded));
         let mut junk = vec![0x99u8; 40];
-        assert_eq!(decrement_ttl(&mut junk, 0), Err(Drop::BadInner));
-        assert_eq!(parse_outer(&junk, 0, 40), Err(Drop::Malformed));
+        assert_eq!(decrement_ttl(&mut junk, 0), Err(DropReason::BadInner));
+        assert_eq!(parse_outer(&junk, 0, 40), Err(DropReason::Malformed));
         assert_eq!(
             parse_outer(&junk, 30, 40),
-            Err(Drop::Malformed),
+            Err(DropReason::Malformed),
             "out of bounds"
         );
         let mut chunk = vec![0u8; 100];
         assert_eq!(
             encapsulate(&mut chunk, 20, 10, &KEY, 1, 1, &route(false), 1420),
-            Err(Drop::Malformed),
+            Err(DropReason::Malformed),
             "no headroom"
         );
     }

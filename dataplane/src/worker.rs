@@ -16,29 +16,21 @@
 //! The replay window of a session is shared by all workers (`shm::replay`): a replayed
 //! packet is refused whichever queue it arrives on.
 
-use crate::drop::Drop;
-use crate::kernel::{mono_ns, KernelPath};
+use crate::kernel::KernelPath;
 use crate::neigh::{Neighbours, Snapshot};
 use crate::packet::{self, Route};
-use crate::shm::layout::{PeerRecord, SessionRecord, WorkerStats, NO_SLOT};
-use crate::shm::Region;
 use crate::xsk::{desc, Desc, Frames, Port};
 use aead_batch::{Backend, Packet, Verdict, TAG_LEN};
+use contract::clock::mono_ns;
+use contract::layout::{PeerRecord, SessionRecord, WorkerStats, NO_SLOT};
+use contract::DropReason;
+use contract::{Region, WorkerEvent};
 use proto::constants::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
 use proto::messages::{Data, DATA_HEADER_LEN};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// Events a worker sends to control on its ring (first word's low byte).
-pub mod event {
-    /// Traffic for a peer with no usable session: `[NEED_SESSION, peer, 0, 0]`.
-    pub const NEED_SESSION: u64 = 1;
-    /// An authenticated packet came from a new address:
-    /// `[ENDPOINT | family << 8 | port << 16 | peer << 32, addr hi, addr lo, 0]`.
-    pub const ENDPOINT: u64 = 2;
-}
 
 /// An interface as the worker needs it.
 #[derive(Debug, Clone)]
@@ -192,7 +184,7 @@ impl Worker {
         self.region.worker_stats(self.cfg.id)
     }
 
-    fn count_drop(&self, d: Drop) {
+    fn count_drop(&self, d: DropReason) {
         if let Some(s) = self.stats() {
             s.drops[d as usize].fetch_add(1, Ordering::Relaxed);
         }
@@ -311,7 +303,7 @@ impl Worker {
         }
         if let Some(s) = self.region.worker_stats(self.cfg.id) {
             s.tx_wan.fetch_add(sent as u64, Ordering::Relaxed);
-            s.drops[Drop::RingFull as usize]
+            s.drops[DropReason::RingFull as usize]
                 .fetch_add((self.tx_wan.len() - sent) as u64, Ordering::Relaxed);
         }
         self.tx_wan.clear();
@@ -325,7 +317,7 @@ impl Worker {
             }
             if let Some(s) = self.region.worker_stats(self.cfg.id) {
                 s.tx_lan.fetch_add(sent as u64, Ordering::Relaxed);
-                s.drops[Drop::RingFull as usize]
+                s.drops[DropReason::RingFull as usize]
                     .fetch_add((self.tx_lan.len() - sent) as u64, Ordering::Relaxed);
             }
             self.tx_lan.clear();
@@ -371,11 +363,9 @@ impl Worker {
         self.sessions.get_mut(&slot)
     }
 
-    fn push_event(&self, msg: [u64; 4]) {
-        if let Some(ring) = self.region.to_control(self.cfg.id) {
-            if !ring.push(msg) {
-                self.count_drop(Drop::EventRingFull);
-            }
+    fn push_event(&self, event: WorkerEvent) {
+        if !self.region.push_event(self.cfg.id, &event) {
+            self.count_drop(DropReason::EventRingFull);
         }
     }
 
@@ -413,8 +403,8 @@ impl Worker {
         for (i, p) in pending.iter().enumerate() {
             let result = match (opened, verdicts[i]) {
                 (Some(()), Verdict::Ok) => self.inbound_finish(p, now, snapshot, routes),
-                (Some(()), _) => Err(Drop::DataAuth),
-                (None, _) => Err(Drop::Malformed),
+                (Some(()), _) => Err(DropReason::DataAuth),
+                (None, _) => Err(DropReason::Malformed),
             };
             if let Err(e) = result {
                 self.drop_frame(p.desc, e);
@@ -423,30 +413,30 @@ impl Worker {
         self.in_pending = pending;
     }
 
-    fn drop_frame(&mut self, d: Desc, e: Drop) {
+    fn drop_frame(&mut self, d: Desc, e: DropReason) {
         self.count_drop(e);
         self.frames.release(d.addr);
     }
 
     /// Parses a WAN frame and finds its session; nothing is decrypted yet.
-    fn inbound_prepare(&mut self, d: Desc, now: u64) -> Result<InPending, Drop> {
-        let (_, off, chunk) = self.frames.chunk_mut(d.addr).ok_or(Drop::Malformed)?;
+    fn inbound_prepare(&mut self, d: Desc, now: u64) -> Result<InPending, DropReason> {
+        let (_, off, chunk) = self.frames.chunk_mut(d.addr).ok_or(DropReason::Malformed)?;
         let outer = packet::parse_outer(chunk, off, d.len as usize)?;
         let (receiver, counter) = {
             let m = Data::new_checked(&chunk[outer.msg_offset..outer.msg_offset + outer.msg_len])
-                .map_err(|_| Drop::Malformed)?;
+                .map_err(|_| DropReason::Malformed)?;
             (m.receiver(), m.counter())
         };
         let slot = self
             .region
             .index_lookup(receiver)
-            .ok_or(Drop::UnknownIndex)?;
-        let s = self.session(slot).ok_or(Drop::UnknownIndex)?;
+            .ok_or(DropReason::UnknownIndex)?;
+        let s = self.session(slot).ok_or(DropReason::UnknownIndex)?;
         if !s.record.is_valid() || s.record.local_index != receiver {
-            return Err(Drop::UnknownIndex);
+            return Err(DropReason::UnknownIndex);
         }
         if now.saturating_sub(s.record.birth_ns) >= REJECT_AFTER_TIME.as_nanos() as u64 {
-            return Err(Drop::KeyExpired);
+            return Err(DropReason::KeyExpired);
         }
         Ok(InPending {
             desc: d,
@@ -468,11 +458,11 @@ impl Worker {
         now: u64,
         snapshot: &Snapshot,
         routes: &allowedips::Snapshot<'_>,
-    ) -> Result<(), Drop> {
+    ) -> Result<(), DropReason> {
         let shm = &self.region.sessions()[p.slot as usize];
         // The session's one window, whichever worker checks it (after authentication).
         if !shm.replay.validate(p.counter) {
-            return Err(Drop::Replay);
+            return Err(DropReason::Replay);
         }
         let plain = p.msg_len - DATA_HEADER_LEN - TAG_LEN;
         shm.rx_packets.fetch_add(1, Ordering::Relaxed);
@@ -490,13 +480,16 @@ impl Worker {
             return Ok(());
         }
         let inner_off = p.msg_offset + DATA_HEADER_LEN;
-        let (base, _, chunk) = self.frames.chunk_mut(p.desc.addr).ok_or(Drop::Malformed)?;
+        let (base, _, chunk) = self
+            .frames
+            .chunk_mut(p.desc.addr)
+            .ok_or(DropReason::Malformed)?;
         let inner = &chunk[inner_off..inner_off + plain];
-        let inner_len = proto::wire::inner_packet_len(inner).map_err(|_| Drop::BadInner)?;
-        let src = proto::wire::source_addr(inner).ok_or(Drop::BadInner)?;
-        let dst = proto::wire::dest_addr(inner).ok_or(Drop::BadInner)?;
+        let inner_len = proto::wire::inner_packet_len(inner).map_err(|_| DropReason::BadInner)?;
+        let src = proto::wire::source_addr(inner).ok_or(DropReason::BadInner)?;
+        let dst = proto::wire::dest_addr(inner).ok_or(DropReason::BadInner)?;
         if routes.lookup(src) != Some(p.peer) {
-            return Err(Drop::SourceNotAllowed);
+            return Err(DropReason::SourceNotAllowed);
         }
         packet::decrement_ttl(chunk, inner_off)?;
         let lan_mac = self.cfg.lan.as_ref().unwrap_or(&self.cfg.wan).mac;
@@ -513,9 +506,9 @@ impl Worker {
         Ok(())
     }
 
-    fn to_kernel(&self, sent: bool) -> Result<(), Drop> {
+    fn to_kernel(&self, sent: bool) -> Result<(), DropReason> {
         if !sent {
-            return Err(Drop::NoNeighbour);
+            return Err(DropReason::NoNeighbour);
         }
         if let Some(s) = self.stats() {
             s.to_kernel.fetch_add(1, Ordering::Relaxed);
@@ -539,16 +532,7 @@ impl Worker {
             return;
         };
         if known != Some(src) {
-            let (family, octets) = match src.ip() {
-                IpAddr::V4(a) => (4u64, a.to_ipv6_mapped().octets()),
-                IpAddr::V6(a) => (6u64, a.octets()),
-            };
-            self.push_event([
-                event::ENDPOINT | family << 8 | u64::from(src.port()) << 16 | u64::from(peer) << 32,
-                u64::from_be_bytes(octets[..8].try_into().unwrap_or([0; 8])),
-                u64::from_be_bytes(octets[8..].try_into().unwrap_or([0; 8])),
-                0,
-            ]);
+            self.push_event(WorkerEvent::Endpoint { peer, from: src });
         }
         // Reported (or already known): not again until the record changes.
         self.endpoints_checked.insert(peer, (version, src));
@@ -558,7 +542,7 @@ impl Worker {
         let last = self.need_session_sent.get(&peer).copied().unwrap_or(0);
         if last == 0 || now.saturating_sub(last) >= NEED_SESSION_INTERVAL_NS {
             self.need_session_sent.insert(peer, now);
-            self.push_event([event::NEED_SESSION, u64::from(peer), 0, 0]);
+            self.push_event(WorkerEvent::NeedSession { peer });
         }
     }
 
@@ -579,13 +563,13 @@ impl Worker {
             match self.outbound_prepare(d, now, snapshot, routes) {
                 Ok(p) => pending.push(p),
                 // No session yet (control was asked for one): wait for it, within limits.
-                Err(Drop::NoSession) if self.staged.len() < MAX_STAGED => {
+                Err(DropReason::NoSession) if self.staged.len() < MAX_STAGED => {
                     let deadline = deadlines.get(i).copied().unwrap_or(now + STAGE_TIMEOUT_NS);
                     if now < deadline {
                         self.staged.push(d);
                         self.staged_deadlines.push(deadline);
                     } else {
-                        self.drop_frame(d, Drop::NoSession);
+                        self.drop_frame(d, DropReason::NoSession);
                     }
                 }
                 Err(e) => self.drop_frame(d, e),
@@ -607,7 +591,7 @@ impl Worker {
         for p in &pending {
             let result = match sealed {
                 Some(_) => self.outbound_finish(p, now),
-                None => Err(Drop::Malformed),
+                None => Err(DropReason::Malformed),
             };
             if let Err(e) = result {
                 self.drop_frame(p.desc, e);
@@ -623,13 +607,13 @@ impl Worker {
         now: u64,
         snapshot: &Snapshot,
         routes: &allowedips::Snapshot<'_>,
-    ) -> Result<OutPending, Drop> {
-        let (_, off, chunk) = self.frames.chunk_mut(d.addr).ok_or(Drop::Malformed)?;
+    ) -> Result<OutPending, DropReason> {
+        let (_, off, chunk) = self.frames.chunk_mut(d.addr).ok_or(DropReason::Malformed)?;
         let (inner_off, inner_len, dst) = packet::parse_inner(chunk, off, d.len as usize)?;
-        let peer = routes.lookup(dst).ok_or(Drop::NoRoute)?;
+        let peer = routes.lookup(dst).ok_or(DropReason::NoRoute)?;
         if inner_len > self.cfg.mtu {
             self.report_too_big(d, off, inner_off, inner_len);
-            return Err(Drop::TooBig);
+            return Err(DropReason::TooBig);
         }
         let record = self
             .region
@@ -637,16 +621,16 @@ impl Worker {
             .get(peer as usize)
             .and_then(|p| p.record.read())
             .map(|w| PeerRecord::decode(&w))
-            .ok_or(Drop::NoRoute)?;
+            .ok_or(DropReason::NoRoute)?;
         if !record.valid {
-            return Err(Drop::NoRoute);
+            return Err(DropReason::NoRoute);
         }
         let Some(endpoint) = record.endpoint else {
-            return Err(Drop::NoEndpoint);
+            return Err(DropReason::NoEndpoint);
         };
         if record.current_session == NO_SLOT {
             self.need_session(peer, now);
-            return Err(Drop::NoSession);
+            return Err(DropReason::NoSession);
         }
         let slot = record.current_session;
         let (key, remote_index, birth, flags) = match self.session(slot) {
@@ -658,28 +642,28 @@ impl Worker {
             ),
             _ => {
                 self.need_session(peer, now);
-                return Err(Drop::NoSession);
+                return Err(DropReason::NoSession);
             }
         };
         if flags & SessionRecord::SENDABLE == 0
             || now.saturating_sub(birth) >= REJECT_AFTER_TIME.as_nanos() as u64
         {
             self.need_session(peer, now);
-            return Err(Drop::NoSession);
+            return Err(DropReason::NoSession);
         }
         let src_ip: IpAddr = match endpoint.ip() {
             IpAddr::V4(_) => self.cfg.wan.v4.map(IpAddr::V4),
             IpAddr::V6(_) => self.cfg.wan.v6.map(IpAddr::V6),
         }
-        .ok_or(Drop::NoRoute)?;
+        .ok_or(DropReason::NoRoute)?;
         let counter = self.region.sessions()[slot as usize]
             .send_counter
             .fetch_add(1, Ordering::Relaxed);
         if counter >= REJECT_AFTER_MESSAGES {
             self.need_session(peer, now);
-            return Err(Drop::CounterExhausted);
+            return Err(DropReason::CounterExhausted);
         }
-        let (_, _, chunk) = self.frames.chunk_mut(d.addr).ok_or(Drop::Malformed)?;
+        let (_, _, chunk) = self.frames.chunk_mut(d.addr).ok_or(DropReason::Malformed)?;
         packet::complete_partial_checksum(chunk, inner_off, inner_len);
         packet::decrement_ttl(chunk, inner_off)?;
         let encap = packet::prepare_encap(
@@ -746,8 +730,11 @@ impl Worker {
 
     /// After sealing: outer headers, accounting, and out on the WAN (or through the kernel
     /// while the next hop's MAC is unknown).
-    fn outbound_finish(&mut self, p: &OutPending, now: u64) -> Result<(), Drop> {
-        let (base, _, chunk) = self.frames.chunk_mut(p.desc.addr).ok_or(Drop::Malformed)?;
+    fn outbound_finish(&mut self, p: &OutPending, now: u64) -> Result<(), DropReason> {
+        let (base, _, chunk) = self
+            .frames
+            .chunk_mut(p.desc.addr)
+            .ok_or(DropReason::Malformed)?;
         let (start, len) = packet::finish_encap(chunk, &p.encap, &p.route)?;
         let shm = &self.region.sessions()[p.slot as usize];
         shm.tx_packets.fetch_add(1, Ordering::Relaxed);
@@ -767,24 +754,4 @@ impl Worker {
         self.tx_wan.push(desc(base + start as u64, len as u32));
         Ok(())
     }
-}
-
-/// Decodes a worker event's endpoint.
-pub fn decode_endpoint_event(msg: &[u64; 4]) -> Option<(u32, SocketAddr)> {
-    if msg[0] & 0xff != event::ENDPOINT {
-        return None;
-    }
-    let family = (msg[0] >> 8) & 0xff;
-    let port = (msg[0] >> 16) as u16;
-    let peer = (msg[0] >> 32) as u32;
-    let mut octets = [0u8; 16];
-    octets[..8].copy_from_slice(&msg[1].to_be_bytes());
-    octets[8..].copy_from_slice(&msg[2].to_be_bytes());
-    let v6 = Ipv6Addr::from(octets);
-    let ip = match family {
-        4 => IpAddr::V4(v6.to_ipv4_mapped()?),
-        6 => IpAddr::V6(v6),
-        _ => return None,
-    };
-    Some((peer, SocketAddr::new(ip, port)))
 }

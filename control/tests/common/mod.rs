@@ -3,10 +3,10 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part of it")]
 
+use contract::layout::{decode_prefix, PeerRecord, SessionRecord};
 use control::daemon::{Control, ControlOptions};
 use control::uapi::set::parse;
 use control::uapi::{format_get, Errno};
-use dataplane::shm::layout::{decode_prefix, PeerRecord, SessionRecord};
 use proto::device::{Device, PeerConfig};
 use proto::keys::{PrivateKey, PublicKey};
 use proto::time::{Instant, Now};

@@ -1,12 +1,15 @@
 //! The typed layout of the shared region and the records in it.
 //!
 //! ```text
-//! [Header][SessionSlot; sessions][PeerSlot; peers][index table: AtomicU64; 2*sessions]
-//! [prefix entries: [AtomicU64; 3]; prefixes][per worker: Ring to control, Ring to worker]
+//! status (key-free):  [Header][WorkerStats; workers][PeerSlot; peers][SessionInfo; sessions]
+//! page boundary
+//! secrets and tables: [SessionSlot; sessions][index table: AtomicU64; 2*sessions]
+//!                     [prefix entries: [AtomicU64; 3]; prefixes][Ring to control; workers]
 //! ```
 //! Every part starts on a 64-byte boundary. Sizes are fixed when control creates the region
 //! and recorded in the header, so a worker (or a restarted control) attaching later computes
-//! the same offsets.
+//! the same offsets. The status part holds no key material and ends on a page boundary, so
+//! that an operator's command (`wgxdp show`) maps only it ([`crate::Status`]).
 
 use super::ring::Ring;
 use super::seqlock::SeqLock;
@@ -14,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"WGXDPSHM");
-pub const VERSION: u64 = 5;
+pub const VERSION: u64 = 6;
 pub const RING_CAP: usize = 1024;
 pub type EventRing = Ring<RING_CAP>;
 
@@ -27,10 +30,6 @@ pub struct Header {
     pub peer_slots: AtomicU64,
     pub prefix_slots: AtomicU64,
     pub workers: AtomicU64,
-    /// Monotonic time (ns) of control's last heartbeat; workers keep forwarding without it.
-    pub control_heartbeat_ns: AtomicU64,
-    /// Incremented each time a control process attaches (a restart is visible to workers).
-    pub control_generation: AtomicU64,
     /// Table-wide seqlock of the allowed-IPs list: odd while control rewrites it.
     pub prefixes_seq: AtomicU64,
     pub prefix_count: AtomicU64,
@@ -39,14 +38,14 @@ pub struct Header {
     /// The data path: the allowed-IPs version (`prefixes_seq`) its table holds. Control
     /// reuses a removed peer's slot only once this has passed the list without that peer.
     pub prefixes_applied: AtomicU64,
-    /// The data path: the XDP programs' verdict counters (`ebpf::abi::Verdict` order), copied
-    /// from their per-CPU map about once a second, for `wgxdp show` and the metrics.
+    /// The data path: the XDP programs' verdict counters, copied from their per-CPU map about
+    /// once a second, for `wgxdp show` and the metrics. Opaque here: slot `i` is the BPF ABI's
+    /// verdict `i` (the data path, which links that ABI, checks it fits).
     pub xdp_verdicts: [AtomicU64; XDP_VERDICT_SLOTS],
 }
 
 /// Room for the XDP programs' verdict counters in the header.
 pub const XDP_VERDICT_SLOTS: usize = 32;
-const _: () = assert!(ebpf::abi::Verdict::COUNT <= XDP_VERDICT_SLOTS);
 
 /// Words of a session record.
 pub const SESSION_WORDS: usize = 12;
@@ -140,6 +139,51 @@ pub struct SessionSlot {
     pub last_tx_data_ns: AtomicU64,
     /// The receive window, shared by all workers (reset by control before the slot is live).
     pub replay: super::replay::SharedReplay,
+}
+
+/// What operators may see of a session, without its keys: written by control beside the
+/// session's record (install, confirm, retire), read by `wgxdp show`.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct SessionInfo {
+    pub record: SeqLock<2>,
+}
+
+/// The key-free part of a [`SessionRecord`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub local_index: u32,
+    pub peer: u32,
+    pub flags: u32,
+}
+
+impl SessionSummary {
+    pub fn of(r: &SessionRecord) -> Self {
+        Self {
+            local_index: r.local_index,
+            peer: r.peer,
+            flags: r.flags,
+        }
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.flags & SessionRecord::VALID != 0
+    }
+
+    pub fn encode(&self) -> [u64; 2] {
+        [
+            u64::from(self.local_index) | u64::from(self.peer) << 32,
+            u64::from(self.flags),
+        ]
+    }
+
+    pub fn decode(w: &[u64; 2]) -> Self {
+        Self {
+            local_index: w[0] as u32,
+            peer: (w[0] >> 32) as u32,
+            flags: w[1] as u32,
+        }
+    }
 }
 
 /// Words of a peer record.
@@ -249,8 +293,8 @@ pub fn decode_prefix(w: &[u64; 3]) -> Option<(IpAddr, u8, u32)> {
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub struct WorkerStats {
-    /// One counter per [`crate::drop::Drop`] reason.
-    pub drops: [AtomicU64; crate::drop::Drop::COUNT],
+    /// One counter per [`crate::DropReason`].
+    pub drops: [AtomicU64; crate::DropReason::COUNT],
     pub rx_wan: AtomicU64,
     pub rx_lan: AtomicU64,
     pub tx_wan: AtomicU64,
@@ -289,22 +333,44 @@ const fn align64(n: usize) -> usize {
     (n + 63) & !63
 }
 
+/// The page size the status part is rounded to (x86-64 and arm64 base pages are 4 KiB; a
+/// larger page only makes the mapping of the status part round up further, which mmap does).
+pub const PAGE: usize = 4096;
+
+const fn align_page(n: usize) -> usize {
+    (n + PAGE - 1) & !(PAGE - 1)
+}
+
 impl Layout {
     /// Receiver-index hash table entries: a power of two, at least twice the sessions.
     pub fn index_slots(&self) -> usize {
         (self.sessions * 2).next_power_of_two()
     }
 
-    pub fn sessions_offset(&self) -> usize {
+    pub fn stats_offset(&self) -> usize {
         align64(std::mem::size_of::<Header>())
     }
 
     pub fn peers_offset(&self) -> usize {
-        align64(self.sessions_offset() + self.sessions * std::mem::size_of::<SessionSlot>())
+        align64(self.stats_offset() + self.workers * std::mem::size_of::<WorkerStats>())
+    }
+
+    pub fn session_info_offset(&self) -> usize {
+        align64(self.peers_offset() + self.peers * std::mem::size_of::<PeerSlot>())
+    }
+
+    /// Length of the key-free status part (header, worker counters, peers, session
+    /// summaries): a whole number of pages, so that it can be mapped alone.
+    pub fn status_len(&self) -> usize {
+        align_page(self.session_info_offset() + self.sessions * std::mem::size_of::<SessionInfo>())
+    }
+
+    pub fn sessions_offset(&self) -> usize {
+        self.status_len()
     }
 
     pub fn index_offset(&self) -> usize {
-        align64(self.peers_offset() + self.peers * std::mem::size_of::<PeerSlot>())
+        align64(self.sessions_offset() + self.sessions * std::mem::size_of::<SessionSlot>())
     }
 
     pub fn prefixes_offset(&self) -> usize {
@@ -315,12 +381,8 @@ impl Layout {
         align64(self.prefixes_offset() + self.prefixes * 24)
     }
 
-    pub fn stats_offset(&self) -> usize {
-        align64(self.rings_offset() + self.workers * 2 * std::mem::size_of::<EventRing>())
-    }
-
     pub fn total_len(&self) -> usize {
-        align64(self.stats_offset() + self.workers * std::mem::size_of::<WorkerStats>())
+        align64(self.rings_offset() + self.workers * std::mem::size_of::<EventRing>())
     }
 }
 
@@ -353,6 +415,8 @@ mod tests {
             };
             assert_eq!(PeerRecord::decode(&p.encode()), p);
         }
+        let summary = SessionSummary::of(&s);
+        assert_eq!(SessionSummary::decode(&summary.encode()), summary);
         assert_eq!(
             PeerRecord::decode(&PeerRecord::default().encode()),
             PeerRecord::default()
@@ -379,16 +443,20 @@ mod tests {
             workers: 3,
         };
         let offsets = [
-            l.sessions_offset(),
+            l.stats_offset(),
             l.peers_offset(),
+            l.session_info_offset(),
+            l.sessions_offset(),
             l.index_offset(),
             l.prefixes_offset(),
             l.rings_offset(),
-            l.stats_offset(),
             l.total_len(),
         ];
         assert!(offsets.windows(2).all(|w| w[0] < w[1]));
         assert!(offsets.iter().all(|o| o % 64 == 0));
+        // Nothing with keys lies in the status part.
+        assert_eq!(l.sessions_offset(), l.status_len());
+        assert_eq!(l.status_len() % PAGE, 0);
         assert_eq!(l.index_slots(), 2048);
     }
 }

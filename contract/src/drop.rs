@@ -1,9 +1,10 @@
-//! Why a worker dropped a packet: one `Copy` reason, one counter each (design §7.6).
+//! Why a worker dropped a packet: one `Copy` reason, one counter each (design §7.6). Named
+//! `DropReason`, not `Drop`, so that it never hides the prelude's `Drop` trait.
 
 /// A drop reason of the data path. The discriminant indexes the per-worker counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
-pub enum Drop {
+pub enum DropReason {
     /// Headers do not parse (the XDP program lets only plausible frames through).
     Malformed,
     /// No live session has this receiver index.
@@ -38,45 +39,45 @@ pub enum Drop {
     EventRingFull,
 }
 
-impl Drop {
-    pub const ALL: [Drop; 16] = [
-        Drop::Malformed,
-        Drop::UnknownIndex,
-        Drop::KeyExpired,
-        Drop::DataAuth,
-        Drop::Replay,
-        Drop::BadInner,
-        Drop::SourceNotAllowed,
-        Drop::TtlExceeded,
-        Drop::NoRoute,
-        Drop::NoSession,
-        Drop::NoEndpoint,
-        Drop::CounterExhausted,
-        Drop::RingFull,
-        Drop::NoNeighbour,
-        Drop::TooBig,
-        Drop::EventRingFull,
+impl DropReason {
+    pub const ALL: [DropReason; 16] = [
+        DropReason::Malformed,
+        DropReason::UnknownIndex,
+        DropReason::KeyExpired,
+        DropReason::DataAuth,
+        DropReason::Replay,
+        DropReason::BadInner,
+        DropReason::SourceNotAllowed,
+        DropReason::TtlExceeded,
+        DropReason::NoRoute,
+        DropReason::NoSession,
+        DropReason::NoEndpoint,
+        DropReason::CounterExhausted,
+        DropReason::RingFull,
+        DropReason::NoNeighbour,
+        DropReason::TooBig,
+        DropReason::EventRingFull,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
     pub fn name(self) -> &'static str {
         match self {
-            Drop::Malformed => "malformed",
-            Drop::UnknownIndex => "unknown_index",
-            Drop::KeyExpired => "key_expired",
-            Drop::DataAuth => "data_auth",
-            Drop::Replay => "replay",
-            Drop::BadInner => "bad_inner",
-            Drop::SourceNotAllowed => "source_not_allowed",
-            Drop::TtlExceeded => "ttl_exceeded",
-            Drop::NoRoute => "no_route",
-            Drop::NoSession => "no_session",
-            Drop::NoEndpoint => "no_endpoint",
-            Drop::CounterExhausted => "counter_exhausted",
-            Drop::RingFull => "tx_ring_full",
-            Drop::NoNeighbour => "no_neighbour",
-            Drop::TooBig => "too_big",
-            Drop::EventRingFull => "event_ring_full",
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownIndex => "unknown_index",
+            DropReason::KeyExpired => "key_expired",
+            DropReason::DataAuth => "data_auth",
+            DropReason::Replay => "replay",
+            DropReason::BadInner => "bad_inner",
+            DropReason::SourceNotAllowed => "source_not_allowed",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::NoRoute => "no_route",
+            DropReason::NoSession => "no_session",
+            DropReason::NoEndpoint => "no_endpoint",
+            DropReason::CounterExhausted => "counter_exhausted",
+            DropReason::RingFull => "tx_ring_full",
+            DropReason::NoNeighbour => "no_neighbour",
+            DropReason::TooBig => "too_big",
+            DropReason::EventRingFull => "event_ring_full",
         }
     }
 }
@@ -87,7 +88,7 @@ mod tests {
 
     #[test]
     fn discriminants_index_all() {
-        for (i, d) in Drop::ALL.iter().enumerate() {
+        for (i, d) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*d as usize, i);
         }
     }

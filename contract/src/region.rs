@@ -37,6 +37,80 @@ pub struct Region {
     path: PathBuf,
 }
 
+/// The key-free status part of a region alone (header, worker counters, peer records), for
+/// operators' commands: the sessions' keys are not mapped into their process at all.
+#[derive(Debug)]
+pub struct Status {
+    ptr: NonNull<u8>,
+    len: usize,
+    layout: Layout,
+}
+
+// SAFETY: as for `Region`: the status part is atomics only.
+unsafe impl Send for Status {}
+// SAFETY: as above.
+unsafe impl Sync for Status {}
+
+/// Upper bounds a header's sizes must respect before any offset is computed from them, so
+/// that a corrupt or hostile file cannot make the layout arithmetic overflow.
+const MAX_SLOTS: usize = 1 << 26;
+const MAX_WORKERS: usize = 1 << 12;
+
+/// Reads and checks the header at `ptr` (at least a header long): the region's layout.
+fn read_layout(h: &Header, path: &Path) -> Result<Layout, ShmError> {
+    let version = h.version.load(Ordering::Relaxed);
+    if h.magic.load(Ordering::Acquire) != MAGIC || version != VERSION {
+        return Err(ShmError::Incompatible {
+            path: path.to_path_buf(),
+            version,
+        });
+    }
+    let get = |a: &AtomicU64| usize::try_from(a.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+    let layout = Layout {
+        sessions: get(&h.session_slots),
+        peers: get(&h.peer_slots),
+        prefixes: get(&h.prefix_slots),
+        workers: get(&h.workers),
+    };
+    if layout.sessions > MAX_SLOTS
+        || layout.peers > MAX_SLOTS
+        || layout.prefixes > MAX_SLOTS
+        || layout.workers > MAX_WORKERS
+    {
+        return Err(ShmError::Incompatible {
+            path: path.to_path_buf(),
+            version,
+        });
+    }
+    Ok(layout)
+}
+
+fn unmap(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: callers pass a mapping made by `map` with its length, once, when no reference
+    // into it remains (the owners' accessors borrow them).
+    unsafe {
+        libc::munmap(ptr.as_ptr().cast(), len);
+    }
+}
+
+fn open_existing(path: &Path) -> Result<(File, usize), ShmError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io(path, "open"))?;
+    let len = usize::try_from(file.metadata().map_err(io(path, "stat"))?.len()).unwrap_or(0);
+    if len < std::mem::size_of::<Header>() {
+        return Err(ShmError::Truncated {
+            path: path.to_path_buf(),
+            len,
+            expected: std::mem::size_of::<Header>(),
+        });
+    }
+    Ok((file, len))
+}
+
 // SAFETY: the region is made only of atomics (see the module docs of `shm`), so shared
 // references to it may be used from any thread; the mapping itself is not thread-bound.
 unsafe impl Send for Region {}
@@ -129,19 +203,7 @@ impl Region {
     /// Maps an existing region, checking that it is one and reading its layout.
     pub fn attach(path: impl AsRef<Path>) -> Result<Self, ShmError> {
         let path = path.as_ref();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io(path, "open"))?;
-        let len = usize::try_from(file.metadata().map_err(io(path, "stat"))?.len()).unwrap_or(0);
-        if len < std::mem::size_of::<Header>() {
-            return Err(ShmError::Truncated {
-                path: path.to_path_buf(),
-                len,
-                expected: std::mem::size_of::<Header>(),
-            });
-        }
+        let (file, len) = open_existing(path)?;
         let ptr = map(&file, len, path)?;
         let mut region = Self {
             ptr,
@@ -154,21 +216,7 @@ impl Region {
             },
             path: path.to_path_buf(),
         };
-        let h = region.header();
-        let version = h.version.load(Ordering::Relaxed);
-        if h.magic.load(Ordering::Acquire) != MAGIC || version != VERSION {
-            return Err(ShmError::Incompatible {
-                path: path.to_path_buf(),
-                version,
-            });
-        }
-        let get = |a: &AtomicU64| usize::try_from(a.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-        let layout = Layout {
-            sessions: get(&h.session_slots),
-            peers: get(&h.peer_slots),
-            prefixes: get(&h.prefix_slots),
-            workers: get(&h.workers),
-        };
+        let layout = read_layout(region.header(), path)?;
         if layout.total_len() > len {
             return Err(ShmError::Truncated {
                 path: path.to_path_buf(),
@@ -225,6 +273,12 @@ impl Region {
         unsafe { self.slice(self.layout.peers_offset(), self.layout.peers) }
     }
 
+    /// The key-free summaries of the sessions (control writes one beside each record).
+    pub fn session_info(&self) -> &[SessionInfo] {
+        // SAFETY: as for `sessions`.
+        unsafe { self.slice(self.layout.session_info_offset(), self.layout.sessions) }
+    }
+
     fn index_table(&self) -> &[AtomicU64] {
         // SAFETY: as for `sessions`.
         unsafe { self.slice(self.layout.index_offset(), self.layout.index_slots()) }
@@ -237,18 +291,27 @@ impl Region {
 
     /// Events from worker `w` to control (`None` past the last worker).
     pub fn to_control(&self, w: usize) -> Option<&EventRing> {
-        // SAFETY: as for `sessions`; rings come in pairs per worker.
+        // SAFETY: as for `sessions`; one ring per worker.
         let rings: &[EventRing] =
-            unsafe { self.slice(self.layout.rings_offset(), self.layout.workers * 2) };
-        rings.get(w * 2)
+            unsafe { self.slice(self.layout.rings_offset(), self.layout.workers) };
+        rings.get(w)
     }
 
-    /// Messages from control to worker `w`.
-    pub fn to_worker(&self, w: usize) -> Option<&EventRing> {
-        // SAFETY: as for `to_control`.
-        let rings: &[EventRing] =
-            unsafe { self.slice(self.layout.rings_offset(), self.layout.workers * 2) };
-        rings.get(w * 2 + 1)
+    /// Worker `w`: queues `event` for control. False if the ring is full (the caller counts
+    /// it) or there is no such worker.
+    pub fn push_event(&self, w: usize, event: &crate::WorkerEvent) -> bool {
+        self.to_control(w).is_some_and(|r| r.push(event.encode()))
+    }
+
+    /// Control: the next event from worker `w` (messages it cannot decode are skipped).
+    pub fn pop_event(&self, w: usize) -> Option<crate::WorkerEvent> {
+        let ring = self.to_control(w)?;
+        while let Some(msg) = ring.pop() {
+            if let Some(e) = crate::WorkerEvent::decode(&msg) {
+                return Some(e);
+            }
+        }
+        None
     }
 
     /// Counters of worker `w`.
@@ -366,11 +429,84 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are the mapping made in `create`/`attach`, unmapped once; no
-        // reference into it outlives `self` (all accessors borrow `self`).
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        // The mapping made in `create`/`attach`, unmapped once; no reference into it outlives
+        // `self` (all accessors borrow `self`).
+        unmap(self.ptr, self.len);
+    }
+}
+
+impl Status {
+    /// Maps the status part of the region at `path`: the header first, to learn the layout,
+    /// then exactly the key-free part.
+    pub fn attach(path: impl AsRef<Path>) -> Result<Self, ShmError> {
+        let path = path.as_ref();
+        let (file, len) = open_existing(path)?;
+        let head_len = std::mem::size_of::<Header>();
+        let head = map(&file, head_len, path)?;
+        // SAFETY: `head` maps at least a header (the file is at least that long, checked by
+        // `open_existing`), page-aligned, and `Header` is atomics only.
+        let layout = read_layout(unsafe { head.cast::<Header>().as_ref() }, path);
+        unmap(head, head_len);
+        let layout = layout?;
+        if layout.total_len() > len {
+            return Err(ShmError::Truncated {
+                path: path.to_path_buf(),
+                len,
+                expected: layout.total_len(),
+            });
         }
+        let status_len = layout.status_len();
+        let ptr = map(&file, status_len, path)?;
+        Ok(Self {
+            ptr,
+            len: status_len,
+            layout,
+        })
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// # Safety
+    ///
+    /// As [`Region::slice`], within the status part.
+    unsafe fn slice<T>(&self, offset: usize, count: usize) -> &[T] {
+        debug_assert!(
+            offset.is_multiple_of(64) && offset + count * std::mem::size_of::<T>() <= self.len
+        );
+        // SAFETY: as in `Region::slice`: inside the live mapping, aligned, atomics only.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset).cast::<T>(), count) }
+    }
+
+    pub fn header(&self) -> &Header {
+        // SAFETY: the header is at offset 0 of the status part.
+        unsafe { &self.slice::<Header>(0, 1)[0] }
+    }
+
+    pub fn peers(&self) -> &[PeerSlot] {
+        // SAFETY: the peers lie inside the status part (`Layout::status_len`).
+        unsafe { self.slice(self.layout.peers_offset(), self.layout.peers) }
+    }
+
+    /// The key-free summaries of the sessions.
+    pub fn session_info(&self) -> &[SessionInfo] {
+        // SAFETY: the summaries lie inside the status part (`Layout::status_len`).
+        unsafe { self.slice(self.layout.session_info_offset(), self.layout.sessions) }
+    }
+
+    /// Counters of worker `w`.
+    pub fn worker_stats(&self, w: usize) -> Option<&WorkerStats> {
+        // SAFETY: the counters lie inside the status part.
+        let stats: &[WorkerStats] =
+            unsafe { self.slice(self.layout.stats_offset(), self.layout.workers) };
+        stats.get(w)
+    }
+}
+
+impl Drop for Status {
+    fn drop(&mut self) {
+        unmap(self.ptr, self.len);
     }
 }
 
@@ -429,9 +565,28 @@ mod tests {
             control.sessions()[3].send_counter.load(Ordering::Relaxed),
             10
         );
-        assert!(worker.to_control(1).unwrap().push([1, 2, 3, 4]));
-        assert_eq!(control.to_control(1).unwrap().pop(), Some([1, 2, 3, 4]));
-        assert!(control.to_worker(2).is_none());
+        let e = crate::WorkerEvent::NeedSession { peer: 4 };
+        assert!(worker.push_event(1, &e));
+        assert_eq!(control.pop_event(1), Some(e));
+        assert_eq!(control.pop_event(1), None);
+        assert!(!worker.push_event(2, &e), "no third worker");
+        // The status part alone: same counters and peers, and it ends before the sessions.
+        let status = Status::attach(&path).unwrap();
+        worker
+            .worker_stats(1)
+            .unwrap()
+            .rx_wan
+            .store(77, Ordering::Relaxed);
+        assert_eq!(
+            status
+                .worker_stats(1)
+                .unwrap()
+                .rx_wan
+                .load(Ordering::Relaxed),
+            77
+        );
+        assert_eq!(status.peers().len(), layout().peers);
+        assert!(status.len <= layout().sessions_offset());
         assert!(
             Region::create(&path, layout()).is_err(),
             "never overwrites a live region"

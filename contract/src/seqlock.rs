@@ -33,7 +33,10 @@ impl<const N: usize> SeqLock<N> {
     /// Publishes `words`. Only one writer may call this at a time (the control process is the
     /// single writer of every record; it serialises its own calls).
     pub fn write(&self, words: &[u64; N]) {
-        let s = self.seq.load(Ordering::Relaxed);
+        // Even before the write, whatever was left: a writer killed mid-write leaves the
+        // sequence odd, and counting on from there would make every later record odd while
+        // valid and even while being written, so readers would take torn data.
+        let s = self.seq.load(Ordering::Relaxed) & !1;
         self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         for (w, v) in self.words.iter().zip(words) {
@@ -79,6 +82,26 @@ mod tests {
         l.write(&[1, 2, 3]);
         assert_eq!(l.read(), Some([1, 2, 3]));
         assert_eq!(l.version(), 2);
+    }
+
+    /// A writer killed mid-write leaves the sequence odd; the next write (a restarted
+    /// control's) must leave it even, so that readers accept the record again, and odd while
+    /// it writes, so that they never accept a half-written one.
+    #[test]
+    fn a_write_after_a_dead_writer_restores_parity() {
+        let l = SeqLock::<2>::default();
+        l.write(&[1, 1]);
+        // The dead writer: sequence made odd, one word stored, then nothing.
+        l.seq
+            .store(l.seq.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        l.words[0].store(2, Ordering::Relaxed);
+        assert_eq!(l.read(), None, "a record being written is never read");
+        l.write(&[3, 3]);
+        assert_eq!(l.version() % 2, 0);
+        assert_eq!(l.read(), Some([3, 3]));
+        l.write(&[4, 4]);
+        assert_eq!(l.version() % 2, 0);
+        assert_eq!(l.read(), Some([4, 4]));
     }
 
     /// Readers hammer while the writer publishes records whose words all derive from one
