@@ -7,7 +7,8 @@
 //! namespace ([`crate::netns::run_in`]): the interface, its MAC address and the gateway's
 //! (from the neighbour table the handshakes filled) are looked up there.
 
-use dataplane::xsk::{desc, BindMode, Frames, Port, UmemSpec};
+use dataplane::frame::Pool;
+use dataplane::xsk::{BindMode, Port, Umem, UmemSpec};
 use std::net::Ipv4Addr;
 
 /// Where frames go, as seen from the sending interface: the data path's outer-header route.
@@ -69,24 +70,28 @@ pub fn frame(path: &Path, payload: &[u8], out: &mut [u8]) -> usize {
     }
 }
 
-/// An AF_XDP socket on queue 0 of an interface, with its own UMEM.
+/// An AF_XDP socket on queue 0 of an interface, with its own UMEM (see [`with_sender`]).
 #[derive(Debug)]
-pub struct Sender {
-    frames: Frames,
-    port: Port,
+pub struct Sender<'u> {
+    pool: Pool<'u>,
+    port: Port<'u>,
 }
 
 const BATCH: usize = 64;
 
-impl Sender {
-    pub fn open(ifname: &str) -> Result<Self, String> {
-        let spec = UmemSpec::default();
-        let frames = Frames::new(spec).map_err(|e| e.to_string())?;
-        let port = Port::bind(&frames, ifname, 0, BindMode::Copy, spec.ring_size)
-            .map_err(|e| e.to_string())?;
-        Ok(Self { frames, port })
-    }
+/// Opens a sender on `ifname` and runs `f` with it; the UMEM lives for the call (the socket
+/// and every frame borrow it).
+pub fn with_sender<R>(ifname: &str, f: impl FnOnce(&mut Sender<'_>) -> R) -> Result<R, String> {
+    let spec = UmemSpec::default();
+    let umem = Umem::new(spec).map_err(|e| e.to_string())?;
+    let port =
+        Port::bind(&umem, ifname, 0, BindMode::Copy, spec.ring_size).map_err(|e| e.to_string())?;
+    let pool = umem.pool().ok_or("UMEM pool already taken")?;
+    let mut sender = Sender { pool, port };
+    Ok(f(&mut sender))
+}
 
+impl Sender<'_> {
     /// Sends `count` frames, in order, as fast as the ring takes them, or until `stop()` says
     /// so; paced to `rate` frames/s if it is positive. `frame(k, buf)` writes frame `k` into
     /// `buf` (a whole UMEM frame) and returns its length. Returns how many left.
@@ -99,30 +104,24 @@ impl Sender {
     ) -> u64 {
         let start = std::time::Instant::now();
         let mut k = 0;
-        let mut descs = Vec::with_capacity(BATCH);
+        let mut frames = Vec::with_capacity(BATCH);
         while k < count && !stop() {
-            self.port.complete(&mut self.frames, 2 * BATCH as u32);
-            descs.clear();
-            while descs.len() < BATCH && k + descs.len() < count {
-                let Some(addr) = self.frames.alloc() else {
+            self.port.complete(&mut self.pool, 2 * BATCH as u32);
+            while frames.len() < BATCH && k + frames.len() < count {
+                let Some(mut f) = self.pool.alloc() else {
                     break;
                 };
-                let size = self.frames.frame_size() as usize;
-                let Some(buf) = self.frames.bytes_mut(addr, size) else {
-                    self.frames.release(addr);
-                    break;
-                };
-                let len = frame(k + descs.len(), buf);
-                if len == 0 {
+                let len = frame(k + frames.len(), f.chunk_mut());
+                if len == 0 || !f.set_packet(0, len) {
                     // The frame writer could not build it: nothing to send.
-                    self.frames.release(addr);
+                    self.pool.release(f);
                     break;
                 }
-                descs.push(desc(addr, len as u32));
+                frames.push(f);
             }
-            let queued = self.port.send(&descs);
-            for d in &descs[queued..] {
-                self.frames.release(d.addr);
+            let queued = self.port.send(&mut frames);
+            for f in frames.drain(..) {
+                self.pool.release(f);
             }
             self.port.kick();
             k += queued;
@@ -137,10 +136,10 @@ impl Sender {
         // Let the last frames go before the caller counts.
         for _ in 0..100 {
             self.port.kick();
-            if self.frames.free_count() == UmemSpec::default().frames as usize {
+            if self.pool.free_count() == self.pool.capacity() {
                 break;
             }
-            self.port.complete(&mut self.frames, u32::MAX);
+            self.port.complete(&mut self.pool, u32::MAX);
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         k as u64

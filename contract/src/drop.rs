@@ -37,10 +37,13 @@ pub enum DropReason {
     TooBig,
     /// Not a packet: an event for control was lost because the worker's event ring was full.
     EventRingFull,
+    /// Control retired or replaced the session between the worker reading its key and using
+    /// it: sending would reuse a nonce, receiving would fill the new session's window.
+    SessionRetired,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Malformed,
         DropReason::UnknownIndex,
         DropReason::KeyExpired,
@@ -57,6 +60,7 @@ impl DropReason {
         DropReason::NoNeighbour,
         DropReason::TooBig,
         DropReason::EventRingFull,
+        DropReason::SessionRetired,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -78,6 +82,7 @@ impl DropReason {
             DropReason::NoNeighbour => "no_neighbour",
             DropReason::TooBig => "too_big",
             DropReason::EventRingFull => "event_ring_full",
+            DropReason::SessionRetired => "session_retired",
         }
     }
 }

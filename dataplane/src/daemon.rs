@@ -6,7 +6,7 @@
 use crate::neigh;
 use crate::worker::{Iface, Worker, WorkerConfig};
 use crate::xdp::{AttachMode, Role, Steering, XdpError};
-use crate::xsk::{BindMode, Frames, Port, UmemSpec, XskError};
+use crate::xsk::{BindMode, Port, Umem, UmemSpec, XskError, XskLink};
 use allowedips::AllowedIps;
 use contract::layout::decode_prefix;
 use contract::{Region, ShmError};
@@ -185,11 +185,19 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
                     if let Some(c) = core {
                         core_affinity::set_for_current(c);
                     }
-                    let built = (|| {
-                        let spec = UmemSpec::default();
-                        let frames = Frames::new(spec)?;
+                    let spec = UmemSpec::default();
+                    // The UMEM lives on this thread's stack for the worker's whole life:
+                    // every socket and frame borrows it.
+                    let umem = match Umem::new(spec) {
+                        Ok(u) => u,
+                        Err(e) => {
+                            let _ = fd_tx.send((q, Err(e)));
+                            return;
+                        }
+                    };
+                    let bound = (|| {
                         let wan_port = Port::bind(
-                            &frames,
+                            &umem,
                             &cfg.wan.name,
                             q as u32,
                             BindMode::Copy,
@@ -197,7 +205,7 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
                         )?;
                         let lan_port = match &cfg.lan {
                             Some(l) => Some(Port::bind(
-                                &frames,
+                                &umem,
                                 &l.name,
                                 q as u32,
                                 BindMode::Copy,
@@ -205,9 +213,9 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
                             )?),
                             None => None,
                         };
-                        Ok((frames, wan_port, lan_port))
+                        Ok((wan_port, lan_port))
                     })();
-                    let (frames, wan_port, lan_port) = match built {
+                    let (wan_port, lan_port) = match bound {
                         Ok(b) => b,
                         Err(e) => {
                             let _ = fd_tx.send((q, Err(e)));
@@ -221,8 +229,9 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
                         }
                         std::thread::sleep(Duration::from_millis(5));
                     }
-                    Worker::new(cfg, region, frames, wan_port, lan_port, neighbours, reader)
-                        .run(&stop);
+                    let Some(pool) = umem.pool() else { return };
+                    let link = XskLink::new(pool, wan_port, lan_port);
+                    Worker::new(cfg, region, link, neighbours, reader).run(&stop);
                 })?,
         );
     }

@@ -11,7 +11,9 @@
 //!   stack when the next hop's MAC is not known yet.
 
 pub mod daemon;
+pub mod frame;
 pub mod kernel;
+pub mod link;
 pub mod neigh;
 pub mod packet;
 pub mod worker;

@@ -55,6 +55,16 @@ pub struct Neighbours {
 }
 
 impl Neighbours {
+    /// A handle on a fixed snapshot with no resolver behind it (the worker's unit tests, and
+    /// links whose kernel resolves next hops itself): requests go nowhere.
+    pub fn fixed(snapshot: Snapshot) -> Self {
+        let (requests, _) = std::sync::mpsc::sync_channel(1);
+        Self {
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            requests,
+        }
+    }
+
     pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.snapshot.load()
     }

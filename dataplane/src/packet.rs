@@ -17,6 +17,9 @@ use proto::wire::{
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const ETH_LEN: usize = 14;
+/// Room the kernel leaves in front of a received packet in its chunk, and the worker in
+/// front of a packet it writes itself: enough for the outer headers of encapsulation.
+pub const HEADROOM: usize = 256;
 const IPV4_LEN: usize = 20;
 const IPV6_LEN: usize = 40;
 const UDP_LEN: usize = 8;
@@ -26,6 +29,8 @@ const UDP_LEN: usize = 8;
 pub struct Outer {
     /// The sender's address as the packet says (the endpoint, once authenticated).
     pub src: SocketAddr,
+    /// The UDP destination port (one-armed mode tells WireGuard from plaintext by it).
+    pub dst_port: u16,
     /// Offset of the data message (its 16-byte header) in the buffer, and its length.
     pub msg_offset: usize,
     pub msg_len: usize,
@@ -65,6 +70,7 @@ pub fn parse_outer(buf: &[u8], start: usize, len: usize) -> Result<Outer, DropRe
     }
     Ok(Outer {
         src: SocketAddr::new(src_ip, udp.src_port()),
+        dst_port: udp.dst_port(),
         msg_offset: start + l4_off + UDP_LEN,
         msg_len,
     })
@@ -252,6 +258,13 @@ pub fn too_big_reply(
         _ => return Err(DropReason::NoRoute),
     }
     Ok(total)
+}
+
+/// The Ethernet source of the frame at `buf[start..]`: the host or router that sent it.
+pub fn frame_source(buf: &[u8], start: usize) -> Option<[u8; 6]> {
+    EthernetFrame::new_checked(buf.get(start..)?)
+        .ok()
+        .map(|e| e.src_addr())
 }
 
 /// The inner IP packet of a LAN frame at `buf[start..start + len]`: its offset, its length by

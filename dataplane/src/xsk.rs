@@ -1,22 +1,27 @@
 //! AF_XDP sockets over one UMEM per worker, on xdpilone (the kernel's four rings, no libxdp).
 //!
 //! Every `unsafe` block of the socket layer is in this module. The ownership rule that makes
-//! the UMEM sound: a frame belongs to exactly one party at a time. The kernel owns frames it
-//! was given through a fill ring or a TX ring until it hands them back through an RX or
-//! completion ring; the worker owns every other frame, and only a frame it owns is ever turned
-//! into a slice (through `&mut self`, so two slices of one frame cannot coexist).
+//! the UMEM sound: a chunk belongs to exactly one party at a time, and the types say which.
+//! The process holds a chunk as an owned [`Frame`] (which carries the chunk's slice); the
+//! kernel holds it from the moment it is given through a fill or TX ring (the `Frame` is
+//! consumed) until an RX or completion ring names it again (a new `Frame` is made). A bitmap
+//! per UMEM records which chunks the kernel holds: a `Frame` is made only for a chunk whose
+//! bit is set, so no two frames of one chunk can exist, even if a ring named an address twice.
 //!
 //! Why xdpilone over xsk-rs: it builds without libxdp/libbpf (no C at build time), and it
 //! models one UMEM shared by sockets on different devices, each with its own fill and
 //! completion rings, which is exactly a worker's WAN + LAN pair (design §8).
 
+use crate::frame::{Frame, Pool};
+use crate::kernel::KernelPath;
+use crate::link::{Link, Side};
+use std::cell::Cell;
 use std::ffi::CString;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::ptr::NonNull;
 use xdpilone::xdp::XdpDesc;
-use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
-
-pub use xdpilone::xdp::XdpDesc as Desc;
+use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, UmemConfig, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum XskError {
@@ -91,28 +96,35 @@ impl Area {
 impl Drop for Area {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are exactly the mapping made in `new`, unmapped once, here. The
-        // UMEM registered on it is dropped before the area (field order in `Frames`).
+        // UMEM registered on it is dropped before the area (field order in `Umem`), and no
+        // frame outlives the `Umem` (frames borrow it).
         unsafe {
             libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
     }
 }
 
-/// A worker's UMEM: the registered packet memory and the free list of frames it owns.
+/// A worker's UMEM: the registered packet memory, and which of its chunks the kernel holds.
+/// Frames borrow it, so it outlives every frame and every socket on it.
 #[derive(Debug)]
-pub struct Frames {
+pub struct Umem {
     // Dropped first: the kernel registration must go before the memory.
     umem: UmemHandle,
     area: Area,
-    frame_size: u32,
-    free: Vec<u64>,
+    spec: UmemSpec,
+    /// Bit `i`: the kernel holds chunk `i` (given through a fill or TX ring, not yet back).
+    in_kernel: Box<[Cell<u64>]>,
+    /// Whether the pool of all chunks was handed out ([`Umem::pool`] gives it once).
+    pool_taken: Cell<bool>,
     /// The first socket reuses the UMEM's own fd; every later one (another device or queue)
     /// is a new socket bound with XDP_SHARED_UMEM.
-    umem_fd_taken: std::cell::Cell<bool>,
+    umem_fd_taken: Cell<bool>,
+    /// Ring entries that named a chunk the kernel did not hold (refused, never made a frame).
+    foreign: Cell<u64>,
 }
 
 /// `xdpilone::Umem` has no Debug; wrap it.
-struct UmemHandle(Umem);
+struct UmemHandle(xdpilone::Umem);
 
 impl std::fmt::Debug for UmemHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -120,7 +132,7 @@ impl std::fmt::Debug for UmemHandle {
     }
 }
 
-impl Frames {
+impl Umem {
     pub fn new(spec: UmemSpec) -> Result<Self, XskError> {
         let len = spec.frames as usize * spec.frame_size as usize;
         let area = Area::new(len)?;
@@ -134,109 +146,110 @@ impl Frames {
         let region = NonNull::slice_from_raw_parts(area.ptr, len);
         // SAFETY: `region` is a page-aligned mapping of exactly `frames * frame_size` bytes
         // owned by `area`, which outlives the UMEM (dropped after it, see field order).
-        let umem =
-            unsafe { Umem::new(config, region) }.map_err(|e| XskError::Umem(format!("{e}")))?;
-        let free = (0..u64::from(spec.frames))
-            .map(|i| i * u64::from(spec.frame_size))
-            .collect();
+        let umem = unsafe { xdpilone::Umem::new(config, region) }
+            .map_err(|e| XskError::Umem(format!("{e}")))?;
         Ok(Self {
             umem: UmemHandle(umem),
             area,
-            frame_size: spec.frame_size,
-            free,
-            umem_fd_taken: std::cell::Cell::new(false),
+            spec,
+            in_kernel: (0..(spec.frames as usize).div_ceil(64))
+                .map(|_| Cell::new(0))
+                .collect(),
+            pool_taken: Cell::new(false),
+            umem_fd_taken: Cell::new(false),
+            foreign: Cell::new(0),
         })
     }
 
-    pub fn frame_size(&self) -> u32 {
-        self.frame_size
+    pub fn spec(&self) -> UmemSpec {
+        self.spec
     }
 
-    /// Frames the worker owns and has not handed to the kernel.
-    pub fn free_count(&self) -> usize {
-        self.free.len()
-    }
-
-    /// Takes a free frame (its UMEM address), if any.
-    pub fn alloc(&mut self) -> Option<u64> {
-        self.free.pop()
-    }
-
-    /// Returns a frame the worker owns to the free list.
-    pub fn release(&mut self, addr: u64) {
-        // Align to the frame start: RX descriptors may point past headroom.
-        let fs = u64::from(self.frame_size);
-        self.free.push(addr - addr % fs);
-    }
-
-    /// The bytes of a frame the worker owns (one it allocated or received), `len` long from
-    /// `addr`. `None` if the range is outside the UMEM or crosses the frame's end.
-    pub fn bytes_mut(&mut self, addr: u64, len: usize) -> Option<&mut [u8]> {
-        let fs = u64::from(self.frame_size);
-        let start = usize::try_from(addr).ok()?;
-        let end = start.checked_add(len)?;
-        if end > self.area.len || (addr % fs) + len as u64 > fs {
+    /// Every chunk as a free frame, the first time; `None` after (a second pool would alias
+    /// the first).
+    pub fn pool(&self) -> Option<Pool<'_>> {
+        if self.pool_taken.replace(true) {
             return None;
         }
-        // SAFETY: the range lies inside the mapping and inside one frame. By the module's
-        // ownership rule only frames the worker owns are passed here, so the kernel is not
-        // writing them, and `&mut self` prevents a second live slice into the UMEM.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.area.ptr.as_ptr().add(start), len) })
+        let fs = self.spec.frame_size as usize;
+        let frames = (0..self.spec.frames).map(|i| {
+            // SAFETY: chunk `i` lies inside the mapping (i < frames, each `fs` long); this is
+            // the only place besides `take` that makes a slice of a chunk, it runs once per
+            // UMEM (`pool_taken`), and the kernel holds no chunk yet (no ring was filled: that
+            // needs a frame, which only this pool provides).
+            let chunk = unsafe {
+                std::slice::from_raw_parts_mut(self.area.ptr.as_ptr().add(i as usize * fs), fs)
+            };
+            Frame::new(chunk, i)
+        });
+        Some(Pool::new(self.spec.frames as usize, frames))
     }
-}
 
-impl Frames {
-    /// The whole chunk holding `addr`, and `addr`'s offset in it. The frame must be the
-    /// worker's (see the module's ownership rule).
-    pub fn chunk_mut(&mut self, addr: u64) -> Option<(u64, usize, &mut [u8])> {
-        let fs = u64::from(self.frame_size);
-        let base = addr - addr % fs;
-        let offset = usize::try_from(addr % fs).ok()?;
-        let len = self.frame_size as usize;
-        self.bytes_mut(base, len).map(|c| (base, offset, c))
+    /// Ring entries refused because they named a chunk the kernel did not hold.
+    pub fn foreign(&self) -> u64 {
+        self.foreign.get()
     }
-}
 
-/// At most this many chunks are lent out at once by [`Frames::with_chunks`] (one batch).
-pub const MAX_BATCH: usize = 64;
+    fn bit(&self, index: u32) -> Option<(&Cell<u64>, u64)> {
+        let i = index as usize;
+        Some((self.in_kernel.get(i / 64)?, 1u64 << (i % 64)))
+    }
 
-impl Frames {
-    /// Lends the whole chunks holding `addrs` (at most [`MAX_BATCH`], each a frame the worker
-    /// owns, no two in the same chunk) to `f` at once, so that a batch can be sealed or opened
-    /// in one call. `None` if an address is out of range, two share a chunk, or there are too
-    /// many.
-    pub fn with_chunks<R>(
-        &mut self,
-        addrs: &[u64],
-        f: impl FnOnce(&mut [&mut [u8]]) -> R,
-    ) -> Option<R> {
-        let fs = u64::from(self.frame_size);
-        if addrs.len() > MAX_BATCH {
-            return None;
+    /// Hands `frame`'s chunk to the kernel: its UMEM address (packet start) and length. The
+    /// frame is consumed. `Err` gives it back if it is not a chunk of this UMEM.
+    fn give<'u>(&'u self, frame: Frame<'u>) -> Result<XdpDesc, Frame<'u>> {
+        let fs = self.spec.frame_size as usize;
+        let expected = self
+            .area
+            .ptr
+            .as_ptr()
+            .wrapping_add(frame.index() as usize * fs);
+        let Some((word, bit)) = self.bit(frame.index()) else {
+            return Err(frame);
+        };
+        if frame.chunk().as_ptr() != expected.cast_const() || frame.chunk().len() != fs {
+            return Err(frame);
         }
-        let mut bases = arrayvec::ArrayVec::<u64, MAX_BATCH>::new();
-        for &a in addrs {
-            let base = a - a % fs;
-            if base + fs > self.area.len as u64 || bases.contains(&base) {
-                return None;
-            }
-            bases.push(base);
+        word.set(word.get() | bit);
+        let (index, off, len) = frame.into_parts();
+        Ok(XdpDesc {
+            addr: u64::from(index) * fs as u64 + u64::from(off),
+            len,
+            options: 0,
+        })
+    }
+
+    /// The frame for a chunk the kernel returned at `addr` (`len` bytes of packet), if the
+    /// kernel held it; anything else is refused and counted.
+    fn take(&self, addr: u64, len: u32) -> Option<Frame<'_>> {
+        let fs = u64::from(self.spec.frame_size);
+        let index = u32::try_from(addr / fs).ok()?;
+        let refuse = || {
+            self.foreign.set(self.foreign.get() + 1);
+            None
+        };
+        let Some((word, bit)) = self.bit(index).filter(|_| index < self.spec.frames) else {
+            return refuse();
+        };
+        if word.get() & bit == 0 {
+            return refuse();
         }
-        let mut chunks = arrayvec::ArrayVec::<&mut [u8], MAX_BATCH>::new();
-        for &base in &bases {
-            // SAFETY: every chunk lies inside the mapping (checked above), no two overlap
-            // (distinct chunk bases, checked above), and they are frames the worker owns (the
-            // caller's contract, as for `bytes_mut`), so the kernel is not writing them. The
-            // slices live only for this call, during which `&mut self` keeps every other
-            // access to the UMEM out.
-            chunks.push(unsafe {
-                std::slice::from_raw_parts_mut(
-                    self.area.ptr.as_ptr().add(base as usize),
-                    self.frame_size as usize,
-                )
-            });
+        word.set(word.get() & !bit);
+        let fs = fs as usize;
+        // SAFETY: chunk `index` lies inside the mapping (index < frames). Its bit was set, so
+        // the kernel held it and no `Frame` of it exists (`give` consumed the last one and
+        // set the bit; `pool` made the first ones before any bit was set); clearing the bit
+        // makes this the only one. The kernel no longer writes a chunk it returned.
+        let chunk = unsafe {
+            std::slice::from_raw_parts_mut(self.area.ptr.as_ptr().add(index as usize * fs), fs)
+        };
+        let mut f = Frame::new(chunk, index);
+        let off = (addr % fs as u64) as usize;
+        if !f.set_packet(off, len as usize) {
+            // A length past the chunk: keep the frame (it is ours again), with no packet.
+            f.set_packet(0, 0);
         }
-        Some(f(&mut chunks))
+        Some(f)
     }
 }
 
@@ -260,7 +273,8 @@ pub fn wait_readable(fds: &[i32], timeout_ms: i32) {
 }
 
 /// One AF_XDP socket bound to an interface queue, with its own fill and completion rings.
-pub struct Port {
+pub struct Port<'u> {
+    umem: &'u Umem,
     device: DeviceQueue,
     rx: RingRx,
     tx: RingTx,
@@ -269,7 +283,7 @@ pub struct Port {
     queue: u32,
 }
 
-impl std::fmt::Debug for Port {
+impl std::fmt::Debug for Port<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Port")
             .field("interface", &self.interface)
@@ -287,10 +301,13 @@ pub enum BindMode {
     ZeroCopy,
 }
 
-impl Port {
-    /// Creates a socket on `interface` queue `queue`, sharing `frames`' UMEM, and binds it.
+/// Ring entries moved per step: the size of the stack buffers between the pool and a ring.
+const STEP: usize = 64;
+
+impl<'u> Port<'u> {
+    /// Creates a socket on `interface` queue `queue`, sharing `umem`, and binds it.
     pub fn bind(
-        frames: &Frames,
+        umem: &'u Umem,
         interface: &str,
         queue: u32,
         mode: BindMode,
@@ -310,15 +327,16 @@ impl Port {
         let mut info = IfInfo::invalid();
         info.from_name(&name).map_err(err("looking up interface"))?;
         info.set_queue(queue);
-        let umem = &frames.umem.0;
-        let shared = frames.umem_fd_taken.replace(true);
+        let shared = umem.umem_fd_taken.replace(true);
         let socket = if shared {
             Socket::new(&info)
         } else {
-            Socket::with_shared(&info, umem)
+            Socket::with_shared(&info, &umem.umem.0)
         }
         .map_err(err("creating AF_XDP socket"))?;
         let device = umem
+            .umem
+            .0
             .fq_cq(&socket)
             .map_err(err("creating fill/completion rings"))?;
         // A socket sharing the UMEM inherits copy/zero-copy and need-wakeup from the first
@@ -340,12 +358,15 @@ impl Port {
             bind_flags: flags,
         };
         let user = umem
+            .umem
+            .0
             .rx_tx(&socket, &config)
             .map_err(err("creating RX/TX rings"))?;
         let rx = user.map_rx().map_err(err("mapping RX ring"))?;
         let tx = user.map_tx().map_err(err("mapping TX ring"))?;
-        umem.bind(&user).map_err(err("binding"))?;
+        umem.umem.0.bind(&user).map_err(err("binding"))?;
         Ok(Self {
+            umem,
             device,
             rx,
             tx,
@@ -360,63 +381,108 @@ impl Port {
         self.rx.as_raw_fd()
     }
 
-    /// Gives up to `max` free frames to the kernel for receiving. Returns how many.
-    pub fn fill(&mut self, frames: &mut Frames, max: u32) -> u32 {
+    /// Gives up to `max` free frames of `pool` to the kernel for receiving. Returns how many.
+    pub fn fill(&mut self, pool: &mut Pool<'u>, max: u32) -> u32 {
         let mut writer = self.device.fill(max);
-        let want = writer.capacity().min(max) as usize;
-        let take = want.min(frames.free.len());
-        let start = frames.free.len() - take;
-        let n = writer.insert(frames.free[start..].iter().copied());
+        let mut room = writer.capacity().min(max) as usize;
+        let mut n = 0;
+        while room > 0 {
+            let mut addrs = arrayvec::ArrayVec::<u64, STEP>::new();
+            while addrs.len() < room.min(STEP) {
+                let Some(f) = pool.alloc() else { break };
+                match self.umem.give(f) {
+                    Ok(d) => addrs.push(d.addr),
+                    Err(f) => {
+                        pool.release(f);
+                        break;
+                    }
+                }
+            }
+            if addrs.is_empty() {
+                break;
+            }
+            let given = addrs.len();
+            let put = writer.insert(addrs.iter().copied()) as usize;
+            // The ring had room for all of them (capacity above); should it not, the chunks
+            // it did not take come back to the pool instead of being lost.
+            for &a in &addrs[put..] {
+                if let Some(f) = self.umem.take(a, 0) {
+                    pool.release(f);
+                }
+            }
+            n += put as u32;
+            room -= given;
+            if put < given {
+                break;
+            }
+        }
         writer.commit();
         drop(writer);
-        frames.free.truncate(frames.free.len() - n as usize);
         if self.device.needs_wakeup() {
             self.device.wake();
         }
         n
     }
 
-    /// Takes received frames, up to `out.len()`. Ownership of each moves to the worker.
-    pub fn recv(&mut self, out: &mut [XdpDesc]) -> usize {
-        let mut reader = self
-            .rx
-            .receive(u32::try_from(out.len()).unwrap_or(u32::MAX));
+    /// Appends up to `max` received frames to `out` (each is the caller's now). Returns how
+    /// many.
+    pub fn recv(&mut self, out: &mut Vec<Frame<'u>>, max: usize) -> usize {
+        let mut reader = self.rx.receive(u32::try_from(max).unwrap_or(u32::MAX));
         let mut n = 0;
-        while n < out.len() {
-            match reader.read() {
-                Some(d) => {
-                    out[n] = d;
-                    n += 1;
-                }
-                None => break,
+        while n < max {
+            let Some(d) = reader.read() else { break };
+            if let Some(f) = self.umem.take(d.addr, d.len) {
+                out.push(f);
+                n += 1;
             }
         }
         reader.release();
         n
     }
 
-    /// Queues frames for transmission; ownership of each queued frame moves to the kernel.
-    /// Returns how many were queued (the rest stay the caller's).
-    pub fn send(&mut self, descs: &[XdpDesc]) -> usize {
+    /// Queues frames for transmission from the front of `frames`; those queued are removed
+    /// (the kernel holds them now), the rest stay. Returns how many were queued.
+    pub fn send(&mut self, frames: &mut Vec<Frame<'u>>) -> usize {
         let mut writer = self
             .tx
-            .transmit(u32::try_from(descs.len()).unwrap_or(u32::MAX));
-        let n = writer.insert(descs.iter().copied());
+            .transmit(u32::try_from(frames.len()).unwrap_or(u32::MAX));
+        let room = (writer.capacity() as usize).min(frames.len());
+        let mut queued = 0;
+        let mut refused = Vec::new();
+        for f in frames.drain(..room) {
+            match self.umem.give(f) {
+                Ok(d) => {
+                    if writer.insert_once(d) {
+                        queued += 1;
+                    } else if let Some(f) = self.umem.take(d.addr, d.len) {
+                        refused.push(f);
+                    }
+                }
+                Err(f) => refused.push(f),
+            }
+        }
         writer.commit();
         drop(writer);
+        if !refused.is_empty() {
+            // Not expected (room was checked); back to the caller, in front of the rest.
+            refused.append(frames);
+            *frames = refused;
+        }
         if self.tx.needs_wakeup() {
             self.tx.wake();
         }
-        n as usize
+        queued
     }
 
-    /// Takes back frames whose transmission completed. Returns how many.
-    pub fn complete(&mut self, frames: &mut Frames, max: u32) -> u32 {
+    /// Takes back frames whose transmission completed, into `pool`. Returns how many.
+    pub fn complete(&mut self, pool: &mut Pool<'u>, max: u32) -> u32 {
         let mut reader = self.device.complete(max);
         let mut n = 0;
         while let Some(addr) = reader.read() {
-            frames.release(addr);
-            n += 1;
+            if let Some(f) = self.umem.take(addr, 0) {
+                pool.release(f);
+                n += 1;
+            }
         }
         reader.release();
         n
@@ -438,11 +504,102 @@ impl Port {
     }
 }
 
-/// A descriptor for `len` bytes at `addr`.
-pub fn desc(addr: u64, len: u32) -> XdpDesc {
-    XdpDesc {
-        addr,
-        len,
-        options: 0,
+/// Frames kept out of the fill rings for packets the worker generates (ICMP errors), so that
+/// it never has to wait for the kernel to make one.
+const RESERVED_FRAMES: usize = 64;
+
+/// A worker's AF_XDP link: one UMEM, a WAN socket and (unless one-armed) a LAN socket on it,
+/// so that a frame received on one side is transmitted on the other without a copy, and the
+/// raw sockets of the kernel path.
+#[derive(Debug)]
+pub struct XskLink<'u> {
+    pool: Pool<'u>,
+    wan: Port<'u>,
+    lan: Option<Port<'u>>,
+    kernel: KernelPath,
+}
+
+impl<'u> XskLink<'u> {
+    pub fn new(pool: Pool<'u>, wan: Port<'u>, lan: Option<Port<'u>>) -> Self {
+        let mut link = Self {
+            pool,
+            wan,
+            lan,
+            kernel: KernelPath::new(),
+        };
+        link.refill();
+        link
+    }
+
+    fn refill(&mut self) {
+        let fillable = self.pool.free_count().saturating_sub(RESERVED_FRAMES);
+        let share =
+            u32::try_from(fillable / if self.lan.is_some() { 2 } else { 1 }).unwrap_or(u32::MAX);
+        self.wan.fill(&mut self.pool, share);
+        if let Some(lan) = self.lan.as_mut() {
+            lan.fill(&mut self.pool, share);
+        }
+    }
+
+    fn port(&mut self, side: Side) -> &mut Port<'u> {
+        match (side, self.lan.as_mut()) {
+            (Side::Lan, Some(lan)) => lan,
+            _ => &mut self.wan,
+        }
+    }
+}
+
+impl<'u> Link<'u> for XskLink<'u> {
+    fn has_lan(&self) -> bool {
+        self.lan.is_some()
+    }
+
+    fn service(&mut self) {
+        let max = 2 * STEP as u32;
+        self.wan.complete(&mut self.pool, max);
+        if let Some(lan) = self.lan.as_mut() {
+            lan.complete(&mut self.pool, max);
+        }
+        self.refill();
+    }
+
+    fn recv(&mut self, side: Side, out: &mut Vec<Frame<'u>>, max: usize) -> usize {
+        if side == Side::Lan && self.lan.is_none() {
+            return 0;
+        }
+        self.port(side).recv(out, max)
+    }
+
+    fn send(&mut self, side: Side, frames: &mut Vec<Frame<'u>>) -> usize {
+        if frames.is_empty() {
+            return 0;
+        }
+        let port = self.port(side);
+        let n = port.send(frames);
+        port.kick();
+        n
+    }
+
+    fn alloc(&mut self) -> Option<Frame<'u>> {
+        self.pool.alloc()
+    }
+
+    fn release(&mut self, frame: Frame<'u>) {
+        self.pool.release(frame);
+    }
+
+    fn send_via_kernel(&mut self, frame: Frame<'u>, dst: IpAddr) -> bool {
+        let sent = self.kernel.send(frame.packet(), dst);
+        self.pool.release(frame);
+        sent
+    }
+
+    fn wait(&mut self, timeout_ms: i32) {
+        let mut fds = arrayvec::ArrayVec::<i32, 2>::new();
+        fds.push(self.wan.fd());
+        if let Some(l) = &self.lan {
+            fds.push(l.fd());
+        }
+        wait_readable(&fds, timeout_ms);
     }
 }

@@ -4,7 +4,7 @@
 //! checksum. Needs root and network namespaces.
 
 use dataplane::xdp::{AttachMode, Role, Steering};
-use dataplane::xsk::{desc, BindMode, Desc, Frames, Port, UmemSpec};
+use dataplane::xsk::{BindMode, Port, Umem, UmemSpec};
 use ebpf::abi::Verdict;
 use proto::wire::{EthernetFrame, Ipv4Packet, UdpPacket};
 use std::net::{SocketAddr, UdpSocket};
@@ -42,10 +42,12 @@ fn worker_side(steering: &mut Steering, ifname: &str, sock: &UdpSocket, gw_addr:
         frame_size: 2048,
         ring_size: 128,
     };
-    let mut frames = Frames::new(spec).unwrap();
-    let mut port = Port::bind(&frames, ifname, 0, BindMode::Copy, spec.ring_size).unwrap();
+    let umem = Umem::new(spec).unwrap();
+    let mut port = Port::bind(&umem, ifname, 0, BindMode::Copy, spec.ring_size).unwrap();
+    let mut pool = umem.pool().unwrap();
+    assert!(umem.pool().is_none(), "one pool per UMEM");
     steering.set_socket(Role::Wan, 0, port.fd()).unwrap();
-    assert_eq!(port.fill(&mut frames, 64), 64);
+    assert_eq!(port.fill(&mut pool, 64), 64);
 
     // The peer sends a handshake-looking packet (must not arrive) and a data message.
     let mut handshake = vec![1u8, 0, 0, 0];
@@ -55,22 +57,19 @@ fn worker_side(steering: &mut Steering, ifname: &str, sock: &UdpSocket, gw_addr:
     data.extend((0..60).map(|i| i as u8));
     sock.send_to(&data, gw_addr).unwrap();
 
-    let mut descs = [Desc {
-        addr: 0,
-        len: 0,
-        options: 0,
-    }; 8];
+    let mut received = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(3);
-    let mut got = 0;
-    while got == 0 && Instant::now() < deadline {
-        got = port.recv(&mut descs);
-        if got == 0 {
+    while received.is_empty() && Instant::now() < deadline {
+        port.recv(&mut received, 8);
+        if received.is_empty() {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    assert_eq!(got, 1, "exactly the data message was steered");
-    let d = descs[0];
-    let frame = frames.bytes_mut(d.addr, d.len as usize).unwrap().to_vec();
+    std::thread::sleep(Duration::from_millis(50));
+    port.recv(&mut received, 8);
+    assert_eq!(received.len(), 1, "exactly the data message was steered");
+    let mut f = received.pop().unwrap();
+    let frame = f.packet().to_vec();
     let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
     let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
     let udp = UdpPacket::new_checked(ip.payload()).unwrap();
@@ -83,7 +82,9 @@ fn worker_side(steering: &mut Steering, ifname: &str, sock: &UdpSocket, gw_addr:
     // Turn the frame around in place: swap addresses and ports, new payload, fresh checksums.
     let reply = b"reply from the worker";
     let new_len = 14 + 20 + 8 + reply.len();
-    let buf = frames.bytes_mut(d.addr, new_len).unwrap();
+    let start = f.offset();
+    assert!(f.set_packet(start, new_len));
+    let buf = &mut f.chunk_mut()[start..start + new_len];
     {
         let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
         let (src, dst) = (eth.src_addr(), eth.dst_addr());
@@ -103,10 +104,10 @@ fn worker_side(steering: &mut Steering, ifname: &str, sock: &UdpSocket, gw_addr:
         udp.payload_mut()[..reply.len()].copy_from_slice(reply);
         udp.fill_checksum(t, s);
     }
-    assert_eq!(
-        port.send(&[desc(d.addr, u32::try_from(new_len).unwrap())]),
-        1
-    );
+    let free_before = pool.free_count();
+    let mut out = vec![f];
+    assert_eq!(port.send(&mut out), 1);
+    assert!(out.is_empty(), "the kernel holds the frame now");
     port.kick();
     sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut rbuf = [0u8; 256];
@@ -123,7 +124,13 @@ fn worker_side(steering: &mut Steering, ifname: &str, sock: &UdpSocket, gw_addr:
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut completed = 0;
     while completed == 0 && Instant::now() < deadline {
-        completed = port.complete(&mut frames, 16);
+        completed = port.complete(&mut pool, 16);
     }
     assert_eq!(completed, 1);
+    assert_eq!(pool.free_count(), free_before + 1);
+    assert_eq!(
+        umem.foreign(),
+        0,
+        "the rings named only chunks the kernel held"
+    );
 }

@@ -197,24 +197,26 @@ fn cmd_run(a: &Args) -> Result<(), String> {
                 src: src.into(),
                 dst: dst.into(),
             };
-            let mut sender = bench::afxdp::Sender::open(&ifname).map_err(std::io::Error::other)?;
             let (mut sent, mut rounds, mut sending, mut seal) =
                 (0u64, 0u32, Duration::ZERO, Duration::ZERO);
-            while sending < budget {
-                let t = Instant::now();
-                pool.fill(rounds, &mut sessions, sink_addr);
-                seal += t.elapsed();
-                let start = Instant::now();
-                sent += sender.send_all(
-                    pool.len(),
-                    |j, buf| bench::afxdp::frame(&path, pool.message(j), buf),
-                    rate,
-                    || sending + start.elapsed() >= budget,
-                );
-                sending += start.elapsed();
-                rounds += 1;
-                std::thread::sleep(Duration::from_millis(300));
-            }
+            bench::afxdp::with_sender(&ifname, |sender| {
+                while sending < budget {
+                    let t = Instant::now();
+                    pool.fill(rounds, &mut sessions, sink_addr);
+                    seal += t.elapsed();
+                    let start = Instant::now();
+                    sent += sender.send_all(
+                        pool.len(),
+                        |j, buf| bench::afxdp::frame(&path, pool.message(j), buf),
+                        rate,
+                        || sending + start.elapsed() >= budget,
+                    );
+                    sending += start.elapsed();
+                    rounds += 1;
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            })
+            .map_err(std::io::Error::other)?;
             Ok((sent, rounds, sending, seal))
         })
         .map_err(|e| format!("AF_XDP generator: {e}"))?;
@@ -338,39 +340,41 @@ fn run_outbound(
         netns::run_in(a.opt("sink-netns").as_deref(), move || {
             let src_mac = bench::afxdp::mac_of(&sink_if).map_err(std::io::Error::other)?;
             let dst_mac = bench::afxdp::neighbour_mac(lan_gw).map_err(std::io::Error::other)?;
-            let mut sender = bench::afxdp::Sender::open(&sink_if).map_err(std::io::Error::other)?;
             let start = Instant::now();
-            let packets = sender.send_all(
-                usize::MAX,
-                |k, buf| {
-                    let path = bench::afxdp::Path {
-                        src_mac,
-                        dst_mac,
-                        src: src.into(),
-                        dst: dsts[k % dsts.len()].into(),
-                    };
-                    let len = usize::from(size.nth(k))
-                        .saturating_sub(bench::inner::HEADERS_LEN)
-                        .max(bench::inner::TAG_LEN);
-                    // The payload in place, then the headers in front of it.
-                    let at = dataplane::packet::udp_headers_len(&path);
-                    let Some(payload) = buf.get_mut(at..at + len) else {
-                        return 0;
-                    };
-                    payload.fill(0);
-                    bench::inner::Tag {
-                        round: 0,
-                        seq: k as u64,
-                    }
-                    .write(payload);
-                    match dataplane::packet::write_udp_headers(buf, &path, len) {
-                        Ok(()) => at + len,
-                        Err(_) => 0,
-                    }
-                },
-                0.0,
-                || start.elapsed() >= budget,
-            );
+            let packets = bench::afxdp::with_sender(&sink_if, |sender| {
+                sender.send_all(
+                    usize::MAX,
+                    |k, buf| {
+                        let path = bench::afxdp::Path {
+                            src_mac,
+                            dst_mac,
+                            src: src.into(),
+                            dst: dsts[k % dsts.len()].into(),
+                        };
+                        let len = usize::from(size.nth(k))
+                            .saturating_sub(bench::inner::HEADERS_LEN)
+                            .max(bench::inner::TAG_LEN);
+                        // The payload in place, then the headers in front of it.
+                        let at = dataplane::packet::udp_headers_len(&path);
+                        let Some(payload) = buf.get_mut(at..at + len) else {
+                            return 0;
+                        };
+                        payload.fill(0);
+                        bench::inner::Tag {
+                            round: 0,
+                            seq: k as u64,
+                        }
+                        .write(payload);
+                        match dataplane::packet::write_udp_headers(buf, &path, len) {
+                            Ok(()) => at + len,
+                            Err(_) => 0,
+                        }
+                    },
+                    0.0,
+                    || start.elapsed() >= budget,
+                )
+            })
+            .map_err(std::io::Error::other)?;
             Ok(outbound::Sent {
                 packets,
                 elapsed: start.elapsed(),

@@ -1,0 +1,224 @@
+//! Inbound: WireGuard data messages from the peers, opened and sent on as plaintext.
+
+use super::{Worker, BATCH};
+use crate::frame::Frame;
+use crate::link::Link;
+use crate::neigh::Snapshot;
+use crate::packet;
+use aead_batch::{Packet, Verdict, TAG_LEN};
+use contract::layout::PeerRecord;
+use contract::{DropReason, WorkerEvent};
+use proto::constants::REJECT_AFTER_TIME;
+use proto::messages::{Data, DATA_HEADER_LEN};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+
+/// A message between lookup and finish: its frame and what the lookup found.
+pub(super) struct Pending<'a> {
+    frame: Frame<'a>,
+    meta: Prepared,
+}
+
+/// Where an authenticated message's plaintext goes.
+enum Delivery {
+    /// A keepalive: nothing to send on.
+    Consumed,
+    /// Out of the LAN port, its frame's packet now the Ethernet frame of the inner packet.
+    Lan,
+    /// The next hop's MAC is not known: to the kernel's stack, the frame's packet now the
+    /// inner IP packet.
+    Kernel(IpAddr),
+}
+
+impl<'a, L: Link<'a>> Worker<'a, L> {
+    /// Inbound batch: look every message's session up, open them all in one batch call,
+    /// then finish the authentic ones. Consumes every frame of `frames`.
+    pub(super) fn inbound_batch(
+        &mut self,
+        frames: &mut Vec<Frame<'a>>,
+        now: u64,
+        snapshot: &Snapshot,
+        routes: &allowedips::Snapshot<'_>,
+    ) {
+        let mut pending = std::mem::take(&mut self.in_pending);
+        pending.clear();
+        for frame in frames.drain(..) {
+            match self.inbound_prepare(&frame, now) {
+                Ok(meta) => pending.push(Pending { frame, meta }),
+                Err(e) => self.drop_frame(frame, e),
+            }
+        }
+        #[cfg(test)]
+        if !pending.is_empty() {
+            self.run_after_key_read();
+        }
+        let mut verdicts = [Verdict::Pending; BATCH];
+        {
+            let mut packets = arrayvec::ArrayVec::<Packet<'_>, BATCH>::new();
+            for Pending { frame, meta } in pending.iter_mut().take(BATCH) {
+                let payload = meta.msg_offset + DATA_HEADER_LEN..meta.msg_offset + meta.msg_len;
+                packets.push(Packet::new(
+                    &meta.key,
+                    meta.counter,
+                    &mut frame.chunk_mut()[payload],
+                ));
+            }
+            self.backend.open(&mut packets);
+            for (v, p) in verdicts.iter_mut().zip(&packets) {
+                *v = p.verdict();
+            }
+        }
+        for (i, p) in pending.drain(..).enumerate() {
+            if verdicts.get(i) == Some(&Verdict::Ok) {
+                self.inbound_finish(p, now, snapshot, routes);
+            } else {
+                self.drop_frame(p.frame, DropReason::DataAuth);
+            }
+        }
+        self.in_pending = pending;
+    }
+
+    /// Parses a WAN frame and finds its session; nothing is decrypted yet.
+    fn inbound_prepare(&mut self, f: &Frame<'a>, now: u64) -> Result<Prepared, DropReason> {
+        let outer = packet::parse_outer(f.chunk(), f.offset(), f.len())?;
+        let msg = f
+            .chunk()
+            .get(outer.msg_offset..outer.msg_offset + outer.msg_len)
+            .ok_or(DropReason::Malformed)?;
+        let m = Data::new_checked(msg).map_err(|_| DropReason::Malformed)?;
+        let (receiver, counter) = (m.receiver(), m.counter());
+        let slot = self
+            .region
+            .index_lookup(receiver)
+            .ok_or(DropReason::UnknownIndex)?;
+        let s = self.session(slot).ok_or(DropReason::UnknownIndex)?;
+        if !s.record.is_valid() || s.record.local_index != receiver {
+            return Err(DropReason::UnknownIndex);
+        }
+        if now.saturating_sub(s.record.birth_ns) >= REJECT_AFTER_TIME.as_nanos() as u64 {
+            return Err(DropReason::KeyExpired);
+        }
+        Ok(Prepared {
+            slot,
+            version: s.version,
+            peer: s.record.peer,
+            key: s.record.recv_key,
+            counter,
+            src: outer.src,
+            msg_offset: outer.msg_offset,
+            msg_len: outer.msg_len,
+        })
+    }
+
+    /// After a message authenticated: consumes its frame, out to the LAN, to the kernel, or
+    /// released (keepalive or drop).
+    fn inbound_finish(
+        &mut self,
+        p: Pending<'a>,
+        now: u64,
+        snapshot: &Snapshot,
+        routes: &allowedips::Snapshot<'_>,
+    ) {
+        let Pending { mut frame, meta } = p;
+        match self.inbound_deliver(&mut frame, &meta, now, snapshot, routes) {
+            Ok(Delivery::Consumed) => self.link.release(frame),
+            Ok(Delivery::Lan) => self.tx_lan.push(frame),
+            Ok(Delivery::Kernel(dst)) => self.send_via_kernel(frame, dst),
+            Err(e) => self.drop_frame(frame, e),
+        }
+    }
+
+    /// Replay check, accounting, and where the inner packet goes (the frame is rewritten
+    /// for it, not consumed).
+    fn inbound_deliver(
+        &mut self,
+        frame: &mut Frame<'a>,
+        p: &Prepared,
+        now: u64,
+        snapshot: &Snapshot,
+        routes: &allowedips::Snapshot<'_>,
+    ) -> Result<Delivery, DropReason> {
+        // Opened with a key control has retired (or replaced) since: its counter must not
+        // land in the window of the session that now holds the slot.
+        if !self.session_unchanged(p.slot, p.version) {
+            return Err(DropReason::SessionRetired);
+        }
+        let shm = &self.region.sessions()[p.slot as usize];
+        // The session's one window, whichever worker checks it (after authentication).
+        if !shm.replay.validate(p.counter) {
+            return Err(DropReason::Replay);
+        }
+        let plain = p.msg_len - DATA_HEADER_LEN - TAG_LEN;
+        shm.rx_packets.fetch_add(1, Ordering::Relaxed);
+        shm.rx_bytes.fetch_add(p.msg_len as u64, Ordering::Relaxed);
+        shm.last_rx_ns.store(now, Ordering::Relaxed);
+        if plain > 0 {
+            shm.last_rx_data_ns.store(now, Ordering::Relaxed);
+        }
+        self.note_endpoint(p.peer, p.src);
+        if plain == 0 {
+            self.count(|s| &s.keepalives, 1);
+            return Ok(Delivery::Consumed);
+        }
+        let inner_off = p.msg_offset + DATA_HEADER_LEN;
+        let chunk = frame.chunk_mut();
+        let inner = chunk
+            .get(inner_off..inner_off + plain)
+            .ok_or(DropReason::Malformed)?;
+        let inner_len = proto::wire::inner_packet_len(inner).map_err(|_| DropReason::BadInner)?;
+        let src = proto::wire::source_addr(inner).ok_or(DropReason::BadInner)?;
+        let dst = proto::wire::dest_addr(inner).ok_or(DropReason::BadInner)?;
+        if routes.lookup(src) != Some(p.peer) {
+            return Err(DropReason::SourceNotAllowed);
+        }
+        packet::decrement_ttl(chunk, inner_off)?;
+        let lan_mac = self.cfg.lan.as_ref().unwrap_or(&self.cfg.wan).mac;
+        let Some(mac) = snapshot.lookup(dst) else {
+            frame.set_packet(inner_off, inner_len);
+            return Ok(Delivery::Kernel(dst));
+        };
+        let (start, len) = packet::frame_inner(chunk, inner_off, inner_len, lan_mac, mac)?;
+        frame.set_packet(start, len);
+        Ok(Delivery::Lan)
+    }
+
+    /// Reports a peer's new source address to control (roaming). Checked against the peer's
+    /// record, not against what this worker reported last: another worker, or a handshake
+    /// through control, may have moved the endpoint since, and a peer returning to an address
+    /// it used before must move it back.
+    fn note_endpoint(&mut self, peer: u32, src: SocketAddr) {
+        let Some(slot) = self.region.peers().get(peer as usize) else {
+            return;
+        };
+        let version = slot.record.version();
+        if self.endpoints_checked.get(&peer) == Some(&(version, src)) {
+            return;
+        }
+        let Some(known) = slot.record.read().map(|w| PeerRecord::decode(&w).endpoint) else {
+            return;
+        };
+        if known != Some(src) {
+            self.push_event(WorkerEvent::Endpoint { peer, from: src });
+        }
+        // Reported (or already known): not again until the record changes.
+        self.endpoints_checked.insert(peer, (version, src));
+    }
+}
+
+/// What the lookup found for a message (everything of [`Pending`] but its frame).
+pub(super) struct Prepared {
+    slot: u32,
+    version: u64,
+    peer: u32,
+    key: [u8; 32],
+    counter: u64,
+    src: SocketAddr,
+    msg_offset: usize,
+    msg_len: usize,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}

@@ -1,0 +1,363 @@
+//! One worker: the batch core that moves a queue's packets between the peers' side and the
+//! plaintext side (design §1), over a [`Link`] (AF_XDP in production, a fake in tests).
+//!
+//! Inbound (WAN rx, [`inbound`]): parse, find the session by receiver index, open, replay
+//! check, inner source in the peer's allowed IPs, TTL, Ethernet header for the LAN next hop,
+//! LAN tx. Outbound (LAN rx, [`outbound`]): inner destination → peer (allowed IPs) → its
+//! current session, take a counter, TTL, seal, outer headers towards the peer's endpoint, WAN
+//! tx.
+//!
+//! Frames are owned ([`Frame`]): each one the link hands over is consumed exactly once, by
+//! being queued for transmission, handed to the kernel path, staged, or released. Every step
+//! that may fail only borrows the frame and returns a decision; the caller then consumes it.
+//!
+//! Per packet there is no allocation, lock or syscall: the worker reads the shared region
+//! (atomics), its own caches and the neighbour snapshot (loaded once per round). Syscalls are
+//! per round (TX kick, poll when idle) or on a neighbour miss (the kernel path). The worker
+//! reads no clock: `now` comes with each round.
+//!
+//! Crypto is batched: a round's inbound messages are opened in one `aead-batch` call, its
+//! outbound packets sealed in one (SIMD lanes span packets). The allowed-IPs table is one
+//! lock-free table for all workers in this process, updated by difference (`daemon.rs`).
+//! The replay window of a session is shared by all workers (`contract::replay`): a replayed
+//! packet is refused whichever queue it arrives on.
+
+mod inbound;
+mod outbound;
+#[cfg(test)]
+mod tests;
+
+use crate::frame::Frame;
+use crate::link::{Link, Side};
+use crate::neigh::Neighbours;
+use aead_batch::Backend;
+use contract::layout::{SessionRecord, WorkerStats};
+use contract::{DropReason, Region, WorkerEvent};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// An interface as the worker needs it.
+#[derive(Debug, Clone)]
+pub struct Iface {
+    pub name: String,
+    pub mac: [u8; 6],
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub id: usize,
+    pub wan: Iface,
+    /// The plaintext side; `None` in one-armed mode (WAN carries both).
+    pub lan: Option<Iface>,
+    pub listen_port: u16,
+    pub mtu: usize,
+}
+
+struct CachedSession {
+    version: u64,
+    record: SessionRecord,
+}
+
+impl Drop for CachedSession {
+    fn drop(&mut self) {
+        // A retired session's keys do not linger in the worker's memory.
+        zeroize::Zeroize::zeroize(&mut self.record.send_key);
+        zeroize::Zeroize::zeroize(&mut self.record.recv_key);
+    }
+}
+
+const BATCH: usize = 64;
+/// How often a worker re-asks control for a session it still lacks.
+const NEED_SESSION_INTERVAL_NS: u64 = 1_000_000_000;
+/// Frames for peers without a usable session that wait for one (the kernel stages up to
+/// MAX_STAGED_PACKETS per peer; here per worker, since the frames come out of its UMEM).
+const MAX_STAGED: usize = 128;
+/// How long a staged frame waits for its session before it is dropped (REKEY_TIMEOUT: by
+/// then the handshake was lost and is being retried).
+const STAGE_TIMEOUT_NS: u64 = 5_000_000_000;
+
+/// A test's stand-in for control acting between two steps of the worker.
+#[cfg(test)]
+type Hook<'a> = Box<dyn FnMut(&Region) + 'a>;
+
+pub struct Worker<'a, L: Link<'a>> {
+    cfg: WorkerConfig,
+    region: Arc<Region>,
+    link: L,
+    neigh: Neighbours,
+    sessions: HashMap<u32, CachedSession>,
+    /// The allowed-IPs table the data-path process keeps in step with control (one writer
+    /// for all workers, see `daemon.rs`); lookups never wait for it. Pinned once per round
+    /// (taken out of the worker meanwhile, so the round's methods can borrow `self`).
+    prefixes: Option<allowedips::Reader>,
+    need_session_sent: HashMap<u32, u64>,
+    /// Per peer slot: the source last checked against the peer's record, and the record's
+    /// version then. A packet from the same source is not checked again until the record
+    /// changes (control moved the endpoint, e.g. after a handshake from elsewhere).
+    endpoints_checked: HashMap<u32, (u64, SocketAddr)>,
+    /// The round's frames as received, by direction (with a staging deadline for outbound
+    /// ones), and what is queued for each side (kept between rounds so that a round
+    /// allocates nothing).
+    received: Vec<Frame<'a>>,
+    inbound: Vec<Frame<'a>>,
+    outbound: Vec<(Frame<'a>, u64)>,
+    tx_wan: Vec<Frame<'a>>,
+    tx_lan: Vec<Frame<'a>>,
+    in_pending: Vec<inbound::Pending<'a>>,
+    out_pending: Vec<outbound::Pending<'a>>,
+    /// LAN frames waiting for their peer's session, with their deadlines, so that the packet
+    /// that caused a handshake is sent when it completes, as the kernel does.
+    staged: Vec<(Frame<'a>, u64)>,
+    backend: Backend,
+    /// Tests: runs after the worker read a session's key and before it uses the slot's
+    /// counter or window (a control process acting in that window).
+    #[cfg(test)]
+    after_key_read: Option<Hook<'a>>,
+}
+
+impl<'a, L: Link<'a>> std::fmt::Debug for Worker<'a, L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.cfg.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, L: Link<'a>> Worker<'a, L> {
+    pub fn new(
+        cfg: WorkerConfig,
+        region: Arc<Region>,
+        link: L,
+        neigh: Neighbours,
+        prefixes: allowedips::Reader,
+    ) -> Self {
+        Self {
+            cfg,
+            region,
+            link,
+            neigh,
+            sessions: HashMap::with_capacity(1024),
+            prefixes: Some(prefixes),
+            need_session_sent: HashMap::new(),
+            endpoints_checked: HashMap::new(),
+            received: Vec::with_capacity(BATCH),
+            inbound: Vec::with_capacity(BATCH),
+            outbound: Vec::with_capacity(2 * BATCH + MAX_STAGED),
+            tx_wan: Vec::with_capacity(2 * BATCH + MAX_STAGED),
+            tx_lan: Vec::with_capacity(2 * BATCH),
+            in_pending: Vec::with_capacity(BATCH),
+            out_pending: Vec::with_capacity(BATCH),
+            staged: Vec::with_capacity(MAX_STAGED),
+            backend: Backend::detect(),
+            #[cfg(test)]
+            after_key_read: None,
+        }
+    }
+
+    #[cfg(test)]
+    fn run_after_key_read(&mut self) {
+        if let Some(hook) = self.after_key_read.as_mut() {
+            hook(&self.region);
+        }
+    }
+
+    /// The link, for tests that look at what was sent.
+    pub fn link_mut(&mut self) -> &mut L {
+        &mut self.link
+    }
+
+    fn stats(&self) -> Option<&WorkerStats> {
+        self.region.worker_stats(self.cfg.id)
+    }
+
+    fn count_drop(&self, d: DropReason) {
+        if let Some(s) = self.stats() {
+            s.drops[d as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn count(&self, which: impl Fn(&WorkerStats) -> &std::sync::atomic::AtomicU64, n: usize) {
+        if let Some(s) = self.stats() {
+            which(s).fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Consumes a frame that cannot go on, counting why.
+    fn drop_frame(&mut self, frame: Frame<'a>, reason: DropReason) {
+        self.count_drop(reason);
+        self.link.release(frame);
+    }
+
+    /// Hands a frame (its packet range an IP packet) to the kernel's stack because the next
+    /// hop's MAC is not known yet, and asks the resolver to learn it.
+    fn send_via_kernel(&mut self, frame: Frame<'a>, dst: std::net::IpAddr) {
+        self.neigh.request(dst);
+        if self.link.send_via_kernel(frame, dst) {
+            self.count(|s| &s.to_kernel, 1);
+        } else {
+            self.count_drop(DropReason::NoNeighbour);
+        }
+    }
+
+    /// Runs until `stop` is set, reading the clock once per round.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let moved = self.poll_once(contract::clock::mono_ns());
+            if moved == 0 {
+                self.link.wait(1);
+            }
+        }
+    }
+
+    /// One round at monotonic time `now` (ns): completions and refill, a batch from each
+    /// side, transmit. Returns how many frames were received.
+    pub fn poll_once(&mut self, now: u64) -> usize {
+        if let Some(s) = self.stats() {
+            s.heartbeat_ns.store(now, Ordering::Relaxed);
+        }
+        // `wg set listen-port` moves the port while we run.
+        self.cfg.listen_port =
+            u16::try_from(self.region.header().listen_port.load(Ordering::Relaxed))
+                .unwrap_or(self.cfg.listen_port);
+        self.link.service();
+        let snapshot = self.neigh.load();
+        let Some(mut reader) = self.prefixes.take() else {
+            return 0;
+        };
+        let routes = reader.pin();
+
+        let mut received = std::mem::take(&mut self.received);
+        let mut inbound = std::mem::take(&mut self.inbound);
+        let mut outbound = std::mem::take(&mut self.outbound);
+        // Staged frames first, so that a peer's packets leave in the order they came.
+        outbound.append(&mut self.staged);
+        let n = self.link.recv(Side::Wan, &mut received, BATCH);
+        self.count(|s| &s.rx_wan, n);
+        let mut moved = n;
+        let one_armed = !self.link.has_lan();
+        for f in received.drain(..) {
+            // One-armed: the WAN socket also carries the plaintext for peers.
+            if one_armed && !self.is_wireguard(&f) {
+                outbound.push((f, now + STAGE_TIMEOUT_NS));
+            } else {
+                inbound.push(f);
+            }
+        }
+        if !one_armed {
+            let m = self.link.recv(Side::Lan, &mut received, BATCH);
+            self.count(|s| &s.rx_lan, m);
+            moved += m;
+            outbound.extend(received.drain(..).map(|f| (f, now + STAGE_TIMEOUT_NS)));
+        }
+        self.inbound_batch(&mut inbound, now, &snapshot, &routes);
+        while !outbound.is_empty() {
+            self.outbound_batch(&mut outbound, now, &snapshot, &routes);
+        }
+        (self.received, self.inbound, self.outbound) = (received, inbound, outbound);
+        drop(routes);
+        self.prefixes = Some(reader);
+        self.transmit();
+        moved
+    }
+}
+
+impl<'a, L: Link<'a>> Worker<'a, L> {
+    /// Queues the round's frames on their sides; what a full TX ring refuses is dropped and
+    /// counted.
+    fn transmit(&mut self) {
+        if !self.link.has_lan() {
+            // One-armed: everything leaves on the WAN port.
+            self.tx_wan.append(&mut self.tx_lan);
+        }
+        for side in [Side::Wan, Side::Lan] {
+            let mut queue = std::mem::take(match side {
+                Side::Wan => &mut self.tx_wan,
+                Side::Lan => &mut self.tx_lan,
+            });
+            if queue.is_empty() {
+                *self.tx(side) = queue;
+                continue;
+            }
+            let sent = self.link.send(side, &mut queue);
+            match side {
+                Side::Wan => self.count(|s| &s.tx_wan, sent),
+                Side::Lan => self.count(|s| &s.tx_lan, sent),
+            }
+            for f in queue.drain(..) {
+                self.drop_frame(f, DropReason::RingFull);
+            }
+            *self.tx(side) = queue;
+        }
+    }
+
+    fn tx(&mut self, side: Side) -> &mut Vec<Frame<'a>> {
+        match side {
+            Side::Wan => &mut self.tx_wan,
+            Side::Lan => &mut self.tx_lan,
+        }
+    }
+
+    /// One-armed classification: UDP to our port carrying a data message header.
+    fn is_wireguard(&self, f: &Frame<'a>) -> bool {
+        crate::packet::parse_outer(f.chunk(), f.offset(), f.len()).is_ok_and(|o| {
+            o.dst_port == self.cfg.listen_port
+                && f.chunk()
+                    .get(o.msg_offset..)
+                    .and_then(proto::messages::MessageType::of)
+                    == Some(proto::messages::MessageType::Data)
+        })
+    }
+
+    /// The cached session in `slot`, refreshed if control changed it.
+    fn session(&mut self, slot: u32) -> Option<&CachedSession> {
+        let shm = self.region.sessions().get(slot as usize)?;
+        let version = shm.record.version();
+        let stale = self
+            .sessions
+            .get(&slot)
+            .is_none_or(|c| c.version != version);
+        if stale {
+            let record = SessionRecord::decode(&shm.record.read()?);
+            // The version the words were read at (a write may have landed since `version`).
+            let version = shm.record.version();
+            match self.sessions.get_mut(&slot) {
+                Some(c) => {
+                    c.record = record;
+                    c.version = version;
+                }
+                None => {
+                    self.sessions
+                        .insert(slot, CachedSession { version, record });
+                }
+            }
+        }
+        self.sessions.get(&slot)
+    }
+
+    /// Whether session `slot`'s record is still the one read at `version`: control has not
+    /// retired or replaced it since (its keys and counters are still the ones in use).
+    fn session_unchanged(&self, slot: u32, version: u64) -> bool {
+        self.region
+            .sessions()
+            .get(slot as usize)
+            .is_some_and(|s| s.record.version() == version)
+    }
+
+    fn push_event(&self, event: WorkerEvent) {
+        if !self.region.push_event(self.cfg.id, &event) {
+            self.count_drop(DropReason::EventRingFull);
+        }
+    }
+
+    fn need_session(&mut self, peer: u32, now: u64) {
+        let last = self.need_session_sent.get(&peer).copied().unwrap_or(0);
+        if last == 0 || now.saturating_sub(last) >= NEED_SESSION_INTERVAL_NS {
+            self.need_session_sent.insert(peer, now);
+            self.push_event(WorkerEvent::NeedSession { peer });
+        }
+    }
+}
