@@ -3,7 +3,7 @@
 //! Nothing here performs I/O, reads a clock or draws global randomness: time arrives as a
 //! [`time::Now`] argument, randomness from an injected [`rand_core::CryptoRngCore`], and every
 //! output is written into a buffer the caller owns. That makes the whole protocol testable on a
-//! fake clock (see `tests/simulation.rs`) and lets the same code run in the control process and
+//! fake clock (see `device/simulation_tests.rs`) and lets the same code run in the control process and
 //! in the workers. The module list follows the whitepaper's vocabulary.
 #![forbid(unsafe_code)]
 

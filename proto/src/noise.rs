@@ -2,7 +2,7 @@
 //!
 //! One [`Handshake`] per peer holds the in-flight state; the steps follow the kernel's
 //! `noise.c` and are labelled with their Noise tokens. Index allocation, endpoint updates and
-//! timers are the caller's (see `device.rs`); this module only computes messages and keys.
+//! timers are the caller's (see `device/`); this module only computes messages and keys.
 //!
 //! State machine (the kernel's `handshake_state`):
 //! `Zeroed -> CreatedInitiation -> ConsumedResponse -> (begin_session) Zeroed` for the

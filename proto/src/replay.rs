@@ -19,8 +19,10 @@ const RING_WORDS: usize = (COUNTER_BITS_TOTAL / WORD_BITS) as usize;
 /// verified under this keypair's receiving key, and then drop the message if it returns false.
 /// Checking before authentication would let anyone advance the window with a forged counter
 /// and make the peer's genuine packets look old (the kernel validates in `wg_packet_rx_poll`,
-/// after `decrypt_packet`). The state has one owner, the worker that decrypts for this keypair;
-/// the kernel's spinlock becomes `&mut self` here.
+/// after `decrypt_packet`). This window has one owner (the protocol core's own keypair, in
+/// control or a test), so the kernel's spinlock becomes `&mut self`; the data path's workers
+/// share one lock-free window per session instead (`contract::replay`), checked against this
+/// one by a differential test.
 #[derive(Clone)]
 pub struct ReplayWindow {
     /// One more than the greatest counter accepted, 0 before the first. Counter `c` is kept as
