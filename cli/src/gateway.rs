@@ -94,9 +94,6 @@ pub fn control(args: &[String]) -> Result<(), String> {
         max_peers,
         max_sessions,
         max_prefixes,
-        time_scale: flag(args, "--time-scale")
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(1),
         interface_name: flag(args, "--name"),
         auth_log: flag(args, "--auth-log").map(Into::into),
         metrics: match flag(args, "--metrics") {
@@ -113,7 +110,17 @@ pub fn control(args: &[String]) -> Result<(), String> {
         core_affinity::set_for_current(*spare);
     }
     let stop = stop_flag()?;
-    let mut c = control::daemon::Control::new(&opts).map_err(|e| e.to_string())?;
+    // `--time-scale N` (a test flag): the protocol's timers run N times faster, so that an
+    // end-to-end test sees rekeying (120 s) in seconds. It picks the clock, nothing else.
+    let clock: Box<dyn control::clock::Clock> = match flag(args, "--time-scale") {
+        Some(n) => Box::new(control::clock::ScaledClock::new(
+            n.parse()
+                .map_err(|_| format!("--time-scale {n}: not a number"))?,
+        )),
+        None => Box::new(control::clock::SystemClock),
+    };
+    let mut c = control::daemon::Control::with(&opts, clock, Box::new(rand_core::OsRng))
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "wgxdp control: listening, {} peer(s)",
         opts.config.peers.len()

@@ -4,12 +4,11 @@
 //! [`config`] reads and writes `wg(8)` / `wg-quick(8)` configuration files.
 
 pub mod authlog;
+pub mod clock;
 pub mod config;
-mod configure;
 pub mod daemon;
 pub mod fallback;
 pub mod metrics;
-mod observe;
 pub mod peers;
 pub mod service;
 pub mod uapi;

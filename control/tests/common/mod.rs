@@ -49,7 +49,6 @@ pub fn options(tag: &str, text: &str) -> ControlOptions {
         max_peers: 16,
         max_sessions: 64,
         max_prefixes: 64,
-        time_scale: 1,
         auth_log: None,
         metrics: None,
         interface_name: None,
@@ -163,9 +162,10 @@ impl Gw {
     }
 }
 
-/// Runs a handshake from a proto `Device` acting as `peer` on loopback; returns once the
-/// gateway has published a session for it.
+/// Runs a handshake from a proto `Device` acting as `peer` on loopback; returns the slot once
+/// the gateway has published a new session (one whose index was not live before).
 pub fn handshake(gw: &mut Gw, peer: &PrivateKey) -> u32 {
+    let live_before = live_sessions(gw);
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
@@ -198,14 +198,26 @@ pub fn handshake(gw: &mut Gw, peer: &PrivateKey) -> u32 {
         if let Ok((n, from)) = sock.recv_from(&mut buf) {
             let _ = dev.handle_datagram(now(), from, &mut buf[..n], false);
         }
-        let live = gw.control.region().sessions().iter().position(|s| {
-            s.record
-                .read()
-                .is_some_and(|w| SessionRecord::decode(&w).is_valid())
-        });
-        if let Some(slot) = live {
-            return slot as u32;
+        if let Some((slot, _)) = live_sessions(gw)
+            .into_iter()
+            .find(|s| !live_before.contains(s))
+        {
+            return slot;
         }
     }
     panic!("no session published");
+}
+
+/// The region's valid sessions as (slot, receiver index).
+pub fn live_sessions(gw: &Gw) -> Vec<(u32, u32)> {
+    gw.control
+        .region()
+        .sessions()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let r = SessionRecord::decode(&s.record.read()?);
+            r.is_valid().then_some((i as u32, r.local_index))
+        })
+        .collect()
 }

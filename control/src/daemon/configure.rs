@@ -10,7 +10,7 @@
 //! A removed peer, or one whose key changed (which `wg` expresses as remove + add), loses its
 //! sessions before the reply is sent: its traffic stops at once.
 
-use crate::daemon::{bind_udp, Control};
+use super::{bind_udp, Control};
 use crate::uapi::set::{
     error, DeviceOp, Disposition, Errno, PeerChange, PeerOp, SetRequest, UapiError,
 };
@@ -63,7 +63,7 @@ impl Control {
 
     /// Whether a data path is attached and running (a worker's heartbeat in the last second).
     fn data_path_running(&self) -> bool {
-        let now = contract::clock::mono_ns();
+        let now = self.clock.region_ns();
         (0..self.region.layout().workers).any(|w| {
             self.region.worker_stats(w).is_some_and(|s| {
                 let hb = s.heartbeat_ns.load(Ordering::Relaxed);

@@ -7,26 +7,35 @@
 //! least every [`TICK`].
 //!
 //! Restart: a control process that finds the region already there attaches to it instead of
-//! creating it. The sessions it finds stay in use by the workers until they expire; their
-//! slots are reclaimed then. New handshakes replace them as the peers rekey.
+//! creating it, and reconciles with what it finds ([`restart`]). The sessions it finds stay
+//! in use by the workers until they expire; their slots are reclaimed then. New handshakes
+//! replace them as the peers rekey.
+//!
+//! Control reads no clock and no randomness of its own: both are given to it ([`Clock`], an
+//! RNG), so that tests drive it on a clock they move.
 
+mod configure;
+mod observe;
+mod restart;
+mod sessions;
+
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Endpoint};
 use crate::peers::PeerTable;
-use contract::clock::mono_ns;
 use contract::layout::{Layout, PeerRecord, SessionRecord, SessionSummary, NO_SLOT};
 use contract::{Region, ShmError, WorkerEvent};
 use proto::allowedips::Prefix;
 use proto::constants::{REJECT_AFTER_TIME, UNDER_LOAD_AFTER_TIME};
 use proto::device::{Device, Event, PeerConfig, PeerId};
 use proto::time::{Instant, Now};
-use rand_core::OsRng;
+use rand_core::{CryptoRngCore, OsRng};
+use sessions::SessionSlots;
 use socket2::{Domain, Protocol, Socket, Type};
-use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The loop's longest sleep: the protocol's timers have second granularity, worker activity
 /// is picked up within this.
@@ -72,51 +81,37 @@ pub struct ControlOptions {
     pub auth_log: Option<PathBuf>,
     /// Address of the Prometheus endpoint; `None`: off.
     pub metrics: Option<SocketAddr>,
-    /// Test-only: the protocol's clock runs this many times faster than real time, so that
-    /// rekeying (120 s) happens in seconds. Key ages in the region stay in real time.
-    pub time_scale: u32,
 }
 
-pub(crate) struct Slot {
-    local_index: u32,
-    pub(crate) peer: PeerId,
-    seen_rx: u64,
-    seen_tx: u64,
-    seen_rx_data: u64,
-    seen_tx_data: u64,
-}
+/// The protocol core's randomness: ephemeral keys, indices, cookie secrets.
+pub type Rng = Box<dyn CryptoRngCore + Send>;
 
 /// The control process's state.
 pub struct Control {
-    pub(crate) device: Device<OsRng>,
-    pub(crate) region: Arc<Region>,
-    pub(crate) socket: UdpSocket,
-    pub(crate) slots: HashMap<u32, Slot>,
-    slot_of: HashMap<u32, u32>,
-    free: Vec<u32>,
-    /// Slots left by a previous control process: (slot, birth), freed once expired.
-    inherited: Vec<(u32, u64)>,
-    peer_current: HashMap<PeerId, u32>,
-    base_real: u64,
-    time_scale: u32,
+    device: Device<Rng>,
+    clock: Box<dyn Clock>,
+    region: Arc<Region>,
+    socket: UdpSocket,
+    /// Which session slot holds which keypair.
+    sessions: SessionSlots,
     last_under_load: Option<Instant>,
-    pub(crate) uapi: Option<crate::uapi::Uapi>,
+    uapi: Option<crate::uapi::Uapi>,
     /// Region slots, allowed IPs and retired byte counts of the peers.
-    pub(crate) peers: PeerTable,
-    pub(crate) fwmark: u32,
+    peers: PeerTable,
+    fwmark: u32,
     /// `set=1` requests applied but not yet answered: (request, allowed-IPs version the data
     /// path must hold, answer-anyway deadline).
-    pub(crate) waiting: Vec<(crate::uapi::Request, u64, std::time::Instant)>,
-    pub(crate) auth: crate::authlog::AuthLog,
-    pub(crate) metrics: Option<crate::metrics::Metrics>,
+    waiting: Vec<(crate::uapi::Request, u64, std::time::Instant)>,
+    auth: crate::authlog::AuthLog,
+    metrics: Option<crate::metrics::Metrics>,
     /// Peers allowed at once (`--max-peers`, at least the configured ones).
-    pub(crate) max_peers: usize,
+    max_peers: usize,
 }
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Control")
-            .field("sessions", &self.slots.len())
+            .field("sessions", &self.sessions.len())
             .finish_non_exhaustive()
     }
 }
@@ -171,7 +166,17 @@ pub(crate) fn canonical(a: SocketAddr) -> SocketAddr {
 }
 
 impl Control {
+    /// Control on the machine's clocks and randomness.
     pub fn new(opts: &ControlOptions) -> Result<Self, ControlError> {
+        Self::with(opts, Box::new(SystemClock), Box::new(OsRng))
+    }
+
+    /// Control on the given clock and randomness (tests, and `--time-scale`).
+    pub fn with(
+        opts: &ControlOptions,
+        clock: Box<dyn Clock>,
+        rng: Rng,
+    ) -> Result<Self, ControlError> {
         let config = &opts.config;
         let private = config
             .interface
@@ -191,26 +196,26 @@ impl Control {
             Err(e) => return Err(e.into()),
         };
         let region = Arc::new(region);
-        let h = region.header();
         let port = config.interface.listen_port.unwrap_or(51820);
         let socket = bind_udp(port)?;
         let port = socket.local_addr().map_or(port, |a| a.port());
-        h.listen_port.store(u64::from(port), Ordering::Relaxed);
+        region
+            .header()
+            .listen_port
+            .store(u64::from(port), Ordering::Relaxed);
 
-        let mut device = Device::new(private, OsRng);
+        let mut device = Device::new(private, rng);
         device.set_external_data_path(true);
-        let now_real = mono_ns();
+        let sessions = SessionSlots::new(
+            region.layout().sessions,
+            restart::inherited_sessions(&region),
+        );
         let mut control = Self {
             device,
+            clock,
             region: region.clone(),
             socket,
-            slots: HashMap::new(),
-            slot_of: HashMap::new(),
-            free: Vec::new(),
-            inherited: Vec::new(),
-            peer_current: HashMap::new(),
-            base_real: now_real,
-            time_scale: opts.time_scale.max(1),
+            sessions,
             last_under_load: None,
             uapi: match &opts.interface_name {
                 Some(n) => Some(crate::uapi::Uapi::bind(n).map_err(|e| ControlError::Setup {
@@ -241,60 +246,7 @@ impl Control {
             },
             max_peers: opts.max_peers.max(config.peers.len()),
         };
-        // Sessions a previous control published stay usable until they expire.
-        for (i, s) in region.sessions().iter().enumerate().rev() {
-            let slot = i as u32;
-            match s.record.read().map(|w| SessionRecord::decode(&w)) {
-                Some(r) if r.is_valid() => control.inherited.push((slot, r.birth_ns)),
-                _ => control.free.push(slot),
-            }
-        }
-        // Peers a previous control published, by key: each keeps its slot (the workers'
-        // sessions and prefixes refer to it) and the endpoint it roamed to.
-        let mut old_peers: HashMap<u64, (u32, PeerRecord)> = region
-            .peers()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                let r = PeerRecord::decode(&p.record.read()?);
-                r.valid.then_some((r.key_tag, (i as u32, r)))
-            })
-            .collect();
-        let restarted = !control.inherited.is_empty() || !old_peers.is_empty();
-        let now = control.now();
-        for p in &config.peers {
-            let pc = PeerConfig {
-                public_key: Some(p.public_key),
-                preshared_key: p.preshared_key.clone(),
-                endpoint: p.endpoint.as_ref().and_then(resolve),
-                allowed_ips: Vec::new(),
-                persistent_keepalive: p
-                    .persistent_keepalive
-                    .map(|s| Duration::from_secs(u64::from(s))),
-            };
-            let allowed = p
-                .allowed_ips
-                .iter()
-                .filter_map(|a| Prefix::new(a.addr(), a.prefix_len()).ok());
-            let old = old_peers.remove(&key_tag(&p.public_key));
-            let id = control.create_peer(now, pc, allowed, old.map(|(slot, _)| slot))?;
-            if let Some(ep) = old.and_then(|(_, r)| r.endpoint) {
-                let _ = control.device.set_endpoint(id, ep);
-            }
-            if restarted {
-                // The sessions the previous process left have keys that died with it:
-                // replace them with fresh ones, so that timers and rekeying run again.
-                control.device.initiate_handshake(now, id);
-            }
-        }
-        // Slots of peers that are no longer configured: nobody's, and not reused until the
-        // data path has dropped their prefixes.
-        for (slot, _) in old_peers.into_values() {
-            control.peers.quarantine(slot);
-            if let Some(p) = region.peers().get(slot as usize) {
-                p.record.write(&PeerRecord::default().encode());
-            }
-        }
+        control.reconcile(config)?;
         control.publish_prefixes();
         let ids: Vec<PeerId> = control.peers.ids().collect();
         for id in ids {
@@ -362,7 +314,7 @@ impl Control {
     pub(crate) fn destroy_peer(&mut self, id: PeerId) {
         let _ = self.device.remove_peer(id);
         self.drain_events();
-        self.peer_current.remove(&id);
+        self.sessions.forget_peer(id);
         if let Some(slot) = self.peers.remove(id) {
             if let Some(p) = self.region.peers().get(slot as usize) {
                 p.record.write(&PeerRecord::default().encode());
@@ -388,16 +340,9 @@ impl Control {
         }
     }
 
-    /// The protocol's notion of now (scaled in tests).
-    pub(crate) fn now(&self) -> Now {
-        let real = mono_ns();
-        let scaled =
-            self.base_real + (real - self.base_real).saturating_mul(u64::from(self.time_scale));
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let unix = unix + Duration::from_nanos(scaled - real);
-        Now::new(Instant::from_nanos(scaled), unix)
+    /// The protocol's now, from the clock control was given.
+    fn now(&self) -> Now {
+        self.clock.now()
     }
 
     /// Writes peer `id`'s record: endpoint and the session workers send with.
@@ -413,16 +358,10 @@ impl Control {
             .read()
             .map(|w| PeerRecord::decode(&w))
             .unwrap_or_default();
-        let current = match self.peer_current.get(&id) {
-            Some(s) => *s,
+        let current = match self.sessions.current(id) {
+            Some(s) => s,
             // Keep a session inherited from a previous control process.
-            None if self
-                .inherited
-                .iter()
-                .any(|(s, _)| *s == old.current_session) =>
-            {
-                old.current_session
-            }
+            None if self.sessions.is_inherited(old.current_session) => old.current_session,
             None => NO_SLOT,
         };
         let rec = PeerRecord {
@@ -449,9 +388,9 @@ impl Control {
             match e {
                 Event::SessionEstablished { peer, local_index } => self.install(peer, local_index),
                 Event::SessionConfirmed { peer, local_index } => {
-                    if let Some(&slot) = self.slot_of.get(&local_index) {
+                    if let Some(slot) = self.sessions.slot_of(local_index) {
                         self.write_session(slot, local_index, true);
-                        self.peer_current.insert(peer, slot);
+                        self.sessions.set_current(peer, slot);
                         self.publish_peer(peer);
                     }
                 }
@@ -461,6 +400,8 @@ impl Control {
         }
     }
 
+    /// Writes session `local_index`'s record into `slot`, born (region clock) when its slot
+    /// was taken.
     fn write_session(&self, slot: u32, local_index: u32, sendable: bool) {
         let Some((peer, kp)) = self.device.keypair(local_index) else {
             return;
@@ -475,19 +416,18 @@ impl Control {
         if sendable {
             flags |= SessionRecord::SENDABLE;
         }
-        // Key ages in the region are real monotonic time, whatever the protocol clock.
-        let age_scaled = self
-            .now()
-            .mono
-            .as_nanos()
-            .saturating_sub(kp.birth().as_nanos());
-        let birth_real = mono_ns().saturating_sub(age_scaled / u64::from(self.time_scale));
+        // Key ages in the region are on the region's clock, whatever the protocol's does: the
+        // keys were derived in the step that took the slot.
+        let birth = self
+            .sessions
+            .get(slot)
+            .map_or_else(|| self.clock.region_ns(), |s| s.birth_ns);
         let rec = SessionRecord {
             local_index,
             remote_index: kp.remote_index(),
             peer: peer_slot,
             flags,
-            birth_ns: birth_real,
+            birth_ns: birth,
             send_key: *kp.sending_key(),
             recv_key: *kp.receiving_key(),
         };
@@ -500,7 +440,17 @@ impl Control {
     }
 
     fn install(&mut self, peer: PeerId, local_index: u32) {
-        let Some(slot) = self.free.pop() else { return };
+        let born = self.clock.region_ns();
+        let Some((slot, evicted)) = self.sessions.take(local_index, peer, born) else {
+            eprintln!(
+                "wgxdp control: no free session slot for a new session ({} live); the peer keeps its previous one",
+                self.sessions.len()
+            );
+            return;
+        };
+        if let Some(old) = evicted {
+            self.wipe_slot(old);
+        }
         let initiator = self
             .device
             .keypair(local_index)
@@ -524,32 +474,34 @@ impl Control {
         }
         self.write_session(slot, local_index, initiator);
         self.region.index_insert(local_index, slot);
-        self.slots.insert(
-            slot,
-            Slot {
-                local_index,
-                peer,
-                seen_rx: 0,
-                seen_tx: 0,
-                seen_rx_data: 0,
-                seen_tx_data: 0,
-            },
-        );
-        self.slot_of.insert(local_index, slot);
         if initiator {
-            self.peer_current.insert(peer, slot);
+            self.sessions.set_current(peer, slot);
         }
         self.publish_peer(peer);
     }
 
+    /// Makes a slot dead in the region: its index forgotten, its record invalid with the keys
+    /// wiped (a worker that read the old record sees the version change and drops what it
+    /// was doing with it).
+    fn wipe_slot(&self, slot: u32) {
+        let Some(s) = self.region.sessions().get(slot as usize) else {
+            return;
+        };
+        if let Some(r) = s.record.read().map(|w| SessionRecord::decode(&w)) {
+            if r.is_valid() {
+                self.region.index_remove(r.local_index);
+            }
+        }
+        s.record.write(&[0; contract::layout::SESSION_WORDS]);
+        self.region.session_info()[slot as usize]
+            .record
+            .write(&[0; 2]);
+    }
+
     fn retire(&mut self, local_index: u32) {
-        let Some(slot) = self.slot_of.remove(&local_index) else {
+        let Some((slot, info)) = self.sessions.retire(local_index) else {
             return;
         };
-        let Some(info) = self.slots.remove(&slot) else {
-            return;
-        };
-        self.region.index_remove(local_index);
         // `wg show` keeps counting what the session carried.
         let s = &self.region.sessions()[slot as usize];
         self.peers.add_retired(
@@ -557,40 +509,22 @@ impl Control {
             [&s.rx_bytes, &s.tx_bytes, &s.rx_packets, &s.tx_packets]
                 .map(|c| c.load(Ordering::Relaxed)),
         );
-        // A record that is not VALID, with its keys wiped.
-        let dead = SessionRecord {
-            local_index: 0,
-            remote_index: 0,
-            peer: 0,
-            flags: 0,
-            birth_ns: 0,
-            send_key: [0; 32],
-            recv_key: [0; 32],
-        };
-        self.region.sessions()[slot as usize]
-            .record
-            .write(&dead.encode());
-        self.region.session_info()[slot as usize]
-            .record
-            .write(&SessionSummary::of(&dead).encode());
-        if self.peer_current.get(&info.peer) == Some(&slot) {
-            self.peer_current.remove(&info.peer);
-            self.publish_peer(info.peer);
-        }
-        self.free.push(slot);
+        self.wipe_slot(slot);
+        self.publish_peer(info.peer);
+        self.sessions.free(slot);
     }
 
     /// Seals a keepalive on the peer's current session with the workers' counter and sends
     /// it through the kernel.
     fn send_keepalive(&mut self, peer: PeerId) {
         let now = self.now();
-        let (Some(&slot), Some(dst)) = (
-            self.peer_current.get(&peer),
+        let (Some(slot), Some(dst)) = (
+            self.sessions.current(peer),
             self.device.peer(peer).and_then(|p| p.endpoint()),
         ) else {
             return;
         };
-        let Some(info) = self.slots.get(&slot) else {
+        let Some(info) = self.sessions.get(slot) else {
             return;
         };
         let Some((_, kp)) = self.device.keypair(info.local_index) else {
@@ -634,7 +568,7 @@ impl Control {
         let now = self.now();
         let mut received = Vec::new();
         let mut sent = Vec::new();
-        for (&slot, info) in self.slots.iter_mut() {
+        for (slot, info) in self.sessions.live_mut() {
             let s = &self.region.sessions()[slot as usize];
             let (rx, rx_data) = (
                 s.last_rx_ns.load(Ordering::Relaxed),
@@ -676,21 +610,17 @@ impl Control {
         }
     }
 
+    /// Frees the slots a previous control process left once their keys are too old for the
+    /// workers to use.
     fn expire_inherited(&mut self) {
-        let now = mono_ns();
-        let region = self.region.clone();
-        self.inherited.retain(|&(slot, birth)| {
-            if now.saturating_sub(birth) < REJECT_AFTER_TIME.as_nanos() as u64 {
-                return true;
-            }
-            let s = &region.sessions()[slot as usize];
-            if let Some(r) = s.record.read().map(|w| SessionRecord::decode(&w)) {
-                region.index_remove(r.local_index);
-            }
-            s.record.write(&[0; 12]);
-            region.session_info()[slot as usize].record.write(&[0; 2]);
-            false
-        });
+        let cutoff = self
+            .clock
+            .region_ns()
+            .saturating_sub(REJECT_AFTER_TIME.as_nanos() as u64);
+        for slot in self.sessions.expired_inherited(cutoff) {
+            self.wipe_slot(slot);
+            self.sessions.free(slot);
+        }
     }
 
     /// One iteration: a datagram (or a TICK of waiting), then everything it caused.
@@ -780,7 +710,7 @@ impl Control {
         &self.region
     }
 
-    pub fn device(&self) -> &Device<OsRng> {
+    pub fn device(&self) -> &Device<Rng> {
         &self.device
     }
 }

@@ -2,7 +2,7 @@
 //! the workers' per-session counters to what the protocol core counts (handshake messages),
 //! and keep counting what retired sessions carried.
 
-use crate::daemon::Control;
+use super::Control;
 use crate::metrics::Page;
 use crate::uapi::{DeviceView, PeerView};
 use proto::device::PeerId;
@@ -14,7 +14,7 @@ impl Control {
     /// over its live and retired sessions.
     fn data_counters(&self) -> HashMap<PeerId, [u64; 4]> {
         let mut out: HashMap<PeerId, [u64; 4]> = HashMap::new();
-        for (&slot, info) in &self.slots {
+        for (slot, info) in self.sessions.live() {
             let s = &self.region.sessions()[slot as usize];
             let e = out.entry(info.peer).or_default();
             for (a, c) in e
