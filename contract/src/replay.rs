@@ -56,6 +56,12 @@ impl SharedReplay {
         self.next.store(0, Ordering::Release);
     }
 
+    /// Whether the session's receiving counters are used up (the greatest accepted reached
+    /// REJECT_AFTER_MESSAGES - 1): the kernel then refuses the keypair for receiving.
+    pub fn is_exhausted(&self) -> bool {
+        self.next.load(Ordering::Acquire) >= REJECT_AFTER_MESSAGES
+    }
+
     /// Workers: decides whether an authenticated message with `counter` is fresh and records
     /// it; false for a replay, a counter too far behind, or one at or past
     /// REJECT_AFTER_MESSAGES. Call only after the message authenticated (see

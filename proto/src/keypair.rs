@@ -101,9 +101,14 @@ impl Keypair {
         Some(c)
     }
 
-    /// Whether a message may be decrypted with this keypair at all (before authentication).
+    /// Whether a message may be decrypted with this keypair at all (before authentication):
+    /// not once its keys are REJECT_AFTER_TIME old, nor once its receiving counter reached
+    /// REJECT_AFTER_MESSAGES (the kernel's `decrypt_packet` checks both, and then marks the
+    /// keypair invalid for receiving for good).
     pub fn can_receive(&mut self, now: Instant) -> bool {
-        if self.receiving_valid && now.has_expired(self.birth, REJECT_AFTER_TIME) {
+        if self.receiving_valid
+            && (now.has_expired(self.birth, REJECT_AFTER_TIME) || self.replay.is_exhausted())
+        {
             self.receiving_valid = false;
         }
         self.receiving_valid
@@ -320,5 +325,18 @@ mod tests {
         assert_eq!(b.next_sending_counter(late), None);
         assert!(!b.can_receive(late));
         assert!(kp(3, true).can_receive(late - std::time::Duration::from_nanos(1)));
+    }
+
+    /// As the kernel's `decrypt_packet`: once the receiving counter reaches
+    /// REJECT_AFTER_MESSAGES the keypair takes no more messages, however young it is.
+    #[test]
+    fn receiving_stops_when_the_counters_are_exhausted() {
+        let now = Instant::from_nanos(1);
+        let mut a = kp(1, true);
+        assert!(a.accept_counter(REJECT_AFTER_MESSAGES - 2));
+        assert!(a.can_receive(now));
+        assert!(a.accept_counter(REJECT_AFTER_MESSAGES - 1));
+        assert!(!a.can_receive(now), "the last counter was used");
+        assert!(!a.can_receive(now), "and it stays refused");
     }
 }

@@ -5,8 +5,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// One peer as `get=1` reports it.
-#[derive(Debug, Clone, Default)]
+/// One peer as `get=1` reports it. The preshared key is wiped when the view is dropped and
+/// never printed by `Debug`.
+#[derive(Clone, Default)]
 pub struct PeerView {
     pub public_key: [u8; 32],
     pub preshared_key: [u8; 32],
@@ -18,13 +19,50 @@ pub struct PeerView {
     pub allowed_ips: Vec<String>,
 }
 
-/// The device as `get=1` reports it.
-#[derive(Debug, Clone, Default)]
+/// The device as `get=1` reports it. The private key is wiped when the view is dropped and
+/// never printed by `Debug`.
+#[derive(Clone, Default)]
 pub struct DeviceView {
     pub private_key: [u8; 32],
     pub listen_port: u16,
     pub fwmark: u32,
     pub peers: Vec<PeerView>,
+}
+
+impl Drop for PeerView {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.preshared_key);
+    }
+}
+
+impl Drop for DeviceView {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.private_key);
+    }
+}
+
+impl std::fmt::Debug for PeerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerView")
+            .field("public_key", &hex::encode(self.public_key))
+            .field("endpoint", &self.endpoint)
+            .field("last_handshake", &self.last_handshake)
+            .field("rx_bytes", &self.rx_bytes)
+            .field("tx_bytes", &self.tx_bytes)
+            .field("persistent_keepalive", &self.persistent_keepalive)
+            .field("allowed_ips", &self.allowed_ips)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for DeviceView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceView")
+            .field("listen_port", &self.listen_port)
+            .field("fwmark", &self.fwmark)
+            .field("peers", &self.peers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The `get=1` answer, exactly as wireguard-go formats it.
@@ -63,6 +101,18 @@ pub fn format_get(d: &DeviceView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let mut peer = PeerView::default();
+        peer.preshared_key = [0xcd; 32];
+        let mut v = DeviceView::default();
+        v.private_key = [0xab; 32];
+        v.peers.push(peer);
+        let text = format!("{v:?}");
+        assert!(!text.contains("abab") && !text.contains("cdcd") && !text.contains("171, 171"));
+        assert!(!text.contains("205, 205"), "{text}");
+    }
 
     #[test]
     fn get_answer_has_wireguard_go_layout() {

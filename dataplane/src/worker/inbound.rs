@@ -91,6 +91,16 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             .region
             .index_lookup(receiver)
             .ok_or(DropReason::UnknownIndex)?;
+        // As the kernel's decrypt_packet: a keypair whose receiving counters are used up
+        // takes nothing more (not even a message that would authenticate).
+        if self
+            .region
+            .sessions()
+            .get(slot as usize)
+            .is_none_or(|s| s.replay.is_exhausted())
+        {
+            return Err(DropReason::CounterExhausted);
+        }
         let s = self.session(slot).ok_or(DropReason::UnknownIndex)?;
         if !s.record.is_valid() || s.record.local_index != receiver {
             return Err(DropReason::UnknownIndex);
@@ -197,8 +207,9 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         let Some(known) = slot.record.read().map(|w| PeerRecord::decode(&w).endpoint) else {
             return;
         };
-        if known != Some(src) {
-            self.push_event(WorkerEvent::Endpoint { peer, from: src });
+        if known != Some(src) && !self.push_event(WorkerEvent::Endpoint { peer, from: src }) {
+            // Control never heard of it (its ring was full): ask again with the next packet.
+            return;
         }
         // Reported (or already known): not again until the record changes.
         self.endpoints_checked.insert(peer, (version, src));

@@ -71,6 +71,9 @@ impl Drop for CachedSession {
 }
 
 const BATCH: usize = 64;
+/// How often the session cache drops what control changed since (and so the keys of retired
+/// sessions): a sweep is O(cached sessions), once a second.
+const SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
 /// How often a worker re-asks control for a session it still lacks.
 const NEED_SESSION_INTERVAL_NS: u64 = 1_000_000_000;
 /// Frames for peers without a usable session that wait for one (the kernel stages up to
@@ -95,6 +98,9 @@ pub struct Worker<'a, L: Link<'a>> {
     /// (taken out of the worker meanwhile, so the round's methods can borrow `self`).
     prefixes: Option<allowedips::Reader>,
     need_session_sent: HashMap<u32, u64>,
+    /// When the session cache was last swept of records control changed since (the retired
+    /// sessions' keys leave the worker's memory within a sweep interval).
+    last_sweep_ns: u64,
     /// Per peer slot: the source last checked against the peer's record, and the record's
     /// version then. A packet from the same source is not checked again until the record
     /// changes (control moved the endpoint, e.g. after a handshake from elsewhere).
@@ -143,6 +149,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             sessions: HashMap::with_capacity(1024),
             prefixes: Some(prefixes),
             need_session_sent: HashMap::new(),
+            last_sweep_ns: 0,
             endpoints_checked: HashMap::new(),
             received: Vec::with_capacity(BATCH),
             inbound: Vec::with_capacity(BATCH),
@@ -163,6 +170,12 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         if let Some(hook) = self.after_key_read.as_mut() {
             hook(&self.region);
         }
+    }
+
+    /// Cached sessions (tests).
+    #[cfg(test)]
+    fn cached_sessions(&self) -> usize {
+        self.sessions.len()
     }
 
     /// The link, for tests that look at what was sent.
@@ -224,6 +237,10 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             u16::try_from(self.region.header().listen_port.load(Ordering::Relaxed))
                 .unwrap_or(self.cfg.listen_port);
         self.link.service();
+        if now.saturating_sub(self.last_sweep_ns) >= SWEEP_INTERVAL_NS {
+            self.last_sweep_ns = now;
+            self.sweep_sessions();
+        }
         let snapshot = self.neigh.load();
         let Some(mut reader) = self.prefixes.take() else {
             return 0;
@@ -326,6 +343,9 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             let version = shm.record.version();
             match self.sessions.get_mut(&slot) {
                 Some(c) => {
+                    // The keys it replaces do not linger.
+                    zeroize::Zeroize::zeroize(&mut c.record.send_key);
+                    zeroize::Zeroize::zeroize(&mut c.record.recv_key);
                     c.record = record;
                     c.version = version;
                 }
@@ -338,6 +358,18 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         self.sessions.get(&slot)
     }
 
+    /// Drops cached sessions whose records changed (retired, replaced); their keys are wiped
+    /// as they go (`CachedSession`'s drop).
+    fn sweep_sessions(&mut self) {
+        let region = &self.region;
+        self.sessions.retain(|&slot, c| {
+            region
+                .sessions()
+                .get(slot as usize)
+                .is_some_and(|s| s.record.version() == c.version)
+        });
+    }
+
     /// Whether session `slot`'s record is still the one read at `version`: control has not
     /// retired or replaced it since (its keys and counters are still the ones in use).
     fn session_unchanged(&self, slot: u32, version: u64) -> bool {
@@ -347,17 +379,20 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             .is_some_and(|s| s.record.version() == version)
     }
 
-    fn push_event(&self, event: WorkerEvent) {
-        if !self.region.push_event(self.cfg.id, &event) {
+    /// Queues an event for control; false (and counted) if its ring was full.
+    fn push_event(&self, event: WorkerEvent) -> bool {
+        let pushed = self.region.push_event(self.cfg.id, &event);
+        if !pushed {
             self.count_drop(DropReason::EventRingFull);
         }
+        pushed
     }
 
     fn need_session(&mut self, peer: u32, now: u64) {
         let last = self.need_session_sent.get(&peer).copied().unwrap_or(0);
         if last == 0 || now.saturating_sub(last) >= NEED_SESSION_INTERVAL_NS {
             self.need_session_sent.insert(peer, now);
-            self.push_event(WorkerEvent::NeedSession { peer });
+            let _ = self.push_event(WorkerEvent::NeedSession { peer });
         }
     }
 }

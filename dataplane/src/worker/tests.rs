@@ -559,3 +559,84 @@ fn a_session_retired_while_opening_does_not_touch_the_new_window() {
         (0, 0)
     );
 }
+
+/// A keypair whose receiving counters are used up takes nothing more, as in the kernel.
+#[test]
+fn an_exhausted_keypair_receives_nothing() {
+    let gw = Gateway::new("exhausted", true);
+    let mut arena = vec![0u8; 16 * FRAME];
+    let mut w = gw.worker(0, FakeLink::new(&mut arena, FRAME, true), neighbours());
+    let last = proto::constants::REJECT_AFTER_MESSAGES - 1;
+    assert!(gw.region.sessions()[0].replay.validate(last));
+    // Within the window and never seen: the window alone would take it.
+    let msg = from_peer(
+        &inner(PEER_TUNNEL, LAN_HOST, 1),
+        &KEY_TO_US,
+        last - 5,
+        endpoint(),
+    );
+    assert!(w.link_mut().inject(Side::Wan, &msg));
+    w.poll_once(T0);
+    assert!(
+        w.link_mut().take_sent(Side::Lan).is_empty(),
+        "not delivered"
+    );
+    assert_eq!(gw.drops(0, DropReason::CounterExhausted), 1);
+    assert_eq!(
+        (w.link_mut().outstanding(), w.link_mut().duplicates()),
+        (0, 0)
+    );
+}
+
+/// A roam that could not be reported (control's ring was full) is reported with the next
+/// packet, not lost.
+#[test]
+fn a_roam_lost_to_a_full_ring_is_reported_again() {
+    let gw = Gateway::new("roam-full", true);
+    let mut arena = vec![0u8; 16 * FRAME];
+    let mut w = gw.worker(0, FakeLink::new(&mut arena, FRAME, true), neighbours());
+    let filler = WorkerEvent::NeedSession { peer: 3 };
+    while gw.region.push_event(0, &filler) {}
+    let moved = SocketAddr::new(endpoint().ip(), 40001);
+    for counter in 0..2 {
+        let f = from_peer(
+            &inner(PEER_TUNNEL, LAN_HOST, counter),
+            &KEY_TO_US,
+            counter,
+            moved,
+        );
+        assert!(w.link_mut().inject(Side::Wan, &f));
+        w.poll_once(T0 + counter);
+        if counter == 0 {
+            assert_eq!(gw.drops(0, DropReason::EventRingFull), 1);
+            // Control catches up with its ring.
+            assert!(gw.events(0).iter().all(|e| *e == filler));
+        }
+    }
+    assert_eq!(
+        gw.events(0),
+        [WorkerEvent::Endpoint {
+            peer: 0,
+            from: moved
+        }]
+    );
+}
+
+/// A retired session leaves the worker's cache (and its keys its memory) within a sweep,
+/// even if no packet asks for that slot again.
+#[test]
+fn retired_sessions_leave_the_cache() {
+    let gw = Gateway::new("sweep", true);
+    let mut arena = vec![0u8; 16 * FRAME];
+    let mut w = gw.worker(0, FakeLink::new(&mut arena, FRAME, true), neighbours());
+    assert!(w
+        .link_mut()
+        .inject(Side::Lan, &from_lan(&inner(LAN_HOST, PEER_TUNNEL, 1))));
+    w.poll_once(T0);
+    assert_eq!(w.cached_sessions(), 1);
+    retire(&gw.region, 0, LOCAL);
+    w.poll_once(T0 + 10);
+    assert_eq!(w.cached_sessions(), 1, "not before the sweep interval");
+    w.poll_once(T0 + SWEEP_INTERVAL_NS + 10);
+    assert_eq!(w.cached_sessions(), 0);
+}
