@@ -531,3 +531,44 @@ fn replays_are_refused_on_every_queue() {
         "the endpoint moved to a replayer's port: {ep}"
     );
 }
+
+/// A packet the kernel path refuses releases its frame once. 198.18.1.255 lies inside what
+/// the peer routes into the tunnel and is the LAN's broadcast address at the gateway, so its
+/// next hop's MAC is never known and the raw socket's sendto refuses it (EACCES without
+/// SO_BROADCAST). Before frames were owned, each refusal put the frame on the free list
+/// twice: two packets then landed in one chunk, batches holding a chunk twice were refused
+/// whole (counted as malformed), and plaintext could be sealed over.
+#[test]
+fn kernel_path_refusals_leave_the_frame_pool_intact() {
+    if !require() {
+        return;
+    }
+    let t = topo(1, &[]);
+    let p = &t.peers[0];
+    assert!(ping(&p.ns, LAN_V4));
+    let _ = p.ns.exec([
+        "ping",
+        "-b",
+        "-q",
+        "-c",
+        "400",
+        "-i",
+        "0.002",
+        "-W",
+        "1",
+        "198.18.1.255",
+    ]);
+    let refused = drops(&t, "no_neighbour");
+    assert!(
+        refused >= 300,
+        "the kernel path refused the broadcasts: {refused}\n{}",
+        show(&t)
+    );
+    // The same worker then carries traffic with nothing refused or lost.
+    let out =
+        ok(p.ns.exec(["ping", "-q", "-c", "300", "-i", "0.003", "-W", "2", LAN_V4]));
+    assert!(out.contains(" 0% packet loss"), "{out}\n{}", show(&t));
+    let mbps = iperf(&t, &p.ns, LAN_V4, 3, false);
+    assert!(mbps > 10.0, "{mbps} Mbit/s\n{}", show(&t));
+    assert_eq!(drops(&t, "malformed"), 0, "no batch refused\n{}", show(&t));
+}

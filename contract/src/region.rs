@@ -386,7 +386,10 @@ impl Region {
             return Err(table.len());
         }
         let h = self.header();
-        let s = h.prefixes_seq.load(Ordering::Relaxed);
+        // Even before the write, whatever a writer killed mid-publish left (see
+        // `SeqLock::write`): counting on from an odd value would make readers take the list
+        // while it is being written.
+        let s = h.prefixes_seq.load(Ordering::Relaxed) & !1;
         h.prefixes_seq.store(s.wrapping_add(1), Ordering::Relaxed);
         std::sync::atomic::fence(Ordering::Release);
         for (slot, e) in table.iter().zip(entries) {
@@ -398,6 +401,34 @@ impl Region {
             .store(entries.len() as u64, Ordering::Relaxed);
         h.prefixes_seq.store(s.wrapping_add(2), Ordering::Release);
         Ok(())
+    }
+
+    /// Control, on attaching to a region a previous process left: records that process was
+    /// writing when it died (odd sequence) are made empty, so that nothing half-written is
+    /// ever taken for a session or a peer. Returns how many. (The allowed-IPs list needs no
+    /// repair: control republishes it whole before anything reads it as current.)
+    pub fn repair_torn(&self) -> usize {
+        let mut n = 0;
+        for s in self.sessions() {
+            if s.record.is_torn() {
+                // Its index entry, if any, now points at an invalid record: lookups drop.
+                s.record.write(&[0; SESSION_WORDS]);
+                n += 1;
+            }
+        }
+        for i in self.session_info() {
+            if i.record.is_torn() {
+                i.record.write(&[0; 2]);
+                n += 1;
+            }
+        }
+        for p in self.peers() {
+            if p.record.is_torn() {
+                p.record.write(&PeerRecord::default().encode());
+                n += 1;
+            }
+        }
+        n
     }
 
     /// The allowed-IPs version: even and changed by every publication.
@@ -631,6 +662,52 @@ mod tests {
             assert_eq!(r.index_lookup(i.wrapping_mul(2_654_435_761)), want);
         }
         assert_eq!(r.index_lookup(12345), None);
+    }
+
+    /// A writer killed mid-write leaves records odd: a control attaching afterwards empties
+    /// them, and a list publication after a killed one is still never read half-written.
+    #[test]
+    fn torn_records_are_repaired_on_attach() {
+        let path = temp_path("torn");
+        let r = Region::create(&path, layout()).unwrap();
+        let rec = SessionRecord {
+            local_index: 5,
+            remote_index: 6,
+            peer: 1,
+            flags: SessionRecord::VALID,
+            birth_ns: 9,
+            send_key: [1; 32],
+            recv_key: [2; 32],
+        };
+        r.sessions()[2].record.write(&rec.encode());
+        r.sessions()[3].record.write(&rec.encode());
+        // The dead writer: sequences made odd (as `write` does first), then nothing.
+        crate::seqlock::tests::tear(&r.sessions()[3].record);
+        crate::seqlock::tests::tear(&r.peers()[1].record);
+        let h = r.header();
+        h.prefixes_seq.fetch_add(1, Ordering::Relaxed);
+        let again = Region::attach(&path).unwrap();
+        assert_eq!(again.repair_torn(), 2);
+        assert_eq!(again.repair_torn(), 0);
+        let s3 = SessionRecord::decode(&again.sessions()[3].record.read().unwrap());
+        assert!(!s3.is_valid() && s3.send_key == [0; 32]);
+        assert_eq!(
+            SessionRecord::decode(&again.sessions()[2].record.read().unwrap()),
+            rec,
+            "whole records stay"
+        );
+        assert!(again.peers()[1].record.read().is_some());
+        let mut buf = Vec::new();
+        assert_eq!(
+            again.read_prefixes(&mut buf),
+            None,
+            "the torn list is refused"
+        );
+        again.publish_prefixes(&[[1, 2, 3]]).unwrap();
+        assert_eq!(again.prefixes_version() % 2, 0);
+        assert!(again.read_prefixes(&mut buf).is_some());
+        assert_eq!(buf, vec![[1, 2, 3]]);
+        again.remove().unwrap();
     }
 
     /// Workers copying the allowed-IPs list while control republishes it never see a mix.

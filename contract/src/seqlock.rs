@@ -62,6 +62,12 @@ impl<const N: usize> SeqLock<N> {
         None
     }
 
+    /// Whether a writer stopped in the middle of a write (the sequence is odd while no writer
+    /// runs: it died). Readers refuse such a record until it is written again.
+    pub fn is_torn(&self) -> bool {
+        self.seq.load(Ordering::Acquire) & 1 == 1
+    }
+
     /// The sequence number: even, and changed by every write. Lets a reader skip unchanged
     /// records cheaply.
     pub fn version(&self) -> u64 {
@@ -70,8 +76,13 @@ impl<const N: usize> SeqLock<N> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// What a writer killed mid-write leaves: the sequence odd.
+    pub(crate) fn tear<const N: usize>(l: &SeqLock<N>) {
+        l.seq.fetch_add(1, Ordering::Relaxed);
+    }
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 

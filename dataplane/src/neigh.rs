@@ -21,7 +21,7 @@ use netlink_packet_route::neighbour::{
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -102,13 +102,13 @@ fn resolver(
     rx: &Receiver<IpAddr>,
     stop: &AtomicBool,
 ) {
-    let mut wanted: HashSet<IpAddr> = HashSet::new();
+    let mut wanted = Wanted::new(MAX_WANTED);
     let mut fresh: Vec<IpAddr> = Vec::new();
     let mut current = Snapshot::default();
     let mut last_routes = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         while let Ok(dst) = rx.try_recv() {
-            if wanted.insert(dst) {
+            if wanted.request(dst, std::time::Instant::now()) {
                 fresh.push(dst);
             }
         }
@@ -116,6 +116,7 @@ fn resolver(
         if last_routes.elapsed() >= ROUTE_REFRESH {
             last_routes = std::time::Instant::now();
             fresh.clear();
+            wanted.expire(last_routes);
             let all: HashMap<IpAddr, IpAddr> = wanted
                 .iter()
                 .filter_map(|&d| Some((d, nl.route_get(d)?)))
@@ -142,13 +143,67 @@ fn resolver(
         }
         match rx.recv_timeout(REFRESH) {
             Ok(dst) => {
-                if wanted.insert(dst) {
+                if wanted.request(dst, std::time::Instant::now()) {
                     fresh.push(dst);
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+/// Destinations the resolver keeps resolved at most: what peers send to is theirs to choose,
+/// so the set (and the work of refreshing it every ROUTE_REFRESH) must not grow without bound.
+/// Past it, a new destination is not learnt until room frees up: its packets keep taking the
+/// kernel path, which routes them correctly, only slower. Sized for 100k peers' endpoints and
+/// their LAN destinations; resolving by route instead of by destination (from netlink events,
+/// not polling) is what removes the per-destination refresh.
+pub const MAX_WANTED: usize = 1 << 18;
+/// A destination no worker asked for in this long is forgotten. A destination in use is asked
+/// for again only on a miss, so forgetting it costs one packet through the kernel path.
+pub const WANTED_IDLE: Duration = Duration::from_secs(120);
+
+/// The destinations to keep resolved, with when a worker last asked for each.
+#[derive(Debug)]
+struct Wanted {
+    asked: HashMap<IpAddr, std::time::Instant>,
+    cap: usize,
+}
+
+impl Wanted {
+    fn new(cap: usize) -> Self {
+        Self {
+            asked: HashMap::new(),
+            cap,
+        }
+    }
+
+    /// A worker asked for `dst`; true if it is new (to be resolved at once).
+    fn request(&mut self, dst: IpAddr, now: std::time::Instant) -> bool {
+        if let Some(t) = self.asked.get_mut(&dst) {
+            *t = now;
+            return false;
+        }
+        if self.asked.len() >= self.cap {
+            return false;
+        }
+        self.asked.insert(dst, now);
+        true
+    }
+
+    /// Forgets what nobody asked for in WANTED_IDLE.
+    fn expire(&mut self, now: std::time::Instant) {
+        self.asked
+            .retain(|_, t| now.saturating_duration_since(*t) < WANTED_IDLE);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &IpAddr> {
+        self.asked.keys()
+    }
+
+    fn len(&self) -> usize {
+        self.asked.len()
     }
 }
 
@@ -300,5 +355,31 @@ mod tests {
         s.mac.insert(gw, [1, 2, 3, 4, 5, 6]);
         assert_eq!(s.lookup(dst), Some([1, 2, 3, 4, 5, 6]));
         assert_eq!(s.lookup(gw), None, "the gateway itself was never asked for");
+    }
+
+    /// However many destinations the peers send to, the resolver keeps at most its cap, and
+    /// forgets what nobody asked for in a while.
+    #[test]
+    fn the_wanted_set_is_bounded_and_forgets_idle_destinations() {
+        let t0 = std::time::Instant::now();
+        let mut w = Wanted::new(1000);
+        let mut new = 0;
+        for i in 0..100_000u32 {
+            let dst = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            new += usize::from(w.request(dst, t0));
+        }
+        assert_eq!((w.len(), new), (1000, 1000));
+        let kept: IpAddr = "10.0.0.5".parse().unwrap();
+        assert!(!w.request(kept, t0 + WANTED_IDLE / 2), "known, asked again");
+        w.expire(t0 + WANTED_IDLE);
+        assert_eq!(w.iter().copied().collect::<Vec<_>>(), [kept]);
+        assert!(
+            w.request("10.9.9.9".parse().unwrap(), t0 + WANTED_IDLE),
+            "room again"
+        );
+        assert!(
+            MAX_WANTED >= 200_000,
+            "room for a 100k-peer gateway's endpoints and more"
+        );
     }
 }

@@ -191,7 +191,16 @@ impl Control {
             workers: opts.workers,
         };
         let region = match Region::attach(&opts.region) {
-            Ok(r) => r,
+            Ok(r) => {
+                // A previous control process may have died mid-write.
+                let torn = r.repair_torn();
+                if torn > 0 {
+                    eprintln!(
+                        "wgxdp control: {torn} record(s) a previous process left half-written were emptied"
+                    );
+                }
+                r
+            }
             Err(ShmError::Io { .. }) => Region::create(&opts.region, layout)?,
             Err(e) => return Err(e.into()),
         };
