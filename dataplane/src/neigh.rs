@@ -202,6 +202,7 @@ impl Wanted {
         self.asked.keys()
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.asked.len()
     }
