@@ -40,10 +40,13 @@ pub enum DropReason {
     /// Control retired or replaced the session between the worker reading its key and using
     /// it: sending would reuse a nonce, receiving would fill the new session's window.
     SessionRetired,
+    /// The decrypted packet's destination is one no packet from outside may reach (loopback,
+    /// 0/8, unspecified), as the kernel drops martians.
+    Martian,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::Malformed,
         DropReason::UnknownIndex,
         DropReason::KeyExpired,
@@ -61,6 +64,7 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::EventRingFull,
         DropReason::SessionRetired,
+        DropReason::Martian,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -83,6 +87,7 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::EventRingFull => "event_ring_full",
             DropReason::SessionRetired => "session_retired",
+            DropReason::Martian => "martian",
         }
     }
 }

@@ -69,8 +69,13 @@ pub fn iface(name: &str) -> Result<Iface, DataplaneError> {
             }
         }
     }
+    let index = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| err("unreadable interface index".into()))?;
     Ok(Iface {
         name: name.to_string(),
+        index,
         mac,
         v4,
         v6,

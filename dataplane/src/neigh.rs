@@ -18,7 +18,7 @@ use netlink_packet_core::{
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::collections::HashMap;
@@ -32,18 +32,33 @@ pub const REFRESH: Duration = Duration::from_millis(200);
 /// How often every known destination's route is asked again.
 pub const ROUTE_REFRESH: Duration = Duration::from_secs(5);
 
+/// Where the kernel's FIB sends a destination: the neighbour whose MAC to use (a gateway, or
+/// the destination itself if on-link) and the interface it leaves by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    pub via: IpAddr,
+    pub oif: u32,
+}
+
 /// What workers read.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    /// Destination → the address whose MAC to use (a gateway, or the destination if on-link).
-    pub next_hop: HashMap<IpAddr, IpAddr>,
-    pub mac: HashMap<IpAddr, [u8; 6]>,
+    /// Destination → its unicast route's next hop (destinations with no unicast route, such
+    /// as broadcast or local ones, have none: the kernel's stack decides for them).
+    pub next_hop: HashMap<IpAddr, Hop>,
+    /// (interface index, neighbour) → MAC: a neighbour is per interface.
+    pub mac: HashMap<(u32, IpAddr), [u8; 6]>,
 }
 
 impl Snapshot {
-    /// The Ethernet destination for `dst`, if known.
-    pub fn lookup(&self, dst: IpAddr) -> Option<[u8; 6]> {
-        self.mac.get(self.next_hop.get(&dst)?).copied()
+    /// The Ethernet destination for `dst` if the FIB sends it out of interface `oif` (the
+    /// one the caller transmits on) and the next hop's MAC is known. A destination the FIB
+    /// sends elsewhere gets none: the frame must not leave by an interface the route does
+    /// not name (with the wrong neighbour's MAC, plaintext would be flooded to a segment it
+    /// was never meant for).
+    pub fn lookup(&self, dst: IpAddr, oif: u32) -> Option<[u8; 6]> {
+        let hop = self.next_hop.get(&dst).filter(|h| h.oif == oif)?;
+        self.mac.get(&(oif, hop.via)).copied()
     }
 }
 
@@ -117,7 +132,7 @@ fn resolver(
             last_routes = std::time::Instant::now();
             fresh.clear();
             wanted.expire(last_routes);
-            let all: HashMap<IpAddr, IpAddr> = wanted
+            let all: HashMap<IpAddr, Hop> = wanted
                 .iter()
                 .filter_map(|&d| Some((d, nl.route_get(d)?)))
                 .collect();
@@ -281,7 +296,9 @@ impl Netlink {
     }
 
     /// `ip route get DST`: the gateway, or `dst` itself when on-link.
-    fn route_get(&mut self, dst: IpAddr) -> Option<IpAddr> {
+    /// The unicast route to `dst`: next hop and output interface. `None` for any other kind
+    /// of route (local, broadcast, unreachable, ...), which the kernel's stack handles.
+    fn route_get(&mut self, dst: IpAddr) -> Option<Hop> {
         let mut msg = RouteMessage::default();
         let (family, addr, len) = match dst {
             IpAddr::V4(a) => (AddressFamily::Inet, RouteAddress::Inet(a), 32),
@@ -293,19 +310,31 @@ impl Netlink {
         let mut hop = None;
         self.request(RouteNetlinkMessage::GetRoute(msg), false, |answer| {
             if let RouteNetlinkMessage::NewRoute(r) = answer {
+                if r.header.kind != RouteType::Unicast {
+                    return;
+                }
                 let gw = r.attributes.iter().find_map(|a| match a {
                     RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(IpAddr::V4(*g)),
                     RouteAttribute::Gateway(RouteAddress::Inet6(g)) => Some(IpAddr::V6(*g)),
                     _ => None,
                 });
-                hop = Some(gw.unwrap_or(dst));
+                let oif = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Oif(i) => Some(*i),
+                    _ => None,
+                });
+                if let Some(oif) = oif {
+                    hop = Some(Hop {
+                        via: gw.unwrap_or(dst),
+                        oif,
+                    });
+                }
             }
         });
         hop
     }
 
-    /// Every usable neighbour entry with a link-layer address.
-    fn neighbours(&mut self) -> HashMap<IpAddr, [u8; 6]> {
+    /// Every usable neighbour entry with a link-layer address, by interface.
+    fn neighbours(&mut self) -> HashMap<(u32, IpAddr), [u8; 6]> {
         let mut out = HashMap::new();
         self.request(
             RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
@@ -338,7 +367,7 @@ impl Netlink {
                     _ => None,
                 });
                 if let (Some(ip), Some(mac)) = (ip, mac) {
-                    out.insert(ip, mac);
+                    out.insert((n.header.ifindex, ip), mac);
                 }
             },
         );
@@ -353,13 +382,21 @@ mod tests {
     #[test]
     fn snapshot_lookup_goes_through_the_next_hop() {
         let mut s = Snapshot::default();
-        let dst: IpAddr = "203.0.113.9".parse().unwrap();
+        let dst: IpAddr = "198.19.113.9".parse().unwrap();
         let gw: IpAddr = "198.18.0.254".parse().unwrap();
-        s.next_hop.insert(dst, gw);
-        assert_eq!(s.lookup(dst), None, "next hop known, MAC not yet");
-        s.mac.insert(gw, [1, 2, 3, 4, 5, 6]);
-        assert_eq!(s.lookup(dst), Some([1, 2, 3, 4, 5, 6]));
-        assert_eq!(s.lookup(gw), None, "the gateway itself was never asked for");
+        s.next_hop.insert(dst, Hop { via: gw, oif: 2 });
+        assert_eq!(s.lookup(dst, 2), None, "next hop known, MAC not yet");
+        s.mac.insert((2, gw), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(s.lookup(dst, 2), Some([1, 2, 3, 4, 5, 6]));
+        assert_eq!(
+            s.lookup(gw, 2),
+            None,
+            "the gateway itself was never asked for"
+        );
+        // The route leaves by interface 2: nothing for a caller transmitting on another one,
+        // even if that interface knows a neighbour with the same address.
+        s.mac.insert((3, gw), [9; 6]);
+        assert_eq!(s.lookup(dst, 3), None);
     }
 
     /// However many destinations the peers send to, the resolver keeps at most its cap, and

@@ -32,7 +32,7 @@ fn learns_macs_of_on_link_hosts_and_gateways() {
     a.ip([
         "route",
         "add",
-        "203.0.113.0/24",
+        "198.19.113.0/24",
         "via",
         &wan.b.v4().to_string(),
     ])
@@ -43,9 +43,17 @@ fn learns_macs_of_on_link_hosts_and_gateways() {
     a.ping(wan.b.v6().into(), 1, Duration::from_secs(3))
         .unwrap();
 
+    // The interface the routes leave by, in a's namespace.
+    let shown = String::from_utf8(
+        a.ip(["-o", "link", "show", "dev", &wan.a.ifname])
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let oif: u32 = shown.split(':').next().unwrap().trim().parse().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (n, handle) = a.run_in(|| neigh::spawn(stop.clone())).unwrap();
-    let far: IpAddr = "203.0.113.7".parse().unwrap();
+    let far: IpAddr = "198.19.113.7".parse().unwrap();
     let targets: [IpAddr; 3] = [wan.b.v4().into(), wan.b.v6().into(), far];
     for t in targets {
         n.request(t);
@@ -53,11 +61,22 @@ fn learns_macs_of_on_link_hosts_and_gateways() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let snap = n.load();
-        if targets.iter().all(|t| snap.lookup(*t).is_some()) {
+        if targets.iter().all(|t| snap.lookup(*t, oif).is_some()) {
             for t in targets {
-                assert_eq!(snap.lookup(t).unwrap().to_vec(), b_mac, "{t}");
+                assert_eq!(snap.lookup(t, oif).unwrap().to_vec(), b_mac, "{t}");
+                assert_eq!(
+                    snap.lookup(t, oif + 1000),
+                    None,
+                    "only out of the route's interface"
+                );
             }
-            assert_eq!(snap.next_hop[&far], IpAddr::from(wan.b.v4()));
+            assert_eq!(
+                snap.next_hop[&far],
+                neigh::Hop {
+                    via: IpAddr::from(wan.b.v4()),
+                    oif
+                }
+            );
             break;
         }
         assert!(Instant::now() < deadline, "not learned: {snap:?}");

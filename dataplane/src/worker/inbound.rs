@@ -182,8 +182,12 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             return Err(DropReason::SourceNotAllowed);
         }
         packet::decrement_ttl(chunk, inner_off)?;
-        let lan_mac = self.cfg.lan.as_ref().unwrap_or(&self.cfg.wan).mac;
-        let Some(mac) = snapshot.lookup(dst) else {
+        if is_martian(dst) {
+            return Err(DropReason::Martian);
+        }
+        let lan = self.cfg.lan.as_ref().unwrap_or(&self.cfg.wan);
+        let lan_mac = lan.mac;
+        let Some(mac) = snapshot.lookup(dst, lan.index) else {
             frame.set_packet(inner_off, inner_len);
             return Ok(Delivery::Kernel(dst));
         };
@@ -213,6 +217,22 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         }
         // Reported (or already known): not again until the record changes.
         self.endpoints_checked.insert(peer, (version, src));
+    }
+}
+
+/// Destinations no packet from a peer may reach, as the kernel refuses them on input
+/// (`ip_route_input_slow`'s martian destinations, `ip6_rcv_core`'s loopback check): loopback,
+/// "this network" (0/8) and the unspecified addresses. Sent on, a peer could reach services
+/// bound to the gateway's loopback with a source address of its own.
+pub(super) fn is_martian(dst: IpAddr) -> bool {
+    match dst {
+        IpAddr::V4(a) => a.is_loopback() || a.octets()[0] == 0,
+        IpAddr::V6(a) => {
+            a.is_loopback()
+                || a.is_unspecified()
+                || a.to_ipv4_mapped()
+                    .is_some_and(|m| m.is_loopback() || m.octets()[0] == 0)
+        }
     }
 }
 

@@ -42,6 +42,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Iface {
     pub name: String,
+    /// Its interface index: frames leave by it only for destinations the FIB routes out of it.
+    pub index: u32,
     pub mac: [u8; 6],
     pub v4: Option<Ipv4Addr>,
     pub v6: Option<Ipv6Addr>,

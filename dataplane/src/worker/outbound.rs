@@ -159,7 +159,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             endpoint.is_ipv6(),
             self.cfg.mtu,
         )?;
-        let dst_mac = snapshot.lookup(endpoint.ip());
+        let dst_mac = snapshot.lookup(endpoint.ip(), self.cfg.wan.index);
         let route = Route {
             src: SocketAddr::new(src_ip, self.cfg.listen_port),
             dst: endpoint,

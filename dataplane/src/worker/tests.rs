@@ -22,6 +22,8 @@ const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 3];
 const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 4];
 const PORT: u16 = 51820;
+const WAN_INDEX: u32 = 7;
+const LAN_INDEX: u32 = 8;
 /// Our receiver index for the peer's session, and the peer's.
 const LOCAL: u32 = 0x1111_0001;
 const REMOTE: u32 = 0x2222_0001;
@@ -103,12 +105,14 @@ impl Gateway {
                 id,
                 wan: Iface {
                     name: "wan".into(),
+                    index: WAN_INDEX,
                     mac: WAN_MAC,
                     v4: Some(GW_WAN),
                     v6: None,
                 },
                 lan: Some(Iface {
                     name: "lan".into(),
+                    index: LAN_INDEX,
                     mac: LAN_MAC,
                     v4: Some(GW_LAN),
                     v6: None,
@@ -158,9 +162,18 @@ fn retire(region: &Region, slot: u32, local: u32) {
 /// Every next hop known: the LAN host and the peer's endpoint.
 fn neighbours() -> Snapshot {
     let mut s = Snapshot::default();
-    for (ip, mac) in [(LAN_HOST, HOST_MAC), (*endpoint_ip(), PEER_MAC)] {
-        s.next_hop.insert(ip.into(), ip.into());
-        s.mac.insert(ip.into(), mac);
+    for (ip, mac, oif) in [
+        (LAN_HOST, HOST_MAC, LAN_INDEX),
+        (*endpoint_ip(), PEER_MAC, WAN_INDEX),
+    ] {
+        s.next_hop.insert(
+            ip.into(),
+            crate::neigh::Hop {
+                via: ip.into(),
+                oif,
+            },
+        );
+        s.mac.insert((oif, ip.into()), mac);
     }
     s
 }
@@ -639,4 +652,69 @@ fn retired_sessions_leave_the_cache() {
     assert_eq!(w.cached_sessions(), 1, "not before the sweep interval");
     w.poll_once(T0 + SWEEP_INTERVAL_NS + 10);
     assert_eq!(w.cached_sessions(), 0);
+}
+
+/// A decrypted packet for a loopback (or otherwise martian) destination is dropped, as the
+/// kernel drops martians; it never reaches the LAN nor the kernel's stack.
+#[test]
+fn martian_destinations_are_dropped() {
+    let gw = Gateway::new("martian", true);
+    let mut arena = vec![0u8; 16 * FRAME];
+    let mut w = gw.worker(0, FakeLink::new(&mut arena, FRAME, true), neighbours());
+    for (i, dst) in [Ipv4Addr::LOCALHOST, Ipv4Addr::new(0, 1, 2, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let msg = from_peer(
+            &inner(PEER_TUNNEL, dst, 1),
+            &KEY_TO_US,
+            i as u64,
+            endpoint(),
+        );
+        assert!(w.link_mut().inject(Side::Wan, &msg));
+    }
+    w.poll_once(T0);
+    let link = w.link_mut();
+    assert!(link.sent.is_empty() && link.to_kernel.is_empty());
+    assert_eq!(gw.drops(0, DropReason::Martian), 2);
+    for a in ["::1", "::", "::ffff:127.0.0.1", "127.255.0.1"] {
+        assert!(inbound::is_martian(a.parse().unwrap()), "{a}");
+    }
+    for a in ["198.18.1.2", "2001:2::1", "10.0.0.1"] {
+        assert!(!inbound::is_martian(a.parse().unwrap()), "{a}");
+    }
+}
+
+/// A destination the FIB routes out of another interface never leaves by the LAN port, even
+/// when a neighbour of that address is known there: it takes the kernel's path, which sends
+/// it where the route says.
+#[test]
+fn frames_leave_only_by_the_interface_the_route_names() {
+    let gw = Gateway::new("oif", true);
+    let mut arena = vec![0u8; 16 * FRAME];
+    let mut snapshot = neighbours();
+    // The FIB sends LAN_HOST out of the WAN interface, via a router there whose MAC is known
+    // (say, the internet's default route).
+    snapshot.next_hop.insert(
+        LAN_HOST.into(),
+        crate::neigh::Hop {
+            via: (*endpoint_ip()).into(),
+            oif: WAN_INDEX,
+        },
+    );
+    let mut w = gw.worker(0, FakeLink::new(&mut arena, FRAME, true), snapshot);
+    let msg = from_peer(&inner(PEER_TUNNEL, LAN_HOST, 1), &KEY_TO_US, 0, endpoint());
+    assert!(w.link_mut().inject(Side::Wan, &msg));
+    w.poll_once(T0);
+    let link = w.link_mut();
+    assert!(
+        link.take_sent(Side::Lan).is_empty(),
+        "not out of the LAN port"
+    );
+    assert_eq!(
+        link.to_kernel.len(),
+        1,
+        "to the kernel's stack, which follows the route"
+    );
+    assert_eq!((link.outstanding(), link.duplicates()), (0, 0));
 }
