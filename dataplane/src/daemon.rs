@@ -28,6 +28,8 @@ pub enum DataplaneError {
     Xdp(#[from] XdpError),
     #[error("worker {0}: AF_XDP: {1}")]
     Worker(usize, XskError),
+    #[error("worker {0} stopped unexpectedly; the data path stops rather than run without it")]
+    WorkerDied(usize),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -278,7 +280,16 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
 
     let mut port_now = port;
     let mut last_stats = std::time::Instant::now();
+    let mut died = None;
     while !stop.load(Ordering::Relaxed) {
+        // A worker that is gone (a panic) leaves its queue's peer-bound traffic to nobody:
+        // the LAN program drops it meanwhile (no socket), and the data path stops loudly.
+        if let Some(q) = first_finished(&handles) {
+            eprintln!("wgxdp data path: worker {q} stopped unexpectedly; stopping");
+            died = Some(q);
+            stop.store(true, Ordering::Relaxed);
+            break;
+        }
         prefixes.sync(&region, &mut steering);
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = std::time::Instant::now();
@@ -300,7 +311,33 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     }
     let _ = resolver.join();
     drop(steering);
-    Ok(())
+    match died {
+        Some(q) => Err(DataplaneError::WorkerDied(q)),
+        None => Ok(()),
+    }
+}
+
+/// The first worker thread that has finished, if any (while running, none should have).
+fn first_finished(handles: &[std::thread::JoinHandle<()>]) -> Option<usize> {
+    handles
+        .iter()
+        .position(std::thread::JoinHandle::is_finished)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_finished_worker_is_noticed() {
+        let alive = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(2)));
+        let dead = std::thread::spawn(|| {});
+        let handles = vec![alive, dead];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while super::first_finished(&handles).is_none() {
+            assert!(std::time::Instant::now() < deadline, "never noticed");
+            std::thread::yield_now();
+        }
+        assert_eq!(super::first_finished(&handles), Some(1));
+    }
 }
 
 fn mode_name(m: AttachMode) -> &'static str {

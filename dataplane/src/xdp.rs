@@ -249,5 +249,7 @@ impl Steering {
 }
 
 /// XDP actions, as the programs return them.
+/// XDP_DROP, as `test_run` returns it.
+pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_REDIRECT: u32 = 4;

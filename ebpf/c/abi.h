@@ -48,7 +48,9 @@ enum wgxdp_verdict {
 	WAN_PASS_UNCONFIGURED,   /* no listen port set yet */
 	/* LAN program */
 	LAN_REDIRECT,            /* destination is a peer's allowed IP */
-	LAN_NO_SOCKET,
+	LAN_NO_SOCKET,           /* ... but no socket is bound on this queue: DROPPED, never
+	                          * routed by the kernel in plaintext (start-up, shutdown, a dead
+	                          * worker) */
 	LAN_PASS_LOCAL,          /* addressed to this host */
 	LAN_PASS_MULTICAST,      /* broadcast, multicast, link-local */
 	LAN_PASS_ND,             /* IPv6 neighbour discovery / router messages */

@@ -96,10 +96,15 @@ static __always_inline int count(enum wgxdp_verdict v, int action)
 }
 
 static __always_inline int redirect(void *xsks, struct xdp_md *ctx,
-				    enum wgxdp_verdict ok, enum wgxdp_verdict no_socket)
+				    enum wgxdp_verdict ok, enum wgxdp_verdict no_socket,
+				    int fallback)
 {
-	/* Falls back to XDP_PASS when no socket is bound on this queue. */
-	int action = bpf_redirect_map(xsks, ctx->rx_queue_index, XDP_PASS);
+	/*
+	 * `fallback` when no socket is bound on this queue: ciphertext may pass to the kernel
+	 * (it reaches nothing that opens it), plaintext for a peer must not (the kernel would
+	 * route it unencrypted).
+	 */
+	int action = bpf_redirect_map(xsks, ctx->rx_queue_index, fallback);
 
 	return count(action == XDP_REDIRECT ? ok : no_socket, action);
 }
@@ -205,7 +210,7 @@ static __always_inline int wan_decide(struct xdp_md *ctx, int *done)
 	/* 16-byte header and a 16-byte tag at least (a keepalive). */
 	if ((void *)(wg + 32) > end)
 		return count(WAN_PASS_SHORT_DATA, XDP_PASS);
-	return redirect(&xsks_wan, ctx, WAN_REDIRECT, WAN_NO_SOCKET);
+	return redirect(&xsks_wan, ctx, WAN_REDIRECT, WAN_NO_SOCKET, XDP_PASS);
 }
 
 SEC("xdp")
@@ -247,7 +252,7 @@ static __always_inline int lan_decide(struct xdp_md *ctx)
 		__builtin_memcpy(key.addr, &dst, 4);
 		if (!bpf_map_lookup_elem(&peer_v4, &key))
 			return count(LAN_PASS_NO_PEER, XDP_PASS);
-		return redirect(&xsks_lan, ctx, LAN_REDIRECT, LAN_NO_SOCKET);
+		return redirect(&xsks_lan, ctx, LAN_REDIRECT, LAN_NO_SOCKET, XDP_DROP);
 	}
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -274,7 +279,7 @@ static __always_inline int lan_decide(struct xdp_md *ctx)
 		__builtin_memcpy(key.addr, d, 16);
 		if (!bpf_map_lookup_elem(&peer_v6, &key))
 			return count(LAN_PASS_NO_PEER, XDP_PASS);
-		return redirect(&xsks_lan, ctx, LAN_REDIRECT, LAN_NO_SOCKET);
+		return redirect(&xsks_lan, ctx, LAN_REDIRECT, LAN_NO_SOCKET, XDP_DROP);
 	}
 	return count(LAN_PASS_NOT_IP, XDP_PASS);
 }
