@@ -85,6 +85,10 @@ fn read_layout(h: &Header, path: &Path) -> Result<Layout, ShmError> {
     Ok(layout)
 }
 
+fn nix_euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
 fn unmap(ptr: NonNull<u8>, len: usize) {
     // SAFETY: callers pass a mapping made by `map` with its length, once, when no reference
     // into it remains (the owners' accessors borrow them).
@@ -100,7 +104,23 @@ fn open_existing(path: &Path) -> Result<(File, usize), ShmError> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(io(path, "open"))?;
-    let len = usize::try_from(file.metadata().map_err(io(path, "stat"))?.len()).unwrap_or(0);
+    let meta = file.metadata().map_err(io(path, "stat"))?;
+    // The region holds session keys: only a file of our own that nobody else may read or
+    // write is one (a file planted by someone else, or opened up, is refused).
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if meta.uid() != nix_euid() || meta.mode() & 0o077 != 0 {
+            return Err(io(path, "open")(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "owned by uid {} with mode {:o}: a region must be ours and 0600",
+                    meta.uid(),
+                    meta.mode() & 0o777
+                ),
+            )));
+        }
+    }
+    let len = usize::try_from(meta.len()).unwrap_or(0);
     if len < std::mem::size_of::<Header>() {
         return Err(ShmError::Truncated {
             path: path.to_path_buf(),
@@ -628,8 +648,20 @@ mod tests {
 
     #[test]
     fn attach_refuses_foreign_files() {
+        use std::os::unix::fs::PermissionsExt as _;
         let path = temp_path("foreign");
         std::fs::write(&path, vec![7u8; 4096]).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let open = Region::attach(&path).unwrap_err().to_string();
+        assert!(
+            open.contains("0600"),
+            "a file others may read is refused: {open}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = temp_path("foreign-link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(Region::attach(&link).is_err(), "symlinks are not followed");
+        std::fs::remove_file(&link).unwrap();
         assert!(matches!(
             Region::attach(&path),
             Err(ShmError::Incompatible { .. })

@@ -115,6 +115,10 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     let region = Arc::new(attach_region(&opts.region)?);
     let port = u16::try_from(region.header().listen_port.load(Ordering::Relaxed)).unwrap_or(0);
     let mut steering = Steering::load(port)?;
+    // This host's addresses, before anything is attached: LAN traffic to them is never
+    // steered, and WireGuard data only when addressed to them.
+    let mut local = LocalAddrs::default();
+    local.sync(&mut steering)?;
     let mut summary = Vec::new();
     let wan_role = if lan.is_some() {
         Role::Wan
@@ -126,23 +130,6 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     if let Some(l) = &lan {
         let mode = steering.attach(Role::Lan, &l.name)?;
         summary.push(format!("{} on {}", mode_name(mode), l.name));
-    }
-    // This host's own addresses on the plaintext side are never steered to the workers.
-    let plaintext_side = lan.as_ref().unwrap_or(&wan);
-    for a in nix::ifaddrs::getifaddrs()
-        .map_err(|e| DataplaneError::Interface(plaintext_side.name.clone(), e.to_string()))?
-    {
-        if a.interface_name != plaintext_side.name {
-            continue;
-        }
-        let ip: Option<IpAddr> = a.address.and_then(|s| {
-            s.as_sockaddr_in()
-                .map(|x| IpAddr::V4(x.ip()))
-                .or_else(|| s.as_sockaddr_in6().map(|x| IpAddr::V6(x.ip())))
-        });
-        if let Some(ip) = ip {
-            steering.add_local_addr(ip)?;
-        }
     }
     let mut queues = rx_queues(&wan.name);
     if let Some(l) = &lan {
@@ -293,6 +280,10 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         prefixes.sync(&region, &mut steering);
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = std::time::Instant::now();
+            // Addresses come and go (DHCP, an operator's `ip addr`): follow them.
+            if let Err(e) = local.sync(&mut steering) {
+                eprintln!("wgxdp data path: local addresses: {e}");
+            }
             if let Ok(v) = steering.stats() {
                 for (slot, n) in region.header().xdp_verdicts.iter().zip(v) {
                     slot.store(n, Ordering::Relaxed);
@@ -314,6 +305,35 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     match died {
         Some(q) => Err(DataplaneError::WorkerDied(q)),
         None => Ok(()),
+    }
+}
+
+/// This host's addresses as the XDP programs know them, kept in step with the interfaces.
+#[derive(Debug, Default)]
+struct LocalAddrs {
+    known: std::collections::HashSet<IpAddr>,
+}
+
+impl LocalAddrs {
+    fn sync(&mut self, steering: &mut Steering) -> Result<(), DataplaneError> {
+        let now: std::collections::HashSet<IpAddr> = nix::ifaddrs::getifaddrs()
+            .map_err(|e| DataplaneError::Interface("(all)".into(), e.to_string()))?
+            .filter_map(|a| {
+                a.address.and_then(|s| {
+                    s.as_sockaddr_in()
+                        .map(|x| IpAddr::V4(x.ip()))
+                        .or_else(|| s.as_sockaddr_in6().map(|x| IpAddr::V6(x.ip())))
+                })
+            })
+            .collect();
+        for a in now.difference(&self.known) {
+            steering.add_local_addr(*a)?;
+        }
+        for a in self.known.difference(&now) {
+            let _ = steering.remove_local_addr(*a);
+        }
+        self.known = now;
+        Ok(())
     }
 }
 

@@ -199,7 +199,8 @@ impl Steering {
         }
     }
 
-    /// Marks `addr` as this host's: LAN traffic to it always goes to the kernel.
+    /// Marks `addr` as this host's: LAN traffic to it always goes to the kernel, and WireGuard
+    /// data is steered only when addressed to one of these.
     pub fn add_local_addr(&mut self, addr: IpAddr) -> Result<(), XdpError> {
         match addr {
             IpAddr::V4(a) => {
@@ -215,6 +216,25 @@ impl Steering {
                 let mut map: HashMap<&mut MapData, [u8; 16], u8> =
                     HashMap::try_from(self.map_mut(name)?).map_err(map_err(name))?;
                 map.insert(a.octets(), 1, 0).map_err(map_err(name))
+            }
+        }
+    }
+
+    /// Forgets `addr` as this host's (it was removed from its interface).
+    pub fn remove_local_addr(&mut self, addr: IpAddr) -> Result<(), XdpError> {
+        match addr {
+            IpAddr::V4(a) => {
+                let name = ebpf::maps::LOCAL_V4;
+                let mut map: HashMap<&mut MapData, u32, u8> =
+                    HashMap::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+                map.remove(&u32::from_ne_bytes(a.octets()))
+                    .map_err(map_err(name))
+            }
+            IpAddr::V6(a) => {
+                let name = ebpf::maps::LOCAL_V6;
+                let mut map: HashMap<&mut MapData, [u8; 16], u8> =
+                    HashMap::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+                map.remove(&a.octets()).map_err(map_err(name))
             }
         }
     }

@@ -111,8 +111,36 @@ fn wan_fixtures() {
         return;
     }
     let mut s = Steering::load(PORT).unwrap();
+    s.add_local_addr(WAN_V4.into()).unwrap();
+    s.add_local_addr(wan_v6().into()).unwrap();
     let w = Role::Wan;
     let data = wg(4, 32 + 64);
+    // WireGuard to our port but for another host, routed through this one: not taken.
+    expect(
+        &mut s,
+        w,
+        &ipv4(
+            IpProtocol::UDP,
+            Ipv4Addr::new(198, 18, 9, 9),
+            None,
+            &udp(PORT, &data),
+        ),
+        XDP_PASS,
+        Verdict::WanPassTransit,
+        "transit v4 data",
+    );
+    expect(
+        &mut s,
+        w,
+        &ipv6(
+            IpProtocol::UDP,
+            "2001:2:9::9".parse().unwrap(),
+            &udp(PORT, &data),
+        ),
+        XDP_PASS,
+        Verdict::WanPassTransit,
+        "transit v6 data",
+    );
     // With no AF_XDP socket on the queue, a steered packet falls back to the kernel.
     expect(
         &mut s,
@@ -447,6 +475,7 @@ fn one_armed_fixtures() {
         1,
     )
     .unwrap();
+    s.add_local_addr(WAN_V4.into()).unwrap();
     let o = Role::OneArmed;
     expect(
         &mut s,

@@ -27,6 +27,8 @@ fn data_message_reaches_the_socket_and_a_reply_reaches_the_peer() {
         .run_in(|| UdpSocket::bind(SocketAddr::new(wan.b.v4().into(), 40000)))
         .unwrap();
     let mut steering = Steering::load(PORT).unwrap();
+    // Data is steered only when addressed to this host.
+    steering.add_local_addr(gw_addr.ip()).unwrap();
     // The UMEM and rings are not Send: like a worker, this thread creates and uses them inside
     // the gateway's namespace.
     gw.run_in(|| worker_side(&mut steering, &ifname, &sock, gw_addr));

@@ -46,11 +46,10 @@ enum wgxdp_verdict {
 	WAN_PASS_NOT_IP,         /* ARP, VLAN and anything else */
 	WAN_PASS_MALFORMED,      /* truncated or bad IP header */
 	WAN_PASS_UNCONFIGURED,   /* no listen port set yet */
+	WAN_PASS_TRANSIT,        /* to our port, but addressed to another host: routed through */
 	/* LAN program */
 	LAN_REDIRECT,            /* destination is a peer's allowed IP */
-	LAN_NO_SOCKET,           /* ... but no socket is bound on this queue: DROPPED, never
-	                          * routed by the kernel in plaintext (start-up, shutdown, a dead
-	                          * worker) */
+	LAN_NO_SOCKET,           /* ... but no socket on this queue: dropped, never routed plain */
 	LAN_PASS_LOCAL,          /* addressed to this host */
 	LAN_PASS_MULTICAST,      /* broadcast, multicast, link-local */
 	LAN_PASS_ND,             /* IPv6 neighbour discovery / router messages */

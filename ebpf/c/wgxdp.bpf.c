@@ -70,7 +70,10 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } peer_v6 SEC(".maps");
 
-/* This host's own addresses on the LAN side: traffic to them is never steered. */
+/*
+ * This host's own addresses (every interface's, kept in step by the loader): LAN traffic to
+ * them is never steered, and WireGuard data is steered only if addressed to one of them.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);
@@ -109,15 +112,19 @@ static __always_inline int redirect(void *xsks, struct xdp_md *ctx,
 	return count(action == XDP_REDIRECT ? ok : no_socket, action);
 }
 
-/* Where the UDP header starts (not yet bounds-checked), or a verdict saying why there is none. */
+/*
+ * Where the UDP header starts (not yet bounds-checked), or a verdict saying why there is none;
+ * and whether the packet is addressed to this host (not passing through it).
+ */
 struct l4 {
 	struct udphdr *udp;
 	enum wgxdp_verdict why;
+	int local;
 };
 
 static __always_inline struct l4 find_udp(void *l3, void *end, __u16 proto)
 {
-	struct l4 r = { 0, WAN_PASS_NOT_IP };
+	struct l4 r = { 0, WAN_PASS_NOT_IP, 0 };
 
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;
@@ -142,6 +149,11 @@ static __always_inline struct l4 find_udp(void *l3, void *end, __u16 proto)
 			return r;
 		}
 		r.udp = l3 + ihl;
+		{
+			__u32 dst = ip->daddr;
+
+			r.local = bpf_map_lookup_elem(&local_v4, &dst) != 0;
+		}
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 
@@ -159,6 +171,11 @@ static __always_inline struct l4 find_udp(void *l3, void *end, __u16 proto)
 			return r;
 		}
 		r.udp = (void *)(ip6 + 1);
+		{
+			struct in6_addr dst = ip6->daddr;
+
+			r.local = bpf_map_lookup_elem(&local_v6, &dst) != 0;
+		}
 	}
 	/* The caller checks the UDP header's bounds where it reads it: the verifier tracks a
 	 * bounds check only on the register that is later dereferenced. */
@@ -197,6 +214,9 @@ static __always_inline int wan_decide(struct xdp_md *ctx, int *done)
 		*done = 0;
 		return WAN_PASS_OTHER_PORT;
 	}
+	/* To our port but for another host (routed through this one): not ours to take. */
+	if (!l4.local)
+		return count(WAN_PASS_TRANSIT, XDP_PASS);
 	wg = (__u8 *)(l4.udp + 1);
 	if ((void *)(wg + 4) > end)
 		return count(WAN_PASS_NOT_WG, XDP_PASS);

@@ -64,6 +64,7 @@ verdicts! {
     WanPassNotIp = "WAN_PASS_NOT_IP",
     WanPassMalformed = "WAN_PASS_MALFORMED",
     WanPassUnconfigured = "WAN_PASS_UNCONFIGURED",
+    WanPassTransit = "WAN_PASS_TRANSIT",
     LanRedirect = "LAN_REDIRECT",
     LanNoSocket = "LAN_NO_SOCKET",
     LanPassLocal = "LAN_PASS_LOCAL",
