@@ -39,6 +39,26 @@ fn positional(args: &[String]) -> Vec<String> {
     out
 }
 
+/// A size in bytes, as `--auth-log-max` takes it: a number with an optional K, M or G
+/// (powers of 1024), from [`control::authlog::MIN_MAX_BYTES`] to 1 TiB.
+fn parse_size(flag: &str, s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let min = control::authlog::MIN_MAX_BYTES;
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| (min..=1 << 40).contains(n))
+        .ok_or(format!(
+            "{flag} {s}: expected a size from {min} bytes to 1024G, e.g. 16M"
+        ))
+}
+
 fn run_dir(name: &str) -> PathBuf {
     Path::new(RUN_ROOT).join(name)
 }
@@ -53,7 +73,7 @@ fn stop_flag() -> Result<Arc<AtomicBool>, String> {
 }
 
 /// `wgxdp control --region PATH [--workers N] [--max-peers N] [--auth-log PATH]
-/// [--metrics ADDR:PORT] [--time-scale N] CONFIG`
+/// [--auth-log-max SIZE] [--metrics ADDR:PORT] [--time-scale N] CONFIG`
 pub fn control(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
     let path = pos
@@ -99,6 +119,10 @@ pub fn control(args: &[String]) -> Result<(), String> {
             .unwrap_or(1),
         interface_name: flag(args, "--name"),
         auth_log: flag(args, "--auth-log").map(Into::into),
+        auth_log_max_bytes: match flag(args, "--auth-log-max") {
+            Some(s) => parse_size("--auth-log-max", &s)?,
+            None => control::authlog::DEFAULT_MAX_BYTES,
+        },
         metrics: match flag(args, "--metrics") {
             Some(a) => Some(a.parse().map_err(|_| {
                 format!("--metrics {a}: expected ADDRESS:PORT, e.g. 127.0.0.1:9586")
@@ -187,7 +211,8 @@ fn tail(path: &Path) -> String {
 }
 
 /// `wgxdp up CONFIG --wan IF [--lan IF] [--workers N] [--max-peers N] [--name NAME]
-/// [--metrics ADDR:PORT] [--time-scale N]`; the authentication log goes to the run directory.
+/// [--metrics ADDR:PORT] [--auth-log-max SIZE] [--time-scale N]`; the authentication log goes
+/// to the run directory, rotated within SIZE (16M by default).
 pub fn up(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
     let config_path = pos
@@ -214,6 +239,9 @@ pub fn up(args: &[String]) -> Result<(), String> {
         if !Path::new("/sys/class/net").join(i).exists() {
             return Err(format!("interface {i} does not exist"));
         }
+    }
+    if let Some(s) = flag(args, "--auth-log-max") {
+        parse_size("--auth-log-max", &s)?;
     }
     let backend = flag(args, "--backend").unwrap_or_else(|| "auto".into());
     if !["auto", "xdp", "fallback"].contains(&backend.as_str()) {
@@ -300,6 +328,9 @@ pub fn up(args: &[String]) -> Result<(), String> {
     }
     if let Some(s) = flag(args, "--metrics") {
         control_cmd.args(["--metrics", &s]);
+    }
+    if let Some(s) = flag(args, "--auth-log-max") {
+        control_cmd.args(["--auth-log-max", &s]);
     }
     let mut control = control_cmd
         .arg(config_path)
@@ -412,4 +443,29 @@ pub fn down(args: &[String]) -> Result<(), String> {
         println!("wgxdp {name} is down");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        for (s, want) in [
+            ("16M", Some(16 << 20)),
+            ("4096", Some(4096)),
+            ("64k", Some(64 << 10)),
+            ("1G", Some(1 << 30)),
+            ("1024G", Some(1 << 40)),
+            ("4095", None),
+            ("1025G", None),
+            ("", None),
+            ("M", None),
+            ("-1M", None),
+            ("1.5M", None),
+            ("99999999999999999999G", None),
+        ] {
+            assert_eq!(parse_size("--auth-log-max", s).ok(), want, "{s:?}");
+        }
+    }
 }

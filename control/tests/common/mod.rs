@@ -51,6 +51,7 @@ pub fn options(tag: &str, text: &str) -> ControlOptions {
         max_prefixes: 64,
         time_scale: 1,
         auth_log: None,
+        auth_log_max_bytes: control::authlog::DEFAULT_MAX_BYTES,
         metrics: None,
         interface_name: None,
     }
