@@ -7,6 +7,7 @@
 //! region, so nothing stays attached. `down` stops both (the data path detaches its XDP
 //! programs as it exits) and removes the run directory.
 
+use control::InterfaceName;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -59,7 +60,34 @@ fn parse_size(flag: &str, s: &str) -> Result<u64, String> {
         ))
 }
 
-fn run_dir(name: &str) -> PathBuf {
+/// An interface name from the command line (`--name`, `down NAME`, `show NAME`...): only
+/// as wg-quick takes them, since it becomes a path under /run/wgxdp and /var/run/wireguard.
+pub fn interface_name(s: &str) -> Result<InterfaceName, String> {
+    InterfaceName::new(s).map_err(|e| e.to_string())
+}
+
+/// The optional `--name` flag, checked.
+fn name_flag(args: &[String]) -> Result<Option<InterfaceName>, String> {
+    flag(args, "--name").map(|n| interface_name(&n)).transpose()
+}
+
+/// `up`'s interface name: `--name`, or the configuration file's name, as wg-quick takes it
+/// (`/etc/wireguard/wg0.conf` is wg0).
+fn up_name(args: &[String], config_path: &str) -> Result<InterfaceName, String> {
+    if let Some(n) = name_flag(args)? {
+        return Ok(n);
+    }
+    let stem = Path::new(config_path)
+        .file_stem()
+        .map_or_else(|| "wgxdp".into(), |s| s.to_string_lossy());
+    InterfaceName::new(&stem).map_err(|e| {
+        format!("{e}; the configuration file's name is the interface name: rename it or give --name NAME")
+    })
+}
+
+/// The run directory of gateway `name`: one entry of RUN_ROOT, whatever the name (it has no
+/// `/` and is not `.` or `..`).
+fn run_dir(name: &InterfaceName) -> PathBuf {
     Path::new(RUN_ROOT).join(name)
 }
 
@@ -80,6 +108,7 @@ pub fn control(args: &[String]) -> Result<(), String> {
         .first()
         .ok_or("usage: wgxdp control --region PATH CONFIG")?;
     let region = flag(args, "--region").ok_or("--region PATH is required")?;
+    let interface_name = name_flag(args)?;
     let (config, warnings) = control::config::load(path).map_err(|e| e.to_string())?;
     for w in warnings {
         eprintln!("Warning: {w}");
@@ -117,7 +146,7 @@ pub fn control(args: &[String]) -> Result<(), String> {
         time_scale: flag(args, "--time-scale")
             .and_then(|w| w.parse().ok())
             .unwrap_or(1),
-        interface_name: flag(args, "--name"),
+        interface_name,
         auth_log: flag(args, "--auth-log").map(Into::into),
         auth_log_max_bytes: match flag(args, "--auth-log-max") {
             Some(s) => parse_size("--auth-log-max", &s)?,
@@ -152,12 +181,12 @@ pub fn fallback(args: &[String]) -> Result<(), String> {
     let path = pos
         .first()
         .ok_or("usage: wgxdp fallback --tun NAME CONFIG")?;
-    let tun = flag(args, "--tun").ok_or("--tun NAME is required")?;
+    let tun = interface_name(&flag(args, "--tun").ok_or("--tun NAME is required")?)?;
+    let name = name_flag(args)?;
     let (config, _) = control::config::load(path).map_err(|e| e.to_string())?;
     let stop = stop_flag()?;
     eprintln!("wgxdp: fallback backend: UDP socket and TUN device {tun}, no XDP");
-    control::fallback::run(&config, &tun, flag(args, "--name").as_deref(), &stop)
-        .map_err(|e| e.to_string())
+    control::fallback::run(&config, tun.as_str(), name.as_ref(), &stop).map_err(|e| e.to_string())
 }
 
 /// `wgxdp dataplane --region PATH --wan IF [--lan IF] [--workers N] [--ready FILE]`
@@ -222,6 +251,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
         flag(args, "--wan").ok_or("--wan IF is required (the interface peers reach us on)")?;
     let lan = flag(args, "--lan");
     let workers = flag(args, "--workers").unwrap_or_else(|| "1".into());
+    let name = up_name(args, config_path)?;
     if !nix::unistd::geteuid().is_root() {
         return Err(
             "wgxdp up needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run it with sudo".into(),
@@ -249,12 +279,6 @@ pub fn up(args: &[String]) -> Result<(), String> {
             "--backend must be auto, xdp or fallback, not {backend:?}"
         ));
     }
-    let name = flag(args, "--name").unwrap_or_else(|| {
-        Path::new(config_path)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "wgxdp".into())
-    });
     let dir = run_dir(&name);
     if let Some(pid) = read_pid(&dir, "control.pid").filter(|p| pid_alive(*p)) {
         return Err(format!(
@@ -278,7 +302,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
         }
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let mut fb = Command::new(&exe)
-            .args(["fallback", "--tun", &tun_name, "--name", &name])
+            .args(["fallback", "--tun", &tun_name, "--name", name.as_str()])
             .arg(config_path)
             .stdin(Stdio::null())
             .stdout(log("fallback.log")?)
@@ -317,7 +341,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
     control_cmd
         .args(["control", "--region"])
         .arg(&region)
-        .args(["--workers", &workers, "--name", &name])
+        .args(["--workers", &workers, "--name", name.as_str()])
         .arg("--auth-log")
         .arg(dir.join("auth.log"));
     if let Some(s) = flag(args, "--time-scale") {
@@ -413,12 +437,13 @@ pub fn up(args: &[String]) -> Result<(), String> {
 /// the run directory with the shared region.
 pub fn down(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
-    let names: Vec<String> = match pos.first() {
-        Some(n) => vec![n.clone()],
+    let names: Vec<InterfaceName> = match pos.first() {
+        Some(n) => vec![interface_name(n)?],
+        // Every gateway that is up; anything else in RUN_ROOT is not ours to remove.
         None => std::fs::read_dir(RUN_ROOT)
             .map(|d| {
                 d.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter_map(|e| InterfaceName::new(&e.file_name().to_string_lossy()).ok())
                     .collect()
             })
             .unwrap_or_default(),
@@ -438,8 +463,7 @@ pub fn down(args: &[String]) -> Result<(), String> {
         }
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         // A control process killed outright leaves its UAPI socket behind.
-        let _ =
-            std::fs::remove_file(Path::new(control::uapi::SOCKET_DIR).join(format!("{name}.sock")));
+        let _ = std::fs::remove_file(control::uapi::socket_path(&name));
         println!("wgxdp {name} is down");
     }
     Ok(())

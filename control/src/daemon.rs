@@ -67,7 +67,7 @@ pub struct ControlOptions {
     pub max_sessions: usize,
     pub max_prefixes: usize,
     /// The interface name `wg` knows the gateway by (its UAPI socket); `None`: no socket.
-    pub interface_name: Option<String>,
+    pub interface_name: Option<crate::InterfaceName>,
     /// Where the authentication log goes (appended); `None`: outcomes are only counted.
     pub auth_log: Option<PathBuf>,
     /// The authentication log's budget on disk, with its one rotated file

@@ -8,8 +8,11 @@ pub mod config;
 mod configure;
 pub mod daemon;
 pub mod fallback;
+pub mod ifname;
 pub mod metrics;
 mod observe;
 pub mod peers;
 pub mod service;
 pub mod uapi;
+
+pub use ifname::{InterfaceName, InvalidInterfaceName};
