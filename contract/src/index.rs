@@ -290,7 +290,7 @@ mod tests {
             let new = fresh(&r, &mut rng);
             assert!(r.index_insert(new, slot), "step {step}: table full");
             live.push_back((new, slot));
-            if step % 64 == 0 {
+            if step.is_multiple_of(64) {
                 let missing = fresh(&r, &mut rng);
                 let (found, probes) = r.index_lookup_probes(missing);
                 assert_eq!(found, None);
@@ -350,7 +350,7 @@ mod tests {
         let mut churn: std::collections::VecDeque<u32> = Default::default();
         let mut lowered = 0;
         for step in 0..300_000u32 {
-            if churn.len() == 48 || (churn.len() > 24 && rng.next() % 2 == 0) {
+            if churn.len() == 48 || (churn.len() > 24 && rng.next().is_multiple_of(2)) {
                 let at = rng.next() as usize % churn.len();
                 let before = r.index_probe_limit();
                 r.index_remove(churn.swap_remove_back(at).unwrap());

@@ -437,13 +437,13 @@ mod tests {
     /// Spoofed sources everywhere: `n` spread over some 4000 IPv4 /24s and IPv6 /64s.
     fn spoofed(n: u64) -> SocketAddr {
         let x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        if x % 5 == 0 {
+        if x.is_multiple_of(5) {
             let a = std::net::Ipv6Addr::from(
                 (0x2001_0002_u128 << 96) | u128::from(x >> 40) << 64 | u128::from(x),
             );
             SocketAddr::new(a.into(), (x >> 16) as u16)
         } else {
-            let a = std::net::Ipv4Addr::from(0xc612_0000 | (x >> 32) as u32 & 0x0fff_ff);
+            let a = std::net::Ipv4Addr::from(0xc612_0000 | (x >> 32) as u32 & 0x000f_ffff);
             SocketAddr::new(a.into(), (x >> 8) as u16)
         }
     }
@@ -477,10 +477,10 @@ mod tests {
                 Some(&peer),
                 spoofed(n),
             );
-            if n % 100 == 0 {
+            if n.is_multiple_of(100) {
                 log.record(t, "initiation", Outcome::Accepted, Some(&peer), spoofed(n));
             }
-            if n % 20 == 0 {
+            if n.is_multiple_of(20) {
                 log.flush(t);
             }
         }
@@ -540,7 +540,7 @@ mod tests {
             for i in 0..10_000u32 {
                 let t = start + WINDOW * i / 10_000;
                 // A few sources send most of it, spoofed ones the rest.
-                let src = if i % 2 == 0 {
+                let src = if i.is_multiple_of(2) {
                     SocketAddr::new([198, 18, 0, (i % 7) as u8].into(), 40_000)
                 } else {
                     n += 1;
@@ -548,7 +548,7 @@ mod tests {
                 };
                 let reason = REASONS[i as usize % 3];
                 log.record(t, "initiation", Outcome::Rejected(reason), Some(&peer), src);
-                if i % 100 == 0 {
+                if i.is_multiple_of(100) {
                     log.record(t, "initiation", Outcome::Accepted, Some(&peer), src);
                 }
             }
