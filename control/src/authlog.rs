@@ -212,7 +212,11 @@ impl Rotating {
         // A line that alone exceeds the limit still goes into a file of its own.
         if self.len > 0 && self.len + n > self.limit {
             self.out.flush()?;
-            std::fs::rename(&self.path, self.previous())?;
+            match std::fs::rename(&self.path, self.previous()) {
+                // Someone removed the file: start a new one all the same.
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             self.out = std::io::BufWriter::new(open_append(&self.path)?);
             self.len = 0;
         }
