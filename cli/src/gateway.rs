@@ -7,6 +7,7 @@
 //! region, so nothing stays attached. `down` stops both (the data path detaches its XDP
 //! programs as it exits) and removes the run directory.
 
+use control::InterfaceName;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -39,7 +40,54 @@ fn positional(args: &[String]) -> Vec<String> {
     out
 }
 
-fn run_dir(name: &str) -> PathBuf {
+/// A size in bytes, as `--auth-log-max` takes it: a number with an optional K, M or G
+/// (powers of 1024), from [`control::authlog::MIN_MAX_BYTES`] to 1 TiB.
+fn parse_size(flag: &str, s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let min = control::authlog::MIN_MAX_BYTES;
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| (min..=1 << 40).contains(n))
+        .ok_or(format!(
+            "{flag} {s}: expected a size from {min} bytes to 1024G, e.g. 16M"
+        ))
+}
+
+/// An interface name from the command line (`--name`, `down NAME`, `show NAME`...): only
+/// as wg-quick takes them, since it becomes a path under /run/wgxdp and /var/run/wireguard.
+pub fn interface_name(s: &str) -> Result<InterfaceName, String> {
+    InterfaceName::new(s).map_err(|e| e.to_string())
+}
+
+/// The optional `--name` flag, checked.
+fn name_flag(args: &[String]) -> Result<Option<InterfaceName>, String> {
+    flag(args, "--name").map(|n| interface_name(&n)).transpose()
+}
+
+/// `up`'s interface name: `--name`, or the configuration file's name, as wg-quick takes it
+/// (`/etc/wireguard/wg0.conf` is wg0).
+fn up_name(args: &[String], config_path: &str) -> Result<InterfaceName, String> {
+    if let Some(n) = name_flag(args)? {
+        return Ok(n);
+    }
+    let stem = Path::new(config_path)
+        .file_stem()
+        .map_or_else(|| "wgxdp".into(), |s| s.to_string_lossy());
+    InterfaceName::new(&stem).map_err(|e| {
+        format!("{e}; the configuration file's name is the interface name: rename it or give --name NAME")
+    })
+}
+
+/// The run directory of gateway `name`: one entry of RUN_ROOT, whatever the name (it has no
+/// `/` and is not `.` or `..`).
+fn run_dir(name: &InterfaceName) -> PathBuf {
     Path::new(RUN_ROOT).join(name)
 }
 
@@ -53,13 +101,14 @@ fn stop_flag() -> Result<Arc<AtomicBool>, String> {
 }
 
 /// `wgxdp control --region PATH [--workers N] [--max-peers N] [--auth-log PATH]
-/// [--metrics ADDR:PORT] [--time-scale N] CONFIG`
+/// [--auth-log-max SIZE] [--metrics ADDR:PORT] [--time-scale N] CONFIG`
 pub fn control(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
     let path = pos
         .first()
         .ok_or("usage: wgxdp control --region PATH CONFIG")?;
     let region = flag(args, "--region").ok_or("--region PATH is required")?;
+    let interface_name = name_flag(args)?;
     let (config, warnings) = control::config::load(path).map_err(|e| e.to_string())?;
     for w in warnings {
         eprintln!("Warning: {w}");
@@ -94,8 +143,12 @@ pub fn control(args: &[String]) -> Result<(), String> {
         max_peers,
         max_sessions,
         max_prefixes,
-        interface_name: flag(args, "--name"),
+        interface_name,
         auth_log: flag(args, "--auth-log").map(Into::into),
+        auth_log_max_bytes: match flag(args, "--auth-log-max") {
+            Some(s) => parse_size("--auth-log-max", &s)?,
+            None => control::authlog::DEFAULT_MAX_BYTES,
+        },
         metrics: match flag(args, "--metrics") {
             Some(a) => Some(a.parse().map_err(|_| {
                 format!("--metrics {a}: expected ADDRESS:PORT, e.g. 127.0.0.1:9586")
@@ -135,12 +188,12 @@ pub fn fallback(args: &[String]) -> Result<(), String> {
     let path = pos
         .first()
         .ok_or("usage: wgxdp fallback --tun NAME CONFIG")?;
-    let tun = flag(args, "--tun").ok_or("--tun NAME is required")?;
+    let tun = interface_name(&flag(args, "--tun").ok_or("--tun NAME is required")?)?;
+    let name = name_flag(args)?;
     let (config, _) = control::config::load(path).map_err(|e| e.to_string())?;
     let stop = stop_flag()?;
     eprintln!("wgxdp: fallback backend: UDP socket and TUN device {tun}, no XDP");
-    control::fallback::run(&config, &tun, flag(args, "--name").as_deref(), &stop)
-        .map_err(|e| e.to_string())
+    control::fallback::run(&config, tun.as_str(), name.as_ref(), &stop).map_err(|e| e.to_string())
 }
 
 /// `wgxdp dataplane --region PATH --wan IF [--lan IF] [--workers N] [--ready FILE]`
@@ -194,7 +247,8 @@ fn tail(path: &Path) -> String {
 }
 
 /// `wgxdp up CONFIG --wan IF [--lan IF] [--workers N] [--max-peers N] [--name NAME]
-/// [--metrics ADDR:PORT] [--time-scale N]`; the authentication log goes to the run directory.
+/// [--metrics ADDR:PORT] [--auth-log-max SIZE] [--time-scale N]`; the authentication log goes
+/// to the run directory, rotated within SIZE (16M by default).
 pub fn up(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
     let config_path = pos
@@ -204,6 +258,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
         flag(args, "--wan").ok_or("--wan IF is required (the interface peers reach us on)")?;
     let lan = flag(args, "--lan");
     let workers = flag(args, "--workers").unwrap_or_else(|| "1".into());
+    let name = up_name(args, config_path)?;
     if !nix::unistd::geteuid().is_root() {
         return Err(
             "wgxdp up needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run it with sudo".into(),
@@ -222,18 +277,15 @@ pub fn up(args: &[String]) -> Result<(), String> {
             return Err(format!("interface {i} does not exist"));
         }
     }
+    if let Some(s) = flag(args, "--auth-log-max") {
+        parse_size("--auth-log-max", &s)?;
+    }
     let backend = flag(args, "--backend").unwrap_or_else(|| "auto".into());
     if !["auto", "xdp", "fallback"].contains(&backend.as_str()) {
         return Err(format!(
             "--backend must be auto, xdp or fallback, not {backend:?}"
         ));
     }
-    let name = flag(args, "--name").unwrap_or_else(|| {
-        Path::new(config_path)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "wgxdp".into())
-    });
     let dir = run_dir(&name);
     if let Some(pid) = read_pid(&dir, "control.pid").filter(|p| pid_alive(*p)) {
         return Err(format!(
@@ -257,7 +309,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
         }
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let mut fb = Command::new(&exe)
-            .args(["fallback", "--tun", &tun_name, "--name", &name])
+            .args(["fallback", "--tun", &tun_name, "--name", name.as_str()])
             .arg(config_path)
             .stdin(Stdio::null())
             .stdout(log("fallback.log")?)
@@ -296,7 +348,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
     control_cmd
         .args(["control", "--region"])
         .arg(&region)
-        .args(["--workers", &workers, "--name", &name])
+        .args(["--workers", &workers, "--name", name.as_str()])
         .arg("--auth-log")
         .arg(dir.join("auth.log"));
     if let Some(s) = flag(args, "--time-scale") {
@@ -307,6 +359,9 @@ pub fn up(args: &[String]) -> Result<(), String> {
     }
     if let Some(s) = flag(args, "--metrics") {
         control_cmd.args(["--metrics", &s]);
+    }
+    if let Some(s) = flag(args, "--auth-log-max") {
+        control_cmd.args(["--auth-log-max", &s]);
     }
     let mut control = control_cmd
         .arg(config_path)
@@ -389,12 +444,13 @@ pub fn up(args: &[String]) -> Result<(), String> {
 /// the run directory with the shared region.
 pub fn down(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
-    let names: Vec<String> = match pos.first() {
-        Some(n) => vec![n.clone()],
+    let names: Vec<InterfaceName> = match pos.first() {
+        Some(n) => vec![interface_name(n)?],
+        // Every gateway that is up; anything else in RUN_ROOT is not ours to remove.
         None => std::fs::read_dir(RUN_ROOT)
             .map(|d| {
                 d.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter_map(|e| InterfaceName::new(&e.file_name().to_string_lossy()).ok())
                     .collect()
             })
             .unwrap_or_default(),
@@ -414,9 +470,33 @@ pub fn down(args: &[String]) -> Result<(), String> {
         }
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         // A control process killed outright leaves its UAPI socket behind.
-        let _ =
-            std::fs::remove_file(Path::new(control::uapi::SOCKET_DIR).join(format!("{name}.sock")));
+        let _ = std::fs::remove_file(control::uapi::socket_path(&name));
         println!("wgxdp {name} is down");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        for (s, want) in [
+            ("16M", Some(16 << 20)),
+            ("4096", Some(4096)),
+            ("64k", Some(64 << 10)),
+            ("1G", Some(1 << 30)),
+            ("1024G", Some(1 << 40)),
+            ("4095", None),
+            ("1025G", None),
+            ("", None),
+            ("M", None),
+            ("-1M", None),
+            ("1.5M", None),
+            ("99999999999999999999G", None),
+        ] {
+            assert_eq!(parse_size("--auth-log-max", s).ok(), want, "{s:?}");
+        }
+    }
 }

@@ -18,11 +18,13 @@ Commands:
   genpsk          print a new pre-shared key, as `wg genpsk`
   check CONFIG    parse a wg / wg-quick configuration file and report errors and warnings
   up CONFIG --wan IF [--lan IF] [--workers N] [--max-peers N] [--name NAME]
-     [--metrics ADDR:PORT] [--backend auto|xdp|fallback]
+     [--metrics ADDR:PORT] [--auth-log-max SIZE] [--backend auto|xdp|fallback]
                   start the gateway: control process + XDP/AF_XDP data path (root); where XDP
                   cannot run, `auto` falls back to a UDP socket + TUN device, and says so.
                   The stock `wg` reads and configures it by NAME; handshakes are logged to
-                  /run/wgxdp/NAME/auth.log; --metrics serves Prometheus at ADDR:PORT/metrics
+                  /run/wgxdp/NAME/auth.log (rejections summed per source every 10 s;
+                  rotated to auth.log.1, both within SIZE, 16M by default);
+                  --metrics serves Prometheus at ADDR:PORT/metrics
   down [NAME]     stop it and detach everything
   show [NAME] [--interval S]
                   the `wg show` view, then per-worker packet rates, drops by reason, sessions

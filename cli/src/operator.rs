@@ -3,6 +3,7 @@
 //! data path's per-worker rates and drops).
 
 use control::config::{Config, Endpoint, Interface, IpPrefix, Peer};
+use control::InterfaceName;
 use proto::allowedips::Prefix;
 use proto::keys::{PresharedKey, PrivateKey, PublicKey};
 use rand_core::OsRng;
@@ -20,8 +21,8 @@ fn flag(args: &[String], name: &str) -> Option<String> {
 }
 
 /// Sends one UAPI request to gateway `name`; returns the body of a successful answer.
-fn uapi(name: &str, request: &str) -> Result<Zeroizing<String>, String> {
-    let path = Path::new(control::uapi::SOCKET_DIR).join(format!("{name}.sock"));
+fn uapi(name: &InterfaceName, request: &str) -> Result<Zeroizing<String>, String> {
+    let path = control::uapi::socket_path(name);
     let mut s = UnixStream::connect(&path).map_err(|e| {
         format!(
             "{}: {e} (is the gateway {name} up? `wgxdp up ... --name {name}`)",
@@ -130,7 +131,8 @@ pub fn peer(args: &[String]) -> Result<(), String> {
         .first()
         .filter(|a| !a.starts_with("--"))
         .ok_or(PEER_ADD_USAGE)?;
-    let name = flag(args, "--interface").unwrap_or_else(|| "wgxdp".into());
+    let name =
+        crate::gateway::interface_name(flag(args, "--interface").as_deref().unwrap_or("wgxdp"))?;
     let endpoint: Endpoint = flag(args, "--endpoint")
         .ok_or("--endpoint HOST:PORT is required: the address clients reach the gateway at")?
         .parse()
@@ -286,7 +288,7 @@ fn bytes(n: u64) -> String {
 }
 
 /// The `wg show` part of `wgxdp show`, from a `get=1` answer.
-fn print_wg_view(name: &str, got: &Got) {
+fn print_wg_view(name: &InterfaceName, got: &Got) {
     println!("interface: {name}");
     if let Some(k) = get(&got.device, "private_key").and_then(unhex) {
         println!(
@@ -351,8 +353,8 @@ pub fn show(args: &[String]) -> Result<(), String> {
         .iter()
         .find(|a| !a.starts_with("--"))
         .filter(|a| flag(args, "--interval").as_ref() != Some(a))
-        .cloned()
-        .unwrap_or_else(|| "wgxdp".into());
+        .map_or("wgxdp", String::as_str);
+    let name = crate::gateway::interface_name(name)?;
     let interval: f64 = flag(args, "--interval")
         .map(|s| {
             s.parse()

@@ -17,7 +17,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"WGXDPSHM");
-pub const VERSION: u64 = 6;
+/// 7: the receiver-index table's probe limit (`Header::index_probe_limit`), which readers
+/// must respect: an older worker would read a newer control's table wrongly, and vice versa.
+pub const VERSION: u64 = 7;
 pub const RING_CAP: usize = 1024;
 pub type EventRing = Ring<RING_CAP>;
 
@@ -42,6 +44,9 @@ pub struct Header {
     /// once a second, for `wgxdp show` and the metrics. Opaque here: slot `i` is the BPF ABI's
     /// verdict `i` (the data path, which links that ABI, checks it fits).
     pub xdp_verdicts: [AtomicU64; XDP_VERDICT_SLOTS],
+    /// Control: how far past its home any present receiver index lies in the index table;
+    /// workers' lookups stop there ([`crate::index`]).
+    pub index_probe_limit: AtomicU64,
 }
 
 /// Room for the XDP programs' verdict counters in the header.

@@ -5,7 +5,7 @@
 //! share is here, and only here:
 //!
 //! - the shared region ([`Region`], laid out by [`layout`]): sessions, peers, the
-//!   receiver-index table, the allowed-IPs list, the workers' counters;
+//!   receiver-index table ([`index`]), the allowed-IPs list, the workers' counters;
 //! - the seqlock every multi-word record is published with ([`seqlock`]);
 //! - the event rings from the workers to control ([`ring`]) and the one typed event they
 //!   carry ([`event::WorkerEvent`]);
@@ -27,6 +27,7 @@
 pub mod clock;
 pub mod drop;
 pub mod event;
+pub mod index;
 pub mod layout;
 pub mod region;
 pub mod replay;

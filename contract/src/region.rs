@@ -344,57 +344,38 @@ impl Region {
 
     // ---- receiver index -> session slot (written by control, read by workers) ------------
 
-    const EMPTY: u64 = 0;
-    const TOMBSTONE: u64 = u64::MAX;
-
-    fn probe(&self, index: u32) -> impl Iterator<Item = &AtomicU64> {
-        let table = self.index_table();
-        let mask = table.len() - 1;
-        // Indices are random, so the low bits of a multiplicative hash spread them well.
-        let start = (index.wrapping_mul(0x9e37_79b1) as usize) & mask;
-        (0..table.len()).map(move |i| &table[(start + i) & mask])
+    fn index(&self) -> crate::index::IndexTable<'_> {
+        crate::index::IndexTable {
+            entries: self.index_table(),
+            limit: &self.header().index_probe_limit,
+        }
     }
 
     /// Control: maps receiver `index` to session `slot`. False if the table is full.
     pub fn index_insert(&self, index: u32, slot: u32) -> bool {
-        let entry = (u64::from(index) << 32) | (u64::from(slot) + 1);
-        for e in self.probe(index) {
-            let v = e.load(Ordering::Relaxed);
-            if v == Self::EMPTY || v == Self::TOMBSTONE || (v >> 32) as u32 == index {
-                e.store(entry, Ordering::Release);
-                return true;
-            }
-        }
-        false
+        self.index().insert(index, slot)
     }
 
     /// Control: forgets receiver `index`.
     pub fn index_remove(&self, index: u32) {
-        for e in self.probe(index) {
-            let v = e.load(Ordering::Relaxed);
-            if v == Self::EMPTY {
-                return;
-            }
-            if v != Self::TOMBSTONE && (v >> 32) as u32 == index {
-                e.store(Self::TOMBSTONE, Ordering::Release);
-                return;
-            }
-        }
+        self.index().remove(index);
     }
 
     /// Workers: the session slot of receiver `index`. The caller still checks the slot's
     /// record carries this index (the table may change under it).
     pub fn index_lookup(&self, index: u32) -> Option<u32> {
-        for e in self.probe(index) {
-            let v = e.load(Ordering::Acquire);
-            if v == Self::EMPTY {
-                return None;
-            }
-            if v != Self::TOMBSTONE && (v >> 32) as u32 == index {
-                return Some((v as u32).wrapping_sub(1));
-            }
-        }
-        None
+        self.index().lookup(index).0
+    }
+
+    /// [`Self::index_lookup`] and the number of table entries it read (at most
+    /// [`Self::index_probe_limit`] + 1): for tests and benchmarks.
+    pub fn index_lookup_probes(&self, index: u32) -> (Option<u32>, usize) {
+        self.index().lookup(index)
+    }
+
+    /// How far past its home any present receiver index lies (see [`crate::index`]).
+    pub fn index_probe_limit(&self) -> usize {
+        self.index().limit()
     }
 
     // ---- allowed IPs (table-wide seqlock) ------------------------------------------------

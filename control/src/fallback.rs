@@ -180,7 +180,7 @@ fn apply(
 pub fn run(
     config: &Config,
     ifname: &str,
-    name: Option<&str>,
+    name: Option<&crate::InterfaceName>,
     stop: &AtomicBool,
 ) -> Result<(), ControlError> {
     let uapi = match name {

@@ -8,7 +8,10 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod fallback;
+pub mod ifname;
 pub mod metrics;
 pub mod peers;
 pub mod service;
 pub mod uapi;
+
+pub use ifname::{InterfaceName, InvalidInterfaceName};

@@ -147,3 +147,88 @@ fn auth_log_and_metrics_tell_accepted_from_rejected() {
         .any(|k| k.starts_with("wgxdp_peer_handshake_age_seconds")));
     let _ = std::fs::remove_file(&log);
 }
+
+/// One captured initiation replayed many times (here from one source): the log takes a line
+/// when it starts and one with the count when the window ends, not a line per packet, and
+/// every message is accounted for. Control runs on a clock the test moves, so that the
+/// 10-second window ends when the test says.
+#[test]
+fn a_replayed_initiation_is_aggregated_not_logged_per_packet() {
+    const SENT: u64 = 300;
+    let log = std::env::temp_dir().join(format!("wgxdp-auth-replay-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let key = PrivateKey::generate(&mut OsRng);
+    let text = format!(
+        "[Interface]\nPrivateKey = {}\nListenPort = 0\n",
+        key.to_base64()
+    );
+    let options = control::daemon::ControlOptions {
+        auth_log: Some(log.clone()),
+        ..options("replay", &text)
+    };
+    let clock = control::clock::ManualClock::new();
+    let mut control =
+        control::daemon::Control::with(&options, Box::new(clock.clone()), Box::new(OsRng)).unwrap();
+    let mut advanced = Duration::ZERO;
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = control.local_addr().unwrap().port();
+    let m = initiation_from_stranger(&key.public_key());
+    let rejected = |c: &control::daemon::Control| {
+        parse(&c.metrics_page())
+            .get(r#"wgxdp_handshakes_total{message="initiation",result="rejected",reason="unknown_key"}"#)
+            .copied()
+            .unwrap_or(0.0) as u64
+    };
+    // In bursts the socket's default buffer holds.
+    for _ in 0..SENT / 50 {
+        for _ in 0..50 {
+            sock.send_to(&m, ("127.0.0.1", port)).unwrap();
+        }
+        let before = rejected(&control);
+        while rejected(&control) < before + 50 {
+            control.step();
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let total = |text: &str| -> u64 {
+        text.lines()
+            .map(|l| {
+                l.split(' ')
+                    .find_map(|f| f.strip_prefix("repeated="))
+                    .map_or(1, |n| n.parse().unwrap())
+            })
+            .sum()
+    };
+    // Until the last window has ended and its count is written.
+    while total(&std::fs::read_to_string(&log).unwrap()) < SENT {
+        assert!(std::time::Instant::now() < deadline, "window never ended");
+        clock.advance(Duration::from_secs(1));
+        advanced += Duration::from_secs(1);
+        control.step();
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(total(&text), SENT, "{text}");
+    // Two lines per window at most, however slowly this machine got through them.
+    let windows = advanced.as_secs() / 10 + 2;
+    assert!(
+        lines.len() as u64 <= 2 * windows && (lines.len() as u64) < SENT / 10,
+        "{} lines for {SENT} messages in {windows} windows:\n{text}",
+        lines.len()
+    );
+    assert!(
+        lines[0].contains("msg=initiation result=rejected reason=unknown_key peer=")
+            && lines[0].contains("endpoint=127.0.0.1:"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("reason=unknown_key peer=")
+            && lines[1].contains("source=127.0.0.0/24 repeated="),
+        "{}",
+        lines[1]
+    );
+    drop(control);
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&options.region);
+}

@@ -28,7 +28,7 @@ fn control_exits_when_its_socket_is_removed() {
     );
     let name = format!("wgxu{}", std::process::id() % 100_000);
     let opts = ControlOptions {
-        interface_name: Some(name.clone()),
+        interface_name: Some(control::InterfaceName::new(&name).unwrap()),
         ..common::options("uapi", &text)
     };
     let region = opts.region.clone();

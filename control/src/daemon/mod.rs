@@ -76,9 +76,12 @@ pub struct ControlOptions {
     pub max_sessions: usize,
     pub max_prefixes: usize,
     /// The interface name `wg` knows the gateway by (its UAPI socket); `None`: no socket.
-    pub interface_name: Option<String>,
+    pub interface_name: Option<crate::InterfaceName>,
     /// Where the authentication log goes (appended); `None`: outcomes are only counted.
     pub auth_log: Option<PathBuf>,
+    /// The authentication log's budget on disk, with its one rotated file
+    /// ([`crate::authlog::DEFAULT_MAX_BYTES`] is the usual choice).
+    pub auth_log_max_bytes: u64,
     /// Address of the Prometheus endpoint; `None`: off.
     pub metrics: Option<SocketAddr>,
 }
@@ -236,12 +239,11 @@ impl Control {
             peers: PeerTable::new(region.layout().peers),
             fwmark: 0,
             waiting: Vec::new(),
-            auth: crate::authlog::AuthLog::open(opts.auth_log.as_deref()).map_err(|e| {
-                ControlError::Setup {
+            auth: crate::authlog::AuthLog::open(opts.auth_log.as_deref(), opts.auth_log_max_bytes)
+                .map_err(|e| ControlError::Setup {
                     what: "authentication log".into(),
                     reason: e.to_string(),
-                }
-            })?,
+                })?,
             metrics: match opts.metrics {
                 Some(a) => {
                     Some(
@@ -679,7 +681,9 @@ impl Control {
         self.drain_events();
         self.flush();
         self.expire_inherited();
-        self.auth.flush();
+        // Rejections are counted per window; this ends one even when traffic has stopped.
+        let now = self.now();
+        self.auth.flush(now.unix);
         self.serve_uapi();
         self.serve_metrics();
     }

@@ -22,6 +22,12 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 pub const SOCKET_DIR: &str = "/var/run/wireguard";
+
+/// Where gateway `name`'s socket is, as `wg` looks for it (a valid name keeps it inside
+/// [`SOCKET_DIR`]).
+pub fn socket_path(name: &crate::InterfaceName) -> PathBuf {
+    Path::new(SOCKET_DIR).join(format!("{name}.sock"))
+}
 /// Longest line: Go's `bufio.Scanner` limit, which wireguard-go answers with EIO.
 const MAX_LINE: usize = 64 * 1024;
 /// Largest `set=1` request: room for `wg setconf` of a few hundred thousand peers.
@@ -58,8 +64,8 @@ pub struct Uapi {
 
 impl Uapi {
     /// Binds `/var/run/wireguard/<name>.sock` (owner-only), replacing a stale one.
-    pub fn bind(name: &str) -> std::io::Result<Self> {
-        Self::bind_at(&Path::new(SOCKET_DIR).join(format!("{name}.sock")))
+    pub fn bind(name: &crate::InterfaceName) -> std::io::Result<Self> {
+        Self::bind_at(&socket_path(name))
     }
 
     pub fn bind_at(path: &Path) -> std::io::Result<Self> {

@@ -50,6 +50,7 @@ pub fn options(tag: &str, text: &str) -> ControlOptions {
         max_sessions: 64,
         max_prefixes: 64,
         auth_log: None,
+        auth_log_max_bytes: control::authlog::DEFAULT_MAX_BYTES,
         metrics: None,
         interface_name: None,
     }
