@@ -211,11 +211,43 @@ pub fn dataplane(args: &[String]) -> Result<(), String> {
         ready_file: flag(args, "--ready").map(PathBuf::from),
     };
     let stop = stop_flag()?;
-    dataplane::daemon::run(&opts, &stop).map_err(|e| e.to_string())
+    let result = dataplane::daemon::run(&opts, &stop).map_err(|e| e.to_string());
+    // Stopped by a signal (SIGTERM from systemd, an operator's kill), not by `wgxdp down`
+    // (which removes the run directory itself once this process is gone): leave the system
+    // as `down` would. XDP is detached already (run returned); control goes, and the run
+    // directory with the region and its keys.
+    if let Some(dir) = opts
+        .region
+        .parent()
+        .filter(|d| d.parent() == Some(Path::new(RUN_ROOT)))
+    {
+        if let Some(pid) = read_pid(dir, "control.pid") {
+            stop_pid(pid);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        if let Some(name) = dir
+            .file_name()
+            .and_then(|n| InterfaceName::new(&n.to_string_lossy()).ok())
+        {
+            let _ = std::fs::remove_file(control::uapi::socket_path(&name));
+        }
+    }
+    result
 }
 
+/// Whether process `pid` runs (a zombie, dead but not reaped by its parent, does not).
 fn pid_alive(pid: i32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    // /proc/PID/stat: "pid (comm) S ...", the state after the last ')'.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| {
+            st.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .is_none_or(|state| state != 'Z' && state != 'X')
 }
 
 fn read_pid(dir: &Path, name: &str) -> Option<i32> {
@@ -287,10 +319,12 @@ pub fn up(args: &[String]) -> Result<(), String> {
         ));
     }
     let dir = run_dir(&name);
-    if let Some(pid) = read_pid(&dir, "control.pid").filter(|p| pid_alive(*p)) {
-        return Err(format!(
-            "{name} is already up (control pid {pid}); run wgxdp down {name} first"
-        ));
+    for (file, what) in [("control.pid", "control"), ("dataplane.pid", "data path")] {
+        if let Some(pid) = read_pid(&dir, file).filter(|p| pid_alive(*p)) {
+            return Err(format!(
+                "{name} is already up ({what} pid {pid}); run wgxdp down {name} first"
+            ));
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -468,7 +502,12 @@ pub fn down(args: &[String]) -> Result<(), String> {
                 stop_pid(pid);
             }
         }
-        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // The data path removes it itself when it stops on the signal.
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        }
         // A control process killed outright leaves its UAPI socket behind.
         let _ = std::fs::remove_file(control::uapi::socket_path(&name));
         println!("wgxdp {name} is down");

@@ -572,3 +572,76 @@ fn kernel_path_refusals_leave_the_frame_pool_intact() {
     assert!(mbps > 10.0, "{mbps} Mbit/s\n{}", show(&t));
     assert_eq!(drops(&t, "malformed"), 0, "no batch refused\n{}", show(&t));
 }
+
+/// SIGTERM, which systemd sends, leaves the system as `wgxdp down` does: XDP detached, the
+/// run directory (with the region and its keys) gone, control stopped, and the same name can
+/// come up again. Once to the data path alone, once to both processes (systemd's stop).
+#[test]
+fn sigterm_leaves_the_system_as_down_does() {
+    if !require() {
+        return;
+    }
+    let t = topo(1, &[]);
+    let dir = std::path::PathBuf::from(format!("/run/wgxdp/{}", t.name));
+    // A fresh gateway knows no session: the peer handshakes again once its own timers give
+    // up on the old one (KEEPALIVE_TIMEOUT + REKEY_TIMEOUT), so allow for that.
+    let reaches = || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        while std::time::Instant::now() < deadline {
+            if ping(&t.peers[0].ns, LAN_V4) {
+                return true;
+            }
+        }
+        false
+    };
+    for both in [false, true] {
+        assert!(reaches(), "traffic flows before the signal");
+        let (dp, control) = (pid_of(&t, "dataplane"), pid_of(&t, "control"));
+        let term = |pid: i32| {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+        };
+        term(dp);
+        if both {
+            term(control);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while dir.exists() || std::path::Path::new(&format!("/proc/{dp}")).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still there after SIGTERM: run dir {}, data path alive {}",
+                dir.exists(),
+                std::path::Path::new(&format!("/proc/{dp}")).exists()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!xdp_attached(&t.gw, &t.wan_if), "XDP detached from the WAN");
+        assert!(!xdp_attached(&t.gw, &t.lan_if), "XDP detached from the LAN");
+        let gone = std::time::Instant::now() + Duration::from_secs(5);
+        while std::path::Path::new(&format!("/proc/{control}/status")).exists()
+            && !std::fs::read_to_string(format!("/proc/{control}/status"))
+                .unwrap_or_default()
+                .contains("zombie")
+        {
+            assert!(std::time::Instant::now() < gone, "control stopped");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The same name comes up again, and carries traffic.
+        let up = ok(t.gw.exec([
+            BIN,
+            "up",
+            t.conf.to_str().unwrap(),
+            "--wan",
+            &t.wan_if,
+            "--lan",
+            &t.lan_if,
+            "--name",
+            &t.name,
+        ]));
+        assert!(up.contains("is up"), "{up}");
+    }
+    assert!(reaches(), "the gateway that came up again carries traffic");
+}
