@@ -63,7 +63,7 @@ pub use addr::{plan, IfAddr};
 pub use cmd::find_tool;
 pub use error::{Error, Result};
 pub use names::{IFNAMSIZ_MAX, NETNS_PREFIX};
-pub use netns::{sweep_stale, Netns, NETNS_DIR};
+pub use netns::{delete_owned_by, run_in_netns, sweep_stale, Netns, NETNS_DIR};
 pub use privilege::{
     require_netns, require_tools, require_wireguard_go, skip_or_fail, Privilege, REQUIRE_ENV,
     SKIP_LOG_ENV, TUN_DEVICE,
