@@ -1,4 +1,5 @@
-# Shared by testbed/test and testbed/demo: packages, PATH under sudo, cargo discovery.
+# Shared by testbed/test, testbed/demo and the bench scripts: packages, PATH under sudo, cargo
+# discovery, the topology.
 # shellcheck shell=bash
 
 # `ip` lives in /usr/sbin, which a non-login shell or a reset sudo environment may lack.
@@ -48,4 +49,24 @@ install_packages() {
     else
         echo "warning: not root, cannot install: ${missing[*]} (tests needing them will skip)" >&2
     fi
+}
+
+# The demo's and the benchmarks' hosts: testbed's gateway topology (testbed/src/topology.rs),
+# built by testbed-topo (`cargo build --release -p testbed`). `topo_create OPTIONS...` sets the
+# variables it prints (ns_gw, gw_wan, gw_lan, srv_v4, ...: see testbed/src/bin/testbed-topo.rs),
+# as globals: a new one must not take the name of a script's own variable (peers, gen, ns, t).
+# The namespaces are named after this script's pid, so `topo_delete`, in the script's trap,
+# removes all of them (and ends what runs inside), also after a create interrupted half-way.
+TOPO_BIN=$PWD/target/release/testbed-topo
+topo_create() {
+    local vars
+    if [ ! -x "$TOPO_BIN" ]; then
+        echo "error: $TOPO_BIN is not built (cargo build --release -p testbed)" >&2
+        return 1
+    fi
+    vars=$("$TOPO_BIN" create --owner $$ "$@") || return 1
+    eval "$vars"
+}
+topo_delete() {
+    [ ! -x "$TOPO_BIN" ] || "$TOPO_BIN" delete --owner $$ || true
 }

@@ -1,27 +1,20 @@
-//! Sockets opened inside named network namespaces (`ip netns add NAME`): a socket stays in
-//! the namespace it was created in, so one process can be a generator on the WAN side and a
-//! sink on the LAN side at once.
+//! Sockets opened inside named network namespaces (made by the scripts with `testbed-topo`):
+//! a socket stays in the namespace it was created in, so one process can be a generator on
+//! the WAN side and a sink on the LAN side at once. Entering is testbed's
+//! [`testbed::run_in_netns`]; this only adapts it to the generator's optional names and
+//! `io::Result`s.
 
-use nix::sched::{setns, CloneFlags};
-use std::fs::File;
 use std::io;
 
-/// Runs `f` on a new thread that has joined network namespace `name` (or the current one if
-/// `name` is `None`), and returns what it returns.
-pub fn run_in<T: Send + 'static>(
+/// Runs `f` on a new thread that has joined network namespace `name`, or right here (in the
+/// current namespace) if `name` is `None`, and returns what it returns. A panic in `f`
+/// propagates.
+pub fn run_in<T: Send>(
     name: Option<&str>,
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+    f: impl FnOnce() -> io::Result<T> + Send,
 ) -> io::Result<T> {
-    let path = name.map(|n| format!("/var/run/netns/{n}"));
-    std::thread::spawn(move || {
-        if let Some(path) = path {
-            let ns =
-                File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
-            setns(ns, CloneFlags::CLONE_NEWNET)
-                .map_err(|e| io::Error::other(format!("setns {path}: {e}")))?;
-        }
-        f()
-    })
-    .join()
-    .map_err(|_| io::Error::other("namespace thread panicked"))?
+    match name {
+        None => f(),
+        Some(name) => testbed::run_in_netns(name, f).map_err(io::Error::other)?,
+    }
 }

@@ -58,25 +58,24 @@ impl Sink {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
         let (c, s) = (counts.clone(), stop.clone());
+        // The whole count runs inside the namespace, not only the bind: `rcvbuf_errors` reads
+        // the calling thread's namespace's counters.
         let thread = std::thread::spawn(move || -> io::Result<()> {
-            let bound = join_here(netns.as_deref()).and_then(|()| {
+            let ready_err = ready_tx.clone();
+            let counted = crate::netns::run_in(netns.as_deref(), move || {
                 let sock = UdpSocket::bind(addr)?;
                 sock.set_read_timeout(Some(Duration::from_millis(50)))?;
                 set_rcvbuf(&sock, 8 << 20);
-                Ok(sock)
+                let _ = ready_tx.send(Ok(()));
+                run(&sock, &c, &s, round_len);
+                Ok(())
             });
-            let sock = match bound {
-                Ok(sock) => {
-                    let _ = ready_tx.send(Ok(()));
-                    sock
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-                    return Err(e);
-                }
-            };
-            run(&sock, &c, &s, round_len);
-            Ok(())
+            // Not entering the namespace or not binding: before `Ok` was sent, so this is
+            // what `spawn` reports.
+            if let Err(e) = &counted {
+                let _ = ready_err.send(Err(io::Error::new(e.kind(), e.to_string())));
+            }
+            counted
         });
         ready_rx
             .recv()
@@ -96,15 +95,6 @@ impl Sink {
         }
         self.counts.clone()
     }
-}
-
-/// Joins the calling thread to namespace `name`.
-fn join_here(name: Option<&str>) -> io::Result<()> {
-    let Some(name) = name else { return Ok(()) };
-    let path = format!("/var/run/netns/{name}");
-    let ns = std::fs::File::open(&path)?;
-    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| io::Error::other(format!("setns {path}: {e}")))
 }
 
 fn set_rcvbuf(sock: &UdpSocket, bytes: usize) {

@@ -479,13 +479,7 @@ fn replays_are_refused_on_every_queue() {
     let t = topo_with(1, &["--workers", "2"], Shape::TwoArmed { queues: 2 });
     let p = &t.peers[0];
     assert!(ping(&p.ns, LAN_V4), "{}", show(&t));
-    let pif = ok(p.ns.ip(["-o", "link", "show"]))
-        .lines()
-        .find_map(|l| {
-            let name = l.split(':').nth(1)?.trim().split('@').next()?.to_string();
-            name.starts_with('p').then_some(name)
-        })
-        .expect("the peer's WAN interface");
+    let pif = p.wan_if.clone();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scripts/replay.py");
     let copies = 32;
     let replayer =

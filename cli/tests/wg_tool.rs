@@ -463,12 +463,10 @@ fn peer_add_onboards_a_client_that_connects() {
     assert!(s.has_preshared_key);
 
     // The client, from the file as printed, on the WAN segment.
-    let ns = Netns::new("alice").unwrap();
-    let tg = format!("al{}", std::process::id() % 100_000);
-    veth(&ns, &format!("{tg}a"), &t._sw, &format!("{tg}s"));
-    ok(t._sw
-        .ip(["link", "set", &format!("{tg}s"), "master", "br0"]));
-    addr(&ns, &format!("{tg}a"), "198.18.0.50/24");
+    let ns =
+        t.sw.attach("alice", &["198.18.0.50/24".parse().unwrap()])
+            .unwrap()
+            .ns;
     let client = WireguardGo::start(
         &ns,
         WgConfig {

@@ -99,6 +99,45 @@ pub mod plan {
 
     /// WireGuard's customary port. Each namespace has its own port space.
     pub const WG_PORT: u16 = 51820;
+
+    // The gateway topology (`crate::Topology`). Its WAN segment is the one above: the
+    // gateway is A (.1, ::1), a load generator cabled straight to it is B (.2, ::2), peers on
+    // the switch are .10 + i and ::10 + i (hex). The LAN segment is 198.18.1.0/24 and
+    // 2001:2:0:2::/64, the gateway .1 and the server .2. The tunnel addresses (TUNNEL_*, the
+    // peers' inner addresses) are what the server routes to the gateway.
+
+    pub const LAN_GW_V4: IfAddr = IfAddr::v4(Ipv4Addr::new(198, 18, 1, 1), 24);
+    pub const LAN_SRV_V4: IfAddr = IfAddr::v4(Ipv4Addr::new(198, 18, 1, 2), 24);
+    pub const LAN_GW_V6: IfAddr = IfAddr::v6(Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 1), 64);
+    pub const LAN_SRV_V6: IfAddr = IfAddr::v6(Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 2), 64);
+
+    /// The tunnel subnets, as routes (the server's, towards the gateway).
+    pub const TUNNEL_NET_V4: IfAddr = IfAddr::v4(Ipv4Addr::new(198, 19, 0, 0), 24);
+    pub const TUNNEL_NET_V6: IfAddr = IfAddr::v6(Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0), 64);
+
+    /// How many peers fit on the WAN segment after the first peer address (.10 to .254).
+    pub const MAX_WAN_PEERS: usize = 245;
+    const FIRST_WAN_PEER: u8 = 10;
+
+    /// Peer `i`'s IPv4 address on the WAN segment, `198.18.0.(10 + i)/24`. Panics beyond
+    /// [`MAX_WAN_PEERS`].
+    pub fn wan_peer_v4(i: usize) -> IfAddr {
+        IfAddr::v4(Ipv4Addr::new(198, 18, 0, wan_peer_host(i)), 24)
+    }
+
+    /// Peer `i`'s IPv6 address on the WAN segment, `2001:2::(0x10 + i)/64`.
+    pub fn wan_peer_v6(i: usize) -> IfAddr {
+        let host = u16::from(wan_peer_host(i)) - u16::from(FIRST_WAN_PEER) + 0x10;
+        IfAddr::v6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, host), 64)
+    }
+
+    fn wan_peer_host(i: usize) -> u8 {
+        u8::try_from(i)
+            .ok()
+            .filter(|_| i < MAX_WAN_PEERS)
+            .map(|i| FIRST_WAN_PEER + i)
+            .unwrap_or_else(|| panic!("peer {i}: at most {MAX_WAN_PEERS} on the WAN segment"))
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +165,22 @@ mod tests {
         ] {
             assert!(s.parse::<IfAddr>().is_err(), "{s:?} accepted");
         }
+    }
+
+    #[test]
+    fn wan_peer_addresses() {
+        assert_eq!(plan::wan_peer_v4(0).to_string(), "198.18.0.10/24");
+        assert_eq!(plan::wan_peer_v6(0).to_string(), "2001:2::10/64");
+        assert_eq!(plan::wan_peer_v6(10).to_string(), "2001:2::1a/64");
+        let last = plan::MAX_WAN_PEERS - 1;
+        assert_eq!(plan::wan_peer_v4(last).to_string(), "198.18.0.254/24");
+        assert_eq!(plan::wan_peer_v6(last).to_string(), "2001:2::104/64");
+    }
+
+    #[test]
+    #[should_panic(expected = "at most 245")]
+    fn too_many_wan_peers() {
+        plan::wan_peer_v4(plan::MAX_WAN_PEERS);
     }
 
     #[test]

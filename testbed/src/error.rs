@@ -45,6 +45,9 @@ pub enum Error {
     /// Output of a tool, or an argument, did not have the expected form.
     #[error("cannot parse {what}: {detail}")]
     Parse { what: &'static str, detail: String },
+    /// A topology was asked for that cannot be built (one-armed without a switch, ...).
+    #[error("invalid topology: {0}")]
+    Topology(String),
     /// Entering a network namespace with setns(2) failed.
     #[error("cannot enter network namespace {netns}: {source}")]
     Setns {

@@ -4,6 +4,8 @@
 //! - [`Netns`]: a uniquely named namespace, deleted on drop (also when the test panics);
 //!   [`Netns::run_in`] runs a closure inside it, e.g. to bind a `UdpSocket` there.
 //! - [`VethPair`]: a cable between two namespaces, addressed from the [`plan`].
+//! - [`Topology`]: the gateway's hosts (gateway, server, peers or a load generator) in one
+//!   call; `testbed-topo` builds the same for shell scripts.
 //! - [`WireguardGo`]: a wireguard-go peer in a namespace, configured with `wg`;
 //!   [`WireguardGo::wg_show_dump`] tells whether a handshake happened.
 //! - [`Privilege`], [`skip_or_fail`], [`require_netns`], [`require_wireguard_go`]: tests that
@@ -55,6 +57,7 @@ mod error;
 mod names;
 mod netns;
 mod privilege;
+mod topology;
 mod veth;
 pub mod wg;
 mod wireguard_go;
@@ -63,11 +66,12 @@ pub use addr::{plan, IfAddr};
 pub use cmd::find_tool;
 pub use error::{Error, Result};
 pub use names::{IFNAMSIZ_MAX, NETNS_PREFIX};
-pub use netns::{sweep_stale, Netns, NETNS_DIR};
+pub use netns::{delete_owned_by, run_in_netns, sweep_stale, Netns, NETNS_DIR};
 pub use privilege::{
     require_netns, require_tools, require_wireguard_go, skip_or_fail, Privilege, REQUIRE_ENV,
     SKIP_LOG_ENV, TUN_DEVICE,
 };
+pub use topology::{Host, Switch, Topology, TopologyBuilder, WanSide};
 pub use veth::{VethBuilder, VethEnd, VethPair};
 pub use wg::{WgDump, WgKeypair, WgPeerStatus};
 pub use wireguard_go::{WgConfig, WgPeer, WireguardGo, UAPI_DIR};

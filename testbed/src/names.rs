@@ -19,6 +19,15 @@ pub(crate) fn next() -> u32 {
 
 /// `wgx-<pid>-<n>-<label>`, the label reduced to `[A-Za-z0-9_-]` and 32 characters.
 pub(crate) fn netns(label: &str) -> String {
+    netns_owned_by(std::process::id(), label)
+}
+
+/// A namespace name whose owner is process `owner`, which may be another process than this
+/// one: `testbed-topo` builds namespaces for the shell script that called it and exits, and
+/// the script's pid, not its own, says whether the namespaces are still in use. The counter
+/// part then carries this process's pid too (`<pid>.<n>`), so that two `testbed-topo` runs
+/// for one script cannot pick the same name.
+pub(crate) fn netns_owned_by(owner: u32, label: &str) -> String {
     let label: String = label
         .chars()
         .map(|c| {
@@ -30,7 +39,12 @@ pub(crate) fn netns(label: &str) -> String {
         })
         .take(32)
         .collect();
-    format!("{NETNS_PREFIX}{}-{}-{label}", std::process::id(), next())
+    let me = std::process::id();
+    if owner == me {
+        format!("{NETNS_PREFIX}{owner}-{}-{label}", next())
+    } else {
+        format!("{NETNS_PREFIX}{owner}-{me}.{}-{label}", next())
+    }
 }
 
 /// The pid encoded in a testbed namespace name, if `name` is one.
@@ -77,6 +91,17 @@ mod tests {
         assert_eq!(netns_owner(&a), Some(std::process::id()));
         assert_eq!(netns_owner("other-ns"), None);
         assert_eq!(netns_owner("wgx-notapid-1-x"), None);
+    }
+
+    #[test]
+    fn netns_names_for_another_owner_carry_both_pids() {
+        let me = std::process::id();
+        let a = netns_owned_by(1, "gw");
+        let b = netns_owned_by(1, "gw");
+        assert_ne!(a, b);
+        assert!(a.starts_with(&format!("wgx-1-{me}.")), "{a}");
+        assert_eq!(netns_owner(&a), Some(1));
+        assert!(netns_owned_by(me, "gw").starts_with(&format!("wgx-{me}-")));
     }
 
     #[test]

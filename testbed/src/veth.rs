@@ -78,6 +78,19 @@ impl VethPair {
         )
     }
 
+    /// The two ends, giving up the guard: the pair then lives as long as both namespaces
+    /// (deleting either deletes it), which is what a whole topology of namespaces wants.
+    pub fn into_ends(self) -> (VethEnd, VethEnd) {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        // Nothing is left behind: both ends are moved out, replaced by empty values.
+        let take = |end: &mut VethEnd| VethEnd {
+            netns: std::mem::take(&mut end.netns),
+            ifname: std::mem::take(&mut end.ifname),
+            addrs: std::mem::take(&mut end.addrs),
+        };
+        (take(&mut this.a), take(&mut this.b))
+    }
+
     pub fn builder<'a>(a: &'a Netns, b: &'a Netns) -> VethBuilder<'a> {
         VethBuilder {
             a,

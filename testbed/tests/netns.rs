@@ -135,7 +135,8 @@ fn everything_is_removed_when_the_test_panics() {
     assert!(!a_path.exists(), "{} still exists", a_path.display());
     assert!(!b_path.exists(), "{} still exists", b_path.display());
     assert!(!exists(child), "spawned process {child} survived");
-    // The daemon was SIGKILLed; its new parent (init) reaps it shortly after.
+    // The daemon was ended (SIGTERM, SIGKILL if it lingered); its new parent (init) reaps it
+    // shortly after.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while exists(daemon) && std::time::Instant::now() < deadline {
         let zombie = std::fs::read_to_string(format!("/proc/{daemon}/stat"))

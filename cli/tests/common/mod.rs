@@ -1,13 +1,14 @@
-//! The end-to-end topology shared by the gateway tests: wireguard-go peers on a WAN
-//! segment, `wgxdp up` as the gateway in its own namespace, a server on the LAN side.
+//! The end-to-end set-up shared by the gateway tests: on testbed's gateway topology
+//! (wireguard-go peers on a switched WAN segment, the gateway's namespace, a server on the LAN
+//! side), the peers' WireGuard and `wgxdp up` as the gateway.
 
 #![allow(dead_code, reason = "each test binary uses a different part of it")]
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
-use testbed::{IfAddr, Netns, WgConfig, WgPeer, WireguardGo};
+use testbed::{plan, IfAddr, Netns, Switch, Topology, WgConfig, WgPeer, WireguardGo};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wgxdp");
 pub const LAN_V4: &str = "198.18.1.2";
@@ -30,6 +31,8 @@ pub fn tag() -> String {
 
 pub struct Peer {
     pub ns: Netns,
+    /// Its interface on the WAN segment.
+    pub wan_if: String,
     pub wg: WireguardGo,
     pub v4: IpAddr,
     pub v6: IpAddr,
@@ -38,10 +41,12 @@ pub struct Peer {
 pub struct Topo {
     pub name: String,
     pub gw: Netns,
-    pub _sw: Netns,
+    /// The WAN segment's switch: more hosts join it with [`Switch::attach`].
+    pub sw: Switch,
     pub srv: Netns,
     pub peers: Vec<Peer>,
     pub wan_if: String,
+    /// Empty when one-armed.
     pub lan_if: String,
     pub dir: PathBuf,
     pub conf: PathBuf,
@@ -56,58 +61,6 @@ impl Drop for Topo {
 
 pub fn require() -> bool {
     testbed::require_wireguard_go() && testbed::require_tools(&["iperf3"])
-}
-
-/// A veth from `a` to `b`; both ends up.
-pub fn veth(a: &Netns, an: &str, b: &Netns, bn: &str) {
-    veth_queues(a, an, b, bn, 1);
-}
-
-/// A veth with `n` queues per end.
-pub fn veth_queues(a: &Netns, an: &str, b: &Netns, bn: &str, n: u16) {
-    let n = n.to_string();
-    let out = std::process::Command::new("ip")
-        .args([
-            "link",
-            "add",
-            an,
-            "netns",
-            a.name(),
-            "numtxqueues",
-            &n,
-            "numrxqueues",
-            &n,
-            "type",
-            "veth",
-        ])
-        .args([
-            "peer",
-            "name",
-            bn,
-            "netns",
-            b.name(),
-            "numtxqueues",
-            &n,
-            "numrxqueues",
-            &n,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ok(a.ip(["link", "set", an, "up"]));
-    ok(b.ip(["link", "set", bn, "up"]));
-}
-
-pub fn addr(ns: &Netns, ifname: &str, a: &str) {
-    if a.contains(':') {
-        ok(ns.ip(["addr", "add", a, "dev", ifname, "nodad"]));
-    } else {
-        ok(ns.ip(["addr", "add", a, "dev", ifname]));
-    }
 }
 
 /// Builds the topology with `k` peers and starts the gateway.
@@ -125,48 +78,22 @@ pub enum Shape {
 
 pub fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
     let t = tag();
-    let gw = Netns::new("gw").unwrap();
-    let sw = Netns::new("sw").unwrap();
-    let srv = Netns::new("srv").unwrap();
-    let (wan_if, lan_if) = (format!("gw{t}w"), format!("gw{t}l"));
-    let br = "br0";
-    ok(sw.ip(["link", "add", br, "type", "bridge"]));
-    ok(sw.ip(["link", "set", br, "up"]));
-    let queues = match shape {
-        Shape::TwoArmed { queues } => queues,
-        Shape::OneArmed => 1,
+    let builder = Topology::builder().peers(k);
+    let builder = match shape {
+        Shape::TwoArmed { queues } => builder.queues(queues),
+        Shape::OneArmed => builder.one_armed().queues(1),
     };
-    veth_queues(&gw, &wan_if, &sw, &format!("sw{t}g"), queues);
-    ok(sw.ip(["link", "set", &format!("sw{t}g"), "master", br]));
-    addr(&gw, &wan_if, "198.18.0.1/24");
-    addr(&gw, &wan_if, "2001:2::1/64");
-    let sl = format!("sv{t}l");
-    match shape {
-        Shape::TwoArmed { .. } => {
-            veth_queues(&gw, &lan_if, &srv, &sl, queues);
-            addr(&gw, &lan_if, "198.18.1.1/24");
-            addr(&gw, &lan_if, "2001:2:0:2::1/64");
-            addr(&srv, &sl, "198.18.1.2/24");
-            addr(&srv, &sl, "2001:2:0:2::2/64");
-            ok(srv.ip(["route", "add", "198.19.0.0/24", "via", "198.18.1.1"]));
-            ok(srv.ip([
-                "-6",
-                "route",
-                "add",
-                "2001:2:0:1::/64",
-                "via",
-                "2001:2:0:2::1",
-            ]));
-        }
-        Shape::OneArmed => {
-            // The server is a host on the gateway's only segment.
-            veth(&srv, &sl, &sw, &format!("sw{t}s"));
-            ok(sw.ip(["link", "set", &format!("sw{t}s"), "master", br]));
-            addr(&gw, &wan_if, "198.18.1.1/24");
-            addr(&srv, &sl, "198.18.1.2/24");
-            ok(srv.ip(["route", "add", "198.19.0.0/24", "via", "198.18.1.1"]));
-        }
-    }
+    // Taken apart: each peer's namespace goes next to its wireguard-go.
+    let Topology {
+        gw,
+        gw_wan,
+        gw_lan,
+        srv,
+        switch,
+        peers: hosts,
+        ..
+    } = builder.create().unwrap();
+    let sw = switch.expect("the gateway tests' WAN segment is a switch");
 
     let dir = std::env::temp_dir().join(format!("wgxdp-gw-{t}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -176,20 +103,15 @@ pub fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
         gw_keys.private_key()
     );
     let mut peers = Vec::new();
-    for i in 0..k {
-        let ns = Netns::new(&format!("p{i}")).unwrap();
-        let pw = format!("p{t}x{i}");
-        veth(&ns, &pw, &sw, &format!("sw{t}p{i}"));
-        ok(sw.ip(["link", "set", &format!("sw{t}p{i}"), "master", br]));
-        addr(&ns, &pw, &format!("198.18.0.{}/24", 10 + i));
-        addr(&ns, &pw, &format!("2001:2::{:x}/64", 0x10 + i));
+    for (i, host) in hosts.into_iter().enumerate() {
+        let (ns, wan_if) = (host.ns, host.iface.ifname);
         let v4: IpAddr = format!("198.19.0.{}", 10 + i).parse().unwrap();
         let v6: IpAddr = format!("2001:2:0:1::{:x}", 0x10 + i).parse().unwrap();
         // Even peers reach the gateway over IPv4, odd ones over IPv6.
         let endpoint = if i % 2 == 0 {
-            "198.18.0.1:51820"
+            plan::WAN_A_V4.ip
         } else {
-            "[2001:2::1]:51820"
+            plan::WAN_A_V6.ip
         };
         let wg = WireguardGo::start(
             &ns,
@@ -200,7 +122,7 @@ pub fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
                         "198.18.1.0/24".parse().unwrap(),
                         "2001:2:0:2::/64".parse().unwrap(),
                     ],
-                    endpoint: Some(endpoint.parse().unwrap()),
+                    endpoint: Some(SocketAddr::new(endpoint, plan::WG_PORT)),
                     persistent_keepalive: Some(25),
                     ..WgPeer::new(gw_keys.public_key())
                 }],
@@ -214,13 +136,21 @@ pub fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
             "\n[Peer]\nPublicKey = {}\nAllowedIPs = {v4}/32, {v6}/128\n",
             wg.public_key()
         ));
-        peers.push(Peer { ns, wg, v4, v6 });
+        peers.push(Peer {
+            ns,
+            wan_if,
+            wg,
+            v4,
+            v6,
+        });
     }
     let conf_path = dir.join(format!("gw{t}.conf"));
     std::fs::write(&conf_path, conf).unwrap();
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&conf_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let name = format!("gw{t}");
+    let wan_if = gw_wan.ifname;
+    let lan_if = gw_lan.map(|lan| lan.ifname).unwrap_or_default();
     let mut args = vec![
         BIN,
         "up",
@@ -242,8 +172,8 @@ pub fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
     Topo {
         name,
         gw,
-        _sw: sw,
-        srv,
+        sw,
+        srv: srv.ns,
         peers,
         wan_if,
         lan_if,
