@@ -32,13 +32,11 @@ impl Metrics {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let service = crate::service::Service::spawn("wgxdp-metrics", move |tx, _| {
-            let Ok((s, _)) = listener.accept() else {
-                return false;
-            };
-            serve(s, tx);
-            true
-        })?;
+        let service = crate::service::Service::spawn(
+            "wgxdp-metrics",
+            move || listener.accept().ok().map(|(s, _)| s),
+            |s: TcpStream, tx, _| serve(s, tx),
+        )?;
         Ok(Self { addr, service })
     }
 
@@ -57,7 +55,12 @@ fn serve(mut s: TcpStream, tx: &mpsc::Sender<Scrape>) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let mut req = Vec::new();
     let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+    // A client trickling a byte at a time gets this long in all, not 2 s per byte.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !req.windows(4).any(|w| w == b"\r\n\r\n")
+        && req.len() < 8192
+        && std::time::Instant::now() < deadline
+    {
         match s.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => req.extend_from_slice(&buf[..n]),

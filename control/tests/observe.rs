@@ -97,8 +97,12 @@ fn auth_log_and_metrics_tell_accepted_from_rejected() {
         "no private key in the log"
     );
 
-    // Scrape: the control loop answers while it steps.
+    // Scrape: the control loop answers while it steps. A client that connected first and
+    // says nothing holds up only itself: the scrape is answered at once.
     let addr = gw.control.metrics_addr().unwrap();
+    let _silent = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let started = std::time::Instant::now();
     let client = std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -111,6 +115,11 @@ fn auth_log_and_metrics_tell_accepted_from_rejected() {
         gw.control.step();
     }
     let page = client.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the scrape waited {:?} behind a silent client",
+        started.elapsed()
+    );
     let body = page.split("\r\n\r\n").nth(1).unwrap();
     let m = parse(body);
     let key = a.public_key().to_base64();

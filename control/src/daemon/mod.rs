@@ -107,6 +107,8 @@ pub struct Control {
     waiting: Vec<(crate::uapi::Request, u64, std::time::Instant)>,
     auth: crate::authlog::AuthLog,
     metrics: Option<crate::metrics::Metrics>,
+    /// The last metrics page served, and when it was rendered (region clock).
+    metrics_cache: Option<(u64, String)>,
     /// Peers allowed at once (`--max-peers`, at least the configured ones).
     max_peers: usize,
 }
@@ -255,6 +257,7 @@ impl Control {
                 }
                 None => None,
             },
+            metrics_cache: None,
             max_peers: opts.max_peers.max(config.peers.len()),
         };
         control.reconcile(config)?;

@@ -9,6 +9,9 @@ use proto::device::PeerId;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 
+/// How old a served metrics page may be.
+const METRICS_MAX_AGE_NS: u64 = 1_000_000_000;
+
 impl Control {
     /// Per peer: bytes received, bytes sent, packets received, packets sent by the workers,
     /// over its live and retired sessions.
@@ -63,9 +66,22 @@ impl Control {
     }
 
     /// Answers every scrape the metrics thread has waiting.
+    /// Answers waiting scrapes. The page is O(peers) to render, so it is rendered at most
+    /// once per [`METRICS_MAX_AGE`] however many scrapers ask (Prometheus scrapes every 15 s
+    /// or so; a client asking in a loop gets the same page until it is due).
     pub(crate) fn serve_metrics(&mut self) {
         while let Some(s) = self.metrics.as_ref().and_then(|m| m.poll()) {
-            s.answer(self.metrics_page());
+            let now = self.clock.region_ns();
+            let fresh = self
+                .metrics_cache
+                .as_ref()
+                .is_some_and(|(at, _)| now.saturating_sub(*at) < METRICS_MAX_AGE_NS);
+            if !fresh {
+                self.metrics_cache = Some((now, self.metrics_page()));
+            }
+            if let Some((_, page)) = &self.metrics_cache {
+                s.answer(page.clone());
+            }
         }
     }
 

@@ -84,15 +84,15 @@ impl Uapi {
         nix::sys::stat::umask(old);
         let listener = bound?;
         listener.set_nonblocking(true)?;
-        let service = crate::service::Service::spawn("wgxdp-uapi", move |tx, stop| {
-            let Ok((stream, _)) = listener.accept() else {
-                return false;
-            };
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-            serve_client(stream, tx, stop);
-            true
-        })?;
+        let service = crate::service::Service::spawn(
+            "wgxdp-uapi",
+            move || listener.accept().ok().map(|(stream, _)| stream),
+            |stream: UnixStream, tx, stop| {
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+                serve_client(stream, tx, stop);
+            },
+        )?;
         Ok(Self {
             path: path.to_path_buf(),
             service,
@@ -237,6 +237,73 @@ mod tests {
         let mut a = String::new();
         s.read_to_string(&mut a).unwrap();
         a
+    }
+
+    /// A client that connects and says nothing (or trickles) holds up only itself: another
+    /// client is answered at once, and idle connections beyond the cap are closed, not
+    /// queued.
+    #[test]
+    fn a_silent_client_blocks_no_one() {
+        let path =
+            std::env::temp_dir().join(format!("wgxdp-uapi-idle-{}.sock", std::process::id()));
+        let u = Uapi::bind_at(&path).unwrap();
+        let idle: Vec<UnixStream> = (0..crate::service::MAX_CLIENTS - 1)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let started = std::time::Instant::now();
+        let client = std::thread::spawn({
+            let path = path.clone();
+            move || exchange(&path, b"get=1\n\n")
+        });
+        let mut answered = 0;
+        while !client.is_finished() {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the get waited behind the silent clients"
+            );
+            if let Some(r) = u.poll() {
+                r.answer(Ok("listen_port=1\n".into()));
+                answered += 1;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(client.join().unwrap(), "listen_port=1\nerrno=0\n\n");
+        assert_eq!(answered, 1);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // The cap is full now (the idle ones and nobody else): one more is closed unread.
+        let mut extra = UnixStream::connect(&path).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let _ = extra.write_all(b"get=1\n\n");
+        // Only the idle clients hold slots once the get is answered: the extra one gets in.
+        let mut a = String::new();
+        let reader = std::thread::spawn(move || {
+            let _ = extra.read_to_string(&mut a);
+            a
+        });
+        while !reader.is_finished() {
+            if let Some(r) = u.poll() {
+                r.answer(Ok(String::new()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(reader.join().unwrap(), "errno=0\n\n");
+        let more: Vec<UnixStream> = (0..2)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut last = more.into_iter().last().unwrap();
+        last.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            last.read(&mut buf).unwrap_or(usize::MAX),
+            0,
+            "past the cap a connection is closed at once"
+        );
+        drop(idle);
+        drop(u);
     }
 
     #[test]
