@@ -677,6 +677,29 @@ mod tests {
         assert_eq!(r.index_lookup(12345), None);
     }
 
+    /// A header whose sizes would overflow the layout's arithmetic (a corrupt or hostile
+    /// file) is refused before any offset is computed from them.
+    #[test]
+    fn attach_refuses_absurd_sizes() {
+        let path = temp_path("absurd");
+        let r = Region::create(&path, layout()).unwrap();
+        for (field, value) in [
+            (&r.header().session_slots, u64::MAX / 2),
+            (&r.header().peer_slots, 1 << 40),
+            (&r.header().workers, 1 << 20),
+        ] {
+            let old = field.swap(value, Ordering::Relaxed);
+            assert!(
+                matches!(Region::attach(&path), Err(ShmError::Incompatible { .. })),
+                "{value}"
+            );
+            assert!(Status::attach(&path).is_err());
+            field.store(old, Ordering::Relaxed);
+        }
+        assert!(Region::attach(&path).is_ok());
+        r.remove().unwrap();
+    }
+
     /// A writer killed mid-write leaves records odd: a control attaching afterwards empties
     /// them, and a list publication after a killed one is still never read half-written.
     #[test]
