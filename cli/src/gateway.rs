@@ -113,49 +113,7 @@ pub fn control(args: &[String]) -> Result<(), String> {
     for w in warnings {
         eprintln!("Warning: {w}");
     }
-    // Peers can be added live (`wg set`, `wgxdp peer add`): room for twice the configured
-    // ones, at least 1024, unless told otherwise.
-    let max_peers = match flag(args, "--max-peers") {
-        Some(n) => n
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1 << 24).contains(n))
-            .ok_or(format!(
-                "--max-peers {n}: expected a number from 1 to 16777216"
-            ))?,
-        None => (config.peers.len() * 2).max(1024),
-    }
-    .max(config.peers.len());
-    // Up to three keypairs per peer (current, previous, next) live at once.
-    let max_sessions = (max_peers * 3 + 64).max(4096);
-    let configured_prefixes = config
-        .peers
-        .iter()
-        .map(|p| p.allowed_ips.len())
-        .sum::<usize>();
-    let max_prefixes = (configured_prefixes * 2).max(max_peers * 16).max(65536);
-    let opts = control::daemon::ControlOptions {
-        config,
-        region: region.into(),
-        workers: flag(args, "--workers")
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(64),
-        max_peers,
-        max_sessions,
-        max_prefixes,
-        interface_name,
-        auth_log: flag(args, "--auth-log").map(Into::into),
-        auth_log_max_bytes: match flag(args, "--auth-log-max") {
-            Some(s) => parse_size("--auth-log-max", &s)?,
-            None => control::authlog::DEFAULT_MAX_BYTES,
-        },
-        metrics: match flag(args, "--metrics") {
-            Some(a) => Some(a.parse().map_err(|_| {
-                format!("--metrics {a}: expected ADDRESS:PORT, e.g. 127.0.0.1:9586")
-            })?),
-            None => None,
-        },
-    };
+    let opts = control_options(args, config, region.into(), interface_name)?;
     // Control's work (handshakes, a 100k-peer `wg setconf`) stays off the cores the workers
     // are pinned to (0..workers) when there is one to spare; its threads inherit this.
     let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -182,6 +140,58 @@ pub fn control(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Control's options from the command line: sizes from the configuration unless given.
+fn control_options(
+    args: &[String],
+    config: control::config::Config,
+    region: PathBuf,
+    interface_name: Option<InterfaceName>,
+) -> Result<control::daemon::ControlOptions, String> {
+    // Peers can be added live (`wg set`, `wgxdp peer add`): room for twice the configured
+    // ones, at least 1024, unless told otherwise.
+    let max_peers = match flag(args, "--max-peers") {
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1 << 24).contains(n))
+            .ok_or(format!(
+                "--max-peers {n}: expected a number from 1 to 16777216"
+            ))?,
+        None => (config.peers.len() * 2).max(1024),
+    }
+    .max(config.peers.len());
+    // Up to three keypairs per peer (current, previous, next) live at once.
+    let max_sessions = (max_peers * 3 + 64).max(4096);
+    let configured_prefixes = config
+        .peers
+        .iter()
+        .map(|p| p.allowed_ips.len())
+        .sum::<usize>();
+    let max_prefixes = (configured_prefixes * 2).max(max_peers * 16).max(65536);
+    Ok(control::daemon::ControlOptions {
+        config,
+        region,
+        workers: flag(args, "--workers")
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(64),
+        max_peers,
+        max_sessions,
+        max_prefixes,
+        interface_name,
+        auth_log: flag(args, "--auth-log").map(Into::into),
+        auth_log_max_bytes: match flag(args, "--auth-log-max") {
+            Some(s) => parse_size("--auth-log-max", &s)?,
+            None => control::authlog::DEFAULT_MAX_BYTES,
+        },
+        metrics: match flag(args, "--metrics") {
+            Some(a) => Some(a.parse().map_err(|_| {
+                format!("--metrics {a}: expected ADDRESS:PORT, e.g. 127.0.0.1:9586")
+            })?),
+            None => None,
+        },
+    })
+}
+
 /// `wgxdp fallback --tun NAME CONFIG`: the userspace backend (UDP socket + TUN device).
 pub fn fallback(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
@@ -193,7 +203,15 @@ pub fn fallback(args: &[String]) -> Result<(), String> {
     let (config, _) = control::config::load(path).map_err(|e| e.to_string())?;
     let stop = stop_flag()?;
     eprintln!("wgxdp: fallback backend: UDP socket and TUN device {tun}, no XDP");
-    control::fallback::run(&config, tun.as_str(), name.as_ref(), &stop).map_err(|e| e.to_string())
+    // The region lives where `wgxdp show` looks for it, as with XDP.
+    let region = match &name {
+        Some(n) => run_dir(n).join("region"),
+        None => std::env::temp_dir().join(format!("wgxdp-fallback-{}", std::process::id())),
+    };
+    let _ = std::fs::remove_file(&region);
+    let mut opts = control_options(args, config, region, name)?;
+    opts.workers = 1;
+    crate::fallback::run(&opts, &tun, &stop)
 }
 
 /// `wgxdp dataplane --region PATH --wan IF [--lan IF] [--workers N] [--ready FILE]`

@@ -1,6 +1,7 @@
 //! `wgxdp`: the user's entry point. Subcommands mirror `wg` where they overlap, so scripts
 //! written for `wg genkey | wg pubkey` work with `wgxdp` unchanged.
 
+mod fallback;
 mod gateway;
 mod operator;
 

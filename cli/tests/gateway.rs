@@ -349,6 +349,12 @@ fn fallback_backend_carries_traffic_without_xdp() {
     assert!(ping(&t.srv, &p.v4.to_string()), "server pings the peer");
     let mbps = iperf(&t, &p.ns, LAN_V4, 2, false);
     assert!(mbps > 10.0, "{mbps} Mbit/s");
+    // The same worker and region as with XDP: `wgxdp show` sees its counters and sessions.
+    let shown = show(&t);
+    assert!(
+        shown.contains("worker 0:") && shown.contains("session ") && shown.contains("peer slot"),
+        "{shown}"
+    );
     // The stock `wg` reads and configures it too; routes follow the allowed IPs.
     let dump = testbed::WgDump::parse(&ok(t.gw.exec(["wg", "show", &t.name, "dump"]))).unwrap();
     let s = dump

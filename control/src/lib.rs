@@ -7,7 +7,6 @@ pub mod authlog;
 pub mod clock;
 pub mod config;
 pub mod daemon;
-pub mod fallback;
 pub mod ifname;
 pub mod metrics;
 pub mod peers;

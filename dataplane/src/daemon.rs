@@ -4,14 +4,12 @@
 //! everything when it stops.
 
 use crate::neigh;
+use crate::prefixes::{PrefixSink, Prefixes};
 use crate::worker::{Iface, Worker, WorkerConfig};
 use crate::xdp::{AttachMode, Role, Steering, XdpError};
 use crate::xsk::{BindMode, Port, Umem, UmemSpec, XskError, XskLink};
-use allowedips::AllowedIps;
-use contract::layout::decode_prefix;
 use contract::{Region, ShmError};
 use proto::allowedips::Prefix;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -154,7 +152,6 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     let mut handles = Vec::new();
     for q in 0..workers {
         let reader = prefixes
-            .table
             .reader()
             .map_err(|e| DataplaneError::Interface(wan.name.clone(), e.to_string()))?;
         let (region, neighbours, stop, go, fd_tx) = (
@@ -344,6 +341,23 @@ fn first_finished(handles: &[std::thread::JoinHandle<()>]) -> Option<usize> {
         .position(std::thread::JoinHandle::is_finished)
 }
 
+fn mode_name(m: AttachMode) -> &'static str {
+    match m {
+        AttachMode::Native => "native",
+        AttachMode::Generic => "generic (driver lacks native XDP)",
+    }
+}
+
+impl PrefixSink for Steering {
+    fn insert(&mut self, prefix: Prefix, peer: u32) {
+        let _ = self.insert_peer_prefix(prefix, peer);
+    }
+
+    fn remove(&mut self, prefix: Prefix) {
+        let _ = self.remove_peer_prefix(prefix);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -357,64 +371,5 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(super::first_finished(&handles), Some(1));
-    }
-}
-
-fn mode_name(m: AttachMode) -> &'static str {
-    match m {
-        AttachMode::Native => "native",
-        AttachMode::Generic => "generic (driver lacks native XDP)",
-    }
-}
-
-/// The data path's copy of control's allowed-IPs list: the workers' table and the LAN
-/// program's peer tries, both changed by difference so that an update costs what changed.
-#[derive(Default)]
-struct Prefixes {
-    table: AllowedIps,
-    installed: HashMap<Prefix, u32>,
-    version: Option<u64>,
-    buf: Vec<[u64; 3]>,
-}
-
-impl Prefixes {
-    /// Applies a newly published list, then tells control which version is in force (it
-    /// reuses a removed peer's number only after that, so no packet can reach the new peer
-    /// through the old one's prefixes).
-    fn sync(&mut self, region: &Region, steering: &mut Steering) {
-        if Some(region.prefixes_version()) == self.version {
-            return;
-        }
-        let Some(v) = region.read_prefixes(&mut self.buf) else {
-            return;
-        };
-        let mut wanted = HashMap::with_capacity(self.buf.len());
-        for e in &self.buf {
-            if let Some((addr, len, peer)) = decode_prefix(e) {
-                if let Ok(p) = Prefix::new(addr, len) {
-                    wanted.insert(p, peer);
-                }
-            }
-        }
-        self.installed.retain(|p, peer| {
-            if wanted.contains_key(p) {
-                return true;
-            }
-            self.table.remove(*p, *peer);
-            let _ = steering.remove_peer_prefix(*p);
-            false
-        });
-        for (p, peer) in wanted {
-            if self.installed.get(&p) == Some(&peer) {
-                continue;
-            }
-            // A peer number beyond the table's range cannot be routed: leave it out.
-            if self.table.insert(p, peer).is_ok() {
-                let _ = steering.insert_peer_prefix(p, peer);
-                self.installed.insert(p, peer);
-            }
-        }
-        self.version = Some(v);
-        region.header().prefixes_applied.store(v, Ordering::Release);
     }
 }

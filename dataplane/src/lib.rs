@@ -16,6 +16,8 @@ pub mod kernel;
 pub mod link;
 pub mod neigh;
 pub mod packet;
+pub mod prefixes;
+pub mod socket_link;
 pub mod worker;
 pub mod xdp;
 pub mod xsk;

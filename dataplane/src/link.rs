@@ -39,10 +39,10 @@ pub trait Link<'a> {
     /// Takes back a frame the worker is done with.
     fn release(&mut self, frame: Frame<'a>);
 
-    /// Hands the IP packet in `frame` (its packet range) to the kernel's stack, which routes
-    /// it towards `dst`. The frame is consumed whatever the outcome; false if the kernel
-    /// refused it.
-    fn send_via_kernel(&mut self, frame: Frame<'a>, dst: IpAddr) -> bool;
+    /// Hands the IP packet in `frame` (its packet range: no Ethernet header) bound for `dst`
+    /// on `side` to the kernel, which routes it. The frame is consumed whatever the outcome;
+    /// false if the kernel refused it.
+    fn send_via_kernel(&mut self, frame: Frame<'a>, side: Side, dst: IpAddr) -> bool;
 
     /// Idle: waits until a frame may be received, at most `timeout_ms`.
     fn wait(&mut self, timeout_ms: i32);

@@ -260,6 +260,34 @@ pub fn too_big_reply(
     Ok(total)
 }
 
+/// Where an outer IP/UDP packet (no Ethernet header) goes, and where its UDP payload lies in
+/// it: what a socket needs to send the payload itself.
+pub fn udp_destination(ip: &[u8]) -> Option<(SocketAddr, core::ops::Range<usize>)> {
+    let (dst, l4_off, l4_len): (IpAddr, usize, usize) = match proto::wire::ip_version(ip)? {
+        4 => {
+            let p = Ipv4Packet::new_checked(ip).ok()?;
+            if p.protocol() != IpProtocol::UDP {
+                return None;
+            }
+            (p.dst_addr().into(), p.header_len(), p.payload().len())
+        }
+        6 => {
+            let p = Ipv6Packet::new_checked(ip).ok()?;
+            if p.next_header() != IpProtocol::UDP {
+                return None;
+            }
+            (p.dst_addr().into(), IPV6_LEN, p.payload().len())
+        }
+        _ => return None,
+    };
+    let udp = UdpPacket::new_checked(ip.get(l4_off..l4_off + l4_len)?).ok()?;
+    let start = l4_off + UDP_LEN;
+    Some((
+        SocketAddr::new(dst, udp.dst_port()),
+        start..start + udp.payload().len(),
+    ))
+}
+
 /// The Ethernet source of the frame at `buf[start..]`: the host or router that sent it.
 pub fn frame_source(buf: &[u8], start: usize) -> Option<[u8; 6]> {
     EthernetFrame::new_checked(buf.get(start..)?)

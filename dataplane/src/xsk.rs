@@ -588,7 +588,7 @@ impl<'u> Link<'u> for XskLink<'u> {
         self.pool.release(frame);
     }
 
-    fn send_via_kernel(&mut self, frame: Frame<'u>, dst: IpAddr) -> bool {
+    fn send_via_kernel(&mut self, frame: Frame<'u>, _side: Side, dst: IpAddr) -> bool {
         let sent = self.kernel.send(frame.packet(), dst);
         self.pool.release(frame);
         sent

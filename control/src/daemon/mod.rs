@@ -98,6 +98,8 @@ pub struct Control {
     /// Which session slot holds which keypair.
     sessions: SessionSlots,
     last_under_load: Option<Instant>,
+    /// Handshakes are handed over instead of read from the socket (see `feed_handshakes`).
+    fed: bool,
     uapi: Option<crate::uapi::Uapi>,
     /// Region slots, allowed IPs and retired byte counts of the peers.
     peers: PeerTable,
@@ -231,6 +233,7 @@ impl Control {
             socket,
             sessions,
             last_under_load: None,
+            fed: false,
             uapi: match &opts.interface_name {
                 Some(n) => Some(crate::uapi::Uapi::bind(n).map_err(|e| ControlError::Setup {
                     what: format!("UAPI socket {n}"),
@@ -641,9 +644,13 @@ impl Control {
     pub fn step(&mut self) {
         let mut buf = [0u8; 2048];
         // Wait up to a TICK for the first datagram, then take what is queued without waiting.
-        let _ = self.socket.set_nonblocking(false);
+        // (Fed handshakes: the socket is read by the backend, which hands them over; its
+        // blocking mode is the backend's too, shared by the duplicated descriptors.)
+        if !self.fed {
+            let _ = self.socket.set_nonblocking(false);
+        }
         let mut taken = 0;
-        while taken < HANDSHAKE_BATCH {
+        while taken < HANDSHAKE_BATCH && !self.fed {
             let Ok((n, src)) = self.socket.recv_from(&mut buf) else {
                 break;
             };
@@ -651,26 +658,7 @@ impl Control {
                 let _ = self.socket.set_nonblocking(true);
             }
             taken += 1;
-            let now = self.now();
-            let under_load = self.under_load(now.mono, taken == HANDSHAKE_BATCH);
-            let src = canonical(src);
-            let message = match buf.first() {
-                Some(1) => "initiation",
-                Some(2) => "response",
-                _ => "other",
-            };
-            let result = self
-                .device
-                .handle_datagram(now, src, &mut buf[..n], under_load);
-            if let Some(outcome) = crate::authlog::Outcome::of(&result) {
-                let sender = self.device.handshake_sender().copied();
-                self.auth
-                    .record(now.unix, message, outcome, sender.as_ref(), src);
-            }
-            // Publish a new session before its response leaves: the initiator's first data
-            // message may arrive right behind it, and the workers must know the keys by then.
-            self.drain_events();
-            self.flush();
+            self.handle_handshake(canonical(src), &mut buf[..n], taken == HANDSHAKE_BATCH);
         }
         // Activity first: a responder session confirmed by the peer's first data must count
         // before a worker's "no session" for the same peer, or control would start a needless
@@ -689,6 +677,46 @@ impl Control {
         self.auth.flush(now.unix);
         self.serve_uapi();
         self.serve_metrics();
+    }
+
+    /// One handshake message from `src`; `backlog`: at least HANDSHAKE_BATCH were waiting
+    /// (the kernel's under-load condition).
+    pub fn handle_handshake(&mut self, src: SocketAddr, datagram: &mut [u8], backlog: bool) {
+        let now = self.now();
+        let under_load = self.under_load(now.mono, backlog);
+        let message = match datagram.first() {
+            Some(1) => "initiation",
+            Some(2) => "response",
+            _ => "other",
+        };
+        let result = self.device.handle_datagram(now, src, datagram, under_load);
+        if let Some(outcome) = crate::authlog::Outcome::of(&result) {
+            let sender = self.device.handshake_sender().copied();
+            self.auth
+                .record(now.unix, message, outcome, sender.as_ref(), src);
+        }
+        // Publish a new session before its response leaves: the initiator's first data
+        // message may arrive right behind it, and the workers must know the keys by then.
+        self.drain_events();
+        self.flush();
+    }
+
+    /// From now on control reads no datagrams itself: a backend that owns the socket's
+    /// receiving side (the socket backend, where data and handshakes share it) hands the
+    /// handshakes to [`Control::handle_handshake`], and [`Control::step`] never waits.
+    pub fn feed_handshakes(&mut self) {
+        self.fed = true;
+    }
+
+    /// The socket handshakes are answered from (and data sent from, in the socket backend).
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    /// Whether control should stop because its UAPI socket file was removed (what
+    /// `wg-quick down` does to a userspace implementation).
+    pub fn uapi_removed(&self) -> bool {
+        self.uapi.as_ref().is_some_and(|u| !u.exists())
     }
 
     /// Whether the handshake path is overloaded: the kernel's rule is a queue of

@@ -125,7 +125,7 @@ impl<'a> Link<'a> for FakeLink<'a> {
         self.pool.release(frame);
     }
 
-    fn send_via_kernel(&mut self, frame: Frame<'a>, dst: IpAddr) -> bool {
+    fn send_via_kernel(&mut self, frame: Frame<'a>, _side: Side, dst: IpAddr) -> bool {
         if self.kernel_accepts {
             self.to_kernel.push((frame.packet().to_vec(), dst));
         }

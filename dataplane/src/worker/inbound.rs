@@ -2,7 +2,7 @@
 
 use super::{Worker, BATCH};
 use crate::frame::Frame;
-use crate::link::Link;
+use crate::link::{Link, Side};
 use crate::neigh::Snapshot;
 use crate::packet;
 use aead_batch::{Packet, Verdict, TAG_LEN};
@@ -133,7 +133,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         match self.inbound_deliver(&mut frame, &meta, now, snapshot, routes) {
             Ok(Delivery::Consumed) => self.link.release(frame),
             Ok(Delivery::Lan) => self.tx_lan.push(frame),
-            Ok(Delivery::Kernel(dst)) => self.send_via_kernel(frame, dst),
+            Ok(Delivery::Kernel(dst)) => self.send_via_kernel(frame, Side::Lan, dst),
             Err(e) => self.drop_frame(frame, e),
         }
     }

@@ -180,7 +180,8 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         self.sessions.len()
     }
 
-    /// The link, for tests that look at what was sent.
+    /// The link (tests look at what was sent; the socket backend takes the handshakes it
+    /// received).
     pub fn link_mut(&mut self) -> &mut L {
         &mut self.link
     }
@@ -209,9 +210,9 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
 
     /// Hands a frame (its packet range an IP packet) to the kernel's stack because the next
     /// hop's MAC is not known yet, and asks the resolver to learn it.
-    fn send_via_kernel(&mut self, frame: Frame<'a>, dst: std::net::IpAddr) {
+    fn send_via_kernel(&mut self, frame: Frame<'a>, side: Side, dst: std::net::IpAddr) {
         self.neigh.request(dst);
-        if self.link.send_via_kernel(frame, dst) {
+        if self.link.send_via_kernel(frame, side, dst) {
             self.count(|s| &s.to_kernel, 1);
         } else {
             self.count_drop(DropReason::NoNeighbour);

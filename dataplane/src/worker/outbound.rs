@@ -2,7 +2,7 @@
 
 use super::{Worker, BATCH, MAX_STAGED};
 use crate::frame::Frame;
-use crate::link::Link;
+use crate::link::{Link, Side};
 use crate::neigh::Snapshot;
 use crate::packet::{self, Route};
 use aead_batch::Packet;
@@ -223,7 +223,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
                 // The outer IP packet alone: the kernel writes its own Ethernet header.
                 let (start, len) = (frame.offset(), frame.len());
                 frame.set_packet(start + packet::ETH_LEN, len - packet::ETH_LEN);
-                self.send_via_kernel(frame, meta.route.dst.ip());
+                self.send_via_kernel(frame, Side::Wan, meta.route.dst.ip());
             }
             Err(e) => self.drop_frame(frame, e),
         }

@@ -1,0 +1,178 @@
+//! The fallback backend: where XDP or AF_XDP cannot be used (no capability, an old kernel, a
+//! driver that refuses), the gateway still runs, as a userspace WireGuard on an ordinary UDP
+//! socket and a TUN device. It is the same two parts as with XDP, in one process: control
+//! (handshakes, timers, UAPI, metrics) and one worker, the same batch core, over a
+//! [`SocketLink`] instead of AF_XDP. They share a region as they do across processes, so
+//! `wgxdp show` and the stock `wg` see it the same way.
+//!
+//! The kernel routes between the TUN device and the LAN, as it would for kernel WireGuard;
+//! as wg-quick does, the peers' allowed IPs are routed into the TUN device, following every
+//! change (`wg set`), before control answers the change. It is announced at start; it is the
+//! baseline the XDP path is measured against, not the product.
+
+use contract::clock::mono_ns;
+use control::daemon::{Control, ControlOptions, HANDSHAKE_BATCH};
+use control::InterfaceName;
+use dataplane::link::Link as _;
+use dataplane::neigh::{Neighbours, Snapshot};
+use dataplane::prefixes::{PrefixSink, Prefixes};
+use dataplane::socket_link::SocketLink;
+use dataplane::worker::{Iface, Worker, WorkerConfig};
+use proto::allowedips::Prefix;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Frames of the socket backend's worker (heap memory; 2 KiB each, as a UMEM's).
+const FRAMES: usize = 2048;
+const FRAME_SIZE: usize = 2048;
+/// How often control's loop runs when no handshake arrived (timers have second granularity,
+/// worker activity is picked up within this).
+const CONTROL_EVERY: Duration = Duration::from_millis(5);
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// The kernel's routes into the TUN device, one per allowed IP (what wg-quick sets up).
+struct Routes<'a> {
+    dev: &'a str,
+}
+
+impl PrefixSink for Routes<'_> {
+    fn insert(&mut self, prefix: Prefix, _peer: u32) {
+        let family = if prefix.addr().is_ipv6() { "-6" } else { "-4" };
+        if let Err(e) = ip(&[
+            family,
+            "route",
+            "replace",
+            &prefix.to_string(),
+            "dev",
+            self.dev,
+        ]) {
+            eprintln!("wgxdp fallback: {e}");
+        }
+    }
+
+    fn remove(&mut self, prefix: Prefix) {
+        let family = if prefix.addr().is_ipv6() { "-6" } else { "-4" };
+        let _ = ip(&[family, "route", "del", &prefix.to_string(), "dev", self.dev]);
+    }
+}
+
+/// Runs the gateway on TUN device `tun` until `stop` is set (or, with a UAPI socket, until
+/// that socket file is removed).
+pub fn run(opts: &ControlOptions, tun: &InterfaceName, stop: &AtomicBool) -> Result<(), String> {
+    let dev = tun_tap::Iface::without_packet_info(tun.as_str(), tun_tap::Mode::Tun)
+        .map_err(|e| format!("creating TUN {tun}: {e}"))?;
+    let mtu = opts.config.interface.mtu.unwrap_or(1420);
+    ip(&["link", "set", tun.as_str(), "mtu", &mtu.to_string(), "up"])?;
+    for a in &opts.config.interface.addresses {
+        ip(&["addr", "add", &a.to_string(), "dev", tun.as_str()])?;
+    }
+    let _ = Command::new("sysctl")
+        .args([
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ])
+        .status();
+
+    let mut control = Control::new(opts).map_err(|e| e.to_string())?;
+    control.feed_handshakes();
+    let region = control.region().clone();
+    let socket = control.socket().try_clone().map_err(|e| e.to_string())?;
+    let mut port = control.local_addr().map_err(|e| e.to_string())?.port();
+    let mut arena = vec![0u8; FRAMES * FRAME_SIZE];
+    let link = SocketLink::new(&mut arena, FRAME_SIZE, socket, dev, port)
+        .map_err(|e| format!("socket backend: {e}"))?;
+    let mut prefixes = Prefixes::default();
+    let mut routes = Routes { dev: tun.as_str() };
+    prefixes.sync(&region, &mut routes);
+    let reader = prefixes.reader().map_err(|e| e.to_string())?;
+    // The socket sends from whatever address the kernel picks; these only fill the headers
+    // the worker writes and the link reads back.
+    let tunnel_v4 = opts
+        .config
+        .interface
+        .addresses
+        .iter()
+        .find_map(|a| match a.addr() {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        });
+    let tunnel_v6 = opts
+        .config
+        .interface
+        .addresses
+        .iter()
+        .find_map(|a| match a.addr() {
+            IpAddr::V6(v6) => Some(v6),
+            IpAddr::V4(_) => None,
+        });
+    let cfg = WorkerConfig {
+        id: 0,
+        wan: Iface {
+            name: "udp".into(),
+            index: 0,
+            mac: [0; 6],
+            v4: Some(Ipv4Addr::UNSPECIFIED),
+            v6: Some(Ipv6Addr::UNSPECIFIED),
+        },
+        lan: Some(Iface {
+            name: tun.to_string(),
+            index: 0,
+            mac: [0; 6],
+            v4: tunnel_v4,
+            v6: tunnel_v6,
+        }),
+        listen_port: port,
+        mtu: usize::from(mtu),
+    };
+    // No next hop is ever known: every packet goes through the kernel (TUN or socket).
+    let neighbours = Neighbours::fixed(Snapshot::default());
+    let mut worker = Worker::new(cfg, region.clone(), link, neighbours, reader);
+    let mut last_control = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) && !control.uapi_removed() {
+        let moved = worker.poll_once(mono_ns());
+        let link = worker.link_mut();
+        let backlog = link.queued_handshakes() >= HANDSHAKE_BATCH;
+        let mut fed = false;
+        for (src, mut datagram) in link.take_handshakes() {
+            control.handle_handshake(src, &mut datagram, backlog);
+            fed = true;
+        }
+        if fed || last_control.elapsed() >= CONTROL_EVERY {
+            last_control = std::time::Instant::now();
+            control.step();
+            prefixes.sync(&region, &mut routes);
+            // `wg set listen-port`: control moved its socket; data follows it.
+            let now_port = control.local_addr().map_or(port, |a| a.port());
+            if now_port != port {
+                if let Ok(s) = control.socket().try_clone() {
+                    if worker.link_mut().set_socket(s, now_port).is_ok() {
+                        port = now_port;
+                    }
+                }
+            }
+        }
+        if moved == 0 && !fed {
+            worker.link_mut().wait(1);
+        }
+    }
+    let _ = std::fs::remove_file(&opts.region);
+    Ok(())
+}
