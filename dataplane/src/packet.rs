@@ -146,23 +146,28 @@ pub fn complete_partial_checksum(buf: &mut [u8], off: usize, len: usize) {
     }
 }
 
+/// TCP's checksum field (RFC 9293 §3.1) and the shortest header; proto has no TCP view, and
+/// this is the only TCP field the data path touches.
+const TCP_CHECKSUM: core::ops::Range<usize> = 16..18;
+const TCP_MIN_HEADER: usize = 20;
+
 fn fix_l4(l4: &mut [u8], proto: IpProtocol, pseudo: impl Fn(u32) -> checksum::Checksum) {
     let field = match proto {
-        IpProtocol::TCP if l4.len() >= 20 => 16,
-        IpProtocol::UDP if l4.len() >= 8 => 6,
+        IpProtocol::TCP if l4.len() >= TCP_MIN_HEADER => TCP_CHECKSUM,
+        IpProtocol::UDP if l4.len() >= UDP_LEN => proto::wire::udp::field::CHECKSUM,
         _ => return,
     };
     let l4_len = u32::try_from(l4.len()).unwrap_or(u32::MAX);
-    let stored = u16::from_be_bytes([l4[field], l4[field + 1]]);
+    let stored = u16::from_be_bytes([l4[field.start], l4[field.start + 1]]);
     if stored != pseudo(l4_len).sum() {
         return;
     }
-    l4[field..field + 2].fill(0);
+    l4[field.clone()].fill(0);
     let mut c = pseudo(l4_len).add_bytes(l4).finish();
     if proto == IpProtocol::UDP && c == 0 {
         c = 0xffff;
     }
-    l4[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    l4[field].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Writes an Ethernet header for the inner packet at `buf[inner_off..inner_off + inner_len]`
@@ -194,8 +199,10 @@ pub fn frame_inner(
 
 /// Most of the offending packet an ICMP error quotes: IPv4 keeps the reply within 576 bytes
 /// (RFC 1812 §4.3.2.3), IPv6 within the minimum MTU of 1280 (RFC 4443 §2.4).
-const QUOTE_V4: usize = 576 - 20 - 8;
-const QUOTE_V6: usize = 1280 - 40 - 8;
+const QUOTE_V4: usize = 576 - IPV4_LEN - ICMP_HEADER_LEN;
+const QUOTE_V6: usize = 1280 - IPV6_LEN - ICMP_HEADER_LEN;
+/// ICMP and ICMPv6 error headers: type, code, checksum and four bytes (unused or the MTU).
+const ICMP_HEADER_LEN: usize = 8;
 
 /// Whether an inner packet too big for the tunnel may be answered with "fragmentation
 /// needed" / "packet too big" (IPv4 only with DF set; without DF the kernel would fragment,

@@ -3,7 +3,7 @@
 use super::checksum::{Checksum, PseudoHeader};
 use super::{read_u16, write_u16, IpProtocol, WireError};
 
-mod field {
+pub mod field {
     use core::ops::Range;
 
     pub const SRC_PORT: Range<usize> = 0..2;
