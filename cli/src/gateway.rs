@@ -301,9 +301,11 @@ fn tail(path: &Path) -> String {
 /// to the run directory, rotated within SIZE (16M by default).
 pub fn up(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
-    let config_path = pos
-        .first()
-        .ok_or("usage: wgxdp up CONFIG --wan IF [--lan IF] [--workers N]")?;
+    let config_path = &find_config(
+        pos.first()
+            .ok_or("usage: wgxdp up CONFIG --wan IF [--lan IF] [--workers N]")?,
+        Path::new(WG_QUICK_DIR),
+    );
     let wan =
         flag(args, "--wan").ok_or("--wan IF is required (the interface peers reach us on)")?;
     let lan = flag(args, "--lan");
@@ -318,6 +320,13 @@ pub fn up(args: &[String]) -> Result<(), String> {
     let (config, warnings) = control::config::load(config_path).map_err(|e| e.to_string())?;
     for w in warnings {
         eprintln!("Warning: {w}");
+    }
+    let backend_for_warnings = match flag(args, "--backend").as_deref() {
+        Some("fallback") => control::config::Backend::Fallback,
+        _ => control::config::Backend::Xdp,
+    };
+    for w in control::config::unapplied(&config, backend_for_warnings) {
+        eprintln!("Warning: {config_path}: {w}");
     }
     if config.interface.private_key.is_none() {
         return Err(format!("{config_path}: [Interface] has no PrivateKey"));
@@ -492,6 +501,20 @@ pub fn up(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Where wg-quick keeps its files.
+const WG_QUICK_DIR: &str = "/etc/wireguard";
+
+/// The file `wgxdp up ARG` reads: ARG itself if it names a file or a path, else, as wg-quick
+/// does for an interface name, `DIR/ARG.conf`.
+fn find_config(arg: &str, dir: &Path) -> String {
+    if arg.contains('/') || Path::new(arg).exists() || InterfaceName::new(arg).is_err() {
+        return arg.to_string();
+    }
+    dir.join(format!("{arg}.conf"))
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// `wgxdp down [NAME]`: stops the data path (which detaches XDP), then control, and removes
 /// the run directory with the shared region.
 pub fn down(args: &[String]) -> Result<(), String> {
@@ -536,6 +559,15 @@ pub fn down(args: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interface_name_finds_its_wg_quick_file() {
+        let dir = Path::new("/etc/wireguard");
+        assert_eq!(find_config("wg0", dir), "/etc/wireguard/wg0.conf");
+        assert_eq!(find_config("./wg0.conf", dir), "./wg0.conf");
+        assert_eq!(find_config("/tmp/x.conf", dir), "/tmp/x.conf");
+        assert_eq!(find_config("not a name!", dir), "not a name!");
+    }
 
     #[test]
     fn sizes() {

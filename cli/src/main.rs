@@ -110,6 +110,14 @@ fn check(path: &str) -> Result<(), String> {
     for w in &warnings {
         eprintln!("Warning: {w}");
     }
+    for backend in [
+        control::config::Backend::Xdp,
+        control::config::Backend::Fallback,
+    ] {
+        for w in control::config::unapplied(&config, backend) {
+            eprintln!("Warning: {path}: {w}");
+        }
+    }
     println!(
         "{path}: OK ({} peer{})",
         config.peers.len(),

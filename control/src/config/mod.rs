@@ -36,10 +36,12 @@
 //! Parsing is all-or-nothing: a [`Config`] or a [`ConfigError`] naming the file, the line and
 //! the key. Error messages never echo key material.
 
+pub use unapplied::{unapplied, Backend};
 mod endpoint;
 mod error;
 mod parse;
 mod prefix;
+mod unapplied;
 mod write;
 
 #[cfg(test)]
