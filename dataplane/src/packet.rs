@@ -36,10 +36,17 @@ pub struct Outer {
     pub msg_len: usize,
 }
 
+/// `buf[start..start + len]`, or `None` if that is not inside `buf`. The sum is checked: the
+/// callers' offsets come from descriptors and headers, and an overflow must be "not in the
+/// chunk" like any other bad range, not a panic (debug builds) or a wrapped range.
+fn range(buf: &[u8], start: usize, len: usize) -> Option<&[u8]> {
+    buf.get(start..start.checked_add(len)?)
+}
+
 /// Finds the data message in a WAN frame at `buf[start..start + len]`. The XDP program
 /// already checked type, port and lengths; this re-checks everything it relies on.
 pub fn parse_outer(buf: &[u8], start: usize, len: usize) -> Result<Outer, DropReason> {
-    let frame = buf.get(start..start + len).ok_or(DropReason::Malformed)?;
+    let frame = range(buf, start, len).ok_or(DropReason::Malformed)?;
     let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Malformed)?;
     let (src_ip, l4_off, l4_len): (IpAddr, usize, usize) = match eth.ethertype() {
         EtherType::IPV4 => {
@@ -118,7 +125,7 @@ pub fn decrement_ttl(buf: &mut [u8], off: usize) -> Result<(), DropReason> {
 /// Recomputing is always correct, so a complete checksum that happens to look partial is
 /// harmless.
 pub fn complete_partial_checksum(buf: &mut [u8], off: usize, len: usize) {
-    let Some(p) = buf.get_mut(off..off + len) else {
+    let Some(p) = off.checked_add(len).and_then(|end| buf.get_mut(off..end)) else {
         return;
     };
     match proto::wire::ip_version(p) {
@@ -309,7 +316,7 @@ pub fn parse_inner(
     start: usize,
     len: usize,
 ) -> Result<(usize, usize, IpAddr), DropReason> {
-    let frame = buf.get(start..start + len).ok_or(DropReason::Malformed)?;
+    let frame = range(buf, start, len).ok_or(DropReason::Malformed)?;
     let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Malformed)?;
     let p = eth.payload();
     let inner_len = proto::wire::inner_packet_len(p).map_err(|_| DropReason::BadInner)?;
@@ -700,5 +707,18 @@ mod tests {
             Err(DropReason::Malformed),
             "no headroom"
         );
+    }
+
+    /// Found by the `frames` fuzz target: a start and length whose sum overflows are a range
+    /// outside the chunk, not a panic.
+    #[test]
+    fn overflowing_ranges_are_outside_the_chunk() {
+        let mut chunk = inner_v4(b"x", 64);
+        for (start, n) in [(usize::MAX, 1), (1, usize::MAX), (usize::MAX, usize::MAX)] {
+            assert_eq!(parse_outer(&chunk, start, n), Err(DropReason::Malformed));
+            assert_eq!(parse_inner(&chunk, start, n), Err(DropReason::Malformed));
+            complete_partial_checksum(&mut chunk, start, n);
+        }
+        assert_eq!(chunk, inner_v4(b"x", 64), "nothing written");
     }
 }

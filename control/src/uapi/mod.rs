@@ -201,8 +201,9 @@ fn serve_client(stream: UnixStream, tx: &mpsc::Sender<Request>, stop: &AtomicBoo
 }
 
 /// Reads a `set=1` body up to its blank line and parses it. The text holds keys: it is
-/// zeroed when dropped.
-fn read_set(r: &mut impl BufRead) -> Result<SetRequest, UapiError> {
+/// zeroed when dropped. Public for the fuzz target (`fuzz/src/uapi.rs`): it is the first code
+/// to see a client's bytes.
+pub fn read_set(r: &mut impl BufRead) -> Result<SetRequest, UapiError> {
     let mut body = Zeroizing::new(String::new());
     let mut line = Zeroizing::new(Vec::new());
     loop {
