@@ -197,6 +197,28 @@ impl IndexTable<'_> {
         }
     }
 
+    /// Control, attaching to a region it did not write: makes the limit exactly the largest
+    /// displacement present, raising it if need be. A table from a process that died, or a
+    /// corrupt file, may hold entries past its limit; lookups would miss them and an insert
+    /// would add a second entry for an index that is already there.
+    pub(crate) fn repair(&self) {
+        let furthest = self.furthest();
+        if furthest != self.limit() {
+            self.limit.store(furthest as u64, Ordering::Release);
+        }
+    }
+
+    fn furthest(&self) -> usize {
+        self.entries
+            .iter()
+            .enumerate()
+            .map(|(pos, e)| (pos, e.load(Ordering::Relaxed)))
+            .filter(|&(_, v)| v != EMPTY && v != TOMBSTONE)
+            .map(|(pos, v)| self.displacement(pos, v))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Control: lowers the limit to the largest displacement present (one pass, done only
     /// when the furthest entry goes, which at the table's load is a small share of removals).
     fn recompute_limit(&self) {

@@ -409,6 +409,8 @@ impl Region {
     /// ever taken for a session or a peer. Returns how many. (The allowed-IPs list needs no
     /// repair: control republishes it whole before anything reads it as current.)
     pub fn repair_torn(&self) -> usize {
+        // The index table's probe limit must cover every entry present (see `IndexTable`).
+        self.index().repair();
         let mut n = 0;
         for s in self.sessions() {
             if s.record.is_torn() {
