@@ -128,9 +128,14 @@ fn use_region(r: &Region) {
 
     let _ = r.index_probe_limit();
     let _ = r.index_lookup_probes(u32::MAX);
+    // Found, though not necessarily with this slot: a file can hold an older entry for the
+    // same index beyond the header's probe limit, which control's own writes never leave (the
+    // limit is raised before an entry goes further out) and which lookups then see first.
+    // Workers check that the slot's record carries the index, so that costs a drop, not a
+    // misrouted packet.
     let index = 0x5566_7788;
     if r.index_insert(index, 0) {
-        assert_eq!(r.index_lookup(index), Some(0), "an inserted index is found");
+        assert!(r.index_lookup(index).is_some(), "an inserted index is found");
     }
     r.index_remove(index);
 
