@@ -135,7 +135,10 @@ fn use_region(r: &Region) {
     // misrouted packet.
     let index = 0x5566_7788;
     if r.index_insert(index, 0) {
-        assert!(r.index_lookup(index).is_some(), "an inserted index is found");
+        assert!(
+            r.index_lookup(index).is_some(),
+            "an inserted index is found"
+        );
     }
     r.index_remove(index);
 
