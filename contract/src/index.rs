@@ -222,15 +222,7 @@ impl IndexTable<'_> {
     /// Control: lowers the limit to the largest displacement present (one pass, done only
     /// when the furthest entry goes, which at the table's load is a small share of removals).
     fn recompute_limit(&self) {
-        let furthest = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(pos, e)| (pos, e.load(Ordering::Relaxed)))
-            .filter(|&(_, v)| v != EMPTY && v != TOMBSTONE)
-            .map(|(pos, v)| self.displacement(pos, v))
-            .max()
-            .unwrap_or(0);
+        let furthest = self.furthest();
         if furthest < self.limit() {
             self.limit.store(furthest as u64, Ordering::Release);
         }
