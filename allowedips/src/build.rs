@@ -179,7 +179,7 @@ pub(crate) fn unfold_chain(node: &Node) -> [Kid; 64] {
 }
 
 /// A node's 64 children as stored (below its own stride, after any skipped levels).
-pub(crate) fn decode_node<K: Key>(fib: &Fib<K>, node: &Node) -> [Kid; 64] {
+pub(crate) fn decode_node<K: Key>(fib: &Fib<'_, K>, node: &Node) -> [Kid; 64] {
     let mut kids = [Kid::Leaf(NONE); 64];
     let mut inner = node.base1;
     let mut run = node.base0;

@@ -13,55 +13,40 @@
 //! Shared memory: the global epoch and the slots are plain 64-bit words; they map onto a
 //! region's header unchanged (one cache line per worker).
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+use crate::memory::ReaderSlot;
 
 /// Readers (workers) that can be registered at once.
 pub const MAX_READERS: usize = 64;
 /// A slot's value while its reader is outside a lookup batch.
-const IDLE: u64 = u64::MAX;
+pub(crate) const IDLE: u64 = u64::MAX;
 
-#[derive(Debug)]
-#[repr(align(64))]
-struct Slot {
-    epoch: AtomicU64,
-    used: AtomicBool,
+/// The global epoch and the readers' slots, wherever the table lives.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Epoch<'m> {
+    pub(crate) global: &'m AtomicU64,
+    pub(crate) slots: &'m [ReaderSlot],
 }
 
-/// The global epoch and the readers' slots.
-#[derive(Debug)]
-pub(crate) struct Epoch {
-    global: AtomicU64,
-    slots: Box<[Slot]>,
-}
-
-impl Default for Epoch {
-    fn default() -> Self {
-        Self {
-            global: AtomicU64::new(0),
-            slots: (0..MAX_READERS)
-                .map(|_| Slot {
-                    epoch: AtomicU64::new(IDLE),
-                    used: AtomicBool::new(false),
-                })
-                .collect(),
-        }
-    }
-}
-
-impl Epoch {
+impl Epoch<'_> {
     /// Claims a free slot.
     pub(crate) fn register(&self) -> Option<usize> {
-        self.slots.iter().position(|s| {
+        let slot = self.slots.iter().position(|s| {
             s.used
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
-        })
+        })?;
+        // Until this store the writer may see the slot pinned at a stale epoch, which only
+        // delays reclamation.
+        self.slots[slot].epoch.store(IDLE, Ordering::Release);
+        Some(slot)
     }
 
     /// Returns a slot; its reader must be unpinned.
     pub(crate) fn unregister(&self, slot: usize) {
         self.slots[slot].epoch.store(IDLE, Ordering::Release);
-        self.slots[slot].used.store(false, Ordering::Release);
+        self.slots[slot].used.store(0, Ordering::Release);
     }
 
     /// Reader: announce that loads of published words follow. Wait-free.
@@ -90,8 +75,24 @@ impl Epoch {
         fence(Ordering::SeqCst);
         self.slots
             .iter()
+            .filter(|s| s.used.load(Ordering::SeqCst) != 0)
             .map(|s| s.epoch.load(Ordering::SeqCst))
             .min()
             .unwrap_or(IDLE)
+    }
+
+    /// Writer: waits (briefly: readers pin for one batch) until no reader is still pinned in
+    /// an epoch up to `tag`. False if one still is after `patience`: a reader stuck mid-batch.
+    pub(crate) fn wait_past(&self, tag: u64, patience: std::time::Duration) -> bool {
+        let start = std::time::Instant::now();
+        loop {
+            if self.advance() > tag {
+                return true;
+            }
+            if start.elapsed() > patience {
+                return false;
+            }
+            std::thread::yield_now();
+        }
     }
 }

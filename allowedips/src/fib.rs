@@ -46,6 +46,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::key::{Key, STRIDE};
+use crate::memory::Arrays;
 
 /// No prefix: the lookup misses (or, inside the trie, inherits the best value above).
 pub(crate) const NONE: u32 = u32::MAX;
@@ -237,53 +238,69 @@ fn single_answer<K: Key>(addr: K, w: &[u64; 4], long: bool, best: u32) -> u32 {
     select_unpredictable(inside, peer, outside)
 }
 
-/// One address family's forwarding arrays; see the module documentation.
-#[derive(Debug)]
-pub(crate) struct Fib<K> {
-    pub(crate) dir: Box<[AtomicU64]>,
-    pub(crate) nodes: Box<[[AtomicU64; NODE_WORDS]]>,
-    pub(crate) leaves: Box<[AtomicU32]>,
-    pub(crate) singles: Box<[AtomicU64]>,
+/// One address family's forwarding arrays in one section (see the module documentation): a
+/// view; the words live in a [`crate::Memory`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fib<'m, K> {
+    pub(crate) dir: &'m [AtomicU64],
+    pub(crate) nodes: &'m [[AtomicU64; NODE_WORDS]],
+    pub(crate) leaves: &'m [AtomicU32],
+    pub(crate) singles: &'m [AtomicU64],
     _key: PhantomData<K>,
 }
 
-fn atomics64(words: &[u64], extra: usize) -> Box<[AtomicU64]> {
-    words
-        .iter()
-        .map(|&w| AtomicU64::new(w))
-        .chain(std::iter::repeat_with(|| AtomicU64::new(0)).take(extra))
-        .collect()
+/// A directory word as stored: complemented, so that zeroed memory reads as "no prefix, no
+/// child" (`NONE`, `NONE`) and a fresh mapping is an empty table.
+#[inline(always)]
+pub(crate) fn dir_word(stored: u64) -> u64 {
+    !stored
 }
 
-impl<K: Key> Fib<K> {
-    /// Arrays holding `dir`, `nodes`, `leaves` and `singles` as built, with room for
-    /// `spare_nodes` more nodes, `spare_leaves` leaf runs and `spare_singles` singletons.
-    pub(crate) fn from_parts(
-        dir: &[u64],
-        nodes: &[[u64; NODE_WORDS]],
-        leaves: &[u32],
-        singles: &[u64],
-        spare: (usize, usize, usize),
-    ) -> Self {
-        debug_assert_eq!(dir.len(), (1usize << K::DIR_BITS));
+impl<'m, K: Key> Fib<'m, K> {
+    pub(crate) fn new(a: Arrays<'m>) -> Self {
         Self {
-            dir: atomics64(dir, 0),
-            nodes: nodes
-                .iter()
-                .map(|n| n.map(AtomicU64::new))
-                .chain(std::iter::repeat_with(Default::default).take(spare.0))
-                .collect(),
-            leaves: leaves
-                .iter()
-                .map(|&w| AtomicU32::new(w))
-                .chain(std::iter::repeat_with(|| AtomicU32::new(0)).take(spare.1))
-                .collect(),
-            singles: atomics64(singles, spare.2 * UNIT_WORDS),
+            dir: a.dir,
+            nodes: a.nodes,
+            leaves: a.leaves,
+            singles: a.singles,
             _key: PhantomData,
         }
     }
 
-    /// Bytes of the arrays (what a shared-memory region for this family would hold).
+    /// Writes a bulk build (`dir`, `nodes`, `leaves`, `singles` as built) into this section,
+    /// which no reader may be reading. False if it does not fit.
+    pub(crate) fn fill(
+        &self,
+        dir: &[u64],
+        nodes: &[[u64; NODE_WORDS]],
+        leaves: &[u32],
+        singles: &[u64],
+    ) -> bool {
+        if dir.len() != self.dir.len()
+            || nodes.len() > self.nodes.len()
+            || leaves.len() > self.leaves.len()
+            || singles.len() > self.singles.len()
+        {
+            return false;
+        }
+        for (w, n) in self.nodes.iter().zip(nodes) {
+            for (w, &v) in w.iter().zip(n) {
+                w.store(v, Ordering::Relaxed);
+            }
+        }
+        for (w, &v) in self.leaves.iter().zip(leaves) {
+            w.store(v, Ordering::Relaxed);
+        }
+        for (w, &v) in self.singles.iter().zip(singles) {
+            w.store(v, Ordering::Relaxed);
+        }
+        for (w, &v) in self.dir.iter().zip(dir) {
+            w.store(!v, Ordering::Release);
+        }
+        true
+    }
+
+    /// Bytes of the arrays (the section's size).
     pub(crate) fn bytes(&self) -> usize {
         (self.dir.len() + self.nodes.len() * NODE_WORDS + self.singles.len()) * 8
             + self.leaves.len() * 4
@@ -340,7 +357,7 @@ impl<K: Key> Fib<K> {
     }
 
     pub(crate) fn read_dir(&self, slot: usize) -> (u32, u32) {
-        let e = self.dir[slot].load(Ordering::Relaxed);
+        let e = dir_word(self.dir[slot].load(Ordering::Relaxed));
         (e as u32, (e >> 32) as u32)
     }
 
@@ -348,7 +365,7 @@ impl<K: Key> Fib<K> {
     /// loads this word.
     pub(crate) fn publish_dir(&self, slot: usize, default: u32, child: u32) {
         self.dir[slot].store(
-            u64::from(default) | u64::from(child) << 32,
+            !(u64::from(default) | u64::from(child) << 32),
             Ordering::Release,
         );
     }
@@ -392,7 +409,7 @@ impl<K: Key> Fib<K> {
         } = lanes;
         // Directory loads first, in a loop of their own: nothing in it waits for a miss.
         for (e, a) in dir.iter_mut().zip(addrs) {
-            *e = self.dir[a.top()].load(Ordering::Acquire);
+            *e = dir_word(self.dir[a.top()].load(Ordering::Acquire));
         }
         let mut active = 0;
         for (j, &e) in dir[..n].iter().enumerate() {
@@ -488,7 +505,7 @@ impl<K: Key> Fib<K> {
     /// Longest-prefix match: the peer id, or [`NONE`]. One lookup at a time (the writer's
     /// lookups, single lookups); the same walk as [`Fib::lookup_batch`], with branches.
     pub(crate) fn lookup(&self, addr: K) -> u32 {
-        let e = self.dir[addr.top()].load(Ordering::Acquire);
+        let e = dir_word(self.dir[addr.top()].load(Ordering::Acquire));
         let mut best = e as u32;
         let mut result = (e >> 32) as u32;
         let mut depth = K::DIR_BITS;

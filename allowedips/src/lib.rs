@@ -62,6 +62,7 @@
 mod build;
 pub mod dir24_8;
 mod epoch;
+mod memory;
 mod fib;
 mod key;
 pub mod reference;
@@ -73,7 +74,8 @@ pub use epoch::MAX_READERS;
 pub use key::Key;
 pub use proto::allowedips::Prefix;
 pub use reference::Reference;
-pub use table::{AllowedIps, Error, PeerId, Reader, Snapshot, Stats, MAX_PEER_ID};
+pub use memory::{reset_readers, Arrays, Capacity, Dims, HeapMemory, Memory, ReaderSlot, Shared, TableHeader, DIR_SLOTS};
+pub use table::{AllowedIps, Error, PeerId, Reader, Snapshot, Stats, DEFAULT_CAPACITY, MAX_PEER_ID};
 pub use update::ArenaStats;
 
 #[cfg(test)]

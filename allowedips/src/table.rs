@@ -4,12 +4,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use arc_swap::{ArcSwap, Guard};
 use proto::allowedips::Prefix;
 
 use crate::epoch::{Epoch, MAX_READERS};
 use crate::fib::{Fib, NONE};
-use crate::update::{ArenaStats, Family};
+use crate::memory::{Capacity, HeapMemory, Memory, Shared};
+use crate::update::{active_fib, ArenaStats, Family};
 
 /// A peer's index in the data path. Values up to [`MAX_PEER_ID`].
 pub type PeerId = u32;
@@ -23,14 +23,20 @@ pub enum Error {
     PeerId(u32),
     #[error("all {MAX_READERS} reader slots are taken")]
     TooManyReaders,
+    #[error("the allowed-IPs table has no room for more {0} prefixes of this shape (its capacity is set at start)")]
+    Full(&'static str),
+    #[error("a reader of the allowed-IPs table is stuck mid-lookup; the table cannot be rebuilt")]
+    Busy,
 }
 
-/// What both sides share: the published arenas and the grace-period slots.
-#[derive(Debug)]
-struct Shared {
-    v4: ArcSwap<Fib<u32>>,
-    v6: ArcSwap<Fib<u128>>,
-    epoch: Epoch,
+/// The capacity [`AllowedIps::new`] gives a table in the heap.
+pub const DEFAULT_CAPACITY: usize = 65536;
+
+fn epoch<'m>(shared: &Shared<'m>) -> Epoch<'m> {
+    Epoch {
+        global: &shared.header.epoch,
+        slots: shared.readers,
+    }
 }
 
 /// A prefix in the order `wg` lists them: IPv4 first, then by address, then by length.
@@ -83,9 +89,11 @@ pub struct Stats {
 /// A prefix belongs to exactly one peer: inserting it for another peer moves it. Host bits are
 /// cleared ([`Prefix`] does that). Every change is published to the readers when the call
 /// returns; [`AllowedIps::remove_by_peer`] publishes one prefix at a time, as the kernel does.
+/// The table lives in a [`Memory`] of fixed capacity: a change that does not fit is refused
+/// ([`Error::Full`]) and changes nothing.
 #[derive(Debug)]
 pub struct AllowedIps {
-    shared: Arc<Shared>,
+    memory: Arc<dyn Memory>,
     v4: Family<u32>,
     v6: Family<u128>,
     by_peer: HashMap<PeerId, BTreeSet<Canonical>>,
@@ -93,37 +101,28 @@ pub struct AllowedIps {
 
 impl Default for AllowedIps {
     fn default() -> Self {
-        Self::from_maps(BTreeMap::new(), BTreeMap::new(), HashMap::new())
+        Self::with_capacity(Capacity::new(DEFAULT_CAPACITY))
     }
 }
 
 impl AllowedIps {
+    /// An empty table in the heap with room for [`DEFAULT_CAPACITY`] prefixes per family.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn from_maps(
-        v4: BTreeMap<(u32, u8), u32>,
-        v6: BTreeMap<(u128, u8), u32>,
-        by_peer: HashMap<PeerId, BTreeSet<Canonical>>,
-    ) -> Self {
-        let v4 = Family::build(v4);
-        let v6 = Family::build(v6);
-        let shared = Arc::new(Shared {
-            v4: ArcSwap::new(Arc::clone(v4.fib())),
-            v6: ArcSwap::new(Arc::clone(v6.fib())),
-            epoch: Epoch::default(),
-        });
-        Self {
-            shared,
-            v4,
-            v6,
-            by_peer,
-        }
+    /// An empty table in the heap with room for `capacity`.
+    pub fn with_capacity(capacity: Capacity) -> Self {
+        // An empty table always fits, and no reader exists yet to be waited for.
+        Self::attach(Arc::new(HeapMemory::new(capacity)), [])
+            .unwrap_or_else(|e| unreachable!("an empty table in fresh memory: {e}"))
     }
 
-    /// Bulk build; a prefix listed twice goes to its last peer.
-    pub fn from_prefixes(
+    /// The writer of the table in `memory`, holding `prefixes` (a prefix listed twice goes to
+    /// its last peer). Whatever the memory held before (another writer's table, or nothing) is
+    /// replaced: the readers switch to the new table at once.
+    pub fn attach(
+        memory: Arc<dyn Memory>,
         prefixes: impl IntoIterator<Item = (Prefix, PeerId)>,
     ) -> Result<Self, Error> {
         let mut v4 = BTreeMap::new();
@@ -143,7 +142,26 @@ impl AllowedIps {
         for (c, peer) in owner {
             by_peer.entry(peer).or_default().insert(c);
         }
-        Ok(Self::from_maps(v4, v6, by_peer))
+        let shared = memory.table();
+        let e = epoch(&shared);
+        let v4 = Family::build(v4, &shared, &e)?;
+        let v6 = Family::build(v6, &shared, &e)?;
+        Ok(Self {
+            memory,
+            v4,
+            v6,
+            by_peer,
+        })
+    }
+
+    /// Bulk build in the heap, with room for at least [`DEFAULT_CAPACITY`] prefixes or a
+    /// quarter more than given; a prefix listed twice goes to its last peer.
+    pub fn from_prefixes(
+        prefixes: impl IntoIterator<Item = (Prefix, PeerId)>,
+    ) -> Result<Self, Error> {
+        let prefixes: Vec<_> = prefixes.into_iter().collect();
+        let room = (prefixes.len() + prefixes.len() / 4).max(DEFAULT_CAPACITY);
+        Self::attach(Arc::new(HeapMemory::new(Capacity::new(room))), prefixes)
     }
 
     /// Assigns `prefix` to `peer`, taking it over from any other peer; returns the previous
@@ -152,7 +170,7 @@ impl AllowedIps {
         if peer > MAX_PEER_ID {
             return Err(Error::PeerId(peer));
         }
-        let old = self.set(prefix, Some(peer));
+        let old = self.set(prefix, Some(peer))?;
         if old != Some(peer) {
             if let Some(o) = old {
                 self.unindex(o, prefix);
@@ -166,25 +184,26 @@ impl AllowedIps {
     }
 
     /// Removes `prefix` if `peer` owns it (`wg set ... allowed-ips` without it); returns whether
-    /// it did.
-    pub fn remove(&mut self, prefix: Prefix, peer: PeerId) -> bool {
+    /// it did. (A removal path-copies too: in a full section it rebuilds into the other one,
+    /// which can fail only if a reader is stuck.)
+    pub fn remove(&mut self, prefix: Prefix, peer: PeerId) -> Result<bool, Error> {
         if self.owner(prefix) != Some(peer) {
-            return false;
+            return Ok(false);
         }
-        self.set(prefix, None);
+        self.set(prefix, None)?;
         self.unindex(peer, prefix);
-        true
+        Ok(true)
     }
 
-    /// Removes all of `peer`'s prefixes; returns how many.
-    pub fn remove_by_peer(&mut self, peer: PeerId) -> usize {
-        let Some(prefixes) = self.by_peer.remove(&peer) else {
-            return 0;
-        };
-        for &c in &prefixes {
-            self.set(from_canonical(c), None);
+    /// Removes all of `peer`'s prefixes; returns how many. On an error the prefixes not yet
+    /// removed stay the peer's.
+    pub fn remove_by_peer(&mut self, peer: PeerId) -> Result<usize, Error> {
+        let prefixes = self.prefixes_of(peer);
+        for &p in &prefixes {
+            self.set(p, None)?;
+            self.unindex(peer, p);
         }
-        prefixes.len()
+        Ok(prefixes.len())
     }
 
     /// `peer`'s prefixes in canonical order (IPv4 first, then by address and length).
@@ -205,9 +224,10 @@ impl AllowedIps {
 
     /// Longest-prefix match from the writer's side (control needs no pin: it alone reclaims).
     pub fn lookup(&self, ip: IpAddr) -> Option<PeerId> {
+        let shared = self.memory.table();
         some(match ip {
-            IpAddr::V4(a) => self.v4.fib().lookup(u32::from(a)),
-            IpAddr::V6(a) => self.v6.fib().lookup(u128::from(a)),
+            IpAddr::V4(a) => active_fib::<u32>(&shared).lookup(u32::from(a)),
+            IpAddr::V6(a) => active_fib::<u128>(&shared).lookup(u128::from(a)),
         })
     }
 
@@ -221,33 +241,44 @@ impl AllowedIps {
 
     /// A handle for one worker; at most [`MAX_READERS`] at once.
     pub fn reader(&self) -> Result<Reader, Error> {
-        let slot = self.shared.epoch.register().ok_or(Error::TooManyReaders)?;
-        Ok(Reader {
-            shared: Arc::clone(&self.shared),
-            slot,
-        })
+        Reader::attach(Arc::clone(&self.memory))
     }
 
-    /// Rebuilds both arenas compactly and publishes them whole.
-    pub fn compact(&mut self) {
-        self.v4.rebuild(&self.shared.v4);
-        self.v6.rebuild(&self.shared.v6);
+    /// Rebuilds both families compactly into their other sections and switches to them.
+    pub fn compact(&mut self) -> Result<(), Error> {
+        let shared = self.memory.table();
+        let e = epoch(&shared);
+        self.v4.rebuild(&shared, &e)?;
+        self.v6.rebuild(&shared, &e)
+    }
+
+    /// The oldest epoch a reader may still be in after the changes so far: a peer id whose
+    /// prefixes are all gone can reach no worker once [`AllowedIps::quiescent`] passes it.
+    pub fn epoch(&self) -> u64 {
+        epoch(&self.memory.table()).current()
+    }
+
+    /// Whether every reader that was pinned at `epoch` (from [`AllowedIps::epoch`]) is done.
+    pub fn quiescent(&self, epoch_tag: u64) -> bool {
+        epoch(&self.memory.table()).advance() > epoch_tag
     }
 
     pub fn stats(&self) -> Stats {
+        let shared = self.memory.table();
         Stats {
             v4_prefixes: self.v4.len(),
             v6_prefixes: self.v6.len(),
-            v4: self.v4.stats(),
-            v6: self.v6.stats(),
+            v4: self.v4.stats(&shared),
+            v6: self.v6.stats(&shared),
         }
     }
 
-    fn set(&mut self, prefix: Prefix, peer: Option<PeerId>) -> Option<PeerId> {
-        let shared = &self.shared;
+    fn set(&mut self, prefix: Prefix, peer: Option<PeerId>) -> Result<Option<PeerId>, Error> {
+        let shared = self.memory.table();
+        let e = epoch(&shared);
         match split(prefix) {
-            Split::V4(k, l) => self.v4.set(k, l, peer, &shared.v4, &shared.epoch),
-            Split::V6(k, l) => self.v6.set(k, l, peer, &shared.v6, &shared.epoch),
+            Split::V4(k, l) => self.v4.set(k, l, peer, &shared, &e),
+            Split::V6(k, l) => self.v6.set(k, l, peer, &shared, &e),
         }
     }
 
@@ -264,29 +295,40 @@ impl AllowedIps {
 /// A worker's read handle. Lookups never wait for the writer.
 #[derive(Debug)]
 pub struct Reader {
-    shared: Arc<Shared>,
+    memory: Arc<dyn Memory>,
     slot: usize,
 }
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        self.shared.epoch.unregister(self.slot);
+        epoch(&self.memory.table()).unregister(self.slot);
     }
 }
 
 impl Reader {
+    /// A reader of the table in `memory` (the data path's side of a shared region); at most
+    /// [`MAX_READERS`] at once.
+    pub fn attach(memory: Arc<dyn Memory>) -> Result<Self, Error> {
+        let slot = epoch(&memory.table())
+            .register()
+            .ok_or(Error::TooManyReaders)?;
+        Ok(Self { memory, slot })
+    }
+
     /// Starts a batch (a read-side critical section): every block a lookup can reach stays
     /// valid until the returned guard drops. Each lookup reads the latest published version of
-    /// its directory slot, so updates keep appearing while pinned; after the writer swapped in
-    /// a whole new arena (growth, [`AllowedIps::compact`]) a pinned reader keeps reading the
-    /// old one until it pins again. Hold it for a batch, not indefinitely: the writer cannot
-    /// reuse memory meanwhile (it grows the arena instead).
+    /// its directory slot, so updates keep appearing while pinned; after the writer switched
+    /// sections (a rebuild) a pinned reader keeps reading the old one until it pins again.
+    /// Hold it for a batch, not indefinitely: the writer cannot reuse memory meanwhile, and a
+    /// rebuild waits for it.
     pub fn pin(&mut self) -> Snapshot<'_> {
-        self.shared.epoch.pin(self.slot);
+        let shared = self.memory.table();
+        epoch(&shared).pin(self.slot);
         Snapshot {
-            v4: self.shared.v4.load(),
-            v6: self.shared.v6.load(),
-            reader: self,
+            v4: active_fib(&shared),
+            v6: active_fib(&shared),
+            epoch: epoch(&shared),
+            slot: self.slot,
         }
     }
 
@@ -300,14 +342,15 @@ impl Reader {
 /// any update, never a mix.
 #[derive(Debug)]
 pub struct Snapshot<'r> {
-    v4: Guard<Arc<Fib<u32>>>,
-    v6: Guard<Arc<Fib<u128>>>,
-    reader: &'r Reader,
+    v4: Fib<'r, u32>,
+    v6: Fib<'r, u128>,
+    epoch: Epoch<'r>,
+    slot: usize,
 }
 
 impl Drop for Snapshot<'_> {
     fn drop(&mut self) {
-        self.reader.shared.epoch.unpin(self.reader.slot);
+        self.epoch.unpin(self.slot);
     }
 }
 

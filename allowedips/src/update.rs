@@ -15,9 +15,8 @@
 //! longer prefixes, so the shape stays that of a bulk build (the tests compare them).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
-
-use arc_swap::ArcSwap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::build::{
     build_family, build_kid, decode_node, dir_child, emit_node, unfold_chain, Entry, Kid, Sink,
@@ -28,10 +27,27 @@ use crate::fib::{
     is_single, single_ref, single_units, Fib, Node, Single, NONE, SINGLE, UNIT_WORDS,
 };
 use crate::key::{Key, STRIDE};
+use crate::memory::{Arrays, Shared};
+use crate::table::Error;
 
-/// Free space kept after a (re)build, as a fraction of what the build used, plus a minimum.
-const SPARE_DIVISOR: usize = 8;
-const SPARE_MIN: usize = 4096;
+/// How long a switch of sections waits for readers still on the other one (they pin for one
+/// batch, microseconds; only a reader stuck mid-batch takes longer).
+const PATIENCE: Duration = Duration::from_secs(1);
+
+/// The family's two sections in `shared`, and its index among the `active` words.
+fn sections<'m, K: Key>(shared: &Shared<'m>) -> ([Arrays<'m>; 2], usize) {
+    if K::BITS == 32 {
+        (shared.v4, 0)
+    } else {
+        (shared.v6, 1)
+    }
+}
+
+/// The family's section readers use now.
+pub(crate) fn active_fib<'m, K: Key>(shared: &Shared<'m>) -> Fib<'m, K> {
+    let (s, f) = sections::<K>(shared);
+    Fib::new(s[shared.header.active(f)])
+}
 
 /// One kind of block storage: bump allocation with free lists per block size (1..=64).
 #[derive(Debug)]
@@ -88,11 +104,42 @@ struct Alloc {
     retired: VecDeque<(u64, Block)>,
 }
 
+impl Alloc {
+    /// Pools over a section holding `(used, capacity)` nodes, leaf runs and singleton units.
+    fn new(nodes: (usize, usize), leaves: (usize, usize), singles: (usize, usize)) -> Self {
+        Self {
+            nodes: Pool::new(nodes.0, nodes.1),
+            leaves: Pool::new(leaves.0, leaves.1),
+            singles: Pool::new(singles.0, singles.1),
+            retired: VecDeque::new(),
+        }
+    }
+
+    fn empty() -> Self {
+        Self::new((0, 0), (0, 0), (0, 0))
+    }
+
+    /// Gives a block back to its pool: one no reader can reach.
+    fn free(&mut self, block: Block) {
+        match block {
+            Block::Nodes(start, n) => self.nodes.release(start, n.into()),
+            Block::Leaves(start, n) => self.leaves.release(start, n.into()),
+            Block::Single(r) => {
+                let (i, units) = single_units(r);
+                self.singles.release(i, units);
+            }
+        }
+    }
+}
+
 /// Writes into the live arena for an update; records what it replaced.
 struct ArenaSink<'a, K> {
-    fib: &'a Fib<K>,
+    fib: Fib<'a, K>,
     alloc: &'a mut Alloc,
     retire: Vec<Block>,
+    /// What this update allocated: unreachable until published, so given back at once if the
+    /// update does not fit.
+    allocated: Vec<Block>,
     overflow: bool,
 }
 
@@ -105,6 +152,7 @@ impl<K: Key> Sink<K> for ArenaSink<'_, K> {
             self.overflow = true;
             return 0;
         };
+        self.allocated.push(Block::Nodes(start, nodes.len() as u8));
         for (i, n) in nodes.iter().enumerate() {
             self.fib.write_node(start + i as u32, n);
         }
@@ -119,6 +167,7 @@ impl<K: Key> Sink<K> for ArenaSink<'_, K> {
             self.overflow = true;
             return 0;
         };
+        self.allocated.push(Block::Leaves(start, leaves.len() as u8));
         for (i, &v) in leaves.iter().enumerate() {
             self.fib.write_leaf(start + i as u32, v);
         }
@@ -133,6 +182,7 @@ impl<K: Key> Sink<K> for ArenaSink<'_, K> {
             return 0;
         };
         self.fib.write_single(i, &words[..units * UNIT_WORDS]);
+        self.allocated.push(Block::Single(single_ref(i, long)));
         single_ref(i, long)
     }
 }
@@ -157,7 +207,7 @@ impl<K: Key> ArenaSink<'_, K> {
 
     /// Retires everything below `node` (not `node` itself, which lives in its parent's block).
     fn retire_subtree(&mut self, node: &Node) {
-        for kid in decode_node(self.fib, node) {
+        for kid in decode_node(&self.fib, node) {
             match kid {
                 Kid::Node(child) => self.retire_subtree(&child),
                 Kid::Leaf(v) => self.retire_leaf_value(v),
@@ -187,57 +237,51 @@ impl ArenaStats {
     }
 }
 
-/// One address family: authoritative map (control side) plus the published arena.
+/// One address family: authoritative map (control side) plus the allocator of the active
+/// section.
 #[derive(Debug)]
 pub(crate) struct Family<K: Key> {
     /// Every prefix (host bits clear) and its peer.
     master: BTreeMap<(K, u8), u32>,
     /// The prefixes no longer than the directory's bits, which live in directory defaults.
     short: BTreeMap<(K, u8), u32>,
-    fib: Arc<Fib<K>>,
+    /// The section readers use (this writer's copy of the family's `active` word).
+    active: usize,
     alloc: Alloc,
+    /// The epoch of the last switch: the other section is free once no reader is pinned at or
+    /// before it.
+    switched: u64,
 }
 
 impl<K: Key> Family<K> {
-    /// Bulk build from `(key, len) -> peer`; returns the family and the arena to publish.
-    pub(crate) fn build(master: BTreeMap<(K, u8), u32>) -> Self {
+    /// Builds `master` into the section readers do not use and switches them to it: a new
+    /// writer over memory that may hold another writer's table.
+    pub(crate) fn build(
+        master: BTreeMap<(K, u8), u32>,
+        shared: &Shared<'_>,
+        epoch: &Epoch<'_>,
+    ) -> Result<Self, Error> {
         let short = master
             .iter()
             .filter(|(k, _)| u32::from(k.1) <= K::DIR_BITS)
             .map(|(k, v)| (*k, *v))
             .collect();
-        let (fib, alloc) = Self::arena(&master);
-        Self {
+        let (_, f) = sections::<K>(shared);
+        let active = shared.header.active(f);
+        let mut family = Self {
             master,
             short,
-            fib,
-            alloc,
-        }
-    }
-
-    fn arena(master: &BTreeMap<(K, u8), u32>) -> (Arc<Fib<K>>, Alloc) {
-        let sorted: Vec<Entry<K>> = master.iter().map(|(&(k, l), &p)| (k, l, p)).collect();
-        let mut sink = VecSink::default();
-        let dir = build_family::<K, _>(&mut sink, &sorted);
-        let used = (
-            sink.nodes.len(),
-            sink.leaves.len(),
-            sink.singles.len() / UNIT_WORDS,
-        );
-        let spare = |n: usize| (n / SPARE_DIVISOR).max(SPARE_MIN);
-        let spare = (spare(used.0), spare(used.1), spare(used.2));
-        let fib = Fib::from_parts(&dir, &sink.nodes, &sink.leaves, &sink.singles, spare);
-        let alloc = Alloc {
-            nodes: Pool::new(used.0, used.0 + spare.0),
-            leaves: Pool::new(used.1, used.1 + spare.1),
-            singles: Pool::new(used.2, used.2 + spare.2),
-            retired: VecDeque::new(),
+            active,
+            alloc: Alloc::empty(),
+            // Whatever switched last, readers pinned from now on see `active`.
+            switched: epoch.current(),
         };
-        (Arc::new(fib), alloc)
+        family.rebuild(shared, epoch)?;
+        Ok(family)
     }
 
-    pub(crate) fn fib(&self) -> &Arc<Fib<K>> {
-        &self.fib
+    fn fib<'m>(&self, shared: &Shared<'m>) -> Fib<'m, K> {
+        Fib::new(sections::<K>(shared).0[self.active])
     }
 
     pub(crate) fn get(&self, key: K, len: u8) -> Option<u32> {
@@ -248,47 +292,54 @@ impl<K: Key> Family<K> {
         self.master.len()
     }
 
-    pub(crate) fn stats(&self) -> ArenaStats {
+    pub(crate) fn stats(&self, shared: &Shared<'_>) -> ArenaStats {
         ArenaStats {
             nodes: self.alloc.nodes.live,
             leaves: self.alloc.leaves.live,
             singles: self.alloc.singles.live,
-            bytes: self.fib.bytes(),
+            bytes: self.fib(shared).bytes(),
         }
     }
 
     /// Sets (`Some`) or removes (`None`) the owner of `key/len` (host bits already clear) and
-    /// publishes the change. Returns the previous owner.
+    /// publishes the change. Returns the previous owner. A change that fits in neither section
+    /// is refused and leaves the table as it was.
     pub(crate) fn set(
         &mut self,
         key: K,
         len: u8,
         peer: Option<u32>,
-        published: &ArcSwap<Fib<K>>,
-        epoch: &Epoch,
-    ) -> Option<u32> {
+        shared: &Shared<'_>,
+        epoch: &Epoch<'_>,
+    ) -> Result<Option<u32>, Error> {
         let old = match peer {
             Some(p) => self.master.insert((key, len), p),
             None => self.master.remove(&(key, len)),
         };
         if old == peer {
-            return old;
+            return Ok(old);
         }
         let retired = if u32::from(len) <= K::DIR_BITS {
             match peer {
                 Some(p) => self.short.insert((key, len), p),
                 None => self.short.remove(&(key, len)),
             };
-            self.refresh_short(key, len);
+            self.refresh_short(key, len, shared);
             Vec::new()
         } else {
-            match self.refresh_long(key, len) {
+            match self.refresh_long(key, len, shared) {
                 Some(retired) => retired,
                 None => {
-                    // The arena ran out of room part-way; nothing was published. Rebuild it
-                    // larger from the map (which already holds the change) and swap it in.
-                    self.rebuild(published);
-                    return old;
+                    // The section ran out of room part-way; nothing was published. Build the
+                    // family (with the change) compactly into the other section.
+                    if let Err(e) = self.rebuild(shared, epoch) {
+                        match old {
+                            Some(p) => self.master.insert((key, len), p),
+                            None => self.master.remove(&(key, len)),
+                        };
+                        return Err(e);
+                    }
+                    return Ok(old);
                 }
             }
         };
@@ -299,15 +350,42 @@ impl<K: Key> Family<K> {
             .retired
             .extend(retired.into_iter().map(|b| (tag, b)));
         self.reclaim(epoch.advance());
-        old
+        Ok(old)
     }
 
-    /// Rebuilds the arena from the map and publishes it (compaction, growth).
-    pub(crate) fn rebuild(&mut self, published: &ArcSwap<Fib<K>>) {
-        let (fib, alloc) = Self::arena(&self.master);
-        self.fib = fib;
-        self.alloc = alloc;
-        published.store(Arc::clone(&self.fib));
+    /// Builds the family from the map into the other section and switches readers to it
+    /// (compaction; the way out when the active section is full).
+    pub(crate) fn rebuild(&mut self, shared: &Shared<'_>, epoch: &Epoch<'_>) -> Result<(), Error> {
+        let sorted: Vec<Entry<K>> = self.master.iter().map(|(&(k, l), &p)| (k, l, p)).collect();
+        let mut sink = VecSink::default();
+        let dir = build_family::<K, _>(&mut sink, &sorted);
+        let (secs, f) = sections::<K>(shared);
+        let target = 1 - self.active;
+        let fib = Fib::<K>::new(secs[target]);
+        let family = if K::BITS == 32 { "IPv4" } else { "IPv6" };
+        if sink.nodes.len() > fib.nodes.len()
+            || sink.leaves.len() > fib.leaves.len()
+            || sink.singles.len() > fib.singles.len()
+        {
+            return Err(Error::Full(family));
+        }
+        // Readers that pinned before the last switch may still walk the other section.
+        if !epoch.wait_past(self.switched, PATIENCE) {
+            return Err(Error::Busy);
+        }
+        if !fib.fill(&dir, &sink.nodes, &sink.leaves, &sink.singles) {
+            return Err(Error::Full(family));
+        }
+        shared.header.active[f].store(target as u64, Ordering::SeqCst);
+        self.active = target;
+        self.switched = epoch.current();
+        epoch.advance();
+        self.alloc = Alloc::new(
+            (sink.nodes.len(), fib.nodes.len()),
+            (sink.leaves.len(), fib.leaves.len()),
+            (sink.singles.len() / UNIT_WORDS, fib.singles.len() / UNIT_WORDS),
+        );
+        Ok(())
     }
 
     fn reclaim(&mut self, oldest_pinned: u64) {
@@ -316,19 +394,13 @@ impl<K: Key> Family<K> {
                 break;
             }
             self.alloc.retired.pop_front();
-            match block {
-                Block::Nodes(start, n) => self.alloc.nodes.release(start, n.into()),
-                Block::Leaves(start, n) => self.alloc.leaves.release(start, n.into()),
-                Block::Single(r) => {
-                    let (i, units) = single_units(r);
-                    self.alloc.singles.release(i, units);
-                }
-            }
+            self.alloc.free(block);
         }
     }
 
     /// Recomputes the directory defaults of the slots `key/len` (len <= directory bits) covers.
-    fn refresh_short(&mut self, key: K, len: u8) {
+    fn refresh_short(&mut self, key: K, len: u8, shared: &Shared<'_>) {
+        let fib = self.fib(shared);
         let start = key.top();
         let n = 1usize << (K::DIR_BITS - u32::from(len));
         let mut inherited = NONE;
@@ -351,28 +423,29 @@ impl<K: Key> Family<K> {
             defaults[offset..offset + count].fill(p);
         }
         for (i, &d) in defaults.iter().enumerate() {
-            let (old, child) = self.fib.read_dir(start + i);
+            let (old, child) = fib.read_dir(start + i);
             if old != d {
-                self.fib.publish_dir(start + i, d, child);
+                fib.publish_dir(start + i, d, child);
             }
         }
     }
 
     /// Path-copies the slot holding `key/len` (len > 16) and publishes it; returns the blocks it
     /// replaced, or `None` when the arena overflowed (then nothing was published).
-    fn refresh_long(&mut self, key: K, len: u8) -> Option<Vec<Block>> {
+    fn refresh_long(&mut self, key: K, len: u8, shared: &Shared<'_>) -> Option<Vec<Block>> {
         let slot = key.top();
-        let (default, child) = self.fib.read_dir(slot);
-        let fib = Arc::clone(&self.fib);
+        let fib = self.fib(shared);
+        let (default, child) = fib.read_dir(slot);
         let cur = if child & SINGLE != 0 {
             Kid::Leaf(child)
         } else {
             Kid::Node(fib.read_node(child))
         };
         let mut sink = ArenaSink {
-            fib: &fib,
+            fib,
             alloc: &mut self.alloc,
             retire: Vec::new(),
+            allocated: Vec::new(),
             overflow: false,
         };
         let kid = update_kid(
@@ -386,6 +459,10 @@ impl<K: Key> Family<K> {
         );
         let new_child = dir_child(&mut sink, kid);
         if sink.overflow {
+            let allocated = std::mem::take(&mut sink.allocated);
+            for b in allocated {
+                self.alloc.free(b);
+            }
             return None;
         }
         if let Kid::Node(_) = cur {
@@ -459,7 +536,7 @@ fn update_kid<K: Key>(
     let mut kids = if folded {
         unfold_chain(&node)
     } else {
-        decode_node(sink.fib, &node)
+        decode_node(&sink.fib, &node)
     };
     let (key, len) = changed;
     let end = depth + STRIDE;

@@ -4,8 +4,11 @@
 //! status (key-free):  [Header][WorkerStats; workers][PeerSlot; peers][SessionInfo; sessions]
 //! page boundary
 //! secrets and tables: [SessionSlot; sessions][index table: AtomicU64; 2*sessions]
-//!                     [prefix entries: [AtomicU64; 3]; prefixes][Ring to control; workers]
+//!                     [allowed-IPs table: header, reader slots, two sections per family]
+//!                     [prefix log: [AtomicU64; 3]; PREFIX_LOG_CAP][Ring to control; workers]
 //! ```
+//! The allowed-IPs table's parts are laid out by [`Layout::table_parts`] with the sizes
+//! `allowedips::Capacity` gives for `prefixes`.
 //! Every part starts on a 64-byte boundary. Sizes are fixed when control creates the region
 //! and recorded in the header, so a worker (or a restarted control) attaching later computes
 //! the same offsets. The status part holds no key material and ends on a page boundary, so
@@ -17,9 +20,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"WGXDPSHM");
-/// 7: the receiver-index table's probe limit (`Header::index_probe_limit`), which readers
-/// must respect: an older worker would read a newer control's table wrongly, and vice versa.
-pub const VERSION: u64 = 7;
+/// 8: the allowed-IPs table itself in the region, and the prefix log in place of the list
+/// (7: the receiver-index table's probe limit, `Header::index_probe_limit`).
+pub const VERSION: u64 = 8;
 pub const RING_CAP: usize = 1024;
 pub type EventRing = Ring<RING_CAP>;
 
@@ -30,16 +33,17 @@ pub struct Header {
     pub version: AtomicU64,
     pub session_slots: AtomicU64,
     pub peer_slots: AtomicU64,
+    /// The allowed-IPs table's capacity in prefixes per family.
     pub prefix_slots: AtomicU64,
     pub workers: AtomicU64,
-    /// Table-wide seqlock of the allowed-IPs list: odd while control rewrites it.
-    pub prefixes_seq: AtomicU64,
-    pub prefix_count: AtomicU64,
+    /// The prefix log (`crate::prefix_log`): entries control wrote...
+    pub prefix_log_head: AtomicU64,
+    /// ...and entries the data path applied...
+    pub prefix_log_applied: AtomicU64,
+    /// ...and the data path's request for everything again.
+    pub prefix_log_resync: AtomicU64,
     /// The WireGuard listen port (host order); control changes it on `wg set listen-port`.
     pub listen_port: AtomicU64,
-    /// The data path: the allowed-IPs version (`prefixes_seq`) its table holds. Control
-    /// reuses a removed peer's slot only once this has passed the list without that peer.
-    pub prefixes_applied: AtomicU64,
     /// The data path: the XDP programs' verdict counters, copied from their per-CPU map about
     /// once a second, for `wgxdp show` and the metrics. Opaque here: slot `i` is the BPF ABI's
     /// verdict `i` (the data path, which links that ABI, checks it fits).
@@ -334,6 +338,25 @@ pub struct Layout {
     pub workers: usize,
 }
 
+/// Where one family section's arrays lie in the region.
+#[derive(Debug, Clone, Copy)]
+pub struct Section {
+    pub dims: allowedips::Dims,
+    pub dir: usize,
+    pub nodes: usize,
+    pub leaves: usize,
+    pub singles: usize,
+}
+
+/// Where the allowed-IPs table lies in the region ([`Layout::table_parts`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TableParts {
+    pub header: usize,
+    pub readers: usize,
+    pub v4: [Section; 2],
+    pub v6: [Section; 2],
+}
+
 const fn align64(n: usize) -> usize {
     (n + 63) & !63
 }
@@ -378,12 +401,52 @@ impl Layout {
         align64(self.sessions_offset() + self.sessions * std::mem::size_of::<SessionSlot>())
     }
 
-    pub fn prefixes_offset(&self) -> usize {
+    pub fn table_offset(&self) -> usize {
         align64(self.index_offset() + self.index_slots() * 8)
     }
 
+    /// The allowed-IPs table's parts, each 64-byte aligned: the table header, the reader
+    /// slots, then per family (IPv4, IPv6) and section (0, 1) its arrays' offsets and
+    /// dimensions. Returns the parts and the offset past them.
+    pub fn table_parts(&self) -> (TableParts, usize) {
+        use allowedips::{Capacity, ReaderSlot, TableHeader, MAX_READERS};
+        let cap = Capacity::new(self.prefixes);
+        let header = self.table_offset();
+        let readers = align64(header + std::mem::size_of::<TableHeader>());
+        let mut at = align64(readers + MAX_READERS * std::mem::size_of::<ReaderSlot>());
+        let mut section = |d: allowedips::Dims| {
+            let dir = at;
+            let nodes = align64(dir + d.dir * 8);
+            let leaves = align64(nodes + d.nodes * 32);
+            let singles = align64(leaves + d.leaves * 4);
+            at = align64(singles + d.singles * 8);
+            Section {
+                dims: d,
+                dir,
+                nodes,
+                leaves,
+                singles,
+            }
+        };
+        let v4 = [section(cap.v4()), section(cap.v4())];
+        let v6 = [section(cap.v6()), section(cap.v6())];
+        (
+            TableParts {
+                header,
+                readers,
+                v4,
+                v6,
+            },
+            at,
+        )
+    }
+
+    pub fn prefix_log_offset(&self) -> usize {
+        self.table_parts().1
+    }
+
     pub fn rings_offset(&self) -> usize {
-        align64(self.prefixes_offset() + self.prefixes * 24)
+        align64(self.prefix_log_offset() + crate::prefix_log::PREFIX_LOG_CAP * 24)
     }
 
     pub fn total_len(&self) -> usize {
@@ -453,7 +516,13 @@ mod tests {
             l.session_info_offset(),
             l.sessions_offset(),
             l.index_offset(),
-            l.prefixes_offset(),
+            l.table_offset(),
+            l.table_parts().0.readers,
+            l.table_parts().0.v4[0].dir,
+            l.table_parts().0.v4[1].dir,
+            l.table_parts().0.v6[0].dir,
+            l.table_parts().0.v6[1].singles,
+            l.prefix_log_offset(),
             l.rings_offset(),
             l.total_len(),
         ];

@@ -29,6 +29,7 @@ pub mod drop;
 pub mod event;
 pub mod index;
 pub mod layout;
+pub mod prefix_log;
 pub mod region;
 pub mod replay;
 pub mod ring;

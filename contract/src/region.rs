@@ -2,6 +2,7 @@
 //! region is here.
 
 use super::layout::*;
+use crate::prefix_log::PrefixLog;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -304,9 +305,18 @@ impl Region {
         unsafe { self.slice(self.layout.index_offset(), self.layout.index_slots()) }
     }
 
-    fn prefix_entries(&self) -> &[[AtomicU64; 3]] {
-        // SAFETY: as for `sessions`; an entry is 24 bytes, which the layout uses.
-        unsafe { self.slice(self.layout.prefixes_offset(), self.layout.prefixes) }
+    /// The allowed-IPs changes for the data-path process ([`crate::prefix_log`]).
+    pub fn prefix_log(&self) -> PrefixLog<'_> {
+        let h = self.header();
+        PrefixLog {
+            head: &h.prefix_log_head,
+            applied: &h.prefix_log_applied,
+            resync: &h.prefix_log_resync,
+            // SAFETY: as for `sessions`; an entry is 24 bytes, which the layout uses.
+            entries: unsafe {
+                self.slice(self.layout.prefix_log_offset(), crate::prefix_log::PREFIX_LOG_CAP)
+            },
+        }
     }
 
     /// Events from worker `w` to control (`None` past the last worker).
@@ -378,36 +388,10 @@ impl Region {
         self.index().limit()
     }
 
-    // ---- allowed IPs (table-wide seqlock) ------------------------------------------------
-
-    /// Control: replaces the whole allowed-IPs list. Entries beyond capacity are refused.
-    pub fn publish_prefixes(&self, entries: &[[u64; 3]]) -> Result<(), usize> {
-        let table = self.prefix_entries();
-        if entries.len() > table.len() {
-            return Err(table.len());
-        }
-        let h = self.header();
-        // Even before the write, whatever a writer killed mid-publish left (see
-        // `SeqLock::write`): counting on from an odd value would make readers take the list
-        // while it is being written.
-        let s = h.prefixes_seq.load(Ordering::Relaxed) & !1;
-        h.prefixes_seq.store(s.wrapping_add(1), Ordering::Relaxed);
-        std::sync::atomic::fence(Ordering::Release);
-        for (slot, e) in table.iter().zip(entries) {
-            for (w, v) in slot.iter().zip(e) {
-                w.store(*v, Ordering::Relaxed);
-            }
-        }
-        h.prefix_count
-            .store(entries.len() as u64, Ordering::Relaxed);
-        h.prefixes_seq.store(s.wrapping_add(2), Ordering::Release);
-        Ok(())
-    }
-
     /// Control, on attaching to a region a previous process left: records that process was
     /// writing when it died (odd sequence) are made empty, so that nothing half-written is
-    /// ever taken for a session or a peer. Returns how many. (The allowed-IPs list needs no
-    /// repair: control republishes it whole before anything reads it as current.)
+    /// ever taken for a session or a peer. Returns how many. (The allowed-IPs table needs no
+    /// repair: control builds it anew in the other section and switches the workers to it.)
     pub fn repair_torn(&self) -> usize {
         // The index table's probe limit must cover every entry present (see `IndexTable`).
         self.index().repair();
@@ -433,31 +417,33 @@ impl Region {
         }
         n
     }
+}
 
-    /// The allowed-IPs version: even and changed by every publication.
-    pub fn prefixes_version(&self) -> u64 {
-        self.header().prefixes_seq.load(Ordering::Acquire)
-    }
-
-    /// Workers: a consistent copy of the list into `out`, with its version; `None` if a
-    /// publication overlapped (try again next round, keep using the old copy meanwhile).
-    pub fn read_prefixes(&self, out: &mut Vec<[u64; 3]>) -> Option<u64> {
-        let h = self.header();
-        let before = h.prefixes_seq.load(Ordering::Acquire);
-        if before & 1 == 1 {
-            return None;
+/// The allowed-IPs table lives in the region: control writes it, the workers read it.
+impl allowedips::Memory for Region {
+    fn table(&self) -> allowedips::Shared<'_> {
+        let (parts, _) = self.layout.table_parts();
+        let arrays = |s: &Section| {
+            // SAFETY: offsets and counts come from the layout whose total length was checked
+            // on create and attach; each array starts 64-byte aligned; the element types are
+            // atomics (or arrays of them) for which zero is valid.
+            unsafe {
+                allowedips::Arrays {
+                    dir: self.slice(s.dir, s.dims.dir),
+                    nodes: self.slice(s.nodes, s.dims.nodes),
+                    leaves: self.slice(s.leaves, s.dims.leaves),
+                    singles: self.slice(s.singles, s.dims.singles),
+                }
+            }
+        };
+        allowedips::Shared {
+            // SAFETY: as above; the header and the reader slots are atomics only.
+            header: unsafe { &self.slice::<allowedips::TableHeader>(parts.header, 1)[0] },
+            // SAFETY: as above.
+            readers: unsafe { self.slice(parts.readers, allowedips::MAX_READERS) },
+            v4: [arrays(&parts.v4[0]), arrays(&parts.v4[1])],
+            v6: [arrays(&parts.v6[0]), arrays(&parts.v6[1])],
         }
-        let count = usize::try_from(h.prefix_count.load(Ordering::Relaxed)).unwrap_or(0);
-        let table = self.prefix_entries();
-        out.clear();
-        out.extend(
-            table
-                .iter()
-                .take(count)
-                .map(|e| std::array::from_fn(|i| e[i].load(Ordering::Relaxed))),
-        );
-        std::sync::atomic::fence(Ordering::Acquire);
-        (h.prefixes_seq.load(Ordering::Relaxed) == before).then_some(before)
     }
 }
 
@@ -722,8 +708,6 @@ mod tests {
         // The dead writer: sequences made odd (as `write` does first), then nothing.
         crate::seqlock::tests::tear(&r.sessions()[3].record);
         crate::seqlock::tests::tear(&r.peers()[1].record);
-        let h = r.header();
-        h.prefixes_seq.fetch_add(1, Ordering::Relaxed);
         let again = Region::attach(&path).unwrap();
         assert_eq!(again.repair_torn(), 2);
         assert_eq!(again.repair_torn(), 0);
@@ -735,48 +719,38 @@ mod tests {
             "whole records stay"
         );
         assert!(again.peers()[1].record.read().is_some());
-        let mut buf = Vec::new();
-        assert_eq!(
-            again.read_prefixes(&mut buf),
-            None,
-            "the torn list is refused"
-        );
-        again.publish_prefixes(&[[1, 2, 3]]).unwrap();
-        assert_eq!(again.prefixes_version() % 2, 0);
-        assert!(again.read_prefixes(&mut buf).is_some());
-        assert_eq!(buf, vec![[1, 2, 3]]);
         again.remove().unwrap();
     }
 
-    /// Workers copying the allowed-IPs list while control republishes it never see a mix.
+    /// The allowed-IPs table control writes through its mapping is what a worker reads
+    /// through another (as in two processes), and a second writer (a restarted control)
+    /// replaces it whole while the reader keeps its handle.
     #[test]
-    fn prefix_list_reads_are_consistent() {
-        let path = temp_path("prefixes");
-        let r = Arc::new(Region::create(&path, layout()).unwrap());
-        r.remove().unwrap();
-        let list = |v: u64| -> Vec<[u64; 3]> { (0..(v % 32)).map(|i| [v, i, v ^ i]).collect() };
-        let reader = {
-            let r = r.clone();
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut seen = 0;
-                for _ in 0..100_000 {
-                    if r.read_prefixes(&mut buf).is_some() && !buf.is_empty() {
-                        let v = buf[0][0];
-                        assert_eq!(buf, list(v), "mixed list");
-                        seen += 1;
-                    }
-                }
-                seen
-            })
-        };
-        for v in 1..50_000u64 {
-            r.publish_prefixes(&list(v)).unwrap();
-        }
-        reader.join().unwrap();
-        assert!(
-            r.publish_prefixes(&vec![[0; 3]; 33]).is_err(),
-            "over capacity"
-        );
+    fn the_allowed_ips_table_is_shared_through_the_region() {
+        use allowedips::{AllowedIps, Memory, Reader};
+        use proto::allowedips::Prefix;
+        let path = temp_path("table");
+        let control = Arc::new(Region::create(&path, layout()).unwrap());
+        let data_path = Arc::new(Region::attach(&path).unwrap());
+        let p = |s: &str, l| Prefix::new(s.parse().unwrap(), l).unwrap();
+        let mut reader = Reader::attach(data_path.clone() as Arc<dyn Memory>).unwrap();
+        let at = |r: &mut Reader, s: &str| r.lookup(s.parse().unwrap());
+        assert_eq!(at(&mut reader, "198.18.0.1"), None, "a fresh region is an empty table");
+        let mut writer =
+            AllowedIps::attach(control.clone(), [(p("198.18.0.0", 15), 3)]).unwrap();
+        assert_eq!(at(&mut reader, "198.18.0.1"), Some(3));
+        writer.insert(p("2001:2::", 48), 4).unwrap();
+        writer.insert(p("198.18.7.7", 32), 5).unwrap();
+        assert_eq!(at(&mut reader, "2001:2::1"), Some(4));
+        assert_eq!(at(&mut reader, "198.18.7.7"), Some(5));
+        assert_eq!(at(&mut reader, "198.18.7.8"), Some(3));
+        drop(writer);
+        let restarted = Arc::new(Region::attach(&path).unwrap());
+        control.remove().unwrap();
+        let writer = AllowedIps::attach(restarted, [(p("198.18.7.0", 24), 9)]).unwrap();
+        assert_eq!(at(&mut reader, "198.18.7.7"), Some(9));
+        assert_eq!(at(&mut reader, "198.18.0.1"), None);
+        assert_eq!(at(&mut reader, "2001:2::1"), None);
+        assert_eq!(writer.len(), 1);
     }
 }

@@ -194,8 +194,8 @@ fn readers_see_the_old_or_the_new_table_never_a_mix() {
             Step::Insert(prefix, peer) => {
                 table.insert(prefix, peer).unwrap();
             }
-            Step::Remove(prefix, peer) => assert!(table.remove(prefix, peer)),
-            Step::Compact => table.compact(),
+            Step::Remove(prefix, peer) => assert!(table.remove(prefix, peer).unwrap()),
+            Step::Compact => table.compact().unwrap(),
         }
         done.store(i + 1, Ordering::Release);
         if i % 64 == 0 {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::workload::{inside, Rng};
-use crate::{AllowedIps, PeerId, Prefix, Reference};
+use crate::{AllowedIps, Capacity, Error, HeapMemory, PeerId, Prefix, Reference};
 
 /// Prefixes that overlap a lot: a few base regions, lengths over the whole range.
 fn random_prefix(rng: &mut Rng) -> Prefix {
@@ -188,19 +188,19 @@ fn matches_the_reference_over_a_million_queries_with_updates_between_rounds() {
                     let prefix = stored[rng.below(stored.len() as u64) as usize];
                     let owner = model.owner.get(&prefix).copied().unwrap_or(peer);
                     let who = if rng.below(4) == 0 { peer } else { owner };
-                    let removed = table.remove(prefix, who);
+                    let removed = table.remove(prefix, who).unwrap();
                     assert_eq!(removed, reference.remove(prefix, who));
                     if removed {
-                        model.owner.remove(&prefix);
+                        model.owner.remove(&prefix).unwrap();
                     }
                 }
                 8 => {
-                    let n = table.remove_by_peer(peer);
+                    let n = table.remove_by_peer(peer).unwrap();
                     let gone: Vec<Prefix> = model.listing(peer);
                     assert_eq!(n, gone.len());
                     for prefix in gone {
                         assert!(reference.remove(prefix, peer));
-                        model.owner.remove(&prefix);
+                        model.owner.remove(&prefix).unwrap();
                     }
                 }
                 _ => {
@@ -273,34 +273,119 @@ fn bulk_build_of_a_provider_table_matches_the_reference() {
 }
 
 #[test]
-fn the_arena_grows_by_rebuilding_when_updates_run_out_of_room() {
-    // An empty table keeps only the minimum spare room; 40k inserts overflow it, each time
-    // rebuilding a larger arena and swapping it in while a reader is pinned in the old one.
-    let mut table = AllowedIps::new();
+fn a_full_section_is_rebuilt_into_the_other_and_a_change_beyond_capacity_changes_nothing() {
+    // Random updates fill the active section; each time the writer builds the family
+    // compactly into the other section and switches. Once even a compact build does not fit,
+    // the insert is refused and the table (the writer's view and a reader's) stays as it was.
+    let capacity = 3000;
+    let mut table = AllowedIps::with_capacity(Capacity::new(capacity));
     let mut reader = table.reader().unwrap();
-    let before = table.stats();
     let mut reference = Reference::new();
     let mut rng = Rng::new(11);
     let mut stored = Vec::new();
-    let pinned_early = reader.pin();
+    let mut refused = 0;
     for i in 0..40_000u32 {
         let prefix = random_prefix(&mut rng);
-        assert_eq!(
-            table.insert(prefix, i % 3000).unwrap(),
-            reference.insert(prefix, i % 3000)
-        );
-        stored.push(prefix);
+        let before = table.owner(prefix);
+        match table.insert(prefix, i % 3000) {
+            Ok(old) => {
+                assert_eq!(old, reference.insert(prefix, i % 3000));
+                stored.push(prefix);
+            }
+            Err(Error::Full(_)) => {
+                // Each refusal costs a full build: a few make the point.
+                refused += 1;
+                if refused == 20 {
+                    break;
+                }
+                assert_eq!(table.owner(prefix), before, "refused: unchanged");
+                let q = prefix.addr();
+                assert_eq!(table.lookup(q), reference.lookup(q), "{q}");
+            }
+            Err(e) => panic!("{e}"),
+        }
+        if i % 4000 == 0 {
+            for _ in 0..2000 {
+                let q = random_query(&mut rng, &stored);
+                assert_eq!(reader.lookup(q), reference.lookup(q), "{q}");
+            }
+        }
     }
-    // The reader pinned before the growth still reads the first arena, frozen since it was
-    // replaced (its answers are those of some earlier version); the memory stays valid.
-    for q in stored.iter().take(1000) {
-        let _ = pinned_early.lookup(q.addr());
-    }
-    drop(pinned_early);
-    let after = table.stats();
-    assert!(after.v4.bytes > before.v4.bytes && after.v6.bytes > before.v6.bytes);
+    assert!(refused > 0, "40k random prefixes overflow room for 3000");
+    let held = table.stats();
+    assert!(
+        held.v4_prefixes >= capacity && held.v6_prefixes >= capacity,
+        "at least the capacity fits: {held:?}"
+    );
     for _ in 0..50_000 {
         let q = random_query(&mut rng, &stored);
         assert_eq!(reader.lookup(q), reference.lookup(q), "{q}");
+        assert_eq!(table.lookup(q), reference.lookup(q), "{q}");
+    }
+}
+
+#[test]
+fn a_switch_waits_for_a_reader_still_on_the_other_section() {
+    let mut table = AllowedIps::new();
+    let mut reader = table.reader().unwrap();
+    let a = Prefix::new("198.18.0.0".parse().unwrap(), 24).unwrap();
+    table.insert(a, 1).unwrap();
+    let early = reader.pin();
+    // The first switch moves readers off the section `early` does not use...
+    table.compact().unwrap();
+    table.insert(a, 2).unwrap();
+    assert_eq!(early.lookup("198.18.0.9".parse().unwrap()), Some(1), "the old section");
+    // ...the second would rebuild the one `early` still reads: refused while it is pinned.
+    assert_eq!(table.compact(), Err(Error::Busy));
+    assert_eq!(early.lookup("198.18.0.9".parse().unwrap()), Some(1), "still intact");
+    drop(early);
+    table.compact().unwrap();
+    assert_eq!(reader.lookup("198.18.0.9".parse().unwrap()), Some(2));
+}
+
+/// Shapes that cost the most room per prefix: pairs of host routes that differ only in their
+/// last bit, each pair under its own directory slot (a chain of nodes down to the end of the
+/// address), and lone host routes high up (IPv6 long singletons).
+fn worst_case(family_v6: bool, n: usize) -> Vec<(Prefix, PeerId)> {
+    (0..n)
+        .map(|i| {
+            let slot = (i / 2) as u128;
+            let last = (i % 2) as u128;
+            let peer = i as PeerId;
+            if family_v6 {
+                let spread = slot.wrapping_mul(0x9E37_79B9_7F4A_7C15) & ((1 << 20) - 1);
+                let addr = spread << 108 | (slot << 20) | last;
+                let len = if i % 7 == 6 { 64 } else { 128 };
+                let addr = addr & !((1u128 << (128 - len)) - 1);
+                (Prefix::new(IpAddr::V6(Ipv6Addr::from(addr)), len).unwrap(), peer)
+            } else {
+                let spread = (slot as u32).wrapping_mul(0x9E37_79B9) & 0xFFFF_F000;
+                let addr = spread | (slot as u32 & 0x7FF) << 1 | last as u32;
+                (Prefix::new(IpAddr::V4(Ipv4Addr::from(addr)), 32).unwrap(), peer)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_capacity_holds_its_prefixes_whatever_their_shape() {
+    for v6 in [false, true] {
+        for n in [100, 5000] {
+            let set = worst_case(v6, n);
+            let distinct: BTreeSet<Prefix> = set.iter().map(|(p, _)| *p).collect();
+            // In one bulk build...
+            let memory = std::sync::Arc::new(HeapMemory::new(Capacity::new(n)));
+            let bulk = AllowedIps::attach(memory, set.iter().copied()).unwrap();
+            assert_eq!(bulk.len(), distinct.len());
+            // ...and one insert at a time.
+            let mut t = AllowedIps::with_capacity(Capacity::new(n));
+            for &(p, peer) in &set {
+                t.insert(p, peer)
+                    .unwrap_or_else(|e| panic!("v6 {v6}, {n} prefixes, at {p}: {e}"));
+            }
+            for &(p, _) in &set {
+                assert_eq!(t.lookup(p.addr()), bulk.lookup(p.addr()));
+            }
+        }
     }
 }
