@@ -386,7 +386,7 @@ fn updates(c: &mut Criterion, f: &mut Family) {
                 if i % 2 == 0 {
                     black_box(ours.insert(prefix, peer).ok());
                 } else {
-                    black_box(ours.remove(prefix, peer));
+                    black_box(ours.remove(prefix, peer).expect("room"));
                 }
             },
             BatchSize::SmallInput,
@@ -401,7 +401,7 @@ fn updates(c: &mut Criterion, f: &mut Family) {
     );
     // Leave the table as it was.
     for &(prefix, peer) in &changes {
-        ours.remove(prefix, peer);
+        ours.remove(prefix, peer).expect("room");
     }
     paced(f, &changes);
 }
@@ -449,7 +449,7 @@ fn paced(f: &mut Family, changes: &[(Prefix, PeerId)]) {
                 if k % 2 == 0 {
                     black_box(f.ours.insert(prefix, peer).ok());
                 } else {
-                    black_box(f.ours.remove(prefix, peer));
+                    black_box(f.ours.remove(prefix, peer).expect("room"));
                 }
                 published += 1;
             }

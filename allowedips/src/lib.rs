@@ -62,9 +62,9 @@
 mod build;
 pub mod dir24_8;
 mod epoch;
-mod memory;
 mod fib;
 mod key;
+mod memory;
 pub mod reference;
 mod table;
 mod update;
@@ -72,10 +72,15 @@ pub mod workload;
 
 pub use epoch::MAX_READERS;
 pub use key::Key;
+pub use memory::{
+    reset_readers, Arrays, Capacity, Dims, HeapMemory, Memory, ReaderSlot, Shared, TableHeader,
+    DIR_SLOTS,
+};
 pub use proto::allowedips::Prefix;
 pub use reference::Reference;
-pub use memory::{reset_readers, Arrays, Capacity, Dims, HeapMemory, Memory, ReaderSlot, Shared, TableHeader, DIR_SLOTS};
-pub use table::{AllowedIps, Error, PeerId, Reader, Snapshot, Stats, DEFAULT_CAPACITY, MAX_PEER_ID};
+pub use table::{
+    AllowedIps, Error, PeerId, Reader, Snapshot, Stats, DEFAULT_CAPACITY, MAX_PEER_ID,
+};
 pub use update::ArenaStats;
 
 #[cfg(test)]

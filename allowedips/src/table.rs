@@ -252,15 +252,17 @@ impl AllowedIps {
         self.v6.rebuild(&shared, &e)
     }
 
-    /// The oldest epoch a reader may still be in after the changes so far: a peer id whose
-    /// prefixes are all gone can reach no worker once [`AllowedIps::quiescent`] passes it.
+    /// The epoch of the changes made so far: once [`AllowedIps::settled`] is past it, no
+    /// reader still holds an answer from before them (a peer id whose prefixes were all
+    /// removed by then can reach no worker).
     pub fn epoch(&self) -> u64 {
         epoch(&self.memory.table()).current()
     }
 
-    /// Whether every reader that was pinned at `epoch` (from [`AllowedIps::epoch`]) is done.
-    pub fn quiescent(&self, epoch_tag: u64) -> bool {
-        epoch(&self.memory.table()).advance() > epoch_tag
+    /// The oldest epoch a reader may still be in (`u64::MAX` when none is pinned): every
+    /// change tagged below it is seen by all readers.
+    pub fn settled(&self) -> u64 {
+        epoch(&self.memory.table()).advance()
     }
 
     pub fn stats(&self) -> Stats {

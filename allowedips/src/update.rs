@@ -167,7 +167,8 @@ impl<K: Key> Sink<K> for ArenaSink<'_, K> {
             self.overflow = true;
             return 0;
         };
-        self.allocated.push(Block::Leaves(start, leaves.len() as u8));
+        self.allocated
+            .push(Block::Leaves(start, leaves.len() as u8));
         for (i, &v) in leaves.iter().enumerate() {
             self.fib.write_leaf(start + i as u32, v);
         }
@@ -383,7 +384,10 @@ impl<K: Key> Family<K> {
         self.alloc = Alloc::new(
             (sink.nodes.len(), fib.nodes.len()),
             (sink.leaves.len(), fib.leaves.len()),
-            (sink.singles.len() / UNIT_WORDS, fib.singles.len() / UNIT_WORDS),
+            (
+                sink.singles.len() / UNIT_WORDS,
+                fib.singles.len() / UNIT_WORDS,
+            ),
         );
         Ok(())
     }

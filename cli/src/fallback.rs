@@ -15,7 +15,7 @@ use control::daemon::{Control, ControlOptions, HANDSHAKE_BATCH};
 use control::InterfaceName;
 use dataplane::link::Link as _;
 use dataplane::neigh::{Neighbours, Snapshot};
-use dataplane::prefixes::{PrefixSink, Prefixes};
+use dataplane::prefixes::{self, PrefixSink};
 use dataplane::socket_link::SocketLink;
 use dataplane::worker::{Iface, Worker, WorkerConfig};
 use proto::allowedips::Prefix;
@@ -70,6 +70,14 @@ impl PrefixSink for Routes<'_> {
         let family = if prefix.addr().is_ipv6() { "-6" } else { "-4" };
         let _ = ip(&[family, "route", "del", &prefix.to_string(), "dev", self.dev]);
     }
+
+    fn clear(&mut self) {
+        // The routes `insert` added (protocol "boot", ip's default), not the kernel's own
+        // routes for the device's addresses.
+        for family in ["-4", "-6"] {
+            let _ = ip(&[family, "route", "flush", "dev", self.dev, "proto", "boot"]);
+        }
+    }
 }
 
 /// Runs the gateway on TUN device `tun` until `stop` is set (or, with a UAPI socket, until
@@ -99,10 +107,11 @@ pub fn run(opts: &ControlOptions, tun: &InterfaceName, stop: &AtomicBool) -> Res
     let mut arena = vec![0u8; FRAMES * FRAME_SIZE];
     let link = SocketLink::new(&mut arena, FRAME_SIZE, socket, dev, port)
         .map_err(|e| format!("socket backend: {e}"))?;
-    let mut prefixes = Prefixes::default();
+    // Control, in this process, started the prefix log with a reset and every prefix; the
+    // worker reads the allowed-IPs table in the region, as on XDP.
     let mut routes = Routes { dev: tun.as_str() };
-    prefixes.sync(&region, &mut routes);
-    let reader = prefixes.reader().map_err(|e| e.to_string())?;
+    prefixes::sync(&region, &mut routes);
+    let reader = allowedips::Reader::attach(region.clone()).map_err(|e| e.to_string())?;
     // The socket sends from whatever address the kernel picks; these only fill the headers
     // the worker writes and the link reads back.
     let tunnel_v4 = opts
@@ -158,7 +167,7 @@ pub fn run(opts: &ControlOptions, tun: &InterfaceName, stop: &AtomicBool) -> Res
         if fed || last_control.elapsed() >= CONTROL_EVERY {
             last_control = std::time::Instant::now();
             control.step();
-            prefixes.sync(&region, &mut routes);
+            prefixes::sync(&region, &mut routes);
             // `wg set listen-port`: control moved its socket; data follows it.
             let now_port = control.local_addr().map_or(port, |a| a.port());
             if now_port != port {

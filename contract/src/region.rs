@@ -314,7 +314,10 @@ impl Region {
             resync: &h.prefix_log_resync,
             // SAFETY: as for `sessions`; an entry is 24 bytes, which the layout uses.
             entries: unsafe {
-                self.slice(self.layout.prefix_log_offset(), crate::prefix_log::PREFIX_LOG_CAP)
+                self.slice(
+                    self.layout.prefix_log_offset(),
+                    crate::prefix_log::PREFIX_LOG_CAP,
+                )
             },
         }
     }
@@ -735,9 +738,12 @@ mod tests {
         let p = |s: &str, l| Prefix::new(s.parse().unwrap(), l).unwrap();
         let mut reader = Reader::attach(data_path.clone() as Arc<dyn Memory>).unwrap();
         let at = |r: &mut Reader, s: &str| r.lookup(s.parse().unwrap());
-        assert_eq!(at(&mut reader, "198.18.0.1"), None, "a fresh region is an empty table");
-        let mut writer =
-            AllowedIps::attach(control.clone(), [(p("198.18.0.0", 15), 3)]).unwrap();
+        assert_eq!(
+            at(&mut reader, "198.18.0.1"),
+            None,
+            "a fresh region is an empty table"
+        );
+        let mut writer = AllowedIps::attach(control.clone(), [(p("198.18.0.0", 15), 3)]).unwrap();
         assert_eq!(at(&mut reader, "198.18.0.1"), Some(3));
         writer.insert(p("2001:2::", 48), 4).unwrap();
         writer.insert(p("198.18.7.7", 32), 5).unwrap();

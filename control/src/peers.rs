@@ -3,18 +3,15 @@
 //! prefix has one owner and inserting it for another peer moves it), and the bytes of its
 //! retired sessions.
 //!
-//! The ownership maps are plain hash maps rather than the `allowedips` crate's table, which
-//! has the same rules: control never looks an address up, and that table would also build
-//! its lookup arena (16 MiB of directories and microseconds per insert) for nothing; the
-//! workers' table is built from the list published here.
+//! This is control's book, keyed by prefix: a `wg set` is checked and applied here, and every
+//! prefix it touches is marked dirty; `daemon::routes` then brings the workers' table (the
+//! `allowedips` crate's, in the region, keyed by slot) in step, prefix by prefix.
 //!
 //! Slots are numbered independently of the protocol's `PeerId`s so that a removed peer's slot
-//! is not handed out again until the data path has applied an allowed-IPs list without it:
-//! until then a worker could still route the old peer's prefixes to that slot, and so to the
-//! new peer. A removed slot waits in `pending` until the next publication, then in `freed`
-//! until the data path reports (`prefixes_applied`) that it holds that version.
+//! is not handed out again while a worker may still hold an answer from the table that routed
+//! to it (and so to the new peer). A removed slot waits in `pending` until its removal is in
+//! the table, then in `freed` until every worker has moved past that table's epoch.
 
-use contract::layout::encode_prefix;
 use proto::allowedips::Prefix;
 use proto::device::PeerId;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -38,6 +35,8 @@ pub struct PeerTable {
     /// Slots freed since the last publication.
     pending: Vec<u32>,
     owner: HashMap<Prefix, PeerId>,
+    /// Prefixes whose owner changed since the last [`PeerTable::take_dirty`].
+    dirty: Vec<Prefix>,
 }
 
 impl PeerTable {
@@ -49,6 +48,7 @@ impl PeerTable {
             freed: (0..slots).map(|s| (s, 0)).collect(),
             pending: Vec::new(),
             owner: HashMap::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -108,6 +108,7 @@ impl PeerTable {
         for p in &e.allowed {
             self.owner.remove(p);
         }
+        self.dirty.extend(e.allowed.iter().copied());
         self.by_slot[e.slot as usize] = None;
         self.pending.push(e.slot);
         Some(e.slot)
@@ -122,7 +123,8 @@ impl PeerTable {
         }
     }
 
-    /// Control published the list as `version`: slots freed before it wait for that.
+    /// The table holds every change so far as of `version` (its epoch): slots freed before
+    /// wait for the workers to pass it.
     pub fn published(&mut self, version: u64) {
         for s in self.pending.drain(..) {
             self.freed.push_back((s, version));
@@ -156,6 +158,7 @@ impl PeerTable {
         if let Some(e) = self.entries.get_mut(&id) {
             e.allowed.insert(prefix);
         }
+        self.dirty.push(prefix);
         true
     }
 
@@ -168,6 +171,7 @@ impl PeerTable {
         if let Some(e) = self.entries.get_mut(&id) {
             e.allowed.remove(&prefix);
         }
+        self.dirty.push(prefix);
         true
     }
 
@@ -180,6 +184,7 @@ impl PeerTable {
         for p in &gone {
             self.owner.remove(p);
         }
+        self.dirty.extend(gone.iter().copied());
         gone.len()
     }
 
@@ -204,12 +209,21 @@ impl PeerTable {
         self.entries.get(&id).map_or([0; 4], |e| e.retired)
     }
 
-    /// The list workers route by: every prefix with its owner's slot.
-    pub fn encode(&self) -> Vec<[u64; 3]> {
+    /// Every prefix with its owner's slot.
+    pub fn all_prefixes(&self) -> impl Iterator<Item = (Prefix, u32)> + '_ {
         self.owner
             .iter()
-            .filter_map(|(p, id)| Some(encode_prefix(p.addr(), p.len(), self.slot(*id)?)))
-            .collect()
+            .filter_map(|(p, id)| Some((*p, self.slot(*id)?)))
+    }
+
+    /// The slot of the peer that owns exactly `prefix`.
+    pub fn owner_slot(&self, prefix: Prefix) -> Option<u32> {
+        self.slot(*self.owner.get(&prefix)?)
+    }
+
+    /// The prefixes whose owner changed since the last call (a prefix may appear twice).
+    pub fn take_dirty(&mut self) -> Vec<Prefix> {
+        std::mem::take(&mut self.dirty)
     }
 }
 
@@ -289,11 +303,18 @@ mod tests {
             "192.95.5.64/27",
             "host bits cleared"
         );
-        assert_eq!(t.encode().len(), 1);
+        assert_eq!(t.all_prefixes().count(), 1);
+        t.take_dirty();
         t.remove(PeerId(1));
-        assert!(
-            t.encode().is_empty(),
+        assert_eq!(
+            t.all_prefixes().count(),
+            0,
             "a removed peer's prefixes go with it"
+        );
+        assert_eq!(
+            t.take_dirty(),
+            [p("192.95.5.64/27")],
+            "and are marked for the table"
         );
     }
 }

@@ -41,6 +41,11 @@ fn peers_and_allowed_ips_change_live_with_kernel_rules() {
     assert!(gw
         .region_prefixes()
         .contains(&("10.1.0.0/16".to_string(), sc)));
+    assert_eq!(
+        gw.route("10.1.2.3"),
+        Some(sc),
+        "the workers' table routes it"
+    );
 
     // Takeover: C claims A's /32; A no longer owns it anywhere.
     gw.set(&format!("public_key={}\nallowed_ip=10.0.0.1/32\n", hex(&c)))
@@ -49,6 +54,7 @@ fn peers_and_allowed_ips_change_live_with_kernel_rules() {
     assert!(gw
         .region_prefixes()
         .contains(&("10.0.0.1/32".to_string(), sc)));
+    assert_eq!(gw.route("10.0.0.1"), Some(sc));
 
     // `-prefix` removes only what the peer owns.
     gw.set(&format!(
@@ -243,4 +249,6 @@ fn a_restarted_control_keeps_configured_peers_in_their_slots_and_drops_live_ones
     );
     let owners: Vec<u32> = gw.region_prefixes().iter().map(|(_, s)| *s).collect();
     assert!(!owners.contains(&sc), "C's prefixes are gone");
+    assert_eq!(gw.route("10.3.0.1"), None, "from the workers' table too");
+    assert_eq!(gw.route("10.0.0.1"), Some(sa));
 }

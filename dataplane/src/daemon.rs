@@ -1,10 +1,10 @@
 //! The data-path process: attaches the XDP programs, starts one pinned worker per queue on
-//! the shared region, keeps the workers' allowed-IPs table and the LAN program's peer prefixes
-//! in step with it, and detaches
-//! everything when it stops.
+//! the shared region (where the workers read control's allowed-IPs table), keeps the LAN
+//! program's peer prefixes in step with control's changes, and detaches everything when it
+//! stops.
 
 use crate::neigh;
-use crate::prefixes::{PrefixSink, Prefixes};
+use crate::prefixes::{self, PrefixSink};
 use crate::worker::{Iface, Worker, WorkerConfig};
 use crate::xdp::{AttachMode, Role, Steering, XdpError};
 use crate::xsk::{BindMode, Port, Umem, UmemSpec, XskError, XskLink};
@@ -138,10 +138,11 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         .clamp(1, queues)
         .min(region.layout().workers.max(1));
     let (neighbours, resolver) = neigh::spawn(stop.clone())?;
-    // One allowed-IPs table for all workers, kept in step with control's list by this thread
-    // (below); each worker reads it through its own handle and never waits for an update.
-    let mut prefixes = Prefixes::default();
-    prefixes.sync(&region, &mut steering);
+    // The workers read the allowed-IPs table in the region, where control writes it; the
+    // reader slots a previous data path left are freed (its workers are gone). This thread
+    // keeps the LAN program's peer tries in step with control's changes (below).
+    allowedips::reset_readers(&*region);
+    prefixes::follow_from_scratch(&region, &mut steering);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
 
     // Each worker builds its UMEM and sockets on its own thread (they are not Send), reports
@@ -151,8 +152,7 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     let go = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for q in 0..workers {
-        let reader = prefixes
-            .reader()
+        let reader = allowedips::Reader::attach(region.clone())
             .map_err(|e| DataplaneError::Interface(wan.name.clone(), e.to_string()))?;
         let (region, neighbours, stop, go, fd_tx) = (
             region.clone(),
@@ -247,8 +247,8 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         return Err(e);
     }
     go.store(true, Ordering::Release);
-    // This thread keeps the tables in step with control (a 100k-peer change is seconds of
-    // work): keep it off the workers' cores when there is a core to spare.
+    // This thread keeps the LAN program's tries in step with control (a 100k-peer change is
+    // a second of map updates): keep it off the workers' cores when there is a core to spare.
     if let Some(spare) = cores.get(workers..).and_then(<[_]>::last) {
         core_affinity::set_for_current(*spare);
     }
@@ -274,7 +274,7 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
             stop.store(true, Ordering::Relaxed);
             break;
         }
-        prefixes.sync(&region, &mut steering);
+        prefixes::sync(&region, &mut steering);
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = std::time::Instant::now();
             // Addresses come and go (DHCP, an operator's `ip addr`): follow them.
@@ -355,6 +355,12 @@ impl PrefixSink for Steering {
 
     fn remove(&mut self, prefix: Prefix) {
         let _ = self.remove_peer_prefix(prefix);
+    }
+
+    fn clear(&mut self) {
+        if let Err(e) = self.clear_peer_prefixes() {
+            eprintln!("wgxdp data path: clearing the LAN program's peer prefixes: {e}");
+        }
     }
 }
 

@@ -191,6 +191,22 @@ impl Steering {
         }
     }
 
+    /// Steers no LAN traffic to the workers any more (control sends every prefix again next).
+    pub fn clear_peer_prefixes(&mut self) -> Result<(), XdpError> {
+        fn clear<const N: usize>(
+            t: &mut LpmTrie<&mut MapData, [u8; N], u32>,
+        ) -> Result<(), aya::maps::MapError> {
+            // Collected first: deleting while walking with get_next_key may skip keys.
+            let keys: Vec<Key<[u8; N]>> = t.keys().collect::<Result<_, _>>()?;
+            for k in &keys {
+                t.remove(k)?;
+            }
+            Ok(())
+        }
+        self.with_trie::<4>(clear)?;
+        self.with_trie::<16>(clear)
+    }
+
     pub fn remove_peer_prefix(&mut self, prefix: Prefix) -> Result<(), XdpError> {
         let len = u32::from(prefix.len());
         match prefix.addr() {

@@ -334,10 +334,18 @@ fn a_switch_waits_for_a_reader_still_on_the_other_section() {
     // The first switch moves readers off the section `early` does not use...
     table.compact().unwrap();
     table.insert(a, 2).unwrap();
-    assert_eq!(early.lookup("198.18.0.9".parse().unwrap()), Some(1), "the old section");
+    assert_eq!(
+        early.lookup("198.18.0.9".parse().unwrap()),
+        Some(1),
+        "the old section"
+    );
     // ...the second would rebuild the one `early` still reads: refused while it is pinned.
     assert_eq!(table.compact(), Err(Error::Busy));
-    assert_eq!(early.lookup("198.18.0.9".parse().unwrap()), Some(1), "still intact");
+    assert_eq!(
+        early.lookup("198.18.0.9".parse().unwrap()),
+        Some(1),
+        "still intact"
+    );
     drop(early);
     table.compact().unwrap();
     assert_eq!(reader.lookup("198.18.0.9".parse().unwrap()), Some(2));
@@ -357,11 +365,17 @@ fn worst_case(family_v6: bool, n: usize) -> Vec<(Prefix, PeerId)> {
                 let addr = spread << 108 | (slot << 20) | last;
                 let len = if i % 7 == 6 { 64 } else { 128 };
                 let addr = addr & !((1u128 << (128 - len)) - 1);
-                (Prefix::new(IpAddr::V6(Ipv6Addr::from(addr)), len).unwrap(), peer)
+                (
+                    Prefix::new(IpAddr::V6(Ipv6Addr::from(addr)), len).unwrap(),
+                    peer,
+                )
             } else {
                 let spread = (slot as u32).wrapping_mul(0x9E37_79B9) & 0xFFFF_F000;
                 let addr = spread | (slot as u32 & 0x7FF) << 1 | last as u32;
-                (Prefix::new(IpAddr::V4(Ipv4Addr::from(addr)), 32).unwrap(), peer)
+                (
+                    Prefix::new(IpAddr::V4(Ipv4Addr::from(addr)), 32).unwrap(),
+                    peer,
+                )
             }
         })
         .collect()

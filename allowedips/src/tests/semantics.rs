@@ -175,7 +175,10 @@ fn takeover_moves_a_prefix_between_peers() {
     assert!(t.prefixes_of(1).is_empty());
     assert_eq!(t.prefixes_of(2), [p("10.0.0.0/24")]);
     check(&t, &[("10.0.0.9", Some(2))]);
-    assert!(!t.remove(p("10.0.0.0/24"), 1).unwrap(), "peer 1 no longer owns it");
+    assert!(
+        !t.remove(p("10.0.0.0/24"), 1).unwrap(),
+        "peer 1 no longer owns it"
+    );
     check(&t, &[("10.0.0.9", Some(2))]);
     assert!(t.remove(p("10.0.0.0/24"), 2).unwrap());
     assert!(!t.remove(p("10.0.0.0/24"), 2).unwrap());

@@ -31,14 +31,10 @@ impl Control {
     /// kernel, traffic follows the new table when `wg set` returns; control keeps running
     /// meanwhile.
     pub(crate) fn serve_uapi(&mut self) {
-        let applied = self.prefixes_applied();
+        let synced = self.routes.synced(&self.region);
         let now = std::time::Instant::now();
-        while let Some(pos) = self
-            .waiting
-            .iter()
-            .position(|(_, v, d)| *v <= applied || *d <= now)
-        {
-            let (req, _, _) = self.waiting.swap_remove(pos);
+        while let Some(pos) = self.waiting.iter().position(|(_, d)| synced || *d <= now) {
+            let (req, _) = self.waiting.swap_remove(pos);
             req.answer(Ok(String::new()));
         }
         while let Some(req) = self.uapi.as_ref().and_then(|u| u.poll()) {
@@ -47,11 +43,9 @@ impl Control {
                     .trim_end_matches("errno=0\n\n")
                     .to_string()),
                 Op::Set(set) => {
-                    let before = self.region.prefixes_version();
                     let r = self.apply(set);
-                    let after = self.region.prefixes_version();
-                    if r.is_ok() && after != before && self.data_path_running() {
-                        self.waiting.push((req, after, now + APPLY_WAIT));
+                    if r.is_ok() && !self.routes.synced(&self.region) && self.data_path_running() {
+                        self.waiting.push((req, now + APPLY_WAIT));
                         continue;
                     }
                     r.map(|()| String::new())

@@ -17,6 +17,7 @@
 mod configure;
 mod observe;
 mod restart;
+mod routes;
 mod sessions;
 
 use crate::clock::{Clock, SystemClock};
@@ -103,10 +104,12 @@ pub struct Control {
     uapi: Option<crate::uapi::Uapi>,
     /// Region slots, allowed IPs and retired byte counts of the peers.
     peers: PeerTable,
+    /// The workers' allowed-IPs table and the prefix log for the data-path process.
+    routes: routes::Routes,
     fwmark: u32,
-    /// `set=1` requests applied but not yet answered: (request, allowed-IPs version the data
-    /// path must hold, answer-anyway deadline).
-    waiting: Vec<(crate::uapi::Request, u64, std::time::Instant)>,
+    /// `set=1` requests applied but not yet answered, with their answer-anyway deadlines:
+    /// they wait for the data path to hold every change.
+    waiting: Vec<(crate::uapi::Request, std::time::Instant)>,
     auth: crate::authlog::AuthLog,
     metrics: Option<crate::metrics::Metrics>,
     /// The last metrics page served, and when it was rendered (region clock).
@@ -242,6 +245,7 @@ impl Control {
                 None => None,
             },
             peers: PeerTable::new(region.layout().peers),
+            routes: routes::Routes::default(),
             fwmark: 0,
             waiting: Vec::new(),
             auth: crate::authlog::AuthLog::open(opts.auth_log.as_deref(), opts.auth_log_max_bytes)
@@ -274,12 +278,9 @@ impl Control {
         Ok(control)
     }
 
-    /// The applied allowed-IPs version the data path reported.
+    /// The allowed-IPs epoch every worker has passed (peer slots freed before are free).
     pub(crate) fn prefixes_applied(&self) -> u64 {
-        self.region
-            .header()
-            .prefixes_applied
-            .load(Ordering::Acquire)
+        self.routes.settled()
     }
 
     /// Adds a peer to the protocol and the region (in slot `at` if given). Its record is
@@ -340,21 +341,12 @@ impl Control {
     }
 
     /// Writes the allowed-IPs list for the workers.
+    /// Brings the workers' table in step with the peer table and logs the changes for the
+    /// data-path process; returns whether anything changed.
     pub(crate) fn publish_prefixes(&mut self) -> bool {
-        let list = self.peers.encode();
-        match self.region.publish_prefixes(&list) {
-            Ok(()) => {
-                self.peers.published(self.region.prefixes_version());
-                true
-            }
-            Err(cap) => {
-                eprintln!(
-                    "wgxdp control: {} allowed-IP entries exceed the region's {cap}; the workers keep the previous list",
-                    list.len()
-                );
-                false
-            }
-        }
+        let changed = self.routes.sync(&self.region, &mut self.peers);
+        self.routes.push_log(&self.region, &self.peers);
+        changed
     }
 
     /// The protocol's now, from the clock control was given.
@@ -672,6 +664,7 @@ impl Control {
         self.drain_events();
         self.flush();
         self.expire_inherited();
+        self.routes.push_log(&self.region, &self.peers);
         // Rejections are counted per window; this ends one even when traffic has stopped.
         let now = self.now();
         self.auth.flush(now.unix);

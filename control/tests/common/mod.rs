@@ -3,7 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part of it")]
 
-use contract::layout::{decode_prefix, PeerRecord, SessionRecord};
+use contract::layout::{PeerRecord, SessionRecord};
+use contract::prefix_log::PrefixChange;
 use control::daemon::{Control, ControlOptions};
 use control::uapi::set::parse;
 use control::uapi::{format_get, Errno};
@@ -11,9 +12,10 @@ use proto::device::{Device, PeerConfig};
 use proto::keys::{PrivateKey, PublicKey};
 use proto::time::{Instant, Now};
 use rand_core::OsRng;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub struct Gw {
@@ -21,6 +23,8 @@ pub struct Gw {
     pub region: PathBuf,
     pub key: PrivateKey,
     pub options: ControlOptions,
+    /// The prefixes as the data-path process learns them from the prefix log.
+    pub logged: RefCell<BTreeMap<String, u32>>,
 }
 
 impl Drop for Gw {
@@ -93,6 +97,7 @@ pub fn gateway_with(
         region: options.region.clone(),
         key,
         options,
+        logged: RefCell::default(),
     }
 }
 
@@ -126,17 +131,29 @@ impl Gw {
             .unwrap_or_default()
     }
 
-    /// The region's prefix list as (prefix, slot).
+    /// The prefixes as (prefix, slot), as the data-path process knows them: the changes in
+    /// the region's prefix log applied (here, as the data path does) to what came before.
     pub fn region_prefixes(&self) -> Vec<(String, u32)> {
-        let mut buf = Vec::new();
-        self.control.region().read_prefixes(&mut buf).unwrap();
-        let mut v: Vec<_> = buf
-            .iter()
-            .filter_map(decode_prefix)
-            .map(|(a, l, s)| (format!("{a}/{l}"), s))
-            .collect();
-        v.sort();
-        v
+        let mut logged = self.logged.borrow_mut();
+        self.control
+            .region()
+            .prefix_log()
+            .drain(usize::MAX, |c| match c {
+                PrefixChange::Reset => logged.clear(),
+                PrefixChange::Set { addr, len, peer } => {
+                    logged.insert(format!("{addr}/{len}"), peer);
+                }
+                PrefixChange::Remove { addr, len } => {
+                    logged.remove(&format!("{addr}/{len}"));
+                }
+            });
+        logged.iter().map(|(p, s)| (p.clone(), *s)).collect()
+    }
+
+    /// The slot the workers' table (in the region) routes `addr` to.
+    pub fn route(&self, addr: &str) -> Option<u32> {
+        let mut r = allowedips::Reader::attach(self.control.region().clone()).unwrap();
+        r.lookup(addr.parse().unwrap())
     }
 
     /// The slot whose valid record carries `peer`'s key tag.
@@ -154,12 +171,9 @@ impl Gw {
             .map(|i| i as u32)
     }
 
-    /// The data path reports it holds the latest list.
+    /// The data path applies the logged changes.
     pub fn data_path_catches_up(&self) {
-        let r = self.control.region();
-        r.header()
-            .prefixes_applied
-            .store(r.prefixes_version(), Ordering::Release);
+        self.region_prefixes();
     }
 }
 

@@ -95,9 +95,9 @@ pub struct Worker<'a, L: Link<'a>> {
     link: L,
     neigh: Neighbours,
     sessions: HashMap<u32, CachedSession>,
-    /// The allowed-IPs table the data-path process keeps in step with control (one writer
-    /// for all workers, see `daemon.rs`); lookups never wait for it. Pinned once per round
-    /// (taken out of the worker meanwhile, so the round's methods can borrow `self`).
+    /// The allowed-IPs table control writes in the region (one writer for all workers);
+    /// lookups never wait for it. Pinned once per round (taken out of the worker meanwhile,
+    /// so the round's methods can borrow `self`).
     prefixes: Option<allowedips::Reader>,
     need_session_sent: HashMap<u32, u64>,
     /// When the session cache was last swept of records control changed since (the retired

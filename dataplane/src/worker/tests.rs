@@ -63,9 +63,11 @@ impl Gateway {
             .header()
             .listen_port
             .store(u64::from(PORT), Ordering::Relaxed);
+        let region = Arc::new(region);
         let gw = Self {
-            region: Arc::new(region),
-            table: AllowedIps::default(),
+            // The table in the region, as control writes it.
+            table: AllowedIps::attach(region.clone(), []).unwrap(),
+            region,
         };
         gw.set_peer(endpoint(), if session { 0 } else { NO_SLOT });
         if session {
