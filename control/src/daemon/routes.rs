@@ -130,3 +130,107 @@ impl Routes {
             .map_or(0, |t| t.settled().saturating_sub(1))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contract::Layout;
+    use proto::device::PeerId;
+
+    fn p(s: &str) -> Prefix {
+        let (a, l) = s.split_once('/').unwrap();
+        Prefix::new(a.parse().unwrap(), l.parse().unwrap()).unwrap()
+    }
+
+    fn region(tag: &str) -> Arc<Region> {
+        let path = std::env::temp_dir().join(format!("wgxdp-routes-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let layout = Layout {
+            sessions: 4,
+            peers: 2,
+            prefixes: 64,
+            workers: 1,
+        };
+        let r = Region::create(&path, layout).unwrap();
+        r.remove().unwrap();
+        Arc::new(r)
+    }
+
+    /// What the data path learns from the log, applied to what it had.
+    fn drain(region: &Region, model: &mut Vec<PrefixChange>) {
+        region.prefix_log().drain(usize::MAX, |c| model.push(c));
+    }
+
+    #[test]
+    fn a_removed_peers_slot_waits_for_a_worker_still_in_its_batch() {
+        let region = region("reuse");
+        let mut peers = PeerTable::new(2);
+        let mut routes = Routes::default();
+        peers.add(PeerId(0), 0).unwrap();
+        peers.insert_prefix(PeerId(0), p("198.18.0.0/24"));
+        routes.sync(&region, &mut peers);
+        let mut worker = allowedips::Reader::attach(region.clone()).unwrap();
+        let batch = worker.pin();
+        assert_eq!(batch.lookup("198.18.0.1".parse().unwrap()), Some(0));
+        peers.remove(PeerId(0));
+        routes.sync(&region, &mut peers);
+        assert_eq!(
+            peers.available(routes.settled()),
+            1,
+            "only the never-used slot while a batch from before the removal runs"
+        );
+        drop(batch);
+        assert_eq!(peers.available(routes.settled()), 2);
+        assert_eq!(worker.lookup("198.18.0.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn the_log_carries_each_change_and_a_backlog_collapses_into_a_reset() {
+        let region = region("log");
+        let mut peers = PeerTable::new(2);
+        let mut routes = Routes::default();
+        peers.add(PeerId(0), 0).unwrap();
+        peers.insert_prefix(PeerId(0), p("198.18.0.0/24"));
+        routes.sync(&region, &mut peers);
+        routes.push_log(&region, &peers);
+        let mut seen = Vec::new();
+        drain(&region, &mut seen);
+        let a = PrefixChange::Set {
+            addr: "198.18.0.0".parse().unwrap(),
+            len: 24,
+            peer: 0,
+        };
+        assert_eq!(seen, [PrefixChange::Reset, a], "a new control starts from nothing");
+        assert!(routes.synced(&region));
+
+        peers.insert_prefix(PeerId(0), p("2001:2::/48"));
+        routes.sync(&region, &mut peers);
+        assert!(!routes.synced(&region), "until the data path has it");
+        routes.push_log(&region, &peers);
+        seen.clear();
+        drain(&region, &mut seen);
+        assert_eq!(
+            seen,
+            [PrefixChange::Set {
+                addr: "2001:2::".parse().unwrap(),
+                len: 48,
+                peer: 0
+            }]
+        );
+
+        // Thousands of prefixes come and go before control writes the log: their latest
+        // states would outgrow the table, so the log restarts from what holds now.
+        for i in 0..2000u32 {
+            let q = p(&format!("198.19.{}.{}/32", i / 256, i % 256));
+            peers.insert_prefix(PeerId(0), q);
+            peers.remove_prefix(PeerId(0), q);
+            routes.sync(&region, &mut peers);
+        }
+        routes.push_log(&region, &peers);
+        seen.clear();
+        drain(&region, &mut seen);
+        assert_eq!(seen[0], PrefixChange::Reset);
+        assert_eq!(seen.len(), 3, "the reset and the two prefixes that hold: {seen:?}");
+        assert!(routes.synced(&region));
+    }
+}
