@@ -41,21 +41,27 @@
 //! atomic store (`update.rs`), so a lookup sees the table before or after an update, never a
 //! mix. (An update of a prefix no longer than the directory's bits changes the default of
 //! every directory slot it covers, one atomic store each: each lookup still reads one slot and
-//! so answers from the old or the new table. [`AllowedIps::remove_by_peer`] is one update per prefix, as in the
-//! kernel.) Why not a seqlock: a reader would retry while the writer is mid-update, i.e. wait
-//! for it. Why not one `ArcSwap` of the whole table per update: each update would copy the
-//! table. Path copying publishes in O(depth) and keeps readers on plain loads. Replaced blocks return to the free lists after a grace period (epoch-based reclamation,
-//! `epoch.rs`); a reader's pin is one swap and a fence, and nothing a reader does waits for the
-//! writer. When the arena runs out of room, the writer rebuilds a larger one and swaps it in
-//! whole through [`arc_swap`], which frees the old one when its last reader lets go.
+//! so answers from the old or the new table. [`AllowedIps::remove_by_peer`] is one update per
+//! prefix, as in the kernel.) Why not a seqlock: a reader would retry while the writer is
+//! mid-update, i.e. wait for it. Why not a copy of the whole table per update: each update
+//! would cost the table's size. Path copying publishes in O(depth) and keeps readers on plain
+//! loads. Replaced blocks return to the free lists after a grace period (epoch-based
+//! reclamation, `epoch.rs`); a reader's pin is one swap and a fence, and nothing a reader does
+//! waits for the writer.
 //!
-//! # Shared memory
+//! # Memory
 //!
-//! The arena is position-independent: the directory, nodes, leaf runs and singletons are flat
-//! arrays of 64- and 32-bit words that refer to each other by index, and the epoch and reader
-//! slots are plain words too. In the two-process design (design.md §2) they become sections of
-//! the region control creates; the `ArcSwap` of a whole arena becomes an "active arena" word
-//! choosing between two such sections. The writer-side map and allocator stay in control.
+//! The table lives in a [`Memory`] of fixed size ([`Capacity`], from a number of prefixes):
+//! the process's heap ([`HeapMemory`]) or the region control shares with the data path
+//! (`contract::Region`), where control writes and the workers read the same words. Everything
+//! is position-independent (blocks refer to each other by index) and valid when zeroed (the
+//! directory is stored complemented), so a fresh mapping is an empty table. Each family has
+//! two sections: when the active one runs out of room, and to compact, the writer builds the
+//! family into the other one and switches the family's `active` word; a reader picks the
+//! section when it pins, and the writer reuses a section only after the readers that pinned
+//! before the switch are done. A change that fits in neither is refused ([`Error::Full`]): the
+//! table is bounded. A new writer (a restarted control) builds its table into the other
+//! sections and switches the readers to it whole.
 
 #![forbid(unsafe_code)]
 

@@ -5,7 +5,8 @@
 //! share is here, and only here:
 //!
 //! - the shared region ([`Region`], laid out by [`layout`]): sessions, peers, the
-//!   receiver-index table ([`index`]), the allowed-IPs list, the workers' counters;
+//!   receiver-index table ([`index`]), the allowed-IPs table (the `allowedips` crate's,
+//!   which lives in the region) and the prefix log ([`prefix_log`]), the workers' counters;
 //! - the seqlock every multi-word record is published with ([`seqlock`]);
 //! - the event rings from the workers to control ([`ring`]) and the one typed event they
 //!   carry ([`event::WorkerEvent`]);
@@ -14,7 +15,7 @@
 //! - the clock every timestamp in the region is read from ([`clock`]).
 //!
 //! Control creates the region (a file, mode 0600) and is its only writer of configuration:
-//! sessions (keys, indices, peer, birth), peers (endpoint), and the allowed-IPs list. Workers
+//! sessions (keys, indices, peer, birth), peers (endpoint), and the allowed-IPs table. Workers
 //! map it and read those lock-free, and write only atomics they own: sending counters,
 //! activity times, byte counters, and their event rings to control.
 //!

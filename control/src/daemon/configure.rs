@@ -22,7 +22,7 @@ use std::net::UdpSocket;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// The longest a `set=1` reply waits for the data path to apply a new allowed-IPs list.
+/// The longest a `set=1` reply waits for the data path to apply a change of allowed IPs.
 pub(crate) const APPLY_WAIT: Duration = Duration::from_secs(5);
 
 impl Control {

@@ -340,7 +340,6 @@ impl Control {
         }
     }
 
-    /// Writes the allowed-IPs list for the workers.
     /// Brings the workers' table in step with the peer table and logs the changes for the
     /// data-path process; returns whether anything changed.
     pub(crate) fn publish_prefixes(&mut self) -> bool {

@@ -200,7 +200,11 @@ mod tests {
             len: 24,
             peer: 0,
         };
-        assert_eq!(seen, [PrefixChange::Reset, a], "a new control starts from nothing");
+        assert_eq!(
+            seen,
+            [PrefixChange::Reset, a],
+            "a new control starts from nothing"
+        );
         assert!(routes.synced(&region));
 
         peers.insert_prefix(PeerId(0), p("2001:2::/48"));
@@ -230,7 +234,11 @@ mod tests {
         seen.clear();
         drain(&region, &mut seen);
         assert_eq!(seen[0], PrefixChange::Reset);
-        assert_eq!(seen.len(), 3, "the reset and the two prefixes that hold: {seen:?}");
+        assert_eq!(
+            seen.len(),
+            3,
+            "the reset and the two prefixes that hold: {seen:?}"
+        );
         assert!(routes.synced(&region));
     }
 }

@@ -17,8 +17,8 @@
 //! reads no clock: `now` comes with each round.
 //!
 //! Crypto is batched: a round's inbound messages are opened in one `aead-batch` call, its
-//! outbound packets sealed in one (SIMD lanes span packets). The allowed-IPs table is one
-//! lock-free table for all workers in this process, updated by difference (`daemon.rs`).
+//! outbound packets sealed in one (SIMD lanes span packets). The allowed-IPs table is the one
+//! control writes in the region: lock-free, read by every worker, never waited for.
 //! The replay window of a session is shared by all workers (`contract::replay`): a replayed
 //! packet is refused whichever queue it arrives on.
 
