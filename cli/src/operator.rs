@@ -394,7 +394,7 @@ pub fn show(args: &[String]) -> Result<(), String> {
         };
         let rate = |k: usize| (b[k].saturating_sub(a[k])) as f64 / interval;
         println!(
-            "  worker {w}: rx wan {:.0}/s lan {:.0}/s, tx wan {:.0}/s lan {:.0}/s; totals rx wan {} lan {}, tx wan {} lan {}, keepalives {}, via kernel {}",
+            "  worker {w}: rx wan {:.0}/s lan {:.0}/s, tx wan {:.0}/s lan {:.0}/s; totals rx wan {} lan {}, tx wan {} lan {}, keepalives {}, via kernel {}, MSS clamped {}",
             rate(0),
             rate(1),
             rate(2),
@@ -404,7 +404,8 @@ pub fn show(args: &[String]) -> Result<(), String> {
             b[2],
             b[3],
             s.keepalives.load(Relaxed),
-            s.to_kernel.load(Relaxed)
+            s.to_kernel.load(Relaxed),
+            s.mss_clamped.load(Relaxed)
         );
         let drops: Vec<String> = DropReason::ALL
             .iter()

@@ -310,6 +310,8 @@ pub struct WorkerStats {
     pub tx_lan: AtomicU64,
     pub keepalives: AtomicU64,
     pub to_kernel: AtomicU64,
+    /// TCP SYNs whose MSS was lowered to fit the tunnel, both ways.
+    pub mss_clamped: AtomicU64,
     /// Monotonic ns of the worker's last loop; a stalled worker is visible.
     pub heartbeat_ns: AtomicU64,
 }
@@ -324,6 +326,7 @@ impl Default for WorkerStats {
             tx_lan: AtomicU64::new(0),
             keepalives: AtomicU64::new(0),
             to_kernel: AtomicU64::new(0),
+            mss_clamped: AtomicU64::new(0),
             heartbeat_ns: AtomicU64::new(0),
         }
     }

@@ -153,14 +153,43 @@ pub fn complete_partial_checksum(buf: &mut [u8], off: usize, len: usize) {
     }
 }
 
-/// TCP's checksum field (RFC 9293 §3.1) and the shortest header; proto has no TCP view, and
-/// this is the only TCP field the data path touches.
-const TCP_CHECKSUM: core::ops::Range<usize> = 16..18;
-const TCP_MIN_HEADER: usize = 20;
+/// Lowers the MSS of a TCP SYN (or SYN-ACK) crossing the tunnel to what fits a tunnel of
+/// `mtu` bytes (the MTU less the IP and TCP headers: 40 for IPv4, 60 for IPv6), as operators
+/// do with `iptables ... -j TCPMSS --clamp-mss-to-pmtu`: without it, a full-tunnel client
+/// behind a path with a smaller MTU stalls on its first full-size segment. The packet at
+/// `buf[off..off + len]` has complete checksums (complete a partial one first); the TCP one
+/// is updated in place. Returns whether it changed anything. IPv6 packets with extension
+/// headers and IPv4 fragments past the first are left alone.
+pub fn clamp_mss(buf: &mut [u8], off: usize, len: usize, mtu: usize) -> bool {
+    let Some(p) = off.checked_add(len).and_then(|end| buf.get_mut(off..end)) else {
+        return false;
+    };
+    let max = |overhead: usize| u16::try_from(mtu.saturating_sub(overhead)).unwrap_or(u16::MAX);
+    match proto::wire::ip_version(p) {
+        Some(4) => {
+            let mut ip = Ipv4Packet::new_unchecked(&mut *p);
+            if ip.check_len().is_err() || ip.frag_offset() != 0 || ip.protocol() != IpProtocol::TCP
+            {
+                return false;
+            }
+            proto::wire::tcp::clamp_mss(ip.payload_mut(), max(40)).is_some()
+        }
+        Some(6) => {
+            let mut ip = Ipv6Packet::new_unchecked(&mut *p);
+            if ip.check_len().is_err() || ip.next_header() != IpProtocol::TCP {
+                return false;
+            }
+            proto::wire::tcp::clamp_mss(ip.payload_mut(), max(60)).is_some()
+        }
+        _ => false,
+    }
+}
 
 fn fix_l4(l4: &mut [u8], proto: IpProtocol, pseudo: impl Fn(u32) -> checksum::Checksum) {
     let field = match proto {
-        IpProtocol::TCP if l4.len() >= TCP_MIN_HEADER => TCP_CHECKSUM,
+        IpProtocol::TCP if l4.len() >= proto::wire::tcp::HEADER_LEN => {
+            proto::wire::tcp::field::CHECKSUM
+        }
         IpProtocol::UDP if l4.len() >= UDP_LEN => proto::wire::udp::field::CHECKSUM,
         _ => return,
     };

@@ -182,6 +182,9 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             return Err(DropReason::SourceNotAllowed);
         }
         packet::decrement_ttl(chunk, inner_off)?;
+        if packet::clamp_mss(chunk, inner_off, inner_len, self.cfg.mtu) {
+            self.count(|s| &s.mss_clamped, 1);
+        }
         if is_martian(dst) {
             return Err(DropReason::Martian);
         }

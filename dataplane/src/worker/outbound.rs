@@ -149,6 +149,9 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         }
         let chunk = frame.chunk_mut();
         packet::complete_partial_checksum(chunk, inner_off, inner_len);
+        if packet::clamp_mss(chunk, inner_off, inner_len, self.cfg.mtu) {
+            self.count(|s| &s.mss_clamped, 1);
+        }
         packet::decrement_ttl(chunk, inner_off)?;
         let encap = packet::prepare_encap(
             chunk,
