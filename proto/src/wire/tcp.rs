@@ -51,7 +51,7 @@ pub fn clamp_mss(segment: &mut [u8], max: u16) -> Option<u16> {
     let checksum = read_u16(segment, field::CHECKSUM);
     // A value at an odd offset straddles two of the checksum's 16-bit words: its bytes count
     // swapped (RFC 1071 §2(B)).
-    let (o, n) = if at % 2 == 1 {
+    let (o, n) = if !at.is_multiple_of(2) {
         (old.swap_bytes(), max.swap_bytes())
     } else {
         (old, max)
@@ -94,7 +94,7 @@ mod tests {
     /// A SYN from SRC to DST with `options` (padded to a word), checksum complete.
     fn syn(flags: u8, options: &[u8]) -> Vec<u8> {
         let mut opts = options.to_vec();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(END);
         }
         let mut s = vec![0u8; HEADER_LEN];
