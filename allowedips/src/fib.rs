@@ -165,6 +165,20 @@ impl Default for Lanes {
     }
 }
 
+/// [`Fib::lookup_batch`]'s groups, compiled per CPU level (the popcounts of every round are
+/// the instructions that differ) and dispatched on the running CPU's features.
+#[multiversion::multiversion(targets("x86_64+popcnt+bmi1+bmi2", "x86_64+popcnt"))]
+fn lookup_groups<K: Key>(
+    fib: &Fib<'_, K>,
+    lanes: &mut Lanes,
+    addrs: &[K],
+    out: &mut [Option<u32>],
+) {
+    for (a, o) in addrs.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
+        fib.lookup_group(lanes, a, o);
+    }
+}
+
 /// A singleton entry as the writer handles it.
 ///
 /// Stored in 16-byte units. IPv4: `key | len << 32`, `peer | fallback << 32`. IPv6, short
@@ -380,12 +394,11 @@ impl<'m, K: Key> Fib<'m, K> {
     /// into branches (it did for the leaf load and the final choice, and those mispredictions
     /// cost IPv4 lookups a fifth of their throughput). Finished lanes are compacted away after
     /// every round.
+    ///
+    /// Built for baseline x86-64 (no `popcnt` instruction: each popcount is a dozen
+    /// instructions), and again for CPUs with `popcnt` (and BMI), chosen once at run time.
     pub(crate) fn lookup_batch(&self, addrs: &[K], out: &mut [Option<u32>]) {
-        LANES.with_borrow_mut(|lanes| {
-            for (a, o) in addrs.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
-                self.lookup_group(lanes, a, o);
-            }
-        });
+        LANES.with_borrow_mut(|lanes| lookup_groups(self, lanes, addrs, out));
     }
 
     #[inline(always)]

@@ -30,8 +30,10 @@
 //! route), has no IPv6 form and no cheap incremental update; the poptrie needs under 30 (IPv4)
 //! and under 45 (IPv6) bytes per prefix, updates by path copying, and serves both families with
 //! one code path. The trie's popcounts compile to a bit-twiddling sequence on the baseline
-//! x86-64 target (`-C target-cpu=x86-64-v2` or newer gives the `popcnt` instruction: random
-//! lookups about 10% faster for IPv4 and 5% for IPv6 on the benchmark machine).
+//! x86-64 target, so batch lookups are compiled again for CPUs with `popcnt` (and BMI) and
+//! chosen at run time (the `multiversion` crate): about 9% fewer instructions per IPv4 lookup
+//! and 10% per IPv6 one (`bench/RESULTS.md`). Single lookups ([`Snapshot::lookup`]) stay on
+//! the baseline: a dispatch per call would cost about what it saves.
 //!
 //! # Concurrency
 //!
