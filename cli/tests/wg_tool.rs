@@ -577,11 +577,25 @@ fn metrics_endpoint_of_a_running_gateway() {
             "wgxdp_peer_tx_bytes_total{{public_key=\"{key}\"}}"
         )) > 0.0
     );
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let handshake = value(&format!(
+        "wgxdp_peer_last_handshake_timestamp_seconds{{public_key=\"{key}\"}}"
+    ));
     assert!(
-        value(&format!(
-            "wgxdp_peer_handshake_age_seconds{{public_key=\"{key}\"}}"
-        )) < 120.0
+        handshake <= unix_now + 1.0 && unix_now - handshake < 120.0,
+        "a handshake within the last two minutes: {handshake} at {unix_now}"
     );
+    assert_eq!(
+        value(r#"wgxdp_worker_up{worker="0"}"#),
+        1.0,
+        "the worker is alive"
+    );
+    assert!(value(r#"wgxdp_worker_heartbeat_age_seconds{worker="0"}"#) < 1.0);
+    assert!(value(r#"wgxdp_worker_kernel_path_packets_total{worker="0"}"#) >= 0.0);
+    assert_eq!(value("wgxdp_build_info{"), 1.0);
     assert!(value(r#"wgxdp_worker_packets_total{worker="0",direction="rx",side="wan"}"#) > 0.0);
     assert!(value(r#"wgxdp_xdp_packets_total{verdict="wan_redirect"}"#) > 0.0);
     assert!(

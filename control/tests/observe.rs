@@ -150,10 +150,21 @@ fn auth_log_and_metrics_tell_accepted_from_rejected() {
         )) >= 148.0
     );
     // As the kernel, a responder counts the handshake complete when data confirms it; here
-    // no data followed (there are no workers), so the peer has no handshake age yet.
+    // no data followed (there are no workers), so the peer has no handshake time yet.
     assert!(!m
         .keys()
-        .any(|k| k.starts_with("wgxdp_peer_handshake_age_seconds")));
+        .any(|k| k.starts_with("wgxdp_peer_last_handshake_timestamp_seconds")));
+    assert_eq!(
+        get(&format!(
+            "wgxdp_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    assert!(
+        !m.keys().any(|k| k.starts_with("wgxdp_worker_up")),
+        "no worker has run, so none is reported up or down"
+    );
     let _ = std::fs::remove_file(&log);
 }
 
@@ -240,4 +251,48 @@ fn a_replayed_initiation_is_aggregated_not_logged_per_packet() {
     drop(control);
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_file(&options.region);
+}
+
+/// The Grafana dashboard in the repo (contrib/grafana/wgxdp.json) is valid JSON and every
+/// metric its queries name is one the gateway exports (a renamed metric would leave a panel
+/// empty without a word).
+#[test]
+fn the_dashboard_queries_only_exported_metrics() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/grafana/wgxdp.json");
+    let text = std::fs::read_to_string(path).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect();
+    assert!(exprs.len() >= 10, "a dashboard, not a stub: {exprs:?}");
+    let gw = gateway("dashboard", &[key()], 4);
+    let page = gw.control.metrics_page();
+    let exported: std::collections::BTreeSet<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let mut used = std::collections::BTreeSet::new();
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(at) = rest.find("wgxdp_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            used.insert(name);
+        }
+    }
+    let missing: Vec<_> = used
+        .iter()
+        .filter(|n| !exported.contains(n.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "queried but not exported: {missing:?}");
+    // And the dashboard's job variable comes from a metric every gateway exports.
+    assert!(text.contains("label_values(wgxdp_build_info, job)"));
 }

@@ -5,8 +5,10 @@
 use super::Control;
 use crate::metrics::Page;
 use crate::uapi::{DeviceView, PeerView};
+use contract::layout::WorkerStats;
 use proto::device::PeerId;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// How old a served metrics page may be.
@@ -89,7 +91,6 @@ impl Control {
     pub fn metrics_page(&self) -> String {
         let mut p = Page::default();
         let data = self.data_counters();
-        let now = self.now().unix;
         let keys: Vec<(PeerId, String)> = self
             .device
             .peers()
@@ -124,16 +125,16 @@ impl Control {
             }
         }
         p.family(
-            "wgxdp_peer_handshake_age_seconds",
+            "wgxdp_peer_last_handshake_timestamp_seconds",
             "gauge",
-            "Seconds since the peer's latest handshake (absent before the first).",
+            "UNIX time of the peer's latest handshake (absent before the first).",
         );
         for (id, key) in &keys {
             if let Some(t) = self.device.peer(*id).and_then(|x| x.stats().last_handshake) {
                 p.sample(
-                    "wgxdp_peer_handshake_age_seconds",
+                    "wgxdp_peer_last_handshake_timestamp_seconds",
                     &[("public_key", key)],
-                    now.saturating_sub(t).as_secs_f64(),
+                    t.as_secs_f64(),
                 );
             }
         }
@@ -141,6 +142,60 @@ impl Control {
             .filter_map(|w| Some((w, self.region.worker_stats(w)?)))
             .filter(|(_, s)| s.heartbeat_ns.load(Relaxed) != 0)
             .collect();
+        // Liveness: a worker loops at least every few milliseconds, idle or not.
+        let region_now = self.clock.region_ns();
+        p.family(
+            "wgxdp_worker_heartbeat_age_seconds",
+            "gauge",
+            "Seconds since each worker's last loop (a stuck worker grows it).",
+        );
+        p.family(
+            "wgxdp_worker_up",
+            "gauge",
+            "1 while the worker loops (a heartbeat within the last second), else 0.",
+        );
+        for (w, s) in &workers {
+            let age = region_now.saturating_sub(s.heartbeat_ns.load(Relaxed));
+            let w = w.to_string();
+            p.sample(
+                "wgxdp_worker_heartbeat_age_seconds",
+                &[("worker", &w)],
+                age as f64 / 1e9,
+            );
+            p.sample(
+                "wgxdp_worker_up",
+                &[("worker", &w)],
+                f64::from(u8::from(age < 1_000_000_000)),
+            );
+        }
+        type Counter = fn(&WorkerStats) -> &AtomicU64;
+        let counters: [(&str, &str, Counter); 3] = [
+            (
+                "wgxdp_worker_kernel_path_packets_total",
+                "Packets each worker handed to the kernel's stack (no next hop known, or not its to send).",
+                |s| &s.to_kernel,
+            ),
+            (
+                "wgxdp_worker_keepalives_total",
+                "Keepalives (empty data messages) each worker received.",
+                |s| &s.keepalives,
+            ),
+            (
+                "wgxdp_worker_mss_clamped_total",
+                "TCP SYNs whose MSS each worker lowered to fit the tunnel.",
+                |s| &s.mss_clamped,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            p.family(name, "counter", help);
+            for (w, s) in &workers {
+                p.sample(
+                    name,
+                    &[("worker", &w.to_string())],
+                    counter(s).load(Relaxed) as f64,
+                );
+            }
+        }
         p.family(
             "wgxdp_worker_packets_total",
             "counter",
@@ -219,6 +274,16 @@ impl Control {
         p.sample("wgxdp_cookie_replies_sent_total", &[], cookies as f64);
         p.family("wgxdp_peers", "gauge", "Configured peers.");
         p.sample("wgxdp_peers", &[], keys.len() as f64);
+        p.family(
+            "wgxdp_build_info",
+            "gauge",
+            "Always 1; the running build's version in its labels.",
+        );
+        p.sample(
+            "wgxdp_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        );
         p.finish()
     }
 }
