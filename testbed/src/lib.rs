@@ -57,6 +57,7 @@ mod error;
 mod names;
 mod netns;
 mod privilege;
+mod site;
 mod topology;
 mod veth;
 pub mod wg;
@@ -71,6 +72,7 @@ pub use privilege::{
     require_netns, require_tools, require_wireguard_go, skip_or_fail, Privilege, REQUIRE_ENV,
     SKIP_LOG_ENV, TUN_DEVICE,
 };
+pub use site::{Site, SiteToSite, LINK, SITE_A, SITE_B};
 pub use topology::{Host, Switch, Topology, TopologyBuilder, WanSide};
 pub use veth::{VethBuilder, VethEnd, VethPair};
 pub use wg::{WgDump, WgKeypair, WgPeerStatus};

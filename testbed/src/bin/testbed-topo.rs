@@ -4,6 +4,7 @@
 //! ```text
 //! testbed-topo create --owner PID [--wan switch|host] [--one-armed] [--peers K] [--queues N]
 //!                     [--ipv4-only] [--route PREFIX]...
+//! testbed-topo sites --owner PID
 //! testbed-topo delete --owner PID
 //! ```
 //!
@@ -26,6 +27,10 @@
 //! peer_count                            K; then ns_p<i> p<i>_if p<i>_v4 p<i>_v6 per peer
 //! namespaces                            all of them, space-separated
 //! ```
+//!
+//! `sites` builds the whitepaper's site-to-site topology ([`testbed::SiteToSite`]) and prints
+//! `ns_a a_if a_v4`, `ns_ga ga_lan ga_lan_v4 ga_wan ga_wan_v4`, the same for `gb` and `b`,
+//! `site_a site_b` (the subnets) and `namespaces`.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -35,6 +40,7 @@ use testbed::{plan, Host, IfAddr, Topology, VethEnd, WanSide};
 
 const USAGE: &str = "usage: testbed-topo create --owner PID [--wan switch|host] [--one-armed] \
 [--peers K] [--queues N] [--ipv4-only] [--route PREFIX]...
+       testbed-topo sites --owner PID
        testbed-topo delete --owner PID";
 
 fn main() -> ExitCode {
@@ -121,6 +127,54 @@ fn run(args: &[String]) -> Result<(), Failure> {
                     source,
                 })?;
             topology.release();
+            Ok(())
+        }
+        "sites" => {
+            if !std::path::Path::new("/proc")
+                .join(owner.to_string())
+                .exists()
+            {
+                return Err(Failure::Usage(format!("--owner {owner}: no such process")));
+            }
+            let sites = testbed::SiteToSite::create(Some(owner))?;
+            let mut out = String::new();
+            let mut var = |key: &str, value: &str| {
+                let _ = writeln!(out, "{key}={value}");
+            };
+            for (key, site) in [("a", &sites.a), ("b", &sites.b)] {
+                var(&format!("ns_{key}"), site.host.name());
+                end_vars(&mut var, &format!("{key}_if"), key, &site.host_if);
+                let g = format!("g{key}");
+                var(&format!("ns_{g}"), site.gw.name());
+                end_vars(
+                    &mut var,
+                    &format!("{g}_lan"),
+                    &format!("{g}_lan"),
+                    &site.gw_lan,
+                );
+                end_vars(
+                    &mut var,
+                    &format!("{g}_wan"),
+                    &format!("{g}_wan"),
+                    &site.gw_wan,
+                );
+            }
+            var("site_a", &testbed::SITE_A.to_string());
+            var("site_b", &testbed::SITE_B.to_string());
+            let names = [&sites.a.host, &sites.a.gw, &sites.b.gw, &sites.b.host]
+                .map(|n| n.name().to_string())
+                .join(" ");
+            var("namespaces", &format!("'{names}'"));
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(out.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|source| testbed::Error::Io {
+                    what: "write to",
+                    path: "stdout".into(),
+                    source,
+                })?;
+            sites.release();
             Ok(())
         }
         "delete" => {
