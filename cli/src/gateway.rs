@@ -8,6 +8,7 @@
 //! programs as it exits) and removes the run directory.
 
 use control::InterfaceName;
+use dataplane::daemon::{DEFAULT_MTU, MAX_MTU};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -225,7 +226,15 @@ pub fn dataplane(args: &[String]) -> Result<(), String> {
         workers: flag(args, "--workers")
             .and_then(|w| w.parse().ok())
             .unwrap_or(1),
-        mtu: 1420,
+        mtu: match flag(args, "--mtu") {
+            Some(m) => m
+                .parse()
+                .ok()
+                .filter(|m| (576..=MAX_MTU).contains(m))
+                .ok_or(format!("--mtu {m}: expected 576 to {MAX_MTU}"))?,
+            None => DEFAULT_MTU,
+        },
+        tun: flag(args, "--tun"),
         ready_file: flag(args, "--ready").map(PathBuf::from),
     };
     let stop = stop_flag()?;
