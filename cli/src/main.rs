@@ -4,6 +4,7 @@
 mod fallback;
 mod gateway;
 mod operator;
+mod wgquick;
 
 use proto::keys::{PresharedKey, PrivateKey};
 use rand_core::OsRng;
@@ -117,6 +118,9 @@ fn check(path: &str) -> Result<(), String> {
         for w in control::config::unapplied(&config, backend) {
             eprintln!("Warning: {path}: {w}");
         }
+    }
+    if let Err(e) = wgquick::refuse_dns(&config, path) {
+        eprintln!("Warning: {e}; `wgxdp up` refuses the file here");
     }
     println!(
         "{path}: OK ({} peer{})",
