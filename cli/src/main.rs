@@ -23,6 +23,8 @@ Commands:
      [--metrics ADDR:PORT] [--auth-log-max SIZE] [--backend auto|xdp|fallback]
                   start the gateway: control process + XDP/AF_XDP data path (root); where XDP
                   cannot run, `auto` falls back to a UDP socket + TUN device, and says so.
+                  As wg-quick: an interface NAME with Address and MTU, DNS, routes for the
+                  peers' AllowedIPs (after Table), PreUp/PostUp (PreDown/PostDown at down).
                   The stock `wg` reads and configures it by NAME; handshakes are logged to
                   /run/wgxdp/NAME/auth.log (rejections summed per source every 10 s;
                   rotated to auth.log.1, both within SIZE, 16M by default);

@@ -140,6 +140,50 @@ fn the_gateway_is_a_host_on_its_own_tunnel() {
     assert!(after >= before + 2, "{before} -> {after}\n{}", show(&t));
 }
 
+/// Firewall rules that name the interface (`iifname %i`, as the guides' PostUp rules do) see
+/// the client's packets to the gateway: a counted rule for IPv4 echo requests, a drop for
+/// IPv6 ones. PostDown removes the table.
+#[test]
+fn firewall_rules_naming_the_interface_apply_to_its_traffic() {
+    if !require() || !testbed::require_tools(&["nft"]) {
+        return;
+    }
+    let lines = "PostUp = nft add table inet wgxtest\n\
+        PostUp = nft add chain inet wgxtest input '{ type filter hook input priority 0; }'\n\
+        PostUp = nft add rule inet wgxtest input iifname %i icmp type echo-request counter\n\
+        PostUp = nft add rule inet wgxtest input iifname %i icmpv6 type echo-request drop\n\
+        PostDown = nft delete table inet wgxtest\n";
+    let (t, up) = topo_full(1, &[], Shape::TwoArmed { queues: 1 }, lines);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let p = &t.peers[0];
+    assert!(ping(&p.ns, GW_TUNNEL_V4), "{}", show(&t));
+    let table = ok(t.gw.exec(["nft", "list", "table", "inet", "wgxtest"]));
+    let counted: u64 = table
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {table}"));
+    assert!(
+        counted >= 2,
+        "iifname {} counted {counted}\n{table}",
+        t.name
+    );
+    assert!(
+        p.ns.ping(GW_TUNNEL_V6.parse().unwrap(), 2, Duration::from_secs(3))
+            .is_err(),
+        "dropped by the rule naming {}",
+        t.name
+    );
+    ok(t.gw.exec([BIN, "down", &t.name]));
+    let tables = ok(t.gw.exec(["nft", "list", "tables"]));
+    assert!(!tables.contains("wgxtest"), "PostDown ran: {tables}");
+}
+
 /// PreUp, PostUp, PreDown, PostDown, each with `%i` replaced, in wg-quick's order: PreUp
 /// before the interface exists, PostUp once its address is on it, PreDown while it still
 /// exists, PostDown once it is gone. The file's MTU is the interface's and the worker's.
