@@ -599,13 +599,11 @@ pub fn down(args: &[String]) -> Result<(), String> {
             return Err(format!("{name} is not up"));
         }
         // The file `up` read, read again as wg-quick reads it for `down`: its hooks and DNS.
-        let config = std::fs::read_to_string(dir.join("config"))
-            .map_err(|e| e.to_string())
-            .and_then(|p| {
-                control::config::load(p.trim())
-                    .map(|(c, _)| c)
-                    .map_err(|e| e.to_string())
-            })
+        let path = std::fs::read_to_string(dir.join("config"))
+            .map(|p| PathBuf::from(p.trim()))
+            .unwrap_or_default();
+        let config = control::config::load(&path)
+            .map(|(c, _)| c)
             .inspect_err(|e| eprintln!("wgxdp: {name}: no PreDown/PostDown/DNS to undo: {e}"))
             .ok();
         // A failing down hook is reported; the gateway still goes down.
@@ -617,6 +615,11 @@ pub fn down(args: &[String]) -> Result<(), String> {
             }
         };
         hooks(Phase::PreDown);
+        // wg-quick's order: saved after PreDown, while the gateway still runs. A file that
+        // cannot be written stops `down`, as in wg-quick, rather than lose the live state.
+        if let Some(c) = config.as_ref().filter(|c| c.interface.save_config) {
+            crate::saveconf::save_config(&name, &path, c)?;
+        }
         for p in ["dataplane.pid", "control.pid", "fallback.pid"] {
             if let Some(pid) = read_pid(&dir, p) {
                 stop_pid(pid);

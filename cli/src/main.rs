@@ -4,6 +4,7 @@
 mod fallback;
 mod gateway;
 mod operator;
+mod saveconf;
 mod wgquick;
 
 use proto::keys::{PresharedKey, PrivateKey};

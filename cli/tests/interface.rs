@@ -42,8 +42,10 @@ fn recording_hooks(log: &HookLog) -> String {
              else echo '{phase} %i absent' >> {l}; fi\n"
         )
     };
+    // Not `ip ... | grep -q`: under wg-quick's pipefail, grep leaving early can fail `ip` with
+    // SIGPIPE.
     format!(
-        "{}PostUp = if ip -o address show dev %i | grep -q 'inet {GW_TUNNEL_V4}/24'; then \
+        "{}PostUp = if [[ \"$(ip -o address show dev %i)\" == *'inet {GW_TUNNEL_V4}/24'* ]]; then \
          echo 'PostUp %i addressed' >> {l}; else echo 'PostUp %i bare' >> {l}; fi\n{}{}",
         exists("PreUp"),
         exists("PreDown"),
@@ -336,4 +338,79 @@ fn a_failing_up_hook_leaves_nothing_on_xdp() {
 #[test]
 fn a_failing_up_hook_leaves_nothing_on_the_fallback_backend() {
     a_failing_up_hook_leaves_nothing(&["--backend", "fallback"]);
+}
+
+/// SaveConfig = true: `down` writes the running state back to the file, as wg-quick does: a
+/// peer added live is in it, under the file's wg-quick keys, readable by root alone, and the
+/// file brings the same gateway up again.
+#[test]
+fn save_config_writes_live_changes_back() {
+    if !require() {
+        return;
+    }
+    let lines = "SaveConfig = true\nPostUp = true # kept verbatim\n";
+    let (t, up) = topo_full(1, &[], Shape::TwoArmed { queues: 1 }, lines);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let added = testbed::WgKeypair::generate().unwrap();
+    ok(t.gw.exec([
+        "wg",
+        "set",
+        &t.name,
+        "peer",
+        added.public_key(),
+        "allowed-ips",
+        "198.19.0.50/32",
+    ]));
+    let down = t.gw.command([BIN, "down", &t.name]).output().unwrap();
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    let saved = std::fs::read_to_string(&t.conf).unwrap();
+    for line in [
+        format!("Address = {GW_TUNNEL_V4}/24"),
+        format!("Address = {GW_TUNNEL_V6}/64"),
+        "SaveConfig = true".into(),
+        "PostUp = true # kept verbatim".into(),
+        "ListenPort = 51820".into(),
+        format!("PublicKey = {}", t.peers[0].wg.public_key()),
+        format!(
+            "PublicKey = {}\nAllowedIPs = 198.19.0.50/32",
+            added.public_key()
+        ),
+    ] {
+        assert!(saved.contains(&line), "{line:?} missing:\n{saved}");
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&t.conf).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again =
+        t.gw.command([
+            BIN,
+            "up",
+            t.conf.to_str().unwrap(),
+            "--wan",
+            &t.wan_if,
+            "--lan",
+            &t.lan_if,
+            "--name",
+            &t.name,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let peers = ok(t.gw.exec(["wg", "show", &t.name, "peers"]));
+    assert!(
+        peers.contains(added.public_key()),
+        "the saved peer is back: {peers}"
+    );
 }

@@ -25,19 +25,14 @@ impl Backend {
 
 /// One line per key `backend` does not apply, naming the key and what happens instead.
 ///
-/// Both backends apply what wg-quick applies around the interface (`wgxdp up`): Address, MTU,
-/// DNS (through resolvconf; `up` refuses the file where it is missing, as wg-quick would
-/// fail), Table, and the four hooks. What is left: SaveConfig, FwMark from the file, and
-/// wg-quick's policy routing for a default route in the main table.
+/// Both backends apply what wg-quick applies around the interface (`wgxdp up`/`down`):
+/// Address, MTU, DNS (through resolvconf; `up` refuses the file where it is missing, as
+/// wg-quick would fail), Table, SaveConfig and the four hooks. What is left: FwMark from the
+/// file, and wg-quick's policy routing for a default route in the main table.
 pub fn unapplied(config: &Config, backend: Backend) -> Vec<String> {
     let i = &config.interface;
     let on = backend.name();
     let mut out = Vec::new();
-    if i.save_config {
-        out.push(format!(
-            "SaveConfig is not applied with {on}: live changes are not written back to the file"
-        ));
-    }
     if i.fwmark.is_some() {
         out.push(format!(
             "FwMark from the file is not applied with {on} (`wg set IF fwmark N` is)"
@@ -84,12 +79,18 @@ mod tests {
         ));
         for backend in [Backend::Xdp, Backend::Fallback] {
             let said = unapplied(&c, backend).join("\n");
-            for key in ["SaveConfig", "FwMark"] {
-                assert!(said.contains(key), "{key} missing:\n{said}");
-            }
-            // Applied by `wgxdp up` on both backends now.
+            assert!(said.contains("FwMark"), "FwMark missing:\n{said}");
+            // Applied by `wgxdp up`/`down` on both backends now.
             for key in [
-                "PreUp", "PostUp", "PreDown", "PostDown", "DNS", "Table", "MTU", "Address",
+                "PreUp",
+                "PostUp",
+                "PreDown",
+                "PostDown",
+                "DNS",
+                "Table",
+                "MTU",
+                "Address",
+                "SaveConfig",
             ] {
                 assert!(!said.contains(key), "{key} is applied:\n{said}");
             }
