@@ -91,6 +91,13 @@ const MAX_STAGED: usize = 128;
 /// How long a staged frame waits for its session before it is dropped (REKEY_TIMEOUT: by
 /// then the handshake was lost and is being retried).
 const STAGE_TIMEOUT_NS: u64 = 5_000_000_000;
+/// While the peers and the LAN keep a worker busy, its local side (a TUN queue, one `read`
+/// per packet and one more that finds it empty) is read every this many rounds, not every
+/// round: the gateway's own traffic is a trickle beside forwarded traffic, and an empty read
+/// per round would be a syscall per round on the forwarding path. It waits at most that many
+/// rounds (microseconds); an idle worker, or one whose last local read found packets, reads
+/// it every round.
+const LOCAL_EVERY: u32 = 8;
 
 /// A test's stand-in for control acting between two steps of the worker.
 #[cfg(test)]
@@ -128,6 +135,8 @@ pub struct Worker<'a, L: Link<'a>> {
     /// LAN frames waiting for their peer's session, with their deadlines, so that the packet
     /// that caused a handshake is sent when it completes, as the kernel does.
     staged: Vec<outbound::Plain<'a>>,
+    /// Busy rounds left before the local side is read again (see [`LOCAL_EVERY`]).
+    local_wait: u32,
     backend: Backend,
     /// Tests: runs after the worker read a session's key and before it uses the slot's
     /// counter or window (a control process acting in that window).
@@ -170,6 +179,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             in_pending: Vec::with_capacity(BATCH),
             out_pending: Vec::with_capacity(BATCH),
             staged: Vec::with_capacity(MAX_STAGED),
+            local_wait: 0,
             backend: Backend::detect(),
             #[cfg(test)]
             after_key_read: None,
@@ -286,10 +296,13 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
                     .map(|f| outbound::Plain::new(f, now + STAGE_TIMEOUT_NS, Side::Lan)),
             );
         }
-        if self.link.has_local() {
+        if self.link.has_local() && moved > 0 && self.local_wait > 0 {
+            self.local_wait -= 1;
+        } else if self.link.has_local() {
             // The kernel's own traffic into wg0: a syscall per packet by nature (a TUN read),
             // bounded by the batch.
             let m = self.link.recv(Side::Local, &mut received, BATCH);
+            self.local_wait = if m == 0 { LOCAL_EVERY - 1 } else { 0 };
             self.count(|s| &s.rx_lan, m);
             moved += m;
             outbound.extend(

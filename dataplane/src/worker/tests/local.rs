@@ -143,3 +143,45 @@ fn the_gateways_own_traffic_to_no_peer_is_dropped_and_counted() {
     assert_eq!((link.outstanding(), link.duplicates()), (0, 0));
     assert_eq!(gw.drops(0, DropReason::NoRoute), 1);
 }
+
+/// While the peers keep the worker busy, the local side is read every LOCAL_EVERY rounds
+/// (not every round), so the gateway's own packet waits a few rounds, never longer.
+#[test]
+fn under_load_the_local_side_is_read_every_few_rounds() {
+    let gw = Gateway::new("local-every", true);
+    let mut arena = vec![0u8; 64 * FRAME];
+    let link = FakeLink::new(&mut arena, FRAME, true).with_local();
+    let mut w = gw.worker(0, link, with_local_addrs());
+    fn busy_round<'a>(w: &mut Worker<'a, FakeLink<'a>>, counter: &mut u64) -> usize {
+        let msg = from_peer(
+            &inner(PEER_TUNNEL, LAN_HOST, 1),
+            &KEY_TO_US,
+            *counter,
+            endpoint(),
+        );
+        *counter += 1;
+        assert!(w.link_mut().inject(Side::Wan, &msg));
+        w.poll_once(T0 + *counter);
+        w.link_mut().take_sent(Side::Wan).len()
+    }
+    let mut counter = 0;
+    // A busy round whose local read finds nothing...
+    assert_eq!(busy_round(&mut w, &mut counter), 0);
+    let own = inner(GW_TUNNEL, PEER_TUNNEL, 3);
+    assert!(w.link_mut().inject(Side::Local, &from_local(&own)));
+    // ...so the next busy ones leave the local side alone, at most LOCAL_EVERY - 1 of them.
+    let mut rounds = 1;
+    while busy_round(&mut w, &mut counter) == 0 {
+        rounds += 1;
+        assert!(
+            rounds <= LOCAL_EVERY,
+            "not read within {LOCAL_EVERY} busy rounds"
+        );
+    }
+    assert_eq!(rounds, LOCAL_EVERY, "read on the LOCAL_EVERY-th busy round");
+    // An idle worker reads it at once.
+    assert!(w.link_mut().inject(Side::Local, &from_local(&own)));
+    w.poll_once(T0 + 1_000_000);
+    assert_eq!(w.link_mut().take_sent(Side::Wan).len(), 1);
+    assert_eq!(w.link_mut().outstanding(), 0);
+}
