@@ -414,3 +414,33 @@ fn save_config_writes_live_changes_back() {
         "the saved peer is back: {peers}"
     );
 }
+
+/// DNS needs resolvconf, as with wg-quick: where it is missing, `up` refuses the file before
+/// anything starts (wg-quick fails the same way, after creating the interface). Where it is
+/// installed, applying it would change the host's resolver (namespaces share /etc), so the
+/// test checks only the refusal.
+#[test]
+fn dns_without_resolvconf_is_refused_before_anything_starts() {
+    if !require() {
+        return;
+    }
+    if testbed::find_tool("resolvconf").is_some() {
+        eprintln!("resolvconf is installed: nothing to refuse here");
+        return;
+    }
+    let log = HookLog::new();
+    let lines = format!(
+        "DNS = {GW_TUNNEL_V4}, example.net\nPreUp = echo ran >> {}\n",
+        log.0.display()
+    );
+    let (t, up) = topo_full(1, &[], Shape::TwoArmed { queues: 1 }, &lines);
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(!up.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("needs resolvconf") && stderr.contains(GW_TUNNEL_V4),
+        "{stderr}"
+    );
+    assert_eq!(log.read(), "", "refused before PreUp");
+    let left = leftovers(&t, &t.name);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
