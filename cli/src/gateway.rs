@@ -397,9 +397,10 @@ pub fn up(args: &[String]) -> Result<(), String> {
     let ready = dir.join("ready");
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let log = |n: &str| std::fs::File::create(dir.join(n)).map_err(|e| e.to_string());
-    // After the interface exists with its addresses (and, on XDP, before they are set):
-    // wg-quick's remaining steps up to PostUp. DNS is the one set here that outlives the
-    // processes, so a failure takes it back.
+    // Once the interface exists, wg-quick's remaining steps up to PostUp. On the fallback
+    // backend its process has already given the interface its addresses, MTU and routes (it
+    // keeps the routes in step with `wg set`). DNS is the one step whose effect outlives the
+    // processes, so a failure takes it back; the rest goes with the interface.
     let finish_up = |xdp: bool| -> Result<(), String> {
         let steps = || -> Result<(), String> {
             if xdp {

@@ -5,7 +5,9 @@
 //! socket (private key, port, fwmark, and the peers with their live changes: `wg set`,
 //! `wgxdp peer add`, roamed endpoints). Written aside with mode 0600, synced, renamed over the
 //! file. As with wg-quick, a file that cannot be written stops `down`, so that the live state
-//! is not lost.
+//! is not lost; a control process that does not answer (it died; the data path forwards on
+//! without it) has no live state left to save, so then the file stays as it is and `down`
+//! carries on.
 //!
 //! One difference from wg-quick: it keeps the link-local addresses `ip -brief` shows; the
 //! kernel puts those there itself, so they are left out here.
@@ -99,8 +101,22 @@ fn saved(file: &Config, got: &Got, addresses: Vec<IpPrefix>, mtu: Option<u16>) -
 /// Rewrites `path` from gateway `name`'s running state (see the module's text).
 pub fn save_config(name: &InterfaceName, path: &Path, file: &Config) -> Result<(), String> {
     eprintln!("[#] wg showconf {name}");
-    let got = Got::parse(&uapi(name, "get=1\n\n")?);
-    let addresses = current_addresses(name.as_str())?;
+    // Control gone (the data path forwards on without it): the live state went with it, and
+    // `down` must still work; the file stays as it was.
+    let got = match uapi(name, "get=1\n\n") {
+        Ok(text) => Got::parse(&text),
+        Err(e) => {
+            eprintln!(
+                "wgxdp: SaveConfig: {e}; {} is left as it was",
+                path.display()
+            );
+            return Ok(());
+        }
+    };
+    // The interface gone with a data path that died: the file's addresses stand.
+    let addresses = current_addresses(name.as_str())
+        .inspect_err(|e| eprintln!("wgxdp: SaveConfig: {e}; keeping the file's Address"))
+        .unwrap_or_else(|_| file.interface.addresses.clone());
     let mtu = std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
         .ok()
         .and_then(|m| m.trim().parse().ok());

@@ -9,7 +9,8 @@
 //! neighbour table, small (next hops, not destinations), is dumped every [`REFRESH`]. Workers load the snapshot
 //! once per batch (lock-free) and, on a miss, ask the resolver to look the destination up and
 //! hand that packet to the kernel, which resolves the neighbour itself; the next refresh
-//! learns the entry.
+//! learns the entry. The snapshot also holds this host's own addresses (getifaddrs, every
+//! [`REFRESH`]): decrypted packets for them go to the gateway's own interface.
 
 use arc_swap::ArcSwap;
 use netlink_packet_core::{
