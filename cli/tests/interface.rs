@@ -413,6 +413,26 @@ fn save_config_writes_live_changes_back() {
         peers.contains(added.public_key()),
         "the saved peer is back: {peers}"
     );
+
+    // Control killed: no live state left to save; `down` still goes, the file stays.
+    let control: i32 = std::fs::read_to_string(format!("/run/wgxdp/{}/control.pid", t.name))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(control),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let before = std::fs::read_to_string(&t.conf).unwrap();
+    let down = t.gw.command([BIN, "down", &t.name]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(down.status.success(), "{stderr}");
+    assert!(stderr.contains("is left as it was"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&t.conf).unwrap(), before);
+    let left = leftovers(&t, &t.name);
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// DNS needs resolvconf, as with wg-quick: where it is missing, `up` refuses the file before
