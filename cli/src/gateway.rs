@@ -14,7 +14,7 @@
 
 use crate::wgquick::{self, Phase};
 use control::InterfaceName;
-use dataplane::daemon::{DEFAULT_MTU, MAX_MTU};
+use dataplane::daemon::{DEFAULT_MTU, MAX_MTU, MIN_MTU};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -238,8 +238,8 @@ pub fn dataplane(args: &[String]) -> Result<(), String> {
             Some(m) => m
                 .parse()
                 .ok()
-                .filter(|m| (576..=MAX_MTU).contains(m))
-                .ok_or(format!("--mtu {m}: expected 576 to {MAX_MTU}"))?,
+                .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
+                .ok_or(format!("--mtu {m}: expected {MIN_MTU} to {MAX_MTU}"))?,
             None => DEFAULT_MTU,
         },
         tun: flag(args, "--tun"),
@@ -363,9 +363,10 @@ pub fn up(args: &[String]) -> Result<(), String> {
         ));
     }
     let mtu = wgquick::mtu(&config);
-    if mtu > MAX_MTU {
+    if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
         return Err(format!(
-            "{config_path}: MTU = {mtu}: wgxdp's frames hold a tunnel MTU of at most {MAX_MTU}"
+            "{config_path}: MTU = {mtu}: wgxdp takes a tunnel MTU from {MIN_MTU} (IPv4's \
+             minimum) to {MAX_MTU} (what its frames hold)"
         ));
     }
     wgquick::refuse_dns(&config, config_path)?;

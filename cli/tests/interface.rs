@@ -464,3 +464,20 @@ fn dns_without_resolvconf_is_refused_before_anything_starts() {
     let left = leftovers(&t, &t.name);
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// An MTU the workers' frames cannot hold is refused before anything starts.
+#[test]
+fn an_mtu_the_frames_cannot_hold_is_refused() {
+    if !require() {
+        return;
+    }
+    let (t, up) = topo_full(1, &[], Shape::TwoArmed { queues: 1 }, "MTU = 1800\n");
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(!up.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("MTU = 1800") && stderr.contains("1760"),
+        "{stderr}"
+    );
+    let left = leftovers(&t, &t.name);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

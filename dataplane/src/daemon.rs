@@ -53,6 +53,8 @@ pub struct DataplaneOptions {
 /// The tunnel MTU when the configuration names none: what wg-quick computes for the common
 /// 1500-byte path (1500 - 80).
 pub const DEFAULT_MTU: usize = 1420;
+/// The smallest tunnel MTU: IPv4's minimum (RFC 791), as the kernel's for a link.
+pub const MIN_MTU: usize = 68;
 /// The largest tunnel MTU a worker's frames hold: a plaintext packet sits behind the
 /// headroom and its Ethernet header, and is sealed in place with padding to 16 and the tag
 /// after it (frames are [`UmemSpec`]'s 2048 bytes).
