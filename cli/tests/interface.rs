@@ -142,6 +142,38 @@ fn the_gateway_is_a_host_on_its_own_tunnel() {
     assert!(after >= before + 2, "{before} -> {after}\n{}", show(&t));
 }
 
+/// The same both ways on a one-armed gateway, and with two workers (two queues of the
+/// interface, one each).
+#[test]
+fn the_gateway_is_a_host_one_armed_and_with_two_workers() {
+    if !require() {
+        return;
+    }
+    for (shape, args) in [
+        (Shape::OneArmed, &[][..]),
+        (Shape::TwoArmed { queues: 2 }, &["--workers", "2"][..]),
+    ] {
+        let t = topo_with(2, args, shape);
+        for (i, p) in t.peers.iter().enumerate() {
+            assert!(
+                ping(&p.ns, GW_TUNNEL_V4),
+                "peer {i} -> gateway\n{}",
+                show(&t)
+            );
+            assert!(
+                ping(&p.ns, GW_TUNNEL_V6),
+                "peer {i} -> gateway, IPv6\n{}",
+                show(&t)
+            );
+            assert!(
+                ping(&t.gw, &p.v4.to_string()),
+                "gateway -> peer {i}\n{}",
+                show(&t)
+            );
+        }
+    }
+}
+
 /// Firewall rules that name the interface (`iifname %i`, as the guides' PostUp rules do) see
 /// the client's packets to the gateway: a counted rule for IPv4 echo requests, a drop for
 /// IPv6 ones. PostDown removes the table.
