@@ -146,6 +146,8 @@ fn resolver(
     let mut fresh: Vec<IpAddr> = Vec::new();
     let mut current = Snapshot::default();
     let mut last_routes = std::time::Instant::now();
+    // Read at once, then every REFRESH (not on every request a worker sends).
+    let mut last_local: Option<std::time::Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         while let Ok(dst) = rx.try_recv() {
             if wanted.request(dst, std::time::Instant::now()) {
@@ -174,13 +176,18 @@ fn resolver(
             next_hop = Some(m);
         }
         let mac = nl.neighbours();
-        // A failed read keeps what was known (an address does not vanish with a syscall).
-        let local = local_addrs().unwrap_or_else(|_| current.local.clone());
-        if next_hop.is_some() || mac != current.mac || local != current.local {
+        // Changed addresses only; a failed read keeps what was known (an address does not
+        // vanish with a syscall).
+        let mut local = None;
+        if last_local.is_none_or(|t| t.elapsed() >= REFRESH) {
+            last_local = Some(std::time::Instant::now());
+            local = local_addrs().ok().filter(|l| *l != current.local);
+        }
+        if next_hop.is_some() || mac != current.mac || local.is_some() {
             current = Snapshot {
                 next_hop: next_hop.unwrap_or_else(|| current.next_hop.clone()),
                 mac,
-                local,
+                local: local.unwrap_or_else(|| current.local.clone()),
             };
             published.store(Arc::new(current.clone()));
         }
