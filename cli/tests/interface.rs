@@ -174,6 +174,57 @@ fn the_gateway_is_a_host_one_armed_and_with_two_workers() {
     }
 }
 
+/// Routes for the peers' AllowedIPs as wg-quick adds them: into main, except what the
+/// address's subnet covers and a default route (left out, with a note); with `Table = N`,
+/// all of them into table N; with `Table = off`, none.
+#[test]
+fn routes_follow_the_table_key() {
+    if !require() {
+        return;
+    }
+    let extra = testbed::WgKeypair::generate().unwrap();
+    let peer = format!(
+        "[Peer]\nPublicKey = {}\nAllowedIPs = 198.18.77.0/24, 0.0.0.0/0\n",
+        extra.public_key()
+    );
+    for table in ["", "Table = 1234\n", "Table = off\n"] {
+        let (t, up) = topo_full(
+            1,
+            &[],
+            Shape::TwoArmed { queues: 1 },
+            &format!("{table}{peer}"),
+        );
+        let stderr = String::from_utf8_lossy(&up.stderr);
+        assert!(up.status.success(), "{table}: {stderr}");
+        // A table with no route in it does not exist for `ip`: empty.
+        let routes = |which: &str| {
+            t.gw.ip(["-4", "route", "show", "table", which, "dev", &t.name])
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let (main, numbered) = (routes("main"), routes("1234"));
+        let all = format!("{table}main:\n{main}\ntable 1234:\n{numbered}\n{stderr}");
+        match table {
+            "" => {
+                assert!(main.contains("198.18.77.0/24"), "{all}");
+                assert!(!main.contains("198.19.0.10"), "covered by the /24: {all}");
+                assert!(!main.contains("default"), "{all}");
+                assert!(stderr.contains("not routing 0.0.0.0/0"), "{all}");
+            }
+            "Table = 1234\n" => {
+                for r in ["198.18.77.0/24", "198.19.0.10", "default"] {
+                    assert!(numbered.contains(r), "{r}: {all}");
+                }
+                assert!(!main.contains("198.18.77.0/24"), "{all}");
+            }
+            _ => assert!(
+                !main.contains("198.18.77.0/24") && numbered.is_empty(),
+                "{all}"
+            ),
+        }
+    }
+}
+
 /// Firewall rules that name the interface (`iifname %i`, as the guides' PostUp rules do) see
 /// the client's packets to the gateway: a counted rule for IPv4 echo requests, a drop for
 /// IPv6 ones. PostDown removes the table.
