@@ -185,3 +185,46 @@ fn under_load_the_local_side_is_read_every_few_rounds() {
     assert_eq!(w.link_mut().take_sent(Side::Wan).len(), 1);
     assert_eq!(w.link_mut().outstanding(), 0);
 }
+
+/// A packet from the gateway's own stack too big for the tunnel (wg0's MTU raised past the
+/// tunnel's by hand) is answered on wg0 itself, to the stack that sent it, with the tunnel's
+/// MTU: never on the LAN port.
+#[test]
+fn an_oversized_own_packet_is_answered_on_the_local_side() {
+    let gw = Gateway::new("local-too-big", true);
+    let mut arena = vec![0u8; 16 * FRAME];
+    let link = FakeLink::new(&mut arena, FRAME, true).with_local();
+    let mut w = gw.worker(0, link, with_local_addrs());
+    let mut big = vec![0u8; 1500];
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut big[..]);
+        ip.set_version(4);
+        ip.set_header_len(20);
+        ip.set_total_len(1500);
+        ip.set_dont_frag(true);
+        ip.set_ttl(64);
+        ip.set_protocol(IpProtocol::UDP);
+        ip.set_src_addr(GW_TUNNEL);
+        ip.set_dst_addr(PEER_TUNNEL);
+        ip.fill_checksum();
+    }
+    assert!(w.link_mut().inject(Side::Local, &from_local(&big)));
+    w.poll_once(T0);
+    let link = w.link_mut();
+    let replies = link.take_sent(Side::Local);
+    assert!(
+        link.sent.is_empty() && link.to_kernel.is_empty(),
+        "{:?}",
+        link.sent
+    );
+    assert_eq!(replies.len(), 1);
+    let icmp = Ipv4Packet::new_checked(&replies[0][..]).unwrap();
+    assert_eq!(icmp.dst_addr(), GW_TUNNEL, "back to the sender");
+    assert_eq!(icmp.protocol(), IpProtocol::ICMP);
+    let body = icmp.payload();
+    // Destination unreachable, fragmentation needed, next-hop MTU 1420 (RFC 1191).
+    assert_eq!((body[0], body[1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([body[6], body[7]]), 1420);
+    assert_eq!(gw.drops(0, DropReason::TooBig), 1);
+    assert_eq!((link.outstanding(), link.duplicates()), (0, 0));
+}
