@@ -26,7 +26,7 @@
 use control::config::{Config, IpPrefix};
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// When a hook runs.
@@ -275,12 +275,18 @@ pub fn add_routes(plan: &RoutePlan) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `resolvconf` is on PATH (wg-quick's DNS needs it).
+/// Where `resolvconf` is (wg-quick's DNS needs it): on PATH, or in the sbin directories a
+/// reset sudo PATH may lack.
+fn resolvconf() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join("resolvconf"))
+        .find(|p| p.is_file())
+}
+
 pub fn have_resolvconf() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("resolvconf").is_file()))
-        || Path::new("/usr/sbin/resolvconf").is_file()
-        || Path::new("/sbin/resolvconf").is_file()
+    resolvconf().is_some()
 }
 
 /// Why `up` refuses `config` here, if it does: DNS without resolvconf (wg-quick fails the
@@ -300,10 +306,9 @@ pub fn refuse_dns(config: &Config, path: &str) -> Result<(), String> {
 /// name patterns, and wg-quick prefixes the first wildcard one (`tun.` for `tun*`).
 fn resolvconf_name(interface: &str) -> String {
     let order = Path::new("/etc/resolvconf/interface-order");
-    let symlinked = ["/usr/sbin/resolvconf", "/sbin/resolvconf"]
-        .iter()
-        .any(|p| Path::new(p).is_symlink());
-    let prefix = if order.is_file() && !symlinked {
+    // wg-quick: Debian's resolvconf (not a symlink to another implementation).
+    let debian = resolvconf().is_some_and(|p| !p.is_symlink());
+    let prefix = if order.is_file() && debian {
         std::fs::read_to_string(order)
             .unwrap_or_default()
             .lines()
