@@ -26,10 +26,11 @@ find_cargo() {
 
 # clang/llvm/libbpf/libelf/m4/pkg-config build the eBPF programs; iproute2, wireguard-go,
 # wireguard-tools, iperf3, ethtool and ping are the testbed's tools; python3 replays captured
-# packets (cli/tests/scripts/replay.py) and writes the benchmarks' peer files.
+# packets (cli/tests/scripts/replay.py) and writes the benchmarks' peer files; nftables is
+# the firewall the hook tests' PostUp rules name the gateway's interface in (cli/tests/interface.rs).
 TESTBED_PACKAGES=(build-essential clang llvm libelf-dev zlib1g-dev pkg-config m4 libbpf-dev
                   iproute2 wireguard-go wireguard-tools iperf3 ethtool iputils-ping util-linux
-                  python3)
+                  python3 nftables)
 
 # Installs whatever of TESTBED_PACKAGES is missing (idempotent, quiet when nothing is).
 install_packages() {

@@ -5,11 +5,14 @@
 //! [`SocketLink`] instead of AF_XDP. They share a region as they do across processes, so
 //! `wgxdp show` and the stock `wg` see it the same way.
 //!
-//! The kernel routes between the TUN device and the LAN, as it would for kernel WireGuard;
-//! as wg-quick does, the peers' allowed IPs are routed into the TUN device, following every
-//! change (`wg set`), before control answers the change. It is announced at start; it is the
-//! baseline the XDP path is measured against, not the product.
+//! The TUN device is the gateway's own interface, named as wg-quick names it (the
+//! configuration's name, as the XDP data path names its own), with the file's Address and MTU
+//! (`wgquick.rs`). The kernel routes between it and the LAN, as it would for kernel
+//! WireGuard; as wg-quick does, the peers' allowed IPs are routed into it (after `Table`),
+//! following every change (`wg set`), before control answers the change. It is announced at
+//! start; it is the baseline the XDP path is measured against, not the product.
 
+use crate::wgquick::{self, Table};
 use contract::clock::mono_ns;
 use control::daemon::{Control, ControlOptions, HANDSHAKE_BATCH};
 use control::InterfaceName;
@@ -20,6 +23,7 @@ use dataplane::socket_link::SocketLink;
 use dataplane::worker::{Iface, Worker, WorkerConfig};
 use proto::allowedips::Prefix;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -46,50 +50,80 @@ fn ip(args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// The kernel's routes into the TUN device, one per allowed IP (what wg-quick sets up).
+/// The kernel's routes into the TUN device, one per allowed IP, where `Table` puts them (what
+/// wg-quick sets up, and, with a /0 in the main table, leaves out as `wgquick.rs` says).
 struct Routes<'a> {
     dev: &'a str,
+    table: Table,
+}
+
+impl Routes<'_> {
+    /// `ip route VERB PREFIX dev DEV [table T]`, or `None` where `Table` adds no route.
+    fn args<'s>(&'s self, verb: &'s str, prefix: &'s str, len: u8) -> Option<Vec<&'s str>> {
+        let mut args = vec!["route", verb, prefix, "dev", self.dev];
+        match &self.table {
+            Table::Off => return None,
+            Table::Main if len == 0 => return None,
+            Table::Main => {}
+            Table::Named(t) => args.extend(["table", t.as_str()]),
+        }
+        Some(args)
+    }
 }
 
 impl PrefixSink for Routes<'_> {
     fn insert(&mut self, prefix: Prefix, _peer: u32) {
-        let family = if prefix.addr().is_ipv6() { "-6" } else { "-4" };
-        if let Err(e) = ip(&[
-            family,
-            "route",
-            "replace",
-            &prefix.to_string(),
-            "dev",
-            self.dev,
-        ]) {
-            eprintln!("wgxdp fallback: {e}");
+        let text = prefix.to_string();
+        match self.args("replace", &text, prefix.len()) {
+            Some(args) => {
+                if let Err(e) = ip(&args) {
+                    eprintln!("wgxdp fallback: {e}");
+                }
+            }
+            None if self.table == Table::Main => eprintln!(
+                "wgxdp fallback: not routing {text} into {}: no policy routing for default \
+                 routes (Table = N routes it into table N instead)",
+                self.dev
+            ),
+            None => {}
         }
     }
 
     fn remove(&mut self, prefix: Prefix) {
-        let family = if prefix.addr().is_ipv6() { "-6" } else { "-4" };
-        let _ = ip(&[family, "route", "del", &prefix.to_string(), "dev", self.dev]);
+        let text = prefix.to_string();
+        if let Some(args) = self.args("del", &text, prefix.len()) {
+            let _ = ip(&args);
+        }
     }
 
     fn clear(&mut self) {
         // The routes `insert` added (protocol "boot", ip's default), not the kernel's own
         // routes for the device's addresses.
         for family in ["-4", "-6"] {
-            let _ = ip(&[family, "route", "flush", "dev", self.dev, "proto", "boot"]);
+            let mut args = vec![family, "route", "flush", "dev", self.dev, "proto", "boot"];
+            match &self.table {
+                Table::Off => return,
+                Table::Main => {}
+                Table::Named(t) => args.extend(["table", t.as_str()]),
+            }
+            let _ = ip(&args);
         }
     }
 }
 
 /// Runs the gateway on TUN device `tun` until `stop` is set (or, with a UAPI socket, until
-/// that socket file is removed).
-pub fn run(opts: &ControlOptions, tun: &InterfaceName, stop: &AtomicBool) -> Result<(), String> {
+/// that socket file is removed). `ready` is written once the device is up with its addresses
+/// and routes and control listens.
+pub fn run(
+    opts: &ControlOptions,
+    tun: &InterfaceName,
+    ready: Option<&Path>,
+    stop: &AtomicBool,
+) -> Result<(), String> {
     let dev = tun_tap::Iface::without_packet_info(tun.as_str(), tun_tap::Mode::Tun)
         .map_err(|e| format!("creating TUN {tun}: {e}"))?;
-    let mtu = opts.config.interface.mtu.unwrap_or(1420);
-    ip(&["link", "set", tun.as_str(), "mtu", &mtu.to_string(), "up"])?;
-    for a in &opts.config.interface.addresses {
-        ip(&["addr", "add", &a.to_string(), "dev", tun.as_str()])?;
-    }
+    let mtu = wgquick::mtu(&opts.config);
+    wgquick::set_addresses_and_mtu_up(&opts.config, tun.as_str())?;
     let _ = Command::new("sysctl")
         .args([
             "-q",
@@ -109,7 +143,10 @@ pub fn run(opts: &ControlOptions, tun: &InterfaceName, stop: &AtomicBool) -> Res
         .map_err(|e| format!("socket backend: {e}"))?;
     // Control, in this process, started the prefix log with a reset and every prefix; the
     // worker reads the allowed-IPs table in the region, as on XDP.
-    let mut routes = Routes { dev: tun.as_str() };
+    let mut routes = Routes {
+        dev: tun.as_str(),
+        table: Table::of(&opts.config),
+    };
     prefixes::sync(&region, &mut routes);
     let reader = allowedips::Reader::attach(region.clone()).map_err(|e| e.to_string())?;
     // The socket sends from whatever address the kernel picks; these only fill the headers
@@ -149,11 +186,18 @@ pub fn run(opts: &ControlOptions, tun: &InterfaceName, stop: &AtomicBool) -> Res
             v6: tunnel_v6,
         }),
         listen_port: port,
-        mtu: usize::from(mtu),
+        mtu,
     };
     // No next hop is ever known: every packet goes through the kernel (TUN or socket).
     let neighbours = Neighbours::fixed(Snapshot::default());
     let mut worker = Worker::new(cfg, region.clone(), link, neighbours, reader);
+    if let Some(f) = ready {
+        // Written aside and renamed: `wgxdp up` polls for the file.
+        let tmp = f.with_extension("tmp");
+        std::fs::write(&tmp, format!("wgxdp fallback backend: TUN {tun}\n"))
+            .and_then(|()| std::fs::rename(&tmp, f))
+            .map_err(|e| format!("{}: {e}", f.display()))?;
+    }
     let mut last_control = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) && !control.uapi_removed() {
         let moved = worker.poll_once(mono_ns());

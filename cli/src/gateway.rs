@@ -6,8 +6,15 @@
 //! data path reports it is attached. If either fails, it stops the other and removes the
 //! region, so nothing stays attached. `down` stops both (the data path detaches its XDP
 //! programs as it exits) and removes the run directory.
+//!
+//! Around that, what wg-quick does (`wgquick.rs`): PreUp first; once the data path has
+//! created the gateway's own interface (named NAME, as wg-quick names it), its addresses,
+//! MTU, DNS and routes, then PostUp; a failure in any of them stops everything again. `down`
+//! runs PreDown before and PostDown after.
 
+use crate::wgquick::{self, Phase};
 use control::InterfaceName;
+use dataplane::daemon::{DEFAULT_MTU, MAX_MTU, MIN_MTU};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -192,7 +199,8 @@ fn control_options(
     })
 }
 
-/// `wgxdp fallback --tun NAME CONFIG`: the userspace backend (UDP socket + TUN device).
+/// `wgxdp fallback --tun NAME [--ready FILE] CONFIG`: the userspace backend (UDP socket +
+/// TUN device).
 pub fn fallback(args: &[String]) -> Result<(), String> {
     let pos = positional(args);
     let path = pos
@@ -211,7 +219,8 @@ pub fn fallback(args: &[String]) -> Result<(), String> {
     let _ = std::fs::remove_file(&region);
     let mut opts = control_options(args, config, region, name)?;
     opts.workers = 1;
-    crate::fallback::run(&opts, &tun, &stop)
+    let ready = flag(args, "--ready").map(PathBuf::from);
+    crate::fallback::run(&opts, &tun, ready.as_deref(), &stop)
 }
 
 /// `wgxdp dataplane --region PATH --wan IF [--lan IF] [--workers N] [--ready FILE]`
@@ -225,7 +234,15 @@ pub fn dataplane(args: &[String]) -> Result<(), String> {
         workers: flag(args, "--workers")
             .and_then(|w| w.parse().ok())
             .unwrap_or(1),
-        mtu: 1420,
+        mtu: match flag(args, "--mtu") {
+            Some(m) => m
+                .parse()
+                .ok()
+                .filter(|m| (MIN_MTU..=MAX_MTU).contains(m))
+                .ok_or(format!("--mtu {m}: expected {MIN_MTU} to {MAX_MTU}"))?,
+            None => DEFAULT_MTU,
+        },
+        tun: flag(args, "--tun"),
         ready_file: flag(args, "--ready").map(PathBuf::from),
     };
     let stop = stop_flag()?;
@@ -345,14 +362,32 @@ pub fn up(args: &[String]) -> Result<(), String> {
             "--backend must be auto, xdp or fallback, not {backend:?}"
         ));
     }
+    let mtu = wgquick::mtu(&config);
+    if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+        return Err(format!(
+            "{config_path}: MTU = {mtu}: wgxdp takes a tunnel MTU from {MIN_MTU} (IPv4's \
+             minimum) to {MAX_MTU} (what its frames hold)"
+        ));
+    }
+    wgquick::refuse_dns(&config, config_path)?;
     let dir = run_dir(&name);
-    for (file, what) in [("control.pid", "control"), ("dataplane.pid", "data path")] {
+    for (file, what) in [
+        ("control.pid", "control"),
+        ("dataplane.pid", "data path"),
+        ("fallback.pid", "fallback backend"),
+    ] {
         if let Some(pid) = read_pid(&dir, file).filter(|p| pid_alive(*p)) {
             return Err(format!(
                 "{name} is already up ({what} pid {pid}); run wgxdp down {name} first"
             ));
         }
     }
+    // As wg-quick: the interface is ours to create.
+    if Path::new("/sys/class/net").join(name.as_str()).exists() {
+        return Err(format!("`{name}' already exists"));
+    }
+    // wg-quick's first step, before the interface exists.
+    wgquick::run_hooks(Phase::PreUp, &config, name.as_str())?;
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // Where the configuration came from, for `wgxdp peer add` (the tunnel subnet).
@@ -363,14 +398,32 @@ pub fn up(args: &[String]) -> Result<(), String> {
     let ready = dir.join("ready");
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let log = |n: &str| std::fs::File::create(dir.join(n)).map_err(|e| e.to_string());
-    let tun_name: String = format!("wgx{name}").chars().take(15).collect();
+    // Once the interface exists, wg-quick's remaining steps up to PostUp. On the fallback
+    // backend its process has already given the interface its addresses, MTU and routes (it
+    // keeps the routes in step with `wg set`). DNS is the one step whose effect outlives the
+    // processes, so a failure takes it back; the rest goes with the interface.
+    let finish_up = |xdp: bool| -> Result<(), String> {
+        let steps = || -> Result<(), String> {
+            if xdp {
+                wgquick::set_addresses_and_mtu_up(&config, name.as_str())?;
+            }
+            wgquick::set_dns(&config, name.as_str())?;
+            if xdp {
+                wgquick::add_routes(&wgquick::route_plan(&config, name.as_str()))?;
+            }
+            wgquick::run_hooks(Phase::PostUp, &config, name.as_str())
+        };
+        steps().inspect_err(|_| wgquick::unset_dns(&config, name.as_str()))
+    };
     let start_fallback = |why: &str| -> Result<(), String> {
         if !why.is_empty() {
             eprintln!("wgxdp: the XDP data path could not start ({why}); running the fallback backend (UDP socket + TUN)");
         }
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let mut fb = Command::new(&exe)
-            .args(["fallback", "--tun", &tun_name, "--name", name.as_str()])
+            .args(["fallback", "--tun", name.as_str(), "--name", name.as_str()])
+            .arg("--ready")
+            .arg(&ready)
             .arg(config_path)
             .stdin(Stdio::null())
             .stdout(log("fallback.log")?)
@@ -379,7 +432,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
             .map_err(|e| format!("starting the fallback backend: {e}"))?;
         std::fs::write(dir.join("fallback.pid"), fb.id().to_string()).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !Path::new("/sys/class/net").join(&tun_name).exists() {
+        while !ready.exists() {
             if let Ok(Some(status)) = fb.try_wait() {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(format!(
@@ -394,8 +447,13 @@ pub fn up(args: &[String]) -> Result<(), String> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        if let Err(e) = finish_up(false) {
+            stop_pid(fb.id() as i32);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         println!(
-            "wgxdp {name} is up on the fallback backend (TUN {tun_name}, pid {}); logs in {}",
+            "wgxdp {name} is up on the fallback backend (TUN {name}, pid {}); logs in {}",
             fb.id(),
             dir.display()
         );
@@ -461,7 +519,8 @@ pub fn up(args: &[String]) -> Result<(), String> {
         .args(["dataplane", "--region"])
         .arg(&region)
         .args(["--wan", &wan, "--workers", &workers, "--ready"])
-        .arg(&ready);
+        .arg(&ready)
+        .args(["--tun", name.as_str(), "--mtu", &mtu.to_string()]);
     if let Some(l) = &lan {
         dp_cmd.args(["--lan", l]);
     }
@@ -490,6 +549,9 @@ pub fn up(args: &[String]) -> Result<(), String> {
             return Err(cleanup("the data path did not come up in 20 s".into()));
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Err(e) = finish_up(true) {
+        return Err(cleanup(e));
     }
     print!("{}", std::fs::read_to_string(&ready).unwrap_or_default());
     println!(
@@ -538,6 +600,28 @@ pub fn down(args: &[String]) -> Result<(), String> {
         if !dir.exists() {
             return Err(format!("{name} is not up"));
         }
+        // The file `up` read, read again as wg-quick reads it for `down`: its hooks and DNS.
+        let path = std::fs::read_to_string(dir.join("config"))
+            .map(|p| PathBuf::from(p.trim()))
+            .unwrap_or_default();
+        let config = control::config::load(&path)
+            .map(|(c, _)| c)
+            .inspect_err(|e| eprintln!("wgxdp: {name}: no PreDown/PostDown/DNS to undo: {e}"))
+            .ok();
+        // A failing down hook is reported; the gateway still goes down.
+        let hooks = |phase| {
+            if let Some(c) = &config {
+                if let Err(e) = wgquick::run_hooks(phase, c, name.as_str()) {
+                    eprintln!("wgxdp: {e}");
+                }
+            }
+        };
+        hooks(Phase::PreDown);
+        // wg-quick's order: saved after PreDown, while the gateway still runs. A file that
+        // cannot be written stops `down`, as in wg-quick, rather than lose the live state.
+        if let Some(c) = config.as_ref().filter(|c| c.interface.save_config) {
+            crate::saveconf::save_config(&name, &path, c)?;
+        }
         for p in ["dataplane.pid", "control.pid", "fallback.pid"] {
             if let Some(pid) = read_pid(&dir, p) {
                 stop_pid(pid);
@@ -551,6 +635,11 @@ pub fn down(args: &[String]) -> Result<(), String> {
         }
         // A control process killed outright leaves its UAPI socket behind.
         let _ = std::fs::remove_file(control::uapi::socket_path(&name));
+        // The interface went with the process that held it (and its routes with it).
+        if let Some(c) = &config {
+            wgquick::unset_dns(c, name.as_str());
+        }
+        hooks(Phase::PostDown);
         println!("wgxdp {name} is down");
     }
     Ok(())

@@ -4,6 +4,8 @@
 mod fallback;
 mod gateway;
 mod operator;
+mod saveconf;
+mod wgquick;
 
 use proto::keys::{PresharedKey, PrivateKey};
 use rand_core::OsRng;
@@ -22,6 +24,8 @@ Commands:
      [--metrics ADDR:PORT] [--auth-log-max SIZE] [--backend auto|xdp|fallback]
                   start the gateway: control process + XDP/AF_XDP data path (root); where XDP
                   cannot run, `auto` falls back to a UDP socket + TUN device, and says so.
+                  As wg-quick: an interface NAME with Address and MTU, DNS, routes for the
+                  peers' AllowedIPs (after Table), PreUp/PostUp (PreDown/PostDown at down).
                   The stock `wg` reads and configures it by NAME; handshakes are logged to
                   /run/wgxdp/NAME/auth.log (rejections summed per source every 10 s;
                   rotated to auth.log.1, both within SIZE, 16M by default);
@@ -117,6 +121,9 @@ fn check(path: &str) -> Result<(), String> {
         for w in control::config::unapplied(&config, backend) {
             eprintln!("Warning: {path}: {w}");
         }
+    }
+    if let Err(e) = wgquick::refuse_dns(&config, path) {
+        eprintln!("Warning: {e}; `wgxdp up` refuses the file here");
     }
     println!(
         "{path}: OK ({} peer{})",

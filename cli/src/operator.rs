@@ -21,7 +21,7 @@ fn flag(args: &[String], name: &str) -> Option<String> {
 }
 
 /// Sends one UAPI request to gateway `name`; returns the body of a successful answer.
-fn uapi(name: &InterfaceName, request: &str) -> Result<Zeroizing<String>, String> {
+pub(crate) fn uapi(name: &InterfaceName, request: &str) -> Result<Zeroizing<String>, String> {
     let path = control::uapi::socket_path(name);
     let mut s = UnixStream::connect(&path).map_err(|e| {
         format!(
@@ -44,7 +44,7 @@ fn uapi(name: &InterfaceName, request: &str) -> Result<Zeroizing<String>, String
     Ok(Zeroizing::new(answer[..at].to_string()))
 }
 
-fn unhex(s: &str) -> Option<[u8; 32]> {
+pub(crate) fn unhex(s: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
@@ -52,13 +52,13 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
 
 /// A `get=1` answer: device keys, then one map per peer, in order.
 #[derive(Debug, Default)]
-struct Got {
-    device: Vec<(String, String)>,
-    peers: Vec<Vec<(String, String)>>,
+pub(crate) struct Got {
+    pub(crate) device: Vec<(String, String)>,
+    pub(crate) peers: Vec<Vec<(String, String)>>,
 }
 
 impl Got {
-    fn parse(text: &str) -> Self {
+    pub(crate) fn parse(text: &str) -> Self {
         let mut g = Got::default();
         for line in text.lines() {
             let Some((k, v)) = line.split_once('=') else {
@@ -77,7 +77,7 @@ impl Got {
     }
 }
 
-fn get<'a>(kv: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn get<'a>(kv: &'a [(String, String)], key: &str) -> Option<&'a str> {
     kv.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 

@@ -28,6 +28,8 @@ pub enum DataplaneError {
     Worker(usize, XskError),
     #[error("worker {0} stopped unexpectedly; the data path stops rather than run without it")]
     WorkerDied(usize),
+    #[error("the gateway's own interface: {0}")]
+    Tun(#[from] crate::xsk::tun::TunError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -40,9 +42,24 @@ pub struct DataplaneOptions {
     pub lan: Option<String>,
     pub workers: usize,
     pub mtu: usize,
+    /// The gateway's own interface (wg0): a multi-queue TUN device of this name, one queue per
+    /// worker, created here and gone when the data path exits. `None`: no local interface
+    /// (packets for the host's own addresses take the kernel path).
+    pub tun: Option<String>,
     /// Called once everything is attached and running, with a one-line summary.
     pub ready_file: Option<PathBuf>,
 }
+
+/// The tunnel MTU when the configuration names none: what wg-quick computes for the common
+/// 1500-byte path (1500 - 80).
+pub const DEFAULT_MTU: usize = 1420;
+/// The smallest tunnel MTU: IPv4's minimum (RFC 791), as the kernel's for a link.
+pub const MIN_MTU: usize = 68;
+/// The largest tunnel MTU a worker's frames hold: a plaintext packet sits behind the
+/// headroom and its Ethernet header, and is sealed in place with padding to 16 and the tag
+/// after it (frames are [`UmemSpec`]'s 2048 bytes).
+pub const MAX_MTU: usize = (2048 - crate::packet::HEADROOM - crate::packet::ETH_LEN - 16) / 16 * 16;
+const _: () = assert!(MAX_MTU >= 1500 && MAX_MTU < 2048);
 
 /// MAC and addresses of `name`, from sysfs and getifaddrs.
 pub fn iface(name: &str) -> Result<Iface, DataplaneError> {
@@ -144,6 +161,15 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     allowedips::reset_readers(&*region);
     prefixes::follow_from_scratch(&region, &mut steering);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
+    // The device appears with its first queue; `wgxdp up` gives it its addresses once the
+    // data path is ready.
+    let mut tun_queues = Vec::new();
+    if let Some(name) = &opts.tun {
+        for _ in 0..workers {
+            tun_queues.push(Some(crate::xsk::tun::TunQueue::open(name)?));
+        }
+        summary.push(format!("interface {name}"));
+    }
 
     // Each worker builds its UMEM and sockets on its own thread (they are not Send), reports
     // the socket fds for the XSKMAPs, waits for the go, and runs.
@@ -169,6 +195,7 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
             mtu: opts.mtu,
         };
         let core = cores.get(q % cores.len().max(1)).copied();
+        let tun_queue = tun_queues.get_mut(q).and_then(Option::take);
         handles.push(
             std::thread::Builder::new()
                 .name(format!("wgxdp-worker-{q}"))
@@ -221,7 +248,7 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
                         std::thread::sleep(Duration::from_millis(5));
                     }
                     let Some(pool) = umem.pool() else { return };
-                    let link = XskLink::new(pool, wan_port, lan_port);
+                    let link = XskLink::new(pool, wan_port, lan_port, tun_queue);
                     Worker::new(cfg, region, link, neighbours, reader).run(&stop);
                 })?,
         );
@@ -313,16 +340,8 @@ struct LocalAddrs {
 
 impl LocalAddrs {
     fn sync(&mut self, steering: &mut Steering) -> Result<(), DataplaneError> {
-        let now: std::collections::HashSet<IpAddr> = nix::ifaddrs::getifaddrs()
-            .map_err(|e| DataplaneError::Interface("(all)".into(), e.to_string()))?
-            .filter_map(|a| {
-                a.address.and_then(|s| {
-                    s.as_sockaddr_in()
-                        .map(|x| IpAddr::V4(x.ip()))
-                        .or_else(|| s.as_sockaddr_in6().map(|x| IpAddr::V6(x.ip())))
-                })
-            })
-            .collect();
+        let now = neigh::local_addrs()
+            .map_err(|e| DataplaneError::Interface("(all)".into(), e.to_string()))?;
         for a in now.difference(&self.known) {
             steering.add_local_addr(*a)?;
         }

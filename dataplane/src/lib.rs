@@ -4,7 +4,8 @@
 //! - [`xdp`] loads the steering programs, attaches them and keeps their maps (listen port,
 //!   AF_XDP sockets, peer prefixes, local addresses) in step.
 //! - [`worker`] is the batch core; it moves owned frames over a [`link::Link`]: AF_XDP
-//!   ([`xsk`]) in production, an in-memory fake in tests.
+//!   ([`xsk`]) in production, with the gateway's own interface (wg0, a multi-queue TUN device,
+//!   [`xsk::tun`]) as its local side; an in-memory fake in tests.
 //! - [`daemon`] is the data-path process: it attaches everything, starts the workers on the
 //!   shared region (the `contract` crate) and detaches on exit.
 //! - [`neigh`] learns next hops from the kernel; [`kernel`] hands a packet to the kernel's

@@ -1,8 +1,9 @@
 //! The seam between the worker's batch core and the wire.
 //!
-//! A [`Link`] moves owned [`Frame`]s: it receives Ethernet frames from the WAN side (peers)
-//! and the LAN side (plaintext), transmits frames the worker finished, and hands a packet to
-//! the kernel's stack when the worker cannot send it itself. The worker never sees a socket, a
+//! A [`Link`] moves owned [`Frame`]s: it receives Ethernet frames from the WAN side (peers),
+//! the LAN side (plaintext) and the local side (the gateway's own interface, wg0), transmits
+//! frames the worker finished, and hands a packet to the kernel's stack when the worker cannot
+//! send it itself. The worker never sees a socket, a
 //! ring or a clock. Implementations: AF_XDP ([`crate::xsk::XskLink`]), and an in-memory fake
 //! ([`fake::FakeLink`]) for the worker's unit tests.
 
@@ -16,11 +17,22 @@ pub enum Side {
     Wan,
     /// The plaintext side. One-armed links have none: both kinds share the WAN side.
     Lan,
+    /// The gateway's own kernel interface (a TUN device named as wg-quick names it, wg0):
+    /// decrypted packets for the gateway's own addresses go to it, so that the kernel sees
+    /// them arrive on wg0 (firewall rules naming `-i wg0` apply), and what the kernel routes
+    /// into it (its own traffic, its services' replies) comes back from it to be sealed. Its
+    /// frames carry an Ethernet header with zero MACs both ways, which the link adds on
+    /// receive and strips on send, so that the worker parses them as LAN frames. Links without
+    /// one ([`Link::has_local`] false) receive nothing from it.
+    Local,
 }
 
 pub trait Link<'a> {
     /// Whether the link has a LAN side of its own (false: one-armed).
     fn has_lan(&self) -> bool;
+
+    /// Whether the link has a local side (the gateway's own interface).
+    fn has_local(&self) -> bool;
 
     /// Start of a round: takes back frames whose transmission completed and gives free ones
     /// to the receive side.

@@ -9,7 +9,8 @@
 //! neighbour table, small (next hops, not destinations), is dumped every [`REFRESH`]. Workers load the snapshot
 //! once per batch (lock-free) and, on a miss, ask the resolver to look the destination up and
 //! hand that packet to the kernel, which resolves the neighbour itself; the next refresh
-//! learns the entry.
+//! learns the entry. The snapshot also holds this host's own addresses (getifaddrs, every
+//! [`REFRESH`]): decrypted packets for them go to the gateway's own interface.
 
 use arc_swap::ArcSwap;
 use netlink_packet_core::{
@@ -21,7 +22,7 @@ use netlink_packet_route::neighbour::{
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -48,6 +49,11 @@ pub struct Snapshot {
     pub next_hop: HashMap<IpAddr, Hop>,
     /// (interface index, neighbour) → MAC: a neighbour is per interface.
     pub mac: HashMap<(u32, IpAddr), [u8; 6]>,
+    /// This host's own addresses, on every interface (wg0's included): a decrypted packet
+    /// for one of them is delivered through the gateway's own interface, not forwarded.
+    /// Re-read every [`REFRESH`], so an address added by `ip address add` (wg-quick's step,
+    /// or an operator's) counts within that.
+    pub local: HashSet<IpAddr>,
 }
 
 impl Snapshot {
@@ -60,6 +66,25 @@ impl Snapshot {
         let hop = self.next_hop.get(&dst).filter(|h| h.oif == oif)?;
         self.mac.get(&(oif, hop.via)).copied()
     }
+
+    /// Whether `dst` is one of this host's own addresses.
+    pub fn is_local(&self, dst: IpAddr) -> bool {
+        self.local.contains(&dst)
+    }
+}
+
+/// This host's addresses, on every interface of the calling thread's namespace.
+pub fn local_addrs() -> std::io::Result<HashSet<IpAddr>> {
+    Ok(nix::ifaddrs::getifaddrs()
+        .map_err(std::io::Error::from)?
+        .filter_map(|a| {
+            a.address.and_then(|s| {
+                s.as_sockaddr_in()
+                    .map(|x| IpAddr::V4(x.ip()))
+                    .or_else(|| s.as_sockaddr_in6().map(|x| IpAddr::V6(x.ip())))
+            })
+        })
+        .collect())
 }
 
 /// The shared handle: the published snapshot and the request queue.
@@ -121,6 +146,8 @@ fn resolver(
     let mut fresh: Vec<IpAddr> = Vec::new();
     let mut current = Snapshot::default();
     let mut last_routes = std::time::Instant::now();
+    // Read at once, then every REFRESH (not on every request a worker sends).
+    let mut last_local: Option<std::time::Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         while let Ok(dst) = rx.try_recv() {
             if wanted.request(dst, std::time::Instant::now()) {
@@ -149,10 +176,18 @@ fn resolver(
             next_hop = Some(m);
         }
         let mac = nl.neighbours();
-        if next_hop.is_some() || mac != current.mac {
+        // Changed addresses only; a failed read keeps what was known (an address does not
+        // vanish with a syscall).
+        let mut local = None;
+        if last_local.is_none_or(|t| t.elapsed() >= REFRESH) {
+            last_local = Some(std::time::Instant::now());
+            local = local_addrs().ok().filter(|l| *l != current.local);
+        }
+        if next_hop.is_some() || mac != current.mac || local.is_some() {
             current = Snapshot {
                 next_hop: next_hop.unwrap_or_else(|| current.next_hop.clone()),
                 mac,
+                local: local.unwrap_or_else(|| current.local.clone()),
             };
             published.store(Arc::new(current.clone()));
         }

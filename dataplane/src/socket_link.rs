@@ -9,6 +9,11 @@
 //! the socket to the address in its headers (the worker hands both over through
 //! [`Link::send_via_kernel`], since no next hop is ever known here).
 //!
+//! The TUN device is also the gateway's own interface ([`Side::Local`]): it is named as
+//! wg-quick names it and carries the Address, so both sides are the same device here. A
+//! packet for the local side is written to it like any other; nothing is read from the local
+//! side, since every packet from the device already comes in as the LAN side's.
+//!
 //! Handshake messages share the socket with data: they are queued for the control process
 //! running beside the worker ([`SocketLink::take_handshakes`]), which answers on the same
 //! socket.
@@ -181,6 +186,10 @@ impl<'a> Link<'a> for SocketLink<'a> {
         true
     }
 
+    fn has_local(&self) -> bool {
+        true
+    }
+
     fn service(&mut self) {}
 
     fn recv(&mut self, side: Side, out: &mut Vec<Frame<'a>>, max: usize) -> usize {
@@ -197,6 +206,8 @@ impl<'a> Link<'a> for SocketLink<'a> {
                     None => None,
                 },
                 Side::Lan => self.recv_plaintext(),
+                // The same device as the LAN side: read once, there.
+                Side::Local => None,
             };
             let Some(f) = got else { break };
             out.push(f);
@@ -211,7 +222,7 @@ impl<'a> Link<'a> for SocketLink<'a> {
             let ok = match f.packet().get(ETH_LEN..) {
                 Some(ip) => match side {
                     Side::Wan => self.send_datagram(ip),
-                    Side::Lan => self.tun.send(ip).is_ok(),
+                    Side::Lan | Side::Local => self.tun.send(ip).is_ok(),
                 },
                 None => false,
             };
@@ -232,7 +243,7 @@ impl<'a> Link<'a> for SocketLink<'a> {
     fn send_via_kernel(&mut self, frame: Frame<'a>, side: Side, _dst: IpAddr) -> bool {
         let ok = match side {
             Side::Wan => self.send_datagram(frame.packet()),
-            Side::Lan => self.tun.send(frame.packet()).is_ok(),
+            Side::Lan | Side::Local => self.tun.send(frame.packet()).is_ok(),
         };
         self.pool.release(frame);
         ok

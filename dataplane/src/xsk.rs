@@ -12,6 +12,8 @@
 //! models one UMEM shared by sockets on different devices, each with its own fill and
 //! completion rings, which is exactly a worker's WAN + LAN pair (design §8).
 
+pub mod tun;
+
 use crate::frame::{Frame, Pool};
 use crate::kernel::KernelPath;
 use crate::link::{Link, Side};
@@ -509,22 +511,30 @@ impl<'u> Port<'u> {
 const RESERVED_FRAMES: usize = 64;
 
 /// A worker's AF_XDP link: one UMEM, a WAN socket and (unless one-armed) a LAN socket on it,
-/// so that a frame received on one side is transmitted on the other without a copy, and the
-/// raw sockets of the kernel path.
+/// so that a frame received on one side is transmitted on the other without a copy; the raw
+/// sockets of the kernel path; and, when the gateway has its own interface, this worker's
+/// queue of it (the local side, copied to and from UMEM frames by read/write).
 #[derive(Debug)]
 pub struct XskLink<'u> {
     pool: Pool<'u>,
     wan: Port<'u>,
     lan: Option<Port<'u>>,
+    local: Option<tun::TunQueue>,
     kernel: KernelPath,
 }
 
 impl<'u> XskLink<'u> {
-    pub fn new(pool: Pool<'u>, wan: Port<'u>, lan: Option<Port<'u>>) -> Self {
+    pub fn new(
+        pool: Pool<'u>,
+        wan: Port<'u>,
+        lan: Option<Port<'u>>,
+        local: Option<tun::TunQueue>,
+    ) -> Self {
         let mut link = Self {
             pool,
             wan,
             lan,
+            local,
             kernel: KernelPath::new(),
         };
         link.refill();
@@ -554,6 +564,10 @@ impl<'u> Link<'u> for XskLink<'u> {
         self.lan.is_some()
     }
 
+    fn has_local(&self) -> bool {
+        self.local.is_some()
+    }
+
     fn service(&mut self) {
         let max = 2 * STEP as u32;
         self.wan.complete(&mut self.pool, max);
@@ -564,6 +578,18 @@ impl<'u> Link<'u> for XskLink<'u> {
     }
 
     fn recv(&mut self, side: Side, out: &mut Vec<Frame<'u>>, max: usize) -> usize {
+        if side == Side::Local {
+            let Some(tun) = &self.local else { return 0 };
+            let mut n = 0;
+            while n < max {
+                let Some(f) = tun.recv_frame(&mut self.pool) else {
+                    break;
+                };
+                out.push(f);
+                n += 1;
+            }
+            return n;
+        }
         if side == Side::Lan && self.lan.is_none() {
             return 0;
         }
@@ -573,6 +599,19 @@ impl<'u> Link<'u> for XskLink<'u> {
     fn send(&mut self, side: Side, frames: &mut Vec<Frame<'u>>) -> usize {
         if frames.is_empty() {
             return 0;
+        }
+        if side == Side::Local {
+            // Every frame is consumed: a write the kernel refuses is not retried.
+            let mut sent = 0;
+            for f in frames.drain(..) {
+                let ok = match (&self.local, f.packet().get(crate::packet::ETH_LEN..)) {
+                    (Some(tun), Some(ip)) => tun.send(ip).is_ok_and(|n| n == ip.len()),
+                    _ => false,
+                };
+                sent += usize::from(ok);
+                self.pool.release(f);
+            }
+            return sent;
         }
         let port = self.port(side);
         let n = port.send(frames);
@@ -595,10 +634,13 @@ impl<'u> Link<'u> for XskLink<'u> {
     }
 
     fn wait(&mut self, timeout_ms: i32) {
-        let mut fds = arrayvec::ArrayVec::<i32, 2>::new();
+        let mut fds = arrayvec::ArrayVec::<i32, 3>::new();
         fds.push(self.wan.fd());
         if let Some(l) = &self.lan {
             fds.push(l.fd());
+        }
+        if let Some(t) = &self.local {
+            fds.push(t.fd());
         }
         wait_readable(&fds, timeout_ms);
     }

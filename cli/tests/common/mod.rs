@@ -13,6 +13,9 @@ use testbed::{plan, IfAddr, Netns, Switch, Topology, WgConfig, WgPeer, Wireguard
 pub const BIN: &str = env!("CARGO_BIN_EXE_wgxdp");
 pub const LAN_V4: &str = "198.18.1.2";
 pub const LAN_V6: &str = "2001:2:0:2::2";
+/// The gateway's own tunnel addresses (its Address, on its interface named as the gateway).
+pub const GW_TUNNEL_V4: &str = "198.19.0.1";
+pub const GW_TUNNEL_V6: &str = "2001:2:0:1::1";
 
 pub fn ok(o: testbed::Result<Output>) -> String {
     let o = o.unwrap_or_else(|e| panic!("{e}"));
@@ -77,6 +80,28 @@ pub enum Shape {
 }
 
 pub fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
+    let (topo, up) = topo_full(k, extra_up_args, shape, "");
+    let out = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        up.status.success(),
+        "wgxdp up: {out}\n{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(
+        out.contains("native on") || out.contains("fallback backend"),
+        "{out}"
+    );
+    topo
+}
+
+/// The topology with `k` peers and `interface_lines` added to the gateway's [Interface], and
+/// what `wgxdp up` said (it may have failed: the topology is cleaned up either way).
+pub fn topo_full(
+    k: usize,
+    extra_up_args: &[&str],
+    shape: Shape,
+    interface_lines: &str,
+) -> (Topo, Output) {
     let t = tag();
     let builder = Topology::builder().peers(k);
     let builder = match shape {
@@ -99,7 +124,7 @@ pub fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
     std::fs::create_dir_all(&dir).unwrap();
     let gw_keys = testbed::WgKeypair::generate().unwrap();
     let mut conf = format!(
-        "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = 198.19.0.1/24, 2001:2:0:1::1/64\n",
+        "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = {GW_TUNNEL_V4}/24, {GW_TUNNEL_V6}/64\n{interface_lines}",
         gw_keys.private_key()
     );
     let mut peers = Vec::new();
@@ -118,9 +143,12 @@ pub fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
             WgConfig {
                 addrs: vec![IfAddr::new(v4, 32), IfAddr::new(v6, 128)],
                 peers: vec![WgPeer {
+                    // The LAN, and the gateway itself at its tunnel addresses.
                     allowed_ips: vec![
                         "198.18.1.0/24".parse().unwrap(),
                         "2001:2:0:2::/64".parse().unwrap(),
+                        format!("{GW_TUNNEL_V4}/32").parse().unwrap(),
+                        format!("{GW_TUNNEL_V6}/128").parse().unwrap(),
                     ],
                     endpoint: Some(SocketAddr::new(endpoint, plan::WG_PORT)),
                     persistent_keepalive: Some(25),
@@ -132,6 +160,8 @@ pub fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
         .unwrap();
         ok(ns.ip(["route", "add", "198.18.1.0/24", "dev", wg.ifname()]));
         ok(ns.ip(["-6", "route", "add", "2001:2:0:2::/64", "dev", wg.ifname()]));
+        ok(ns.ip(["route", "add", GW_TUNNEL_V4, "dev", wg.ifname()]));
+        ok(ns.ip(["-6", "route", "add", GW_TUNNEL_V6, "dev", wg.ifname()]));
         conf.push_str(&format!(
             "\n[Peer]\nPublicKey = {}\nAllowedIPs = {v4}/32, {v6}/128\n",
             wg.public_key()
@@ -164,12 +194,8 @@ pub fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
         args.extend(["--lan", lan_if.as_str()]);
     }
     args.extend_from_slice(extra_up_args);
-    let up = ok(gw.exec(args));
-    assert!(
-        up.contains("native on") || up.contains("fallback backend"),
-        "{up}"
-    );
-    Topo {
+    let up = gw.command(args).output().unwrap();
+    let topo = Topo {
         name,
         gw,
         sw,
@@ -179,7 +205,8 @@ pub fn topo_with(k: usize, extra_up_args: &[&str], shape: Shape) -> Topo {
         lan_if,
         dir,
         conf: conf_path,
-    }
+    };
+    (topo, up)
 }
 
 pub fn ping(ns: &Netns, dst: &str) -> bool {

@@ -1,5 +1,5 @@
 //! What a backend does not do with a wg-quick file yet: every key a user wrote that would be
-//! ignored is named, so that `wgxdp check` and `wgxdp up` never call such a file "OK" without
+//! ignored (or applied only in part) is named, so that `wgxdp check` and `wgxdp up` never call such a file "OK" without
 //! a word (a PostUp with the guides' MASQUERADE rule, silently skipped, is a server that
 //! reaches nothing).
 
@@ -24,52 +24,38 @@ impl Backend {
 }
 
 /// One line per key `backend` does not apply, naming the key and what happens instead.
+///
+/// Both backends apply what wg-quick applies around the interface (`wgxdp up`/`down`):
+/// Address, MTU, DNS (through resolvconf; `up` refuses the file where it is missing, as
+/// wg-quick would fail), Table, SaveConfig and the four hooks. What is left: FwMark from the
+/// file, and wg-quick's policy routing for a default route in the main table.
 pub fn unapplied(config: &Config, backend: Backend) -> Vec<String> {
     let i = &config.interface;
     let on = backend.name();
     let mut out = Vec::new();
-    for (key, lines) in [
-        ("PreUp", &i.pre_up),
-        ("PostUp", &i.post_up),
-        ("PreDown", &i.pre_down),
-        ("PostDown", &i.post_down),
-    ] {
-        if !lines.is_empty() {
-            out.push(format!(
-                "{key} is not run with {on} yet: run its commands yourself ({} line{})",
-                lines.len(),
-                if lines.len() == 1 { "" } else { "s" }
-            ));
-        }
-    }
-    if !i.dns.is_empty() {
-        out.push(format!(
-            "DNS is not applied with {on} (no resolvconf): set the resolver yourself"
-        ));
-    }
-    if i.table.is_some() {
-        out.push(format!("Table is not applied with {on}"));
-    }
-    if i.save_config {
-        out.push(format!(
-            "SaveConfig is not applied with {on}: live changes are not written back to the file"
-        ));
-    }
     if i.fwmark.is_some() {
         out.push(format!(
             "FwMark from the file is not applied with {on} (`wg set IF fwmark N` is)"
         ));
     }
-    if backend == Backend::Xdp {
-        if i.mtu.is_some() {
-            out.push("MTU is not applied with XDP: the tunnel MTU is 1420".into());
-        }
-        if !i.addresses.is_empty() {
-            out.push(
-                "Address is assigned to no interface with XDP: the gateway itself is not reachable at it"
-                    .into(),
-            );
-        }
+    let main_table = i
+        .table
+        .as_deref()
+        .is_none_or(|t| t.eq_ignore_ascii_case("auto"));
+    let defaults: Vec<String> = config
+        .peers
+        .iter()
+        .flat_map(|p| &p.allowed_ips)
+        .filter(|a| a.prefix_len() == 0)
+        .map(ToString::to_string)
+        .collect();
+    if main_table && !defaults.is_empty() {
+        out.push(format!(
+            "AllowedIPs {} get no route into the interface with {on}: wg-quick's policy routing \
+             for default routes (fwmark table and rules) is not done; the gateway's own traffic \
+             keeps its default route (Table = N puts them into table N)",
+            defaults.join(", ")
+        ));
     }
     out
 }
@@ -91,28 +77,41 @@ mod tests {
              FwMark = 51820\nSaveConfig = true\nPreUp = true\nPostUp = a\nPostUp = b\n\
              PreDown = c\nPostDown = d\n"
         ));
-        let xdp = unapplied(&c, Backend::Xdp).join("\n");
-        for key in [
-            "PreUp",
-            "PostUp",
-            "PreDown",
-            "PostDown",
-            "DNS",
-            "Table",
-            "SaveConfig",
-            "FwMark",
-            "MTU",
-            "Address",
-        ] {
-            assert!(xdp.contains(key), "{key} missing:\n{xdp}");
+        for backend in [Backend::Xdp, Backend::Fallback] {
+            let said = unapplied(&c, backend).join("\n");
+            assert!(said.contains("FwMark"), "FwMark missing:\n{said}");
+            // Applied by `wgxdp up`/`down` on both backends now.
+            for key in [
+                "PreUp",
+                "PostUp",
+                "PreDown",
+                "PostDown",
+                "DNS",
+                "Table",
+                "MTU",
+                "Address",
+                "SaveConfig",
+            ] {
+                assert!(!said.contains(key), "{key} is applied:\n{said}");
+            }
         }
-        assert!(xdp.contains("(2 lines)"), "{xdp}");
-        let fb = unapplied(&c, Backend::Fallback).join("\n");
+    }
+
+    #[test]
+    fn a_default_route_in_the_main_table_is_named() {
+        let peer = "[Peer]\nPublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\n\
+                    AllowedIPs = 10.0.0.2/32, 0.0.0.0/0, ::/0\n";
+        let c = config(&format!("[Interface]\n{KEY}{peer}"));
+        let said = unapplied(&c, Backend::Xdp).join("\n");
+        assert!(said.contains("0.0.0.0/0, ::/0"), "{said}");
+        assert!(!said.contains("10.0.0.2"), "{said}");
+        let c = config(&format!("[Interface]\n{KEY}Table = 1234\n{peer}"));
         assert!(
-            !fb.contains("MTU") && !fb.contains("Address"),
-            "the fallback applies them"
+            unapplied(&c, Backend::Xdp).is_empty(),
+            "table 1234 takes them"
         );
-        assert!(fb.contains("PostUp"));
+        let c = config(&format!("[Interface]\n{KEY}Table = off\n{peer}"));
+        assert!(unapplied(&c, Backend::Xdp).is_empty(), "no routes wanted");
     }
 
     #[test]

@@ -18,8 +18,11 @@ pub struct Sent {
 pub struct FakeLink<'a> {
     pool: Pool<'a>,
     lan: bool,
+    /// Whether it has a local side (the gateway's own interface); see [`FakeLink::with_local`].
+    local: bool,
     rx_wan: VecDeque<Frame<'a>>,
     rx_lan: VecDeque<Frame<'a>>,
+    rx_local: VecDeque<Frame<'a>>,
     /// Frames transmitted, in order.
     pub sent: Vec<Sent>,
     /// Packets handed to the kernel path, with their destinations.
@@ -38,14 +41,22 @@ impl<'a> FakeLink<'a> {
         Self {
             pool: Pool::from_arena(arena, frame_size),
             lan,
+            local: false,
             rx_wan: VecDeque::new(),
             rx_lan: VecDeque::new(),
+            rx_local: VecDeque::new(),
             sent: Vec::new(),
             to_kernel: Vec::new(),
             kernel_accepts: true,
             tx_room: usize::MAX,
             headroom: 256,
         }
+    }
+
+    /// The same link with a local side (the gateway's own interface).
+    pub fn with_local(mut self) -> Self {
+        self.local = true;
+        self
     }
 
     /// Queues `bytes` (an Ethernet frame) for the worker to receive on `side`. False if the
@@ -63,6 +74,7 @@ impl<'a> FakeLink<'a> {
         match side {
             Side::Wan => self.rx_wan.push_back(f),
             Side::Lan => self.rx_lan.push_back(f),
+            Side::Local => self.rx_local.push_back(f),
         }
         true
     }
@@ -70,7 +82,11 @@ impl<'a> FakeLink<'a> {
     /// Frames not in the pool: held by the worker or queued for it. Zero once the worker is
     /// idle, unless it stages packets.
     pub fn outstanding(&self) -> usize {
-        self.pool.capacity() - self.pool.free_count() - self.rx_wan.len() - self.rx_lan.len()
+        self.pool.capacity()
+            - self.pool.free_count()
+            - self.rx_wan.len()
+            - self.rx_lan.len()
+            - self.rx_local.len()
     }
 
     /// Chunks released while already free (must stay zero).
@@ -93,12 +109,18 @@ impl<'a> Link<'a> for FakeLink<'a> {
         self.lan
     }
 
+    fn has_local(&self) -> bool {
+        self.local
+    }
+
     fn service(&mut self) {}
 
     fn recv(&mut self, side: Side, out: &mut Vec<Frame<'a>>, max: usize) -> usize {
         let q = match side {
             Side::Wan => &mut self.rx_wan,
             Side::Lan => &mut self.rx_lan,
+            Side::Local if self.local => &mut self.rx_local,
+            Side::Local => return 0,
         };
         let n = q.len().min(max);
         out.extend(q.drain(..n));
@@ -108,9 +130,15 @@ impl<'a> Link<'a> for FakeLink<'a> {
     fn send(&mut self, side: Side, frames: &mut Vec<Frame<'a>>) -> usize {
         let n = frames.len().min(self.tx_room);
         for f in frames.drain(..n) {
+            // What a real link puts on the wire: the local side takes the IP packet alone.
+            let skip = if side == Side::Local {
+                crate::packet::ETH_LEN
+            } else {
+                0
+            };
             self.sent.push(Sent {
                 side,
-                bytes: f.packet().to_vec(),
+                bytes: f.packet().get(skip..).unwrap_or_default().to_vec(),
             });
             self.pool.release(f);
         }

@@ -25,6 +25,9 @@ enum Delivery {
     Consumed,
     /// Out of the LAN port, its frame's packet now the Ethernet frame of the inner packet.
     Lan,
+    /// For one of the gateway's own addresses: to its local interface (wg0), the frame's
+    /// packet the inner packet behind an Ethernet header with zero MACs (the link strips it).
+    Local,
     /// The next hop's MAC is not known: to the kernel's stack, the frame's packet now the
     /// inner IP packet.
     Kernel(IpAddr),
@@ -133,6 +136,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         match self.inbound_deliver(&mut frame, &meta, now, snapshot, routes) {
             Ok(Delivery::Consumed) => self.link.release(frame),
             Ok(Delivery::Lan) => self.tx_lan.push(frame),
+            Ok(Delivery::Local) => self.tx_local.push(frame),
             Ok(Delivery::Kernel(dst)) => self.send_via_kernel(frame, Side::Lan, dst),
             Err(e) => self.drop_frame(frame, e),
         }
@@ -181,13 +185,22 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         if routes.lookup(src) != Some(p.peer) {
             return Err(DropReason::SourceNotAllowed);
         }
-        packet::decrement_ttl(chunk, inner_off)?;
+        // SYNs crossing the tunnel get an MSS that fits it, whichever way they leave.
         if packet::clamp_mss(chunk, inner_off, inner_len, self.cfg.mtu) {
             self.count(|s| &s.mss_clamped, 1);
         }
         if is_martian(dst) {
             return Err(DropReason::Martian);
         }
+        // The gateway's own address: delivered, not forwarded (no hop taken off), through wg0
+        // so that the kernel sees where it came from. Without a local interface it takes the
+        // kernel path below, as before there was one.
+        if self.link.has_local() && snapshot.is_local(dst) {
+            let (start, len) = packet::frame_inner(chunk, inner_off, inner_len, [0; 6], [0; 6])?;
+            frame.set_packet(start, len);
+            return Ok(Delivery::Local);
+        }
+        packet::decrement_ttl(chunk, inner_off)?;
         let lan = self.cfg.lan.as_ref().unwrap_or(&self.cfg.wan);
         let lan_mac = lan.mac;
         let Some(mac) = snapshot.lookup(dst, lan.index) else {

@@ -7,6 +7,13 @@
 //! current session, take a counter, TTL, seal, outer headers towards the peer's endpoint, WAN
 //! tx.
 //!
+//! The gateway as a host (design §1): a link may have a local side, the gateway's own kernel
+//! interface (wg0, a TUN device). An authenticated packet for one of the gateway's own
+//! addresses goes to it unforwarded (no TTL decrement, as the kernel delivers what arrives on
+//! wg0), and what the kernel routes into it is sealed for the peer that owns the destination,
+//! exactly as LAN traffic is. Both count with the LAN side's packets (the plaintext side; the
+//! region's counters have no slot of their own for it).
+//!
 //! Frames are owned ([`Frame`]): each one the link hands over is consumed exactly once, by
 //! being queued for transmission, handed to the kernel path, staged, or released. Every step
 //! that may fail only borrows the frame and returns a decision; the caller then consumes it.
@@ -84,6 +91,13 @@ const MAX_STAGED: usize = 128;
 /// How long a staged frame waits for its session before it is dropped (REKEY_TIMEOUT: by
 /// then the handshake was lost and is being retried).
 const STAGE_TIMEOUT_NS: u64 = 5_000_000_000;
+/// While the peers and the LAN keep a worker busy, its local side (a TUN queue, one `read`
+/// per packet and one more that finds it empty) is read every this many rounds, not every
+/// round: the gateway's own traffic is a trickle beside forwarded traffic, and an empty read
+/// per round would be a syscall per round on the forwarding path. It waits at most that many
+/// rounds (microseconds); an idle worker, or one whose last local read found packets, reads
+/// it every round.
+const LOCAL_EVERY: u32 = 8;
 
 /// A test's stand-in for control acting between two steps of the worker.
 #[cfg(test)]
@@ -112,14 +126,17 @@ pub struct Worker<'a, L: Link<'a>> {
     /// allocates nothing).
     received: Vec<Frame<'a>>,
     inbound: Vec<Frame<'a>>,
-    outbound: Vec<(Frame<'a>, u64)>,
+    outbound: Vec<outbound::Plain<'a>>,
     tx_wan: Vec<Frame<'a>>,
     tx_lan: Vec<Frame<'a>>,
+    tx_local: Vec<Frame<'a>>,
     in_pending: Vec<inbound::Pending<'a>>,
     out_pending: Vec<outbound::Pending<'a>>,
     /// LAN frames waiting for their peer's session, with their deadlines, so that the packet
     /// that caused a handshake is sent when it completes, as the kernel does.
-    staged: Vec<(Frame<'a>, u64)>,
+    staged: Vec<outbound::Plain<'a>>,
+    /// Busy rounds left before the local side is read again (see [`LOCAL_EVERY`]).
+    local_wait: u32,
     backend: Backend,
     /// Tests: runs after the worker read a session's key and before it uses the slot's
     /// counter or window (a control process acting in that window).
@@ -158,9 +175,11 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             outbound: Vec::with_capacity(2 * BATCH + MAX_STAGED),
             tx_wan: Vec::with_capacity(2 * BATCH + MAX_STAGED),
             tx_lan: Vec::with_capacity(2 * BATCH),
+            tx_local: Vec::with_capacity(BATCH),
             in_pending: Vec::with_capacity(BATCH),
             out_pending: Vec::with_capacity(BATCH),
             staged: Vec::with_capacity(MAX_STAGED),
+            local_wait: 0,
             backend: Backend::detect(),
             #[cfg(test)]
             after_key_read: None,
@@ -262,7 +281,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         for f in received.drain(..) {
             // One-armed: the WAN socket also carries the plaintext for peers.
             if one_armed && !self.is_wireguard(&f) {
-                outbound.push((f, now + STAGE_TIMEOUT_NS));
+                outbound.push(outbound::Plain::new(f, now + STAGE_TIMEOUT_NS, Side::Lan));
             } else {
                 inbound.push(f);
             }
@@ -271,7 +290,26 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             let m = self.link.recv(Side::Lan, &mut received, BATCH);
             self.count(|s| &s.rx_lan, m);
             moved += m;
-            outbound.extend(received.drain(..).map(|f| (f, now + STAGE_TIMEOUT_NS)));
+            outbound.extend(
+                received
+                    .drain(..)
+                    .map(|f| outbound::Plain::new(f, now + STAGE_TIMEOUT_NS, Side::Lan)),
+            );
+        }
+        if self.link.has_local() && moved > 0 && self.local_wait > 0 {
+            self.local_wait -= 1;
+        } else if self.link.has_local() {
+            // The kernel's own traffic into wg0: a syscall per packet by nature (a TUN read),
+            // bounded by the batch.
+            let m = self.link.recv(Side::Local, &mut received, BATCH);
+            self.local_wait = if m == 0 { LOCAL_EVERY - 1 } else { 0 };
+            self.count(|s| &s.rx_lan, m);
+            moved += m;
+            outbound.extend(
+                received
+                    .drain(..)
+                    .map(|f| outbound::Plain::new(f, now + STAGE_TIMEOUT_NS, Side::Local)),
+            );
         }
         self.inbound_batch(&mut inbound, now, &snapshot, &routes);
         while !outbound.is_empty() {
@@ -293,11 +331,8 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             // One-armed: everything leaves on the WAN port.
             self.tx_wan.append(&mut self.tx_lan);
         }
-        for side in [Side::Wan, Side::Lan] {
-            let mut queue = std::mem::take(match side {
-                Side::Wan => &mut self.tx_wan,
-                Side::Lan => &mut self.tx_lan,
-            });
+        for side in [Side::Wan, Side::Lan, Side::Local] {
+            let mut queue = std::mem::take(self.tx(side));
             if queue.is_empty() {
                 *self.tx(side) = queue;
                 continue;
@@ -305,7 +340,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             let sent = self.link.send(side, &mut queue);
             match side {
                 Side::Wan => self.count(|s| &s.tx_wan, sent),
-                Side::Lan => self.count(|s| &s.tx_lan, sent),
+                Side::Lan | Side::Local => self.count(|s| &s.tx_lan, sent),
             }
             for f in queue.drain(..) {
                 self.drop_frame(f, DropReason::RingFull);
@@ -318,6 +353,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         match side {
             Side::Wan => &mut self.tx_wan,
             Side::Lan => &mut self.tx_lan,
+            Side::Local => &mut self.tx_local,
         }
     }
 

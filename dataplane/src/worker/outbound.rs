@@ -12,6 +12,25 @@ use proto::constants::{REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 
+/// A plaintext packet for a peer, as received: its frame, until when it may wait for its
+/// peer's session, and the side it came from (the LAN, or the gateway itself through its
+/// local interface).
+pub(super) struct Plain<'a> {
+    frame: Frame<'a>,
+    deadline: u64,
+    from: Side,
+}
+
+impl<'a> Plain<'a> {
+    pub(super) fn new(frame: Frame<'a>, deadline: u64, from: Side) -> Self {
+        Self {
+            frame,
+            deadline,
+            from,
+        }
+    }
+}
+
 /// A packet between preparation and finish: its frame and what preparation decided.
 pub(super) struct Pending<'a> {
     frame: Frame<'a>,
@@ -35,12 +54,12 @@ impl Drop for Prepared {
 
 impl<'a, L: Link<'a>> Worker<'a, L> {
     /// Outbound batch: takes up to a batch of frames from the front of `frames` (each with
-    /// the deadline it may wait for a session until), routes and prepares them, seals them
+    /// the deadline it may wait for a session until, and its origin), routes and prepares them, seals them
     /// all in one batch call, then writes the outer headers. Consumes every frame it takes:
     /// sent, staged, or dropped.
     pub(super) fn outbound_batch(
         &mut self,
-        frames: &mut Vec<(Frame<'a>, u64)>,
+        frames: &mut Vec<Plain<'a>>,
         now: u64,
         snapshot: &Snapshot,
         routes: &allowedips::Snapshot<'_>,
@@ -48,14 +67,19 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         let mut pending = std::mem::take(&mut self.out_pending);
         pending.clear();
         let take = frames.len().min(BATCH);
-        for (mut frame, deadline) in frames.drain(..take) {
-            match self.outbound_prepare(&mut frame, now, snapshot, routes) {
-                Ok(meta) => pending.push(Pending { frame, meta }),
+        for mut plain in frames.drain(..take) {
+            match self.outbound_prepare(&mut plain.frame, plain.from, now, snapshot, routes) {
+                Ok(meta) => pending.push(Pending {
+                    frame: plain.frame,
+                    meta,
+                }),
                 // No session yet (control was asked for one): wait for it, within limits.
-                Err(DropReason::NoSession) if self.staged.len() < MAX_STAGED && now < deadline => {
-                    self.staged.push((frame, deadline));
+                Err(DropReason::NoSession)
+                    if self.staged.len() < MAX_STAGED && now < plain.deadline =>
+                {
+                    self.staged.push(plain);
                 }
-                Err(e) => self.drop_frame(frame, e),
+                Err(e) => self.drop_frame(plain.frame, e),
             }
         }
         {
@@ -75,10 +99,12 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         self.out_pending = pending;
     }
 
-    /// Routes a LAN frame to its peer's session, takes a counter and lays out the message.
+    /// Routes a plaintext frame (from the LAN, or from the gateway's own interface) to its
+    /// peer's session, takes a counter and lays out the message.
     fn outbound_prepare(
         &mut self,
         frame: &mut Frame<'a>,
+        from: Side,
         now: u64,
         snapshot: &Snapshot,
         routes: &allowedips::Snapshot<'_>,
@@ -87,7 +113,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         let (inner_off, inner_len, dst) = packet::parse_inner(frame.chunk(), off, len)?;
         let peer = routes.lookup(dst).ok_or(DropReason::NoRoute)?;
         if inner_len > self.cfg.mtu {
-            self.report_too_big(frame, inner_off, inner_len);
+            self.report_too_big(frame, from, inner_off, inner_len);
             return Err(DropReason::TooBig);
         }
         let record = self
@@ -152,7 +178,11 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         if packet::clamp_mss(chunk, inner_off, inner_len, self.cfg.mtu) {
             self.count(|s| &s.mss_clamped, 1);
         }
-        packet::decrement_ttl(chunk, inner_off)?;
+        // Forwarded packets lose a hop here; the gateway's own ones leave with the TTL its
+        // stack gave them, as from a kernel WireGuard interface.
+        if from != Side::Local {
+            packet::decrement_ttl(chunk, inner_off)?;
+        }
         let encap = packet::prepare_encap(
             chunk,
             inner_off,
@@ -179,9 +209,17 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         })
     }
 
-    /// Tells the sender of an oversized LAN packet the tunnel's MTU (PMTU discovery, as the
-    /// kernel does for a packet routed into a WireGuard interface), in a frame of its own.
-    fn report_too_big(&mut self, frame: &Frame<'a>, inner_off: usize, inner_len: usize) {
+    /// Tells the sender of an oversized plaintext packet the tunnel's MTU (PMTU discovery, as
+    /// the kernel does for a packet routed into a WireGuard interface), in a frame of its own,
+    /// back by the side it came from (the gateway's own stack, if it came from wg0: only if
+    /// an operator raised wg0's MTU past the tunnel's).
+    fn report_too_big(
+        &mut self,
+        frame: &Frame<'a>,
+        origin: Side,
+        inner_off: usize,
+        inner_len: usize,
+    ) {
         let Some(packet) = frame.chunk().get(inner_off..inner_off + inner_len) else {
             return;
         };
@@ -211,7 +249,10 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
                 packet::too_big_reply(packet, out, from, src_mac, dst_mac, mtu).map_err(|_| ())
             });
         match written {
-            Ok(len) if reply.set_packet(packet::HEADROOM, len) => self.tx_lan.push(reply),
+            Ok(len) if reply.set_packet(packet::HEADROOM, len) => match origin {
+                Side::Local => self.tx_local.push(reply),
+                Side::Wan | Side::Lan => self.tx_lan.push(reply),
+            },
             _ => self.link.release(reply),
         }
     }
