@@ -200,14 +200,31 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             frame.set_packet(start, len);
             return Ok(Delivery::Local);
         }
-        packet::decrement_ttl(chunk, inner_off)?;
-        let lan = self.cfg.lan.as_ref().unwrap_or(&self.cfg.wan);
-        let lan_mac = lan.mac;
-        let Some(mac) = snapshot.lookup(dst, lan.index) else {
+        // Served directly: a host the FIB reaches through the LAN port (the inside of a
+        // two-armed gateway), its next hop known. Everything else (the internet through the
+        // WAN port, another peer, a next hop not resolved yet) goes to the kernel through the
+        // gateway's own interface when there is one, so that its routing and the operator's
+        // filter and NAT rules (`-i wg0`, `-o eth0 -j MASQUERADE`) decide, as for kernel
+        // WireGuard's traffic (docs/egress.md); the kernel takes the hop off when it forwards.
+        let inside = match (&self.cfg.lan, self.link.has_local()) {
+            (Some(lan), _) => Some(lan),
+            (None, false) => Some(&self.cfg.wan),
+            (None, true) => None,
+        };
+        let next_hop = inside.and_then(|i| Some((i.mac, snapshot.lookup(dst, i.index)?)));
+        let Some((our_mac, mac)) = next_hop else {
+            if self.link.has_local() {
+                let (start, len) =
+                    packet::frame_inner(chunk, inner_off, inner_len, [0; 6], [0; 6])?;
+                frame.set_packet(start, len);
+                return Ok(Delivery::Local);
+            }
+            packet::decrement_ttl(chunk, inner_off)?;
             frame.set_packet(inner_off, inner_len);
             return Ok(Delivery::Kernel(dst));
         };
-        let (start, len) = packet::frame_inner(chunk, inner_off, inner_len, lan_mac, mac)?;
+        packet::decrement_ttl(chunk, inner_off)?;
+        let (start, len) = packet::frame_inner(chunk, inner_off, inner_len, our_mac, mac)?;
         frame.set_packet(start, len);
         Ok(Delivery::Lan)
     }

@@ -228,3 +228,38 @@ fn an_oversized_own_packet_is_answered_on_the_local_side() {
     assert_eq!(gw.drops(0, DropReason::TooBig), 1);
     assert_eq!((link.outstanding(), link.duplicates()), (0, 0));
 }
+
+/// What the worker does not serve itself goes to the kernel through wg0, unforwarded, so that
+/// the kernel's routing and the operator's filter and NAT rules decide (docs/egress.md): a
+/// destination beyond the LAN (the internet, a full-tunnel client's traffic) and one that
+/// another peer owns (client to client). A LAN host with a known next hop is still served
+/// directly.
+#[test]
+fn what_the_lan_does_not_serve_goes_to_the_kernel_through_wg0() {
+    let mut gw = Gateway::new("local-fwd", true);
+    let other_peer = Ipv4Addr::new(198, 18, 202, 9);
+    gw.table
+        .insert(Prefix::new(other_peer.into(), 32).unwrap(), 1)
+        .unwrap();
+    let mut arena = vec![0u8; 16 * FRAME];
+    let link = FakeLink::new(&mut arena, FRAME, true).with_local();
+    let mut w = gw.worker(0, link, with_local_addrs());
+    let internet = inner(PEER_TUNNEL, NOBODY, 1);
+    let to_peer = inner(PEER_TUNNEL, other_peer, 2);
+    let to_lan = inner(PEER_TUNNEL, LAN_HOST, 3);
+    for (i, p) in [&internet, &to_peer, &to_lan].into_iter().enumerate() {
+        let msg = from_peer(p, &KEY_TO_US, i as u64, endpoint());
+        assert!(w.link_mut().inject(Side::Wan, &msg));
+    }
+    w.poll_once(T0);
+    let link = w.link_mut();
+    assert_eq!(
+        link.take_sent(Side::Local),
+        [internet, to_peer],
+        "to wg0 as sent, TTL untouched (the kernel forwards)"
+    );
+    let lan = link.take_sent(Side::Lan);
+    assert_eq!(lan.iter().map(|f| lan_tag(f)).collect::<Vec<_>>(), [3]);
+    assert!(link.sent.is_empty() && link.to_kernel.is_empty());
+    assert_eq!((link.outstanding(), link.duplicates()), (0, 0));
+}
