@@ -124,14 +124,7 @@ pub fn run(
         .map_err(|e| format!("creating TUN {tun}: {e}"))?;
     let mtu = wgquick::mtu(&opts.config);
     wgquick::set_addresses_and_mtu_up(&opts.config, tun.as_str())?;
-    let _ = Command::new("sysctl")
-        .args([
-            "-q",
-            "-w",
-            "net.ipv4.ip_forward=1",
-            "net.ipv6.conf.all.forwarding=1",
-        ])
-        .status();
+    wgquick::enable_forwarding();
 
     let mut control = Control::new(opts).map_err(|e| e.to_string())?;
     control.feed_handshakes();

@@ -406,6 +406,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
         let steps = || -> Result<(), String> {
             if xdp {
                 wgquick::set_addresses_and_mtu_up(&config, name.as_str())?;
+                wgquick::enable_forwarding();
             }
             wgquick::set_dns(&config, name.as_str())?;
             if xdp {

@@ -120,6 +120,23 @@ pub fn mtu(config: &Config) -> usize {
 }
 
 /// wg-quick's `add_addr` for every Address, then `set_mtu_up`.
+/// Turns on IP forwarding (both families): a gateway forwards what its peers send beyond it,
+/// and on XDP the kernel does for what the workers hand it through the gateway's interface
+/// (the internet behind the operator's NAT, another peer, a LAN host not yet resolved).
+/// wg-quick leaves this to the operator (the guides set it in sysctl.conf); a gateway that did
+/// not forward would drop those packets silently. Best effort: a read-only /proc/sys (a
+/// container) leaves it as it is.
+pub fn enable_forwarding() {
+    let _ = std::process::Command::new("sysctl")
+        .args([
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+        ])
+        .status();
+}
+
 pub fn set_addresses_and_mtu_up(config: &Config, interface: &str) -> Result<(), String> {
     for a in &config.interface.addresses {
         let family = if a.addr().is_ipv6() { "-6" } else { "-4" };
