@@ -30,7 +30,17 @@ find_cargo() {
 # the firewall the hook tests' PostUp rules name the gateway's interface in (cli/tests/interface.rs).
 TESTBED_PACKAGES=(build-essential clang llvm libelf-dev zlib1g-dev pkg-config m4 libbpf-dev
                   iproute2 wireguard-go wireguard-tools iperf3 ethtool iputils-ping util-linux
-                  python3 nftables)
+                  python3 nftables iptables tcpdump)
+
+# boringtun (a real peer for the egress tests and the benchmarks): cargo-installed into
+# target/tools once (a few minutes), where the tests and scripts look for it first.
+install_boringtun() {
+    if command -v boringtun-cli >/dev/null 2>&1 || [ -x target/tools/bin/boringtun-cli ]; then
+        return 0
+    fi
+    step "installing boringtun-cli (cargo install --root target/tools)"
+    cargo install -q --locked --root target/tools boringtun-cli
+}
 
 # Installs whatever of TESTBED_PACKAGES is missing (idempotent, quiet when nothing is).
 install_packages() {

@@ -1,0 +1,509 @@
+//! The egress node from the guides (issue 13): the fixture wg-quick-server.conf (only its
+//! interface names, keys and addresses changed) run by `wgxdp up`, with two full-tunnel clients
+//! shaped like openbsd-phone.conf (AllowedIPs = 0.0.0.0/0, ::/0, DNS = the gateway), one
+//! wireguard-go and one boringtun. Through the operator's PostUp MASQUERADE they reach an
+//! "internet" host that has no route to the tunnel; they reach the gateway itself (ping, DNS);
+//! they reach each other; a client's packet to 127.0.0.0/8 is dropped and counted; a capture
+//! on the LAN sees none of the internet-bound traffic; TCP completes behind a path that drops
+//! ICMP (the MSS clamp); two clients on the same inside port reach one host at once. On a
+//! gateway with two interfaces and on a one-armed one.
+//!
+//!   client A (wireguard-go) --\                          /-- srv (the LAN: two-armed only)
+//!   client B (boringtun) ------ br0 --- wan [gw] lan ---
+//!   inet (198.18.0.250) ------/   the WAN: clients and the internet
+//!
+//! Needs root, namespaces, wireguard-go, boringtun-cli (testbed/test installs it into
+//! target/tools), iptables, tcpdump and python3.
+
+mod common;
+
+use common::*;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use testbed::{IfAddr, Netns, Topology, WgConfig, WgKeypair, WgPeer, WireguardGo};
+
+const PORT: u16 = 23456;
+/// The gateway's tunnel address (the fixture's 10.0.0.1) and its clients' (10.0.0.2, .3).
+const GW_TUN: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+const A_TUN: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
+const B_TUN: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 3);
+/// The internet host, on the WAN segment, with no route to 198.19.0.0/16.
+const INET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 250);
+/// The gateway's WAN address (what NAT makes the clients' source).
+const GW_WAN: &str = "198.18.0.1";
+
+fn boringtun() -> Option<PathBuf> {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/bin/boringtun-cli");
+    if local.exists() {
+        return Some(local);
+    }
+    testbed::find_tool("boringtun-cli")
+}
+
+fn require_egress() -> bool {
+    if !require() || !testbed::require_tools(&["iptables", "tcpdump", "python3"]) {
+        return false;
+    }
+    if boringtun().is_none() {
+        testbed::skip_or_fail("boringtun-cli is not installed (testbed/test installs it)");
+        return false;
+    }
+    true
+}
+
+/// The fixture with its names, keys and addresses changed (nothing else).
+fn gateway_conf(gw: &WgKeypair, a: &str, b: &str, internet_if: &str) -> String {
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../control/src/config/fixtures/wg-quick-server.conf"
+    ))
+    .unwrap();
+    let text = fixture
+        .replace("10.0.0.1/32", &format!("{GW_TUN}/32"))
+        .replace("10.0.0.2/32", &format!("{A_TUN}/32"))
+        .replace("10.0.0.3/32", &format!("{B_TUN}/32"))
+        .replace("192.168.4.0/24", "198.18.4.0/24")
+        .replace("-o eth0", &format!("-o {internet_if}"))
+        .replace(
+            "qNoBKylRuEUtBuTANIS6rSZoCqG8cFYzEWeS7fx63Vk=",
+            gw.private_key(),
+        )
+        .replace("Bj7G2pqXZRjrcBTwOWDrkjcy3PzhhJd3cX8QvBTaRDI=", a)
+        .replace("5SAd89dXTesrxFZpNaRvwL/M11WjuevHJH/7Cv5LI3c=", b);
+    assert!(
+        !text.contains("10.0.0.") && !text.contains("eth0"),
+        "{text}"
+    );
+    text
+}
+
+/// A client's full-tunnel routes: everything the test reaches goes into the tunnel (the
+/// gateway's endpoint stays on the WAN segment's connected route, as wg-quick's fwmark rule
+/// keeps it outside).
+fn full_tunnel_routes(ns: &Netns, dev: &str) {
+    ok(ns.ip(["route", "add", "198.19.0.0/24", "dev", dev]));
+    ok(ns.ip(["route", "add", &format!("{INET}/32"), "dev", dev]));
+    ok(ns.ip(["route", "add", "198.18.1.0/24", "dev", dev]));
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+struct Gateway {
+    gw: Netns,
+    name: String,
+    dir: PathBuf,
+    lan_if: String,
+    _keep: Vec<Netns>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.gw.exec([BIN, "down", &self.name]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Gateway {
+    fn show(&self) -> String {
+        ok(self.gw.exec([BIN, "show", &self.name]))
+    }
+
+    /// A counter of `wgxdp show` (a drop reason, or "MSS clamped"), summed over workers.
+    fn counter(&self, name: &str) -> u64 {
+        self.show()
+            .split([',', ':', '\n', ';'])
+            .filter_map(|f| {
+                f.trim()
+                    .strip_prefix(name)
+                    .map(|n| n.trim().parse::<u64>().unwrap_or(0))
+            })
+            .sum()
+    }
+}
+
+/// Runs `code` (Python) in `ns` and returns what it printed; fails the test if it fails.
+fn python(ns: &Netns, code: &str) -> String {
+    ok(ns.exec(["python3", "-c", code]))
+}
+
+fn egress(one_armed: bool) {
+    if !require_egress() {
+        return;
+    }
+    let t = tag();
+    let builder = Topology::builder().peers(2).ipv4_only().queues(1);
+    let builder = if one_armed {
+        builder.one_armed()
+    } else {
+        builder
+    };
+    let Topology {
+        gw,
+        gw_lan,
+        srv,
+        switch,
+        peers: hosts,
+        ..
+    } = builder.create().unwrap();
+    let sw = switch.unwrap();
+    let inet = sw.attach("inet", &[IfAddr::v4(INET, 24)]).unwrap();
+    let lan_if = gw_lan.map(|l| l.ifname).unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("wgxdp-egress-{t}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("eg{t}");
+
+    // The clients' keys first: the gateway's file names them.
+    let gw_keys = WgKeypair::generate().unwrap();
+    let (a_keys, b_keys) = (
+        WgKeypair::generate().unwrap(),
+        WgKeypair::generate().unwrap(),
+    );
+    let conf = dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &conf,
+        gateway_conf(&gw_keys, a_keys.public_key(), b_keys.public_key(), "wan"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut up = vec![
+        BIN,
+        "up",
+        conf.to_str().unwrap(),
+        "--wan",
+        "wan",
+        "--name",
+        &name,
+    ];
+    if !one_armed {
+        up.extend(["--lan", lan_if.as_str()]);
+    }
+    let out = gw.command(&up).output().unwrap();
+    let mut hosts = hosts.into_iter();
+    let (a_host, b_host) = (hosts.next().unwrap(), hosts.next().unwrap());
+    let g = Gateway {
+        gw,
+        name,
+        dir,
+        lan_if,
+        _keep: vec![sw.ns, srv.ns],
+    };
+    assert!(
+        out.status.success(),
+        "wgxdp up: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let endpoint = std::net::SocketAddr::new(GW_WAN.parse().unwrap(), PORT);
+
+    // Client A: wireguard-go, a tunnel MTU above the gateway's (the MSS check below).
+    let a = WireguardGo::start(
+        &a_host.ns,
+        WgConfig {
+            keypair: Some(a_keys),
+            listen_port: 0,
+            addrs: vec![IfAddr::v4(A_TUN, 32)],
+            peers: vec![WgPeer {
+                allowed_ips: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+                endpoint: Some(endpoint),
+                persistent_keepalive: Some(25),
+                ..WgPeer::new(gw_keys.public_key())
+            }],
+            mtu: Some(1500),
+        },
+    )
+    .unwrap();
+    full_tunnel_routes(&a_host.ns, a.ifname());
+
+    // Client B: boringtun, configured through its UAPI socket with `wg setconf`.
+    let bt = boringtun().unwrap();
+    let b_dev = format!("bt{t}");
+    b_host
+        .ns
+        .spawn([
+            bt.to_str().unwrap(),
+            "-f",
+            "--disable-drop-privileges",
+            "--disable-connected-udp",
+            &b_dev,
+        ])
+        .unwrap();
+    let sock = PathBuf::from(format!("/var/run/wireguard/{b_dev}.sock"));
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let b_conf = g.dir.join("b.conf");
+    std::fs::write(
+        &b_conf,
+        format!(
+            "[Interface]\nPrivateKey = {}\n\n[Peer]\nPublicKey = {}\nAllowedIPs = 0.0.0.0/0, ::/0\nEndpoint = {endpoint}\nPersistentKeepalive = 25\n",
+            b_keys.private_key(),
+            gw_keys.public_key()
+        ),
+    )
+    .unwrap();
+    ok(b_host
+        .ns
+        .exec(["wg", "setconf", &b_dev, b_conf.to_str().unwrap()]));
+    ok(b_host
+        .ns
+        .ip(["address", "add", &format!("{B_TUN}/32"), "dev", &b_dev]));
+    ok(b_host.ns.ip(["link", "set", &b_dev, "mtu", "1420", "up"]));
+    full_tunnel_routes(&b_host.ns, &b_dev);
+    // boringtun stops when its socket goes: removed after the test (when the namespace's
+    // processes are gone), whatever the outcome.
+    let _sock = RemoveOnDrop(sock);
+
+    let clients = [(&a_host.ns, A_TUN), (&b_host.ns, B_TUN)];
+
+    // The internet: each client pings the host, which has no route back to the tunnel, and
+    // a TCP service there sees the gateway's address: the operator's MASQUERADE did it.
+    for (ns, _) in clients {
+        assert!(
+            ping(ns, &INET.to_string()),
+            "client -> internet\n{}",
+            g.show()
+        );
+    }
+    let tcp_port = 30000 + std::process::id() % 10000;
+    inet.ns
+        .spawn([
+            "python3",
+            "-c",
+            &format!(
+                "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                 s.bind(('0.0.0.0', {tcp_port}))\ns.listen(4)\ns.settimeout(30)\n\
+                 for _ in range(2):\n    c, a = s.accept()\n    c.sendall(a[0].encode())\n    c.close()\n"
+            ),
+        ])
+        .unwrap();
+    for (ns, _) in clients {
+        let seen = python(
+            ns,
+            &format!(
+                "import socket, time\nfor _ in range(50):\n    try:\n        s = socket.create_connection(('{INET}', {tcp_port}), timeout=5)\n        break\n    except OSError:\n        time.sleep(0.1)\nprint(s.recv(100).decode())\n"
+            ),
+        );
+        assert_eq!(
+            seen.trim(),
+            GW_WAN,
+            "the internet host sees the gateway (NAT)"
+        );
+    }
+
+    // The operator's filter rules decide too: a FORWARD rule naming the interface stops a
+    // client's pings to the internet host (they arrive on the interface, as with kernel
+    // WireGuard), and they pass again once it is gone.
+    let rule = [
+        "FORWARD",
+        "-i",
+        g.name.as_str(),
+        "-d",
+        "198.18.0.250",
+        "-p",
+        "icmp",
+        "-j",
+        "DROP",
+    ];
+    ok(g.gw.exec([&["iptables", "-I"][..], &rule].concat()));
+    assert!(
+        !ping(&a_host.ns, &INET.to_string()),
+        "a FORWARD rule naming the interface applies\n{}",
+        g.show()
+    );
+    ok(g.gw.exec([&["iptables", "-D"][..], &rule].concat()));
+    assert!(ping(&a_host.ns, &INET.to_string()), "{}", g.show());
+
+    // The gateway itself at its tunnel address: ping, and a resolver bound to it.
+    let dns_port = 53;
+    g.gw
+        .spawn([
+            "python3",
+            "-c",
+            &format!(
+                "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('{GW_TUN}', {dns_port}))\ns.settimeout(60)\n\
+                 for _ in range(4):\n    q, a = s.recvfrom(512)\n    \
+                 end = q.index(b'\\0', 12) + 5\n    \
+                 r = q[:2] + b'\\x81\\x80' + q[4:6] + b'\\x00\\x01\\x00\\x00\\x00\\x00' + q[12:end] + \
+                 b'\\xc0\\x0c\\x00\\x01\\x00\\x01\\x00\\x00\\x00\\x3c\\x00\\x04' + bytes([198, 18, 0, 250])\n    \
+                 s.sendto(r, a)\n"
+            ),
+        ])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for (ns, _) in clients {
+        assert!(
+            ping(ns, &GW_TUN.to_string()),
+            "client -> gateway\n{}\n{}\n{}\n{}",
+            g.show(),
+            ok(g.gw.ip(["-o", "address"])),
+            ok(g.gw.ip(["route"])),
+            ok(ns.ip(["route"]))
+        );
+        let answer = python(
+            ns,
+            &format!(
+                "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\n\
+                 q = b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x06egress\\x04test\\x00\\x00\\x01\\x00\\x01'\n\
+                 s.sendto(q, ('{GW_TUN}', {dns_port}))\nr = s.recv(512)\nprint('.'.join(str(b) for b in r[-4:]))\n"
+            ),
+        );
+        assert_eq!(
+            answer.trim(),
+            INET.to_string(),
+            "a DNS answer from the gateway"
+        );
+    }
+
+    // Client to client, through the gateway.
+    assert!(ping(&a_host.ns, &B_TUN.to_string()), "A -> B\n{}", g.show());
+    assert!(ping(&b_host.ns, &A_TUN.to_string()), "B -> A\n{}", g.show());
+
+    // A client's packet to the loopback range is dropped and counted (the client's kernel
+    // is told to route it into the tunnel).
+    let before = g.counter("martian");
+    ok(a_host
+        .ns
+        .exec(["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"]));
+    let _ = a_host.ns.ip([
+        "route",
+        "del",
+        "local",
+        "127.0.0.0/8",
+        "dev",
+        "lo",
+        "table",
+        "local",
+    ]);
+    ok(a_host
+        .ns
+        .ip(["route", "add", "127.0.0.2/32", "dev", a.ifname()]));
+    let _ = a_host
+        .ns
+        .ping("127.0.0.2".parse().unwrap(), 3, Duration::from_secs(4));
+    let martians = g.counter("martian") - before;
+    assert!(martians >= 3, "martians counted: {martians}\n{}", g.show());
+
+    // A capture on the LAN sees none of the internet-bound traffic while it flows.
+    if !one_armed {
+        let cap = g.gw.spawn([
+            "timeout",
+            "6",
+            "tcpdump",
+            "-i",
+            &g.lan_if,
+            "-n",
+            "-w",
+            g.dir.join("lan.pcap").to_str().unwrap(),
+            &format!("host {INET}"),
+        ]);
+        cap.unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        ok(a_host
+            .ns
+            .exec(["ping", "-q", "-c", "50", "-i", "0.02", &INET.to_string()]));
+        std::thread::sleep(Duration::from_secs(6));
+        let pcap = std::fs::read(g.dir.join("lan.pcap")).unwrap_or_default();
+        // A pcap file with no packets is its 24-byte global header.
+        assert_eq!(
+            pcap.len(),
+            24,
+            "the LAN saw internet-bound packets ({} bytes of capture)",
+            pcap.len()
+        );
+    }
+
+    // TCP through NAT to a host that drops ICMP (a PMTU black hole), from a client whose own
+    // tunnel MTU (1500) is above the gateway's (1420): only a clamped MSS keeps the
+    // segments small enough.
+    let clamped_before = g.counter("MSS clamped");
+    ok(inet
+        .ns
+        .exec(["iptables", "-A", "INPUT", "-p", "icmp", "-j", "DROP"]));
+    let bulk_port = tcp_port + 1;
+    inet.ns
+        .spawn([
+            "python3",
+            "-c",
+            &format!(
+                "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                 s.bind(('0.0.0.0', {bulk_port}))\ns.listen(1)\ns.settimeout(30)\nc, a = s.accept()\n\
+                 c.sendall(b'x' * 2000000)\nc.close()\n"
+            ),
+        ])
+        .unwrap();
+    let got = python(
+        &a_host.ns,
+        &format!(
+            "import socket, time\nfor _ in range(50):\n    try:\n        s = socket.create_connection(('{INET}', {bulk_port}), timeout=5)\n        break\n    except OSError:\n        time.sleep(0.1)\n\
+             s.settimeout(20)\nn = 0\nwhile True:\n    d = s.recv(65536)\n    if not d: break\n    n += len(d)\nprint(n)\n"
+        ),
+    );
+    assert_eq!(
+        got.trim(),
+        "2000000",
+        "the download completed\n{}",
+        g.show()
+    );
+    assert!(
+        g.counter("MSS clamped") > clamped_before,
+        "the SYN's MSS was clamped\n{}",
+        g.show()
+    );
+
+    // Two clients on the same inside port, to the same outside host and port, at once.
+    let udp_port = tcp_port + 2;
+    inet.ns
+        .spawn([
+            "python3",
+            "-c",
+            &format!(
+                "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {udp_port}))\ns.settimeout(30)\n\
+                 for _ in range(2):\n    d, a = s.recvfrom(100)\n    s.sendto(d + b' via ' + str(a[1]).encode(), a)\n"
+            ),
+        ])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let same_port = |who: &str| {
+        format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 40000))\ns.settimeout(10)\n\
+             s.sendto(b'{who}', ('{INET}', {udp_port}))\nprint(s.recv(100).decode())\n"
+        )
+    };
+    let (qa, qb) = (same_port("a"), same_port("b"));
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| python(&a_host.ns, &qa));
+        let hb = s.spawn(|| python(&b_host.ns, &qb));
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    assert!(
+        ra.starts_with("a via ") && rb.starts_with("b via "),
+        "{ra} / {rb}"
+    );
+    assert_ne!(
+        ra.trim_start_matches("a"),
+        rb.trim_start_matches("b"),
+        "two outside ports"
+    );
+    drop(a);
+}
+
+#[test]
+fn egress_node_with_two_interfaces() {
+    egress(false);
+}
+
+#[test]
+fn egress_node_one_armed() {
+    egress(true);
+}
