@@ -251,10 +251,13 @@ pub fn dataplane(args: &[String]) -> Result<(), String> {
     // (which removes the run directory itself once this process is gone): leave the system
     // as `down` would. XDP is detached already (run returned); control goes, and the run
     // directory with the region and its keys.
+    // A data path that never came up (no ready file) leaves the directory to `up`, which
+    // reads the reason from its log and cleans up (or falls back).
+    let came_up = opts.ready_file.as_deref().is_some_and(Path::exists);
     if let Some(dir) = opts
         .region
         .parent()
-        .filter(|d| d.parent() == Some(Path::new(RUN_ROOT)))
+        .filter(|d| came_up && d.parent() == Some(Path::new(RUN_ROOT)))
     {
         if let Some(pid) = read_pid(dir, "control.pid") {
             stop_pid(pid);
@@ -328,6 +331,12 @@ pub fn up(args: &[String]) -> Result<(), String> {
     let lan = flag(args, "--lan");
     let workers = flag(args, "--workers").unwrap_or_else(|| "1".into());
     let name = up_name(args, config_path)?;
+    // A mistyped interface is the operator's error, not a reason to fall back.
+    for i in std::iter::once(&wan).chain(&lan) {
+        if !Path::new("/sys/class/net").join(i).exists() {
+            return Err(format!("interface {i} does not exist"));
+        }
+    }
     if !nix::unistd::geteuid().is_root() {
         return Err(
             "wgxdp up needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run it with sudo".into(),
@@ -534,11 +543,29 @@ pub fn up(args: &[String]) -> Result<(), String> {
     std::fs::write(dir.join("dataplane.pid"), dp.id().to_string()).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ready.exists() {
+        // A data path that fails stops control on its way out: when control is gone, give
+        // the data path a moment to be seen exiting, so that its failure is the one reported.
+        if matches!(control.try_wait(), Ok(Some(_))) {
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until && matches!(dp.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         if let Ok(Some(status)) = dp.try_wait() {
-            return Err(cleanup(format!(
-                "the data path exited ({status}):\n{}",
-                tail(&dir.join("dataplane.log"))
-            )));
+            let log = tail(&dir.join("dataplane.log"));
+            let msg = cleanup(format!("the data path exited ({status}):\n{log}"));
+            // `auto`: where XDP or AF_XDP cannot run, the socket backend does, and says why.
+            if backend == "auto" {
+                let why = log
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("it exited")
+                    .trim()
+                    .to_string();
+                return start_fallback(&why);
+            }
+            return Err(msg);
         }
         if let Ok(Some(status)) = control.try_wait() {
             return Err(cleanup(format!(

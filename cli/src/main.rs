@@ -1,6 +1,7 @@
 //! `wgxdp`: the user's entry point. Subcommands mirror `wg` where they overlap, so scripts
 //! written for `wg genkey | wg pubkey` work with `wgxdp` unchanged.
 
+mod args;
 mod fallback;
 mod gateway;
 mod operator;
@@ -12,58 +13,78 @@ use rand_core::OsRng;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-Usage: wgxdp <command> [arguments]
-
-Commands:
-  genkey          print a new private key (base64), as `wg genkey`
-  pubkey          read a private key on stdin, print its public key, as `wg pubkey`
-  genpsk          print a new pre-shared key, as `wg genpsk`
-  check CONFIG    parse a wg / wg-quick configuration file and report errors and warnings
-  up CONFIG --wan IF [--lan IF] [--workers N] [--max-peers N] [--name NAME]
-     [--metrics ADDR:PORT] [--auth-log-max SIZE] [--backend auto|xdp|fallback]
-                  start the gateway: control process + XDP/AF_XDP data path (root); where XDP
-                  cannot run, `auto` falls back to a UDP socket + TUN device, and says so.
-                  As wg-quick: an interface NAME with Address and MTU, DNS, routes for the
-                  peers' AllowedIPs (after Table), PreUp/PostUp (PreDown/PostDown at down).
-                  The stock `wg` reads and configures it by NAME; handshakes are logged to
-                  /run/wgxdp/NAME/auth.log (rejections summed per source every 10 s;
-                  rotated to auth.log.1, both within SIZE, 16M by default);
-                  --metrics serves Prometheus at ADDR:PORT/metrics
-  down [NAME]     stop it and detach everything
-  show [NAME] [--interval S]
-                  the `wg show` view, then per-worker packet rates, drops by reason, sessions
-  peer add CLIENT --endpoint HOST:PORT [--interface NAME] [--allowed-ips LIST] [--dns LIST]
-     [--qr]       onboard a client: new keys and PSK, the next free tunnel address, added
-                  live; prints the client's wg-quick file (and a QR code for phones)
-  help            this text
-";
+use args::{Cli, Command, PeerCommand};
+use clap::{CommandFactory as _, Parser as _};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("genkey") if args.len() == 1 => genkey(),
-        Some("genpsk") if args.len() == 1 => genpsk(),
-        Some("pubkey") if args.len() == 1 => pubkey(),
-        Some("check") if args.len() == 2 => check(&args[1]),
-        Some("up") => gateway::up(&args[1..]),
-        Some("down") => gateway::down(&args[1..]),
-        Some("show") => operator::show(&args[1..]),
-        Some("peer") => operator::peer(&args[1..]),
-        Some("control") => gateway::control(&args[1..]),
-        Some("dataplane") => gateway::dataplane(&args[1..]),
-        Some("fallback") => gateway::fallback(&args[1..]),
-        Some("help" | "--help" | "-h") => {
-            print!("{USAGE}");
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        // --help and --version print and exit 0; a usage error prints what was wrong and
+        // exits 2, as `wg` does.
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return if usage {
+                ExitCode::from(args::EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Genkey => genkey(),
+        Command::Genpsk => genpsk(),
+        Command::Pubkey => pubkey(),
+        Command::Check { config } => check(&config),
+        Command::Up(up) => gateway::up(&up.to_args()),
+        Command::Down { name } => gateway::down(&name.into_iter().collect::<Vec<_>>()),
+        Command::Show { name, interval } => {
+            let mut a: Vec<String> = name.into_iter().collect();
+            a.extend(["--interval".into(), interval.to_string()]);
+            operator::show(&a)
+        }
+        Command::Peer {
+            command:
+                PeerCommand::Add {
+                    client,
+                    endpoint,
+                    interface,
+                    allowed_ips,
+                    dns,
+                    qr,
+                },
+        } => {
+            let mut a = vec!["add".to_string(), client, "--endpoint".into(), endpoint];
+            for (k, v) in [
+                ("--interface", interface),
+                ("--allowed-ips", allowed_ips),
+                ("--dns", dns),
+            ] {
+                if let Some(v) = v {
+                    a.extend([k.into(), v]);
+                }
+            }
+            if qr {
+                a.push("--qr".into());
+            }
+            operator::peer(&a)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "wgxdp", &mut io::stdout());
             Ok(())
         }
-        _ => Err(format!("Usage error.\n\n{USAGE}")),
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut io::stdout())
+            .map_err(|e| e.to_string()),
+        Command::Control(c) => gateway::control(&c.to_args()),
+        Command::Dataplane(d) => gateway::dataplane(&d.to_args()),
+        Command::Fallback(f) => gateway::fallback(&f.to_args()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("wgxdp: {}", msg.trim_end());
-            ExitCode::FAILURE
+            ExitCode::from(args::EXIT_FAILED)
         }
     }
 }
