@@ -127,6 +127,18 @@ pub fn mtu(config: &Config) -> usize {
 /// not forward would drop those packets silently. Best effort: a read-only /proc/sys (a
 /// container) leaves it as it is.
 pub fn enable_forwarding() {
+    // With forwarding on, an interface whose accept_ra is 1 stops taking router
+    // advertisements, and a host that has its IPv6 default route from them would lose it
+    // when it expires; 2 takes them even when forwarding (what a router with an upstream
+    // learned by SLAAC uses).
+    if let Ok(dir) = std::fs::read_dir("/proc/sys/net/ipv6/conf") {
+        for e in dir.flatten() {
+            let path = e.path().join("accept_ra");
+            if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+                let _ = std::fs::write(&path, "2");
+            }
+        }
+    }
     let _ = std::process::Command::new("sysctl")
         .args([
             "-q",

@@ -255,6 +255,13 @@ fn egress(one_armed: bool, kind: Kind) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    if kind == Kind::Wgxdp {
+        // Forwarding is on, and router advertisements are still taken on the uplink.
+        let sysctl = |k: &str| ok(g.gw.exec(["sysctl", "-n", k])).trim().to_string();
+        assert_eq!(sysctl("net.ipv4.ip_forward"), "1");
+        assert_eq!(sysctl("net.ipv6.conf.all.forwarding"), "1");
+        assert_eq!(sysctl("net.ipv6.conf.wan.accept_ra"), "2");
+    }
     let endpoint = std::net::SocketAddr::new(GW_WAN.parse().unwrap(), PORT);
 
     // Client A: wireguard-go, a tunnel MTU above the gateway's (the MSS check below).
