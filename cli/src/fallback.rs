@@ -12,7 +12,7 @@
 //! following every change (`wg set`), before control answers the change. It is announced at
 //! start; it is the baseline the XDP path is measured against, not the product.
 
-use crate::wgquick::{self, Table};
+use crate::wgquick::{self, ip, Table};
 use contract::clock::mono_ns;
 use control::daemon::{Control, ControlOptions, HANDSHAKE_BATCH};
 use control::InterfaceName;
@@ -24,7 +24,6 @@ use dataplane::worker::{Iface, Worker, WorkerConfig};
 use proto::allowedips::Prefix;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -34,21 +33,6 @@ const FRAME_SIZE: usize = 2048;
 /// How often control's loop runs when no handshake arrived (timers have second granularity,
 /// worker activity is picked up within this).
 const CONTROL_EVERY: Duration = Duration::from_millis(5);
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
 
 /// The kernel's routes into the TUN device, one per allowed IP, where `Table` puts them (what
 /// wg-quick sets up, and, with a /0 in the main table, leaves out as `wgquick.rs` says).

@@ -146,6 +146,33 @@ impl Gateway {
     }
 }
 
+/// A TCP server in `ns` on `port` that accepts `accepts` connections and runs `each` (Python,
+/// with the connection `c` and the peer's address `a`) for each one.
+fn tcp_server(ns: &Netns, port: u32, accepts: u32, each: &str) {
+    let body: String = each.lines().map(|l| format!("    {l}\n")).collect();
+    ns.spawn([
+        "python3",
+        "-c",
+        &format!(
+            "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('0.0.0.0', {port}))\ns.listen(4)\ns.settimeout(30)\n\
+             for _ in range({accepts}):\n    c, a = s.accept()\n{body}    c.close()\n"
+        ),
+    ])
+    .unwrap();
+}
+
+/// Connects from `ns` to the internet host's `port` (retrying while the server starts), then
+/// runs `then` (Python, with the socket `s`); returns what it printed.
+fn tcp_client(ns: &Netns, port: u32, then: &str) -> String {
+    python(
+        ns,
+        &format!(
+            "import socket, time\nfor _ in range(50):\n    try:\n        s = socket.create_connection(('{INET}', {port}), timeout=5)\n        break\n    except OSError:\n        time.sleep(0.1)\n{then}"
+        ),
+    )
+}
+
 /// Runs `code` (Python) in `ns` and returns what it printed; fails the test if it fails.
 fn python(ns: &Netns, code: &str) -> String {
     ok(ns.exec(["python3", "-c", code]))
@@ -337,24 +364,9 @@ fn egress(one_armed: bool, kind: Kind) {
         );
     }
     let tcp_port = 30000 + std::process::id() % 10000;
-    inet.ns
-        .spawn([
-            "python3",
-            "-c",
-            &format!(
-                "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-                 s.bind(('0.0.0.0', {tcp_port}))\ns.listen(4)\ns.settimeout(30)\n\
-                 for _ in range(2):\n    c, a = s.accept()\n    c.sendall(a[0].encode())\n    c.close()\n"
-            ),
-        ])
-        .unwrap();
+    tcp_server(&inet.ns, tcp_port, 2, "c.sendall(a[0].encode())");
     for (ns, _) in clients {
-        let seen = python(
-            ns,
-            &format!(
-                "import socket, time\nfor _ in range(50):\n    try:\n        s = socket.create_connection(('{INET}', {tcp_port}), timeout=5)\n        break\n    except OSError:\n        time.sleep(0.1)\nprint(s.recv(100).decode())\n"
-            ),
-        );
+        let seen = tcp_client(ns, tcp_port, "print(s.recv(100).decode())\n");
         assert_eq!(
             seen.trim(),
             GW_WAN,
@@ -494,23 +506,11 @@ fn egress(one_armed: bool, kind: Kind) {
         .ns
         .exec(["iptables", "-A", "INPUT", "-p", "icmp", "-j", "DROP"]));
     let bulk_port = tcp_port + 1;
-    inet.ns
-        .spawn([
-            "python3",
-            "-c",
-            &format!(
-                "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-                 s.bind(('0.0.0.0', {bulk_port}))\ns.listen(1)\ns.settimeout(30)\nc, a = s.accept()\n\
-                 c.sendall(b'x' * 2000000)\nc.close()\n"
-            ),
-        ])
-        .unwrap();
-    let got = python(
+    tcp_server(&inet.ns, bulk_port, 1, "c.sendall(b'x' * 2000000)");
+    let got = tcp_client(
         &a_host.ns,
-        &format!(
-            "import socket, time\nfor _ in range(50):\n    try:\n        s = socket.create_connection(('{INET}', {bulk_port}), timeout=5)\n        break\n    except OSError:\n        time.sleep(0.1)\n\
-             s.settimeout(20)\nn = 0\nwhile True:\n    d = s.recv(65536)\n    if not d: break\n    n += len(d)\nprint(n)\n"
-        ),
+        bulk_port,
+        "s.settimeout(20)\nn = 0\nwhile True:\n    d = s.recv(65536)\n    if not d: break\n    n += len(d)\nprint(n)\n",
     );
     assert_eq!(
         got.trim(),

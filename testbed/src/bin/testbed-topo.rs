@@ -114,18 +114,9 @@ fn run(args: &[String]) -> Result<(), Failure> {
                 return Err(Failure::Usage(format!("--owner {owner}: no such process")));
             }
             let topology = builder.owner(owner).create()?;
-            let text = shell_vars(&topology);
             // Printed before the guards are given up: if the script cannot read the names,
             // dropping the topology removes it.
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush())
-                .map_err(|source| testbed::Error::Io {
-                    what: "write to",
-                    path: "stdout".into(),
-                    source,
-                })?;
+            print_vars(&shell_vars(&topology))?;
             topology.release();
             Ok(())
         }
@@ -165,15 +156,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
                 .map(|n| n.name().to_string())
                 .join(" ");
             var("namespaces", &format!("'{names}'"));
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(out.as_bytes())
-                .and_then(|()| stdout.flush())
-                .map_err(|source| testbed::Error::Io {
-                    what: "write to",
-                    path: "stdout".into(),
-                    source,
-                })?;
+            print_vars(&out)?;
             sites.release();
             Ok(())
         }
@@ -184,6 +167,19 @@ fn run(args: &[String]) -> Result<(), Failure> {
         }
         other => Err(Failure::Usage(format!("unknown command {other}"))),
     }
+}
+
+/// Writes the assignments to stdout, flushed, or fails (the caller then drops its guards).
+fn print_vars(text: &str) -> Result<(), testbed::Error> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|source| testbed::Error::Io {
+            what: "write to",
+            path: "stdout".into(),
+            source,
+        })
 }
 
 fn parse<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, Failure> {
