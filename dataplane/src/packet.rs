@@ -206,6 +206,25 @@ fn fix_l4(l4: &mut [u8], proto: IpProtocol, pseudo: impl Fn(u32) -> checksum::Ch
     l4[field].copy_from_slice(&c.to_be_bytes());
 }
 
+/// Dresses an IP packet of `len` bytes that a TUN device wrote at `HEADROOM + ETH_LEN` of
+/// `frame` as the Ethernet frame the worker parses (zero MACs, the packet's EtherType) and
+/// sets the frame's packet range to it. False if it does not fit.
+pub fn dress_tun_packet(frame: &mut crate::frame::Frame<'_>, len: usize) -> bool {
+    let at = HEADROOM + ETH_LEN;
+    let Some(ip) = frame.chunk().get(at..at + len) else {
+        return false;
+    };
+    let ethertype = match proto::wire::ip_version(ip) {
+        Some(6) => EtherType::IPV6,
+        _ => EtherType::IPV4,
+    };
+    let mut eth = EthernetFrame::new_unchecked(&mut frame.chunk_mut()[HEADROOM..at]);
+    eth.set_dst_addr([0; 6]);
+    eth.set_src_addr([0; 6]);
+    eth.set_ethertype(ethertype);
+    frame.set_packet(HEADROOM, ETH_LEN + len)
+}
+
 /// Writes an Ethernet header for the inner packet at `buf[inner_off..inner_off + inner_len]`
 /// just before it; returns the frame's (start, len).
 pub fn frame_inner(

@@ -22,7 +22,6 @@ use crate::frame::{Frame, Pool};
 use crate::link::{Link, Side};
 use crate::packet::{self, Route, ETH_LEN, HEADROOM};
 use proto::messages::MessageType;
-use proto::wire::{EtherType, EthernetFrame};
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd as _;
@@ -143,15 +142,7 @@ impl<'a> SocketLink<'a> {
                 return None;
             }
         };
-        let ethertype = match proto::wire::ip_version(&f.chunk()[at..at + n]) {
-            Some(6) => EtherType::IPV6,
-            _ => EtherType::IPV4,
-        };
-        let mut eth = EthernetFrame::new_unchecked(&mut f.chunk_mut()[HEADROOM..at]);
-        eth.set_dst_addr([0; 6]);
-        eth.set_src_addr([0; 6]);
-        eth.set_ethertype(ethertype);
-        if !f.set_packet(HEADROOM, ETH_LEN + n) {
+        if !packet::dress_tun_packet(&mut f, n) {
             self.pool.release(f);
             return None;
         }

@@ -11,7 +11,6 @@
 
 use crate::frame::{Frame, Pool};
 use crate::packet::{ETH_LEN, HEADROOM};
-use proto::wire::{EtherType, EthernetFrame};
 use std::ffi::CStr;
 use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
 
@@ -95,15 +94,7 @@ impl TunQueue {
                 return None;
             }
         };
-        let ethertype = match proto::wire::ip_version(&f.chunk()[at..at + n]) {
-            Some(6) => EtherType::IPV6,
-            _ => EtherType::IPV4,
-        };
-        let mut eth = EthernetFrame::new_unchecked(&mut f.chunk_mut()[HEADROOM..at]);
-        eth.set_dst_addr([0; 6]);
-        eth.set_src_addr([0; 6]);
-        eth.set_ethertype(ethertype);
-        if !f.set_packet(HEADROOM, ETH_LEN + n) {
+        if !crate::packet::dress_tun_packet(&mut f, n) {
             pool.release(f);
             return None;
         }
