@@ -82,13 +82,6 @@ pub struct Dims {
     pub singles: usize,
 }
 
-impl Dims {
-    /// Bytes of one section with these dimensions.
-    pub fn bytes(&self) -> usize {
-        (self.dir + self.nodes * NODE_WORDS + self.singles) * 8 + self.leaves * 4
-    }
-}
-
 /// The room a table needs for a number of prefixes, per family section.
 ///
 /// Sized so that `prefixes` prefixes of one family fit in a compactly built section whatever
@@ -128,13 +121,6 @@ impl Capacity {
             leaves: 8 * p + 4 * Self::SPARE,
             singles: 4 * (p + Self::SPARE),
         }
-    }
-
-    /// Bytes of the whole table: header, reader slots and both sections of both families.
-    pub fn bytes(&self) -> usize {
-        std::mem::size_of::<TableHeader>()
-            + MAX_READERS * std::mem::size_of::<ReaderSlot>()
-            + 2 * (self.v4().bytes() + self.v6().bytes())
     }
 }
 

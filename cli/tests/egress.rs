@@ -135,14 +135,7 @@ impl Gateway {
 
     /// A counter of `wgxdp show` (a drop reason, or "MSS clamped"), summed over workers.
     fn counter(&self, name: &str) -> u64 {
-        self.show()
-            .split([',', ':', '\n', ';'])
-            .filter_map(|f| {
-                f.trim()
-                    .strip_prefix(name)
-                    .map(|n| n.trim().parse::<u64>().unwrap_or(0))
-            })
-            .sum()
+        show_counter(&self.show(), name)
     }
 }
 

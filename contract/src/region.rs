@@ -35,6 +35,8 @@ pub struct Region {
     ptr: NonNull<u8>,
     len: usize,
     layout: Layout,
+    /// Where the allowed-IPs table lies, computed once: workers ask for it every round.
+    table: TableParts,
     path: PathBuf,
 }
 
@@ -203,6 +205,7 @@ impl Region {
             ptr,
             len,
             layout,
+            table: layout.table_parts().0,
             path: path.to_path_buf(),
         };
         let h = region.header();
@@ -226,15 +229,17 @@ impl Region {
         let path = path.as_ref();
         let (file, len) = open_existing(path)?;
         let ptr = map(&file, len, path)?;
+        let empty = Layout {
+            sessions: 0,
+            peers: 0,
+            prefixes: 0,
+            workers: 0,
+        };
         let mut region = Self {
             ptr,
             len,
-            layout: Layout {
-                sessions: 0,
-                peers: 0,
-                prefixes: 0,
-                workers: 0,
-            },
+            layout: empty,
+            table: empty.table_parts().0,
             path: path.to_path_buf(),
         };
         let layout = read_layout(region.header(), path)?;
@@ -246,6 +251,7 @@ impl Region {
             });
         }
         region.layout = layout;
+        region.table = layout.table_parts().0;
         Ok(region)
     }
 
@@ -425,7 +431,7 @@ impl Region {
 /// The allowed-IPs table lives in the region: control writes it, the workers read it.
 impl allowedips::Memory for Region {
     fn table(&self) -> allowedips::Shared<'_> {
-        let (parts, _) = self.layout.table_parts();
+        let parts = &self.table;
         let arrays = |s: &Section| {
             // SAFETY: offsets and counts come from the layout whose total length was checked
             // on create and attach; each array starts 64-byte aligned; the element types are

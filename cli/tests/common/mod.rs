@@ -220,7 +220,12 @@ pub fn show(t: &Topo) -> String {
 
 /// The counter `name` in `wgxdp show`'s drops line (0 if absent).
 pub fn drops(t: &Topo, name: &str) -> u64 {
-    let s = show(t);
+    show_counter(&show(t), name)
+}
+
+/// A counter in `wgxdp show`'s output (a drop reason, or a worker counter such as
+/// "MSS clamped"), summed over the workers; 0 if absent.
+pub fn show_counter(s: &str, name: &str) -> u64 {
     s.split([',', ':', '\n'])
         .filter_map(|f| {
             f.trim()
