@@ -16,6 +16,7 @@ pub mod frame;
 pub mod kernel;
 pub mod link;
 pub mod neigh;
+pub mod offload;
 pub mod packet;
 pub mod prefixes;
 pub mod socket_link;

@@ -9,10 +9,36 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::Ebpf;
-use ebpf::abi::{Config, Verdict};
+use ebpf::abi::{Config, FlowV4, Verdict};
 use proto::allowedips::Prefix;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
+
+/// The WAN programs' map of offloaded flows' reply tuples.
+pub struct FlowMap(HashMap<MapData, FlowV4, u8>);
+
+impl std::fmt::Debug for FlowMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlowMap")
+    }
+}
+
+impl FlowMap {
+    pub fn insert(&mut self, key: FlowV4) -> Result<(), XdpError> {
+        let name = ebpf::maps::FLOWS_V4;
+        self.0.insert(key, 1, 0).map_err(map_err(name))
+    }
+
+    /// Removes `key`; a key that was not there is no error.
+    pub fn remove(&mut self, key: &FlowV4) {
+        let _ = self.0.remove(key);
+    }
+
+    /// Every key now in the map (to empty it after a resynchronisation).
+    pub fn keys(&self) -> Vec<FlowV4> {
+        self.0.keys().filter_map(Result::ok).collect()
+    }
+}
 
 /// Which steering program an interface runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +109,8 @@ fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
 #[derive(Debug)]
 pub struct Steering {
     ebpf: Ebpf,
+    /// What the `config` map holds (written whole on every change).
+    config: Config,
 }
 
 impl Steering {
@@ -101,7 +129,10 @@ impl Steering {
             let xdp: &mut Xdp = program.try_into().map_err(program_err(name))?;
             xdp.load().map_err(program_err(name))?;
         }
-        let mut steering = Self { ebpf };
+        let mut steering = Self {
+            ebpf,
+            config: Config::new(listen_port, 0),
+        };
         steering.set_listen_port(listen_port)?;
         Ok(steering)
     }
@@ -121,12 +152,30 @@ impl Steering {
 
     /// Sets the UDP port whose WireGuard data messages are steered (0: none).
     pub fn set_listen_port(&mut self, port: u16) -> Result<(), XdpError> {
+        self.config.listen_port_be = port.to_be();
+        self.write_config()
+    }
+
+    /// Steers offloaded flows' return packets of up to `mtu` bytes (0: none).
+    pub fn set_flow_mtu(&mut self, mtu: u16) -> Result<(), XdpError> {
+        self.config.flow_mtu = mtu;
+        self.write_config()
+    }
+
+    fn write_config(&mut self) -> Result<(), XdpError> {
         let name = ebpf::maps::CONFIG;
+        let value = self.config;
         let mut config: Array<&mut MapData, Config> =
             Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
-        config
-            .set(0, Config::new(port, 0), 0)
-            .map_err(map_err(name))
+        config.set(0, value, 0).map_err(map_err(name))
+    }
+
+    /// The offloaded flows' reply tuples, for the offload thread to own (the programs keep
+    /// reading the map; it lives as long as they do).
+    pub fn take_flow_map(&mut self) -> Result<FlowMap, XdpError> {
+        let name = ebpf::maps::FLOWS_V4;
+        let map = self.ebpf.take_map(name).ok_or(XdpError::MissingMap(name))?;
+        Ok(FlowMap(HashMap::try_from(map).map_err(map_err(name))?))
     }
 
     /// Attaches `role`'s program to `interface`: native mode if the driver supports it,

@@ -516,6 +516,140 @@ fn one_armed_fixtures() {
     );
 }
 
+/// An offloaded flow's return packets (their reply tuple in `flows_v4`) go to the socket
+/// (here none is bound: passed and counted as such), on the WAN and the one-armed program;
+/// what the kernel's connection tracking must see passes as before: SYN, FIN, RST, fragments,
+/// packets longer than the flow MTU, other tuples, and everything while the MTU is 0.
+#[test]
+fn flow_return_fixtures() {
+    if !privileged() {
+        return;
+    }
+    let mut s = Steering::load(PORT).unwrap();
+    s.add_local_addr(WAN_V4.into()).unwrap();
+    let mut flows = s.take_flow_map().unwrap();
+    let remote = Ipv4Addr::new(198, 18, 0, 2); // the fixtures' source
+    let key = |proto: u8, dport: u16| ebpf::abi::FlowV4 {
+        saddr: remote.octets(),
+        daddr: WAN_V4.octets(),
+        sport_be: 40000u16.to_be(),
+        dport_be: dport.to_be(),
+        proto,
+        pad: [0; 3],
+    };
+    flows.insert(key(17, 61000)).unwrap();
+    flows.insert(key(6, 61001)).unwrap();
+    // A TCP segment from port 40000 to `dport` with `flags`, `len` bytes of payload.
+    let tcp = |dport: u16, flags: u8, len: usize| {
+        let mut t = vec![0u8; 20 + len];
+        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&dport.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = flags;
+        ipv4(IpProtocol::TCP, WAN_V4, None, &t)
+    };
+    let udp_to =
+        |dport: u16, len: usize| ipv4(IpProtocol::UDP, WAN_V4, None, &udp(dport, &vec![7; len]));
+    for role in [Role::Wan, Role::OneArmed] {
+        let other = if role == Role::Wan {
+            Verdict::WanPassOtherPort
+        } else {
+            Verdict::LanPassLocal
+        };
+        let not_udp = if role == Role::Wan {
+            Verdict::WanPassNotUdp
+        } else {
+            Verdict::LanPassLocal
+        };
+        // Offload off (MTU 0): nothing is steered.
+        s.set_flow_mtu(0).unwrap();
+        expect(
+            &mut s,
+            role,
+            &udp_to(61000, 10),
+            XDP_PASS,
+            other,
+            "offload off",
+        );
+        s.set_flow_mtu(1420).unwrap();
+        expect(
+            &mut s,
+            role,
+            &udp_to(61000, 10),
+            XDP_PASS,
+            Verdict::WanFlowNoSocket,
+            "udp flow",
+        );
+        expect(
+            &mut s,
+            role,
+            &tcp(61001, 0x10, 10),
+            XDP_PASS,
+            Verdict::WanFlowNoSocket,
+            "tcp ack",
+        );
+        for (flags, what) in [(0x02, "syn"), (0x11, "fin"), (0x04, "rst")] {
+            expect(
+                &mut s,
+                role,
+                &tcp(61001, flags, 10),
+                XDP_PASS,
+                not_udp,
+                what,
+            );
+        }
+        expect(
+            &mut s,
+            role,
+            &udp_to(61002, 10),
+            XDP_PASS,
+            other,
+            "another tuple",
+        );
+        expect(
+            &mut s,
+            role,
+            &tcp(61000, 0x10, 10),
+            XDP_PASS,
+            not_udp,
+            "another protocol",
+        );
+        // 20 + 8 + 1392 = 1420 is steered; one more byte passes.
+        expect(
+            &mut s,
+            role,
+            &udp_to(61000, 1392),
+            XDP_PASS,
+            Verdict::WanFlowNoSocket,
+            "at the MTU",
+        );
+        expect(
+            &mut s,
+            role,
+            &udp_to(61000, 1393),
+            XDP_PASS,
+            other,
+            "over the MTU",
+        );
+        let frag = ipv4(IpProtocol::UDP, WAN_V4, Some((true, 0)), &udp(61000, b"x"));
+        let why = if role == Role::Wan {
+            Verdict::WanPassFragment
+        } else {
+            Verdict::LanPassLocal
+        };
+        expect(&mut s, role, &frag, XDP_PASS, why, "fragment");
+    }
+    flows.remove(&key(17, 61000));
+    expect(
+        &mut s,
+        Role::Wan,
+        &udp_to(61000, 10),
+        XDP_PASS,
+        Verdict::WanPassOtherPort,
+        "removed",
+    );
+}
+
 /// Attached natively on veth (which supports XDP), visible to `ip link`, and gone once the
 /// `Steering` drops; a missing interface is a clear error that attaches nothing.
 #[test]

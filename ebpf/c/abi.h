@@ -12,7 +12,9 @@
 struct wgxdp_config {
 	__u16 listen_port;   /* WireGuard UDP port, network byte order; 0 = steer nothing */
 	__u16 flags;         /* WGXDP_F_* */
-	__u32 reserved;
+	__u16 flow_mtu;      /* offloaded flows' return packets up to this IP length are steered;
+	                        0 = none (no flow offload) */
+	__u16 reserved;
 };
 
 /* One-armed mode: the same interface carries WireGuard and plaintext for peers. */
@@ -27,6 +29,19 @@ struct wgxdp_lpm_v4 {
 struct wgxdp_lpm_v6 {
 	__u32 prefixlen;
 	__u8 addr[16];
+};
+
+/*
+ * Key of the `flows_v4` hash: an offloaded flow's reply tuple (the internet host to the
+ * gateway's translated address), as in the packet's headers (network byte order).
+ */
+struct wgxdp_flow_v4 {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
 };
 
 /*
@@ -56,11 +71,15 @@ enum wgxdp_verdict {
 	LAN_PASS_NO_PEER,        /* no peer owns the destination: the kernel routes it */
 	LAN_PASS_NOT_IP,         /* ARP and the rest */
 	LAN_PASS_MALFORMED,
+	/* WAN and one-armed programs, for packets that are not WireGuard data for us */
+	WAN_FLOW_REDIRECT,       /* an offloaded flow's return packet, sent to the AF_XDP socket */
+	WAN_FLOW_NO_SOCKET,      /* ... but no socket on this queue: passed (the kernel translates) */
 	WGXDP_VERDICT_MAX,
 };
 
 #define WGXDP_MAX_QUEUES 64
 #define WGXDP_MAX_PEER_PREFIXES (1 << 20)
 #define WGXDP_MAX_LOCAL_ADDRS 256
+#define WGXDP_MAX_FLOWS (1 << 17)
 
 #endif

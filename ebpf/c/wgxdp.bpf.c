@@ -9,6 +9,10 @@
  *                go to the LAN-side AF_XDP socket. ARP, ND, multicast and host traffic pass.
  *  onearm_steer  Both decisions on one interface (cloud egress nodes).
  *
+ * On the WAN and one-armed programs, a packet that is not WireGuard data for us may be the
+ * return traffic of a flow the data path carries itself (flow offload, docs/egress.md): its
+ * tuple is in `flows_v4`, and it goes to the AF_XDP socket too.
+ *
  * Each decision increments one per-CPU counter (`stats`, enum wgxdp_verdict in abi.h).
  * Parsing is deliberately conservative: anything unusual passes to the kernel, which
  * handles it correctly if slowly.
@@ -87,6 +91,15 @@ struct {
 	__type(value, __u8);
 	__uint(max_entries, WGXDP_MAX_LOCAL_ADDRS);
 } local_v6 SEC(".maps");
+
+/* Offloaded flows' reply tuples, kept by the data path's offload thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct wgxdp_flow_v4);
+	__type(value, __u8);
+	__uint(max_entries, WGXDP_MAX_FLOWS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} flows_v4 SEC(".maps");
 
 static __always_inline int count(enum wgxdp_verdict v, int action)
 {
@@ -233,13 +246,65 @@ static __always_inline int wan_decide(struct xdp_md *ctx, int *done)
 	return redirect(&xsks_wan, ctx, WAN_REDIRECT, WAN_NO_SOCKET, XDP_PASS);
 }
 
+/*
+ * An offloaded flow's return packet (an IPv4 TCP or UDP packet whose tuple is in `flows_v4`)
+ * goes to the queue's socket; returns the counted action, or -1 for any other packet. What the
+ * kernel's connection tracking must see passes: fragments (only it reassembles), TCP SYN, FIN
+ * and RST (its state machine opens and closes the flow), and packets longer than the tunnel's
+ * MTU (it fragments them or reports the MTU, as for kernel WireGuard's traffic).
+ */
+static __always_inline int flow_return(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct wgxdp_flow_v4 key = {};
+	struct wgxdp_config *cfg;
+	struct iphdr *ip;
+	__u32 zero = 0;
+	__u8 *l4;
+
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || !cfg->flow_mtu)
+		return -1;
+	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return -1;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
+		return -1;
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return -1;
+	if ((ip->frag_off & bpf_htons(0x3fff)) || bpf_ntohs(ip->tot_len) > cfg->flow_mtu)
+		return -1;
+	l4 = (__u8 *)ip + ip->ihl * 4;
+	if ((void *)(l4 + 4) > end)
+		return -1;
+	if (ip->protocol == IPPROTO_TCP) {
+		/* The flags byte; SYN 0x02, FIN 0x01, RST 0x04. */
+		if ((void *)(l4 + 14) > end || (l4[13] & 0x07))
+			return -1;
+	}
+	key.saddr = ip->saddr;
+	key.daddr = ip->daddr;
+	__builtin_memcpy(&key.sport, l4, 2);
+	__builtin_memcpy(&key.dport, l4 + 2, 2);
+	key.proto = ip->protocol;
+	if (!bpf_map_lookup_elem(&flows_v4, &key))
+		return -1;
+	return redirect(&xsks_wan, ctx, WAN_FLOW_REDIRECT, WAN_FLOW_NO_SOCKET, XDP_PASS);
+}
+
 SEC("xdp")
 int wan_steer(struct xdp_md *ctx)
 {
 	int done;
 	int r = wan_decide(ctx, &done);
+	int f;
 
-	return done ? r : count(r, XDP_PASS);
+	if (done)
+		return r;
+	f = flow_return(ctx);
+	return f >= 0 ? f : count(r, XDP_PASS);
 }
 
 static __always_inline int is_local_v6(struct in6_addr *a)
@@ -320,8 +385,12 @@ int onearm_steer(struct xdp_md *ctx)
 {
 	int done;
 	int r = wan_decide(ctx, &done);
+	int f;
 
 	if (done)
 		return r;
+	f = flow_return(ctx);
+	if (f >= 0)
+		return f;
 	return lan_decide(ctx);
 }

@@ -7,7 +7,10 @@ pub struct Config {
     /// WireGuard listen port in network byte order; 0 steers nothing.
     pub listen_port_be: u16,
     pub flags: u16,
-    pub reserved: u32,
+    /// Offloaded flows' return packets up to this IP length are steered (host byte order, as
+    /// the program compares it); 0 steers none.
+    pub flow_mtu: u16,
+    pub reserved: u16,
 }
 
 impl Config {
@@ -15,10 +18,31 @@ impl Config {
         Self {
             listen_port_be: listen_port.to_be(),
             flags,
+            flow_mtu: 0,
             reserved: 0,
         }
     }
 }
+
+/// Key of the `flows_v4` hash (`struct wgxdp_flow_v4`): an offloaded flow's reply tuple with
+/// every field as in the packet (network byte order).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FlowV4 {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport_be: u16,
+    pub dport_be: u16,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+// SAFETY: `FlowV4` is `repr(C)`, made only of integers and byte arrays with explicit padding
+// (4 + 4 + 2 + 2 + 1 + 3 = 16 bytes, no implicit padding) and every bit pattern is valid.
+#[cfg(feature = "aya")]
+unsafe impl aya::Pod for FlowV4 {}
+
+pub const MAX_FLOWS: u32 = 1 << 17;
 
 // SAFETY: `Config` is `repr(C)`, made only of integers, has no padding (2 + 2 + 4 bytes) and
 // every bit pattern is a valid value, which is what aya's `Pod` requires of map values.
@@ -73,6 +97,8 @@ verdicts! {
     LanPassNoPeer = "LAN_PASS_NO_PEER",
     LanPassNotIp = "LAN_PASS_NOT_IP",
     LanPassMalformed = "LAN_PASS_MALFORMED",
+    WanFlowRedirect = "WAN_FLOW_REDIRECT",
+    WanFlowNoSocket = "WAN_FLOW_NO_SOCKET",
 }
 
 #[cfg(test)]
@@ -118,6 +144,18 @@ mod tests {
         assert!(HEADER.contains("#define WGXDP_MAX_QUEUES 64"));
         assert!(HEADER.contains("#define WGXDP_MAX_PEER_PREFIXES (1 << 20)"));
         assert!(HEADER.contains("#define WGXDP_MAX_LOCAL_ADDRS 256"));
+        assert!(HEADER.contains("#define WGXDP_MAX_FLOWS (1 << 17)"));
+        assert_eq!(MAX_FLOWS, 1 << 17);
+        assert!(HEADER.contains("__u16 flow_mtu;"));
+        assert_eq!(std::mem::size_of::<FlowV4>(), 16);
+        for field in [
+            "__u32 saddr;",
+            "__u16 sport;",
+            "__u8 proto;",
+            "__u8 pad[3];",
+        ] {
+            assert!(HEADER.contains(field), "{field}");
+        }
         assert_eq!(MAX_PEER_PREFIXES, 1 << 20);
         assert_eq!(
             Config::new(51820, 0).listen_port_be.to_ne_bytes(),
