@@ -212,7 +212,7 @@ mod tests {
 
     fn t(n: u32, port: u16) -> Tuple {
         Tuple {
-            proto: if n % 2 == 0 { TCP } else { UDP },
+            proto: if n.is_multiple_of(2) { TCP } else { UDP },
             src: Ipv4Addr::from(0xc612_0000 | n),
             dst: Ipv4Addr::new(198, 18, 0, 250),
             sport: port,
