@@ -394,7 +394,7 @@ pub fn show(args: &[String]) -> Result<(), String> {
         };
         let rate = |k: usize| (b[k].saturating_sub(a[k])) as f64 / interval;
         println!(
-            "  worker {w}: rx wan {:.0}/s lan {:.0}/s, tx wan {:.0}/s lan {:.0}/s; totals rx wan {} lan {}, tx wan {} lan {}, keepalives {}, via kernel {}, MSS clamped {}",
+            "  worker {w}: rx wan {:.0}/s lan {:.0}/s, tx wan {:.0}/s lan {:.0}/s; totals rx wan {} lan {}, tx wan {} lan {}, keepalives {}, via kernel {}, MSS clamped {}, offloaded out {}, offloaded in {}",
             rate(0),
             rate(1),
             rate(2),
@@ -405,7 +405,9 @@ pub fn show(args: &[String]) -> Result<(), String> {
             b[3],
             s.keepalives.load(Relaxed),
             s.to_kernel.load(Relaxed),
-            s.mss_clamped.load(Relaxed)
+            s.mss_clamped.load(Relaxed),
+            s.offloaded_out.load(Relaxed),
+            s.offloaded_in.load(Relaxed)
         );
         let drops: Vec<String> = DropReason::ALL
             .iter()
@@ -428,6 +430,15 @@ pub fn show(args: &[String]) -> Result<(), String> {
         .collect();
     if !verdicts.is_empty() {
         println!("  xdp: {}", verdicts.join(", "));
+    }
+    let h = region.header();
+    let flows = h.offload_flows.load(Relaxed);
+    let refused = h.offload_refused.load(Relaxed);
+    if flows > 0 || refused > 0 {
+        println!(
+            "  offload: {flows} flows, {refused} refused, {} resyncs",
+            h.offload_resyncs.load(Relaxed)
+        );
     }
     for (i, p) in region.peers().iter().enumerate() {
         let Some(r) = p.record.read().map(|w| PeerRecord::decode(&w)) else {

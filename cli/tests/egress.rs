@@ -495,6 +495,7 @@ fn egress(one_armed: bool, kind: Kind) {
     // tunnel MTU (1500) is above the gateway's (1420): only a clamped MSS keeps the
     // segments small enough.
     let clamped_before = g.counter("MSS clamped");
+    let offloaded_before = (g.counter("offloaded out"), g.counter("offloaded in"));
     ok(inet
         .ns
         .exec(["iptables", "-A", "INPUT", "-p", "icmp", "-j", "DROP"]));
@@ -515,6 +516,18 @@ fn egress(one_armed: bool, kind: Kind) {
         assert!(
             g.counter("MSS clamped") > clamped_before,
             "the SYN's MSS was clamped\n{}",
+            g.show()
+        );
+        // Once conntrack had the connection established, the workers carried it: the
+        // download's segments (about 1,450) came back translated by them, not by the kernel,
+        // and the client's ACKs went out translated by them.
+        let (out, back) = (
+            g.counter("offloaded out") - offloaded_before.0,
+            g.counter("offloaded in") - offloaded_before.1,
+        );
+        assert!(
+            back >= 1000 && out >= 100,
+            "the flow was offloaded: {out} out, {back} in\n{}",
             g.show()
         );
     }

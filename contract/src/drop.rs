@@ -43,10 +43,13 @@ pub enum DropReason {
     /// The decrypted packet's destination is one no packet from outside may reach (loopback,
     /// 0/8, unspecified), as the kernel drops martians.
     Martian,
+    /// A packet steered as an offloaded flow's return traffic whose flow was removed before
+    /// the worker took it (the kernel destroyed the connection meanwhile).
+    FlowGone,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Malformed,
         DropReason::UnknownIndex,
         DropReason::KeyExpired,
@@ -65,6 +68,7 @@ impl DropReason {
         DropReason::EventRingFull,
         DropReason::SessionRetired,
         DropReason::Martian,
+        DropReason::FlowGone,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -88,6 +92,7 @@ impl DropReason {
             DropReason::EventRingFull => "event_ring_full",
             DropReason::SessionRetired => "session_retired",
             DropReason::Martian => "martian",
+            DropReason::FlowGone => "flow_gone",
         }
     }
 }

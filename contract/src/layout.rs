@@ -20,9 +20,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"WGXDPSHM");
-/// 8: the allowed-IPs table itself in the region, and the prefix log in place of the list
+/// 9: offloaded flows' counters and drop reason. 8: the allowed-IPs table itself in the region, and the prefix log in place of the list
 /// (7: the receiver-index table's probe limit, `Header::index_probe_limit`).
-pub const VERSION: u64 = 8;
+pub const VERSION: u64 = 9;
 pub const RING_CAP: usize = 1024;
 pub type EventRing = Ring<RING_CAP>;
 
@@ -51,6 +51,11 @@ pub struct Header {
     /// Control: how far past its home any present receiver index lies in the index table;
     /// workers' lookups stop there ([`crate::index`]).
     pub index_probe_limit: AtomicU64,
+    /// The data path's flow offload (docs/egress.md): flows offloaded now, flows that stayed
+    /// on the kernel's path for want of room, and resynchronisations after lost events.
+    pub offload_flows: AtomicU64,
+    pub offload_refused: AtomicU64,
+    pub offload_resyncs: AtomicU64,
 }
 
 /// Room for the XDP programs' verdict counters in the header.
@@ -312,6 +317,10 @@ pub struct WorkerStats {
     pub to_kernel: AtomicU64,
     /// TCP SYNs whose MSS was lowered to fit the tunnel, both ways.
     pub mss_clamped: AtomicU64,
+    /// Packets of offloaded flows the worker translated and sent itself: from the peers to
+    /// the internet, and back.
+    pub offloaded_out: AtomicU64,
+    pub offloaded_in: AtomicU64,
     /// Monotonic ns of the worker's last loop; a stalled worker is visible.
     pub heartbeat_ns: AtomicU64,
 }
@@ -327,6 +336,8 @@ impl Default for WorkerStats {
             keepalives: AtomicU64::new(0),
             to_kernel: AtomicU64::new(0),
             mss_clamped: AtomicU64::new(0),
+            offloaded_out: AtomicU64::new(0),
+            offloaded_in: AtomicU64::new(0),
             heartbeat_ns: AtomicU64::new(0),
         }
     }

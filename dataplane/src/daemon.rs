@@ -160,6 +160,32 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     // keeps the LAN program's peer tries in step with control's changes (below).
     allowedips::reset_readers(&*region);
     prefixes::follow_from_scratch(&region, &mut steering);
+    // Flow offload (docs/egress.md): where the gateway has its own interface, the kernel
+    // routes and translates the peers' traffic to the internet, and the workers carry each
+    // flow themselves once connection tracking has it established.
+    let mut offload = None;
+    if opts.tun.is_some() {
+        let table = crate::offload::table::FlowTable::new(crate::offload::MAX_FLOWS);
+        let writer = crate::offload::table::Writer::new(table.clone());
+        let started = steering
+            .take_flow_map()
+            .map_err(|e| e.to_string())
+            .and_then(|map| {
+                crate::offload::spawn(writer, map, region.clone(), stop.clone())
+                    .map_err(|e| e.to_string())
+            });
+        match started {
+            Ok(handle) => {
+                steering.set_flow_mtu(u16::try_from(opts.mtu).unwrap_or(u16::MAX))?;
+                summary.push("flow offload".to_string());
+                offload = Some((table, handle));
+            }
+            Err(e) => eprintln!(
+                "wgxdp data path: flow offload is off ({e}); the kernel carries every flow"
+            ),
+        }
+    }
+    let flows = offload.as_ref().map(|(t, _)| t.clone());
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     // The device appears with its first queue; `wgxdp up` gives it its addresses once the
     // data path is ready.
@@ -180,6 +206,7 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     for q in 0..workers {
         let reader = allowedips::Reader::attach(region.clone())
             .map_err(|e| DataplaneError::Interface(wan.name.clone(), e.to_string()))?;
+        let flows = flows.clone();
         let (region, neighbours, stop, go, fd_tx) = (
             region.clone(),
             neighbours.clone(),
@@ -249,7 +276,11 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
                     }
                     let Some(pool) = umem.pool() else { return };
                     let link = XskLink::new(pool, wan_port, lan_port, tun_queue);
-                    Worker::new(cfg, region, link, neighbours, reader).run(&stop);
+                    let mut worker = Worker::new(cfg, region, link, neighbours, reader);
+                    if let Some(t) = flows {
+                        worker = worker.with_flows(t);
+                    }
+                    worker.run(&stop);
                 })?,
         );
     }
@@ -325,6 +356,9 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         let _ = h.join();
     }
     let _ = resolver.join();
+    if let Some((_, handle)) = offload {
+        let _ = handle.join();
+    }
     drop(steering);
     match died {
         Some(q) => Err(DataplaneError::WorkerDied(q)),

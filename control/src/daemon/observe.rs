@@ -169,7 +169,7 @@ impl Control {
             );
         }
         type Counter = fn(&WorkerStats) -> &AtomicU64;
-        let counters: [(&str, &str, Counter); 3] = [
+        let counters: [(&str, &str, Counter); 5] = [
             (
                 "wgxdp_worker_kernel_path_packets_total",
                 "Packets each worker handed to the kernel's stack (no next hop known, or not its to send).",
@@ -184,6 +184,16 @@ impl Control {
                 "wgxdp_worker_mss_clamped_total",
                 "TCP SYNs whose MSS each worker lowered to fit the tunnel.",
                 |s| &s.mss_clamped,
+            ),
+            (
+                "wgxdp_worker_offloaded_out_total",
+                "Packets of offloaded flows each worker translated and sent towards the internet itself.",
+                |s| &s.offloaded_out,
+            ),
+            (
+                "wgxdp_worker_offloaded_in_total",
+                "Return packets of offloaded flows each worker translated back and sealed itself.",
+                |s| &s.offloaded_in,
             ),
         ];
         for (name, help, counter) in counters {
@@ -245,6 +255,30 @@ impl Control {
                 &[("verdict", &v.c_name().to_lowercase())],
                 n.load(Relaxed) as f64,
             );
+        }
+        let h = self.region.header();
+        for (name, kind, help, v) in [
+            (
+                "wgxdp_offload_flows",
+                "gauge",
+                "Flows the data path carries itself (flow offload).",
+                &h.offload_flows,
+            ),
+            (
+                "wgxdp_offload_refused_total",
+                "counter",
+                "Flows left on the kernel's path because the offload table was full.",
+                &h.offload_refused,
+            ),
+            (
+                "wgxdp_offload_resyncs_total",
+                "counter",
+                "Times the offload lost connection-tracking events and listed every flow again.",
+                &h.offload_resyncs,
+            ),
+        ] {
+            p.family(name, kind, help);
+            p.sample(name, &[], v.load(Relaxed) as f64);
         }
         p.family(
             "wgxdp_handshakes_total",

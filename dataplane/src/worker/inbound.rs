@@ -25,6 +25,8 @@ enum Delivery {
     Consumed,
     /// Out of the LAN port, its frame's packet now the Ethernet frame of the inner packet.
     Lan,
+    /// Out of the WAN port, likewise: an offloaded flow's packet for the internet.
+    Wan,
     /// For one of the gateway's own addresses: to its local interface (wg0), the frame's
     /// packet the inner packet behind an Ethernet header with zero MACs (the link strips it).
     Local,
@@ -136,6 +138,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         match self.inbound_deliver(&mut frame, &meta, now, snapshot, routes) {
             Ok(Delivery::Consumed) => self.link.release(frame),
             Ok(Delivery::Lan) => self.tx_lan.push(frame),
+            Ok(Delivery::Wan) => self.tx_wan.push(frame),
             Ok(Delivery::Local) => self.tx_local.push(frame),
             Ok(Delivery::Kernel(dst)) => self.send_via_kernel(frame, Side::Lan, dst),
             Err(e) => self.drop_frame(frame, e),
@@ -199,6 +202,17 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             let (start, len) = packet::frame_inner(chunk, inner_off, inner_len, [0; 6], [0; 6])?;
             frame.set_packet(start, len);
             return Ok(Delivery::Local);
+        }
+        // An established flow the kernel routed and translated: carried here, as it would.
+        if let Some((side, start, len)) =
+            self.offload_out(chunk, inner_off, inner_len, now, snapshot)?
+        {
+            frame.set_packet(start, len);
+            return Ok(if side == Side::Wan {
+                Delivery::Wan
+            } else {
+                Delivery::Lan
+            });
         }
         // Served directly: a host the FIB reaches through the LAN port (the inside of a
         // two-armed gateway), its next hop known. Everything else (the internet through the

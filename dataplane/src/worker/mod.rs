@@ -30,6 +30,7 @@
 //! packet is refused whichever queue it arrives on.
 
 mod inbound;
+mod offload;
 mod outbound;
 #[cfg(test)]
 mod tests;
@@ -138,6 +139,8 @@ pub struct Worker<'a, L: Link<'a>> {
     /// Busy rounds left before the local side is read again (see [`LOCAL_EVERY`]).
     local_wait: u32,
     backend: Backend,
+    /// Offloaded flows (docs/egress.md): `None` where the data path offloads nothing.
+    flows: Option<Arc<crate::offload::table::FlowTable>>,
     /// Tests: runs after the worker read a session's key and before it uses the slot's
     /// counter or window (a control process acting in that window).
     #[cfg(test)]
@@ -181,9 +184,17 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             staged: Vec::with_capacity(MAX_STAGED),
             local_wait: 0,
             backend: Backend::detect(),
+            flows: None,
             #[cfg(test)]
             after_key_read: None,
         }
+    }
+
+    /// Carries the flows of `table` itself (flow offload).
+    #[must_use]
+    pub fn with_flows(mut self, table: Arc<crate::offload::table::FlowTable>) -> Self {
+        self.flows = Some(table);
+        self
     }
 
     #[cfg(test)]
@@ -278,12 +289,20 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         self.count(|s| &s.rx_wan, n);
         let mut moved = n;
         let one_armed = !self.link.has_lan();
-        for f in received.drain(..) {
-            // One-armed: the WAN socket also carries the plaintext for peers.
-            if one_armed && !self.is_wireguard(&f) {
-                outbound.push(outbound::Plain::new(f, now + STAGE_TIMEOUT_NS, Side::Lan));
-            } else {
+        for mut f in received.drain(..) {
+            if self.is_wireguard(&f) {
                 inbound.push(f);
+                continue;
+            }
+            // Not WireGuard: offloaded flows' return packets, translated back here (once,
+            // before any staging); one-armed, also the plaintext for peers that shares the
+            // WAN socket.
+            match self.offload_return(&mut f, now, &snapshot, one_armed) {
+                Ok(()) => {
+                    let side = if one_armed { Side::Lan } else { Side::Wan };
+                    outbound.push(outbound::Plain::new(f, now + STAGE_TIMEOUT_NS, side));
+                }
+                Err(e) => self.drop_frame(f, e),
             }
         }
         if !one_armed {

@@ -230,7 +230,10 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         let Some(dst_mac) = packet::frame_source(frame.chunk(), frame.offset()) else {
             return;
         };
-        let side = self.cfg.lan.as_ref().unwrap_or(&self.cfg.wan);
+        let side = match origin {
+            Side::Wan => &self.cfg.wan,
+            _ => self.cfg.lan.as_ref().unwrap_or(&self.cfg.wan),
+        };
         let from = match proto::wire::ip_version(packet) {
             Some(4) => side.v4.map(IpAddr::V4),
             _ => side.v6.map(IpAddr::V6),
@@ -251,7 +254,8 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         match written {
             Ok(len) if reply.set_packet(packet::HEADROOM, len) => match origin {
                 Side::Local => self.tx_local.push(reply),
-                Side::Wan | Side::Lan => self.tx_lan.push(reply),
+                Side::Wan => self.tx_wan.push(reply),
+                Side::Lan => self.tx_lan.push(reply),
             },
             _ => self.link.release(reply),
         }

@@ -1,0 +1,218 @@
+//! Offloaded flows through the worker: a client's packet of an offloaded flow leaves by the
+//! WAN port translated, with a hop taken off and checksums that verify; the flow's return
+//! packet is translated back and sealed for the client; what conntrack must see (a SYN), a
+//! flow whose next hop is not known yet, and a return packet of no flow keep the kernel's path
+//! or are dropped and counted.
+
+use super::*;
+use crate::offload::table::{FlowTable, Writer};
+use crate::offload::tuple::{Tuple, UDP};
+use proto::wire::PseudoHeader as _;
+
+/// A host on the internet, behind the WAN router.
+const INET: Ipv4Addr = Ipv4Addr::new(198, 18, 5, 5);
+const ROUTER: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 254);
+const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+/// The port MASQUERADE chose.
+const NAT_PORT: u16 = 61000;
+
+/// The client's flow as conntrack lists it: `inner()`'s ports (1000 to 2000), its source
+/// translated to the gateway's WAN address.
+fn flow() -> (Tuple, Tuple) {
+    let orig = Tuple {
+        proto: UDP,
+        src: PEER_TUNNEL,
+        dst: INET,
+        sport: 1000,
+        dport: 2000,
+    };
+    let reply = Tuple {
+        proto: UDP,
+        src: INET,
+        dst: GW_WAN,
+        sport: 2000,
+        dport: NAT_PORT,
+    };
+    (orig, reply)
+}
+
+/// The table with the flow offloaded, as the offload thread enters it.
+fn table() -> Arc<FlowTable> {
+    let t = FlowTable::new(16);
+    let mut w = Writer::new(t.clone());
+    let (orig, reply) = flow();
+    w.insert(orig, reply.reversed()).unwrap();
+    w.insert(reply, orig.reversed()).unwrap();
+    t
+}
+
+/// The neighbours, and the internet host routed via the WAN router.
+fn with_router() -> Snapshot {
+    let mut s = neighbours();
+    s.next_hop.insert(
+        INET.into(),
+        crate::neigh::Hop {
+            via: ROUTER.into(),
+            oif: WAN_INDEX,
+        },
+    );
+    s.mac.insert((WAN_INDEX, ROUTER.into()), ROUTER_MAC);
+    s
+}
+
+/// The internet host's reply to the gateway's translated address, as a frame from the router.
+fn from_internet(tag: u64) -> Vec<u8> {
+    let mut ip = inner(INET, GW_WAN, tag);
+    ip[20..22].copy_from_slice(&2000u16.to_be_bytes());
+    ip[22..24].copy_from_slice(&NAT_PORT.to_be_bytes());
+    let mut p = Ipv4Packet::new_unchecked(&mut ip[..]);
+    UdpPacket::new_unchecked(p.payload_mut()).fill_checksum(INET, GW_WAN);
+    let mut f = Vec::new();
+    f.extend_from_slice(&WAN_MAC);
+    f.extend_from_slice(&ROUTER_MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f
+}
+
+/// Whether the IPv4 header and UDP checksums of `ip` verify.
+fn checksums_verify(ip: &[u8]) -> bool {
+    let p = Ipv4Packet::new_checked(ip).unwrap();
+    let l4 = p.payload();
+    let sum = p
+        .src_addr()
+        .pseudo_header(p.dst_addr(), IpProtocol::UDP, l4.len() as u32)
+        .add_bytes(l4)
+        .finish();
+    p.verify_checksum() && sum == 0
+}
+
+fn counters(gw: &Gateway) -> (u64, u64) {
+    let s = gw.region.worker_stats(0).unwrap();
+    (
+        s.offloaded_out.load(Ordering::Relaxed),
+        s.offloaded_in.load(Ordering::Relaxed),
+    )
+}
+
+#[test]
+fn an_offloaded_flow_is_carried_both_ways_by_the_worker() {
+    let gw = Gateway::new("flow", true);
+    let mut arena = vec![0u8; 64 * FRAME];
+    let mut w = gw
+        .worker(0, FakeLink::new(&mut arena, FRAME, true), with_router())
+        .with_flows(table());
+    let msg = from_peer(&inner(PEER_TUNNEL, INET, 7), &KEY_TO_US, 0, endpoint());
+    assert!(w.link_mut().inject(Side::Wan, &msg));
+    w.poll_once(T0);
+    let out = w.link_mut().take_sent(Side::Wan);
+    assert_eq!(out.len(), 1, "out of the WAN port");
+    let f = &out[0];
+    assert_eq!((&f[..6], &f[6..12]), (&ROUTER_MAC[..], &WAN_MAC[..]));
+    let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr(), ip.ttl()), (GW_WAN, INET, 63));
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!((udp.src_port(), udp.dst_port()), (NAT_PORT, 2000));
+    assert!(checksums_verify(&f[14..]));
+    assert_eq!(
+        u64::from_be_bytes(f[14 + 28..14 + 36].try_into().unwrap()),
+        7
+    );
+
+    // The reply: translated back to the client and sealed for its peer.
+    assert!(w.link_mut().inject(Side::Wan, &from_internet(8)));
+    w.poll_once(T0 + 1);
+    let sealed = w.link_mut().take_sent(Side::Wan);
+    assert_eq!(sealed.len(), 1);
+    let outer = packet::parse_outer(&sealed[0], 0, sealed[0].len()).unwrap();
+    let mut m = sealed[0][outer.msg_offset..outer.msg_offset + outer.msg_len].to_vec();
+    let n = proto::data::open(&KEY_TO_PEER, &mut m).unwrap();
+    let plain = &m[16..16 + n];
+    let ip = Ipv4Packet::new_checked(plain).unwrap();
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr(), ip.ttl()),
+        (INET, PEER_TUNNEL, 63)
+    );
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!((udp.src_port(), udp.dst_port()), (2000, 1000));
+    assert!(checksums_verify(plain));
+    assert_eq!(counters(&gw), (1, 1));
+    let link = w.link_mut();
+    assert!(link.to_kernel.is_empty());
+    assert_eq!((link.outstanding(), link.duplicates()), (0, 0));
+}
+
+#[test]
+fn what_the_kernel_must_see_keeps_its_path_untranslated() {
+    let gw = Gateway::new("flow-kernel", true);
+    let mut arena = vec![0u8; 64 * FRAME];
+    // The flow's next hop is not known yet (no route learned for the internet host).
+    let mut w = gw
+        .worker(
+            0,
+            FakeLink::new(&mut arena, FRAME, true).with_local(),
+            neighbours(),
+        )
+        .with_flows(table());
+    let msg = from_peer(&inner(PEER_TUNNEL, INET, 1), &KEY_TO_US, 0, endpoint());
+    assert!(w.link_mut().inject(Side::Wan, &msg));
+    w.poll_once(T0);
+    let local = w.link_mut().take_sent(Side::Local);
+    assert_eq!(
+        local.len(),
+        1,
+        "through wg0 to the kernel, which translates it"
+    );
+    // The link strips the zero-MAC Ethernet header towards wg0.
+    let ip = Ipv4Packet::new_checked(&local[0][..]).unwrap();
+    assert_eq!((ip.src_addr(), ip.ttl()), (PEER_TUNNEL, 64), "untouched");
+    assert_eq!(counters(&gw), (0, 0));
+    drop(w);
+
+    // A SYN of the same tuple: conntrack must see it, whatever the table says.
+    let mut arena = vec![0u8; 64 * FRAME];
+    let mut w = gw
+        .worker(
+            0,
+            FakeLink::new(&mut arena, FRAME, true).with_local(),
+            with_router(),
+        )
+        .with_flows(table());
+    let mut syn = inner(PEER_TUNNEL, INET, 2);
+    syn.extend_from_slice(&[0; 12]); // room for a TCP header
+    {
+        let mut p = Ipv4Packet::new_unchecked(&mut syn[..]);
+        p.set_total_len(48);
+        p.set_protocol(IpProtocol::TCP);
+        p.fill_checksum();
+        let seg = p.payload_mut();
+        seg[12] = 5 << 4;
+        seg[13] = proto::wire::tcp::SYN;
+    }
+    let msg = from_peer(&syn, &KEY_TO_US, 1, endpoint());
+    assert!(w.link_mut().inject(Side::Wan, &msg));
+    w.poll_once(T0);
+    assert_eq!(w.link_mut().take_sent(Side::Local).len(), 1);
+    assert!(w.link_mut().take_sent(Side::Wan).is_empty());
+    assert_eq!(counters(&gw), (0, 0));
+}
+
+#[test]
+fn return_packets_of_no_flow_are_dropped_and_counted() {
+    let gw = Gateway::new("flow-gone", true);
+    let mut arena = vec![0u8; 64 * FRAME];
+    let t = table();
+    let mut w = gw
+        .worker(0, FakeLink::new(&mut arena, FRAME, true), with_router())
+        .with_flows(t.clone());
+    // The flow ended between the WAN program and the worker.
+    let (orig, reply) = flow();
+    let mut writer = Writer::new(t);
+    assert!(writer.remove(orig) && writer.remove(reply));
+    assert!(w.link_mut().inject(Side::Wan, &from_internet(9)));
+    w.poll_once(T0);
+    let link = w.link_mut();
+    assert!(link.sent.is_empty() && link.to_kernel.is_empty());
+    assert_eq!((link.outstanding(), link.duplicates()), (0, 0));
+    assert_eq!(gw.drops(0, DropReason::FlowGone), 1);
+}
