@@ -28,11 +28,12 @@ find_cargo() {
 # wireguard-tools, iperf3, ethtool and ping are the testbed's tools; python3 replays captured
 # packets (cli/tests/scripts/replay.py) and writes the benchmarks' peer files; nftables is
 # the firewall the hook tests' PostUp rules name the gateway's interface in (cli/tests/interface.rs);
-# iptables runs the egress tests' fixture hooks, tcpdump their LAN capture (cli/tests/egress.rs);
+# iptables runs the egress tests' fixture hooks, tcpdump their LAN capture, conntrack flushes
+# connection tracking under them (cli/tests/egress.rs);
 # procps gives sysctl (forwarding, in `up` and the tests).
 TESTBED_PACKAGES=(build-essential clang llvm libelf-dev zlib1g-dev pkg-config m4 libbpf-dev
                   iproute2 wireguard-go wireguard-tools iperf3 ethtool iputils-ping util-linux
-                  python3 nftables iptables tcpdump procps)
+                  python3 nftables iptables tcpdump procps conntrack)
 
 # boringtun (a real peer for the egress tests and the benchmarks): cargo-installed into
 # target/tools once (a few minutes), where the tests and scripts look for it first.

@@ -436,7 +436,7 @@ pub fn show(args: &[String]) -> Result<(), String> {
     let refused = h.offload_refused.load(Relaxed);
     if flows > 0 || refused > 0 {
         println!(
-            "  offload: {flows} flows, {refused} refused, {} resyncs",
+            "  offload: offloaded flows {flows}, refused {refused}, resyncs {}",
             h.offload_resyncs.load(Relaxed)
         );
     }

@@ -13,7 +13,7 @@
 //!   inet (198.18.0.250) ------/   the WAN: clients and the internet
 //!
 //! Needs root, namespaces, wireguard-go, boringtun-cli (testbed/test installs it into
-//! target/tools), iptables, tcpdump and python3.
+//! target/tools), iptables, conntrack, tcpdump and python3.
 
 mod common;
 
@@ -42,7 +42,7 @@ fn boringtun() -> Option<PathBuf> {
 }
 
 fn require_egress() -> bool {
-    if !require() || !testbed::require_tools(&["iptables", "tcpdump", "python3"]) {
+    if !require() || !testbed::require_tools(&["iptables", "conntrack", "tcpdump", "python3"]) {
         return false;
     }
     if boringtun().is_none() {
@@ -566,6 +566,62 @@ fn egress(one_armed: bool, kind: Kind) {
         rb.trim_start_matches("b"),
         "two outside ports"
     );
+
+    // Connection tracking flushed under a running exchange (`conntrack -F`, or a firewall
+    // reload that flushes): the data path lets go of the flows it carried, the kernel takes
+    // the next packets (a new entry, a new translation) and no answer is lost; the flow is
+    // then carried by the data path again.
+    let echo_port = tcp_port + 3;
+    inet.ns
+        .spawn([
+            "python3",
+            "-c",
+            &format!(
+                "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {echo_port}))\ns.settimeout(30)\n\
+                 for _ in range(200):\n    d, a = s.recvfrom(100)\n    s.sendto(d, a)\n"
+            ),
+        ])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let exchange = format!(
+        "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(3)\nn = 0\n\
+         for i in range(200):\n    s.sendto(str(i).encode(), ('{INET}', {echo_port}))\n    \
+         n += s.recv(100) == str(i).encode()\n    time.sleep(0.05)\nprint(n)\n"
+    );
+    let offloaded = || g.counter("offloaded flows");
+    // 10 s of exchange: `wgxdp show` (the counter) takes a second of it to sample rates.
+    let answered = std::thread::scope(|s| {
+        let h = s.spawn(|| python(&a_host.ns, &exchange));
+        std::thread::sleep(Duration::from_millis(1500));
+        if kind == Kind::Wgxdp {
+            assert!(offloaded() >= 1, "the exchange is offloaded\n{}", g.show());
+        }
+        ok(g.gw.exec(["conntrack", "-F"]));
+        // The kernel has the flow again: its packets reached it after the flush (had the
+        // data path kept carrying them on the flushed entry, it would not).
+        std::thread::sleep(Duration::from_millis(1000));
+        let listed = ok(g.gw.exec([
+            "conntrack",
+            "-L",
+            "-p",
+            "udp",
+            "--dport",
+            &echo_port.to_string(),
+        ]));
+        assert!(
+            listed.contains(&format!("src={A_TUN}")),
+            "the kernel tracks the flow again after the flush: {listed:?}"
+        );
+        h.join().unwrap()
+    });
+    assert_eq!(answered.trim(), "200", "every answer arrived\n{}", g.show());
+    if kind == Kind::Wgxdp {
+        assert!(
+            g.counter("resyncs") == 0 && g.counter("refused") == 0,
+            "{}",
+            g.show()
+        );
+    }
     drop(a);
 }
 

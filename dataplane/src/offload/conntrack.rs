@@ -408,6 +408,16 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever a datagram holds, reading it ends without a panic.
+        #[test]
+        fn any_bytes_are_read_without_a_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            for m in messages(&b) {
+                let _ = m;
+            }
+        }
+    }
+
     #[test]
     fn a_refresh_names_the_original_tuple_and_makes_tcp_liberal() {
         let orig = t(TCP, [198, 19, 0, 2], [198, 18, 0, 250], 40000, 443);
