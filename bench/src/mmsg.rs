@@ -78,13 +78,26 @@ pub fn send_to(socket: &UdpSocket, msgs: &[(&[u8], SocketAddrV4)]) -> io::Result
 /// Receives up to `bufs.len()` (at most [`BATCH`]) datagrams, blocking for the first, into
 /// `bufs`; writes each one's length to `lens` and returns the count.
 pub fn recv(socket: &UdpSocket, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
+    recv_from(socket, bufs, lens, &mut [])
+}
+
+/// [`recv`], also writing each IPv4 sender to `from` (as far as `from` reaches; a sender of
+/// another family is written as 0.0.0.0:0).
+pub fn recv_from(
+    socket: &UdpSocket,
+    bufs: &mut [Vec<u8>],
+    lens: &mut [usize],
+    from: &mut [SocketAddrV4],
+) -> io::Result<usize> {
     let n = bufs.len().min(lens.len()).min(BATCH);
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
     }; BATCH];
-    // SAFETY: all-zero is a valid mmsghdr (see `send`).
+    // SAFETY: all-zero is a valid mmsghdr and sockaddr_in (see `send`, `send_to`).
     let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut names: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
     for (k, b) in bufs.iter_mut().take(n).enumerate() {
         iov[k] = libc::iovec {
             iov_base: b.as_mut_ptr().cast(),
@@ -94,9 +107,12 @@ pub fn recv(socket: &UdpSocket, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io:
     for k in 0..n {
         hdrs[k].msg_hdr.msg_iov = &mut iov[k];
         hdrs[k].msg_hdr.msg_iovlen = 1;
+        hdrs[k].msg_hdr.msg_name = (&mut names[k] as *mut libc::sockaddr_in).cast();
+        hdrs[k].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     }
     // SAFETY: each header points at one iovec covering a distinct, exclusively borrowed
-    // buffer in `bufs` that outlives the call; the kernel writes at most iov_len bytes there.
+    // buffer in `bufs` that outlives the call (the kernel writes at most iov_len bytes there)
+    // and at one sockaddr_in of the stated length in `names`, also alive for the call.
     // A null timeout blocks until the first datagram (or the socket's SO_RCVTIMEO).
     let got = unsafe {
         libc::recvmmsg(
@@ -113,6 +129,14 @@ pub fn recv(socket: &UdpSocket, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io:
     let got = got as usize;
     for k in 0..got {
         lens[k] = hdrs[k].msg_len as usize;
+        if let Some(f) = from.get_mut(k) {
+            let a = &names[k];
+            *f = if a.sin_family == libc::AF_INET as libc::sa_family_t {
+                SocketAddrV4::new(u32::from_be(a.sin_addr.s_addr).into(), u16::from_be(a.sin_port))
+            } else {
+                SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0)
+            };
+        }
     }
     Ok(got)
 }

@@ -54,6 +54,19 @@ impl Sink {
     /// Binds `addr` in namespace `netns` and counts on a thread of its own. `round_len` is
     /// how many packets a round holds (sequence numbers are below it).
     pub fn spawn(netns: Option<String>, addr: SocketAddr, round_len: usize) -> io::Result<Sink> {
+        Self::spawn_answering(netns, addr, round_len, false)
+    }
+
+    /// [`Sink::spawn`]; with `answer`, the sink also answers the first datagram of each
+    /// sender (up to [`ANSWERED_MAX`] of them) with one datagram of its own, as a real
+    /// service would: connection tracking sees each flow answered (a NAT gateway's flows are
+    /// then established, and a data path that offloads established flows takes them).
+    pub fn spawn_answering(
+        netns: Option<String>,
+        addr: SocketAddr,
+        round_len: usize,
+        answer: bool,
+    ) -> io::Result<Sink> {
         let counts = Arc::new(Counts::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
@@ -67,7 +80,7 @@ impl Sink {
                 sock.set_read_timeout(Some(Duration::from_millis(50)))?;
                 set_rcvbuf(&sock, 8 << 20);
                 let _ = ready_tx.send(Ok(()));
-                run(&sock, &c, &s, round_len);
+                run(&sock, &c, &s, round_len, answer);
                 Ok(())
             });
             // Not entering the namespace or not binding: before `Ok` was sent, so this is
@@ -101,14 +114,19 @@ fn set_rcvbuf(sock: &UdpSocket, bytes: usize) {
     let _ = nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::RcvBuf, &bytes);
 }
 
-fn run(sock: &UdpSocket, c: &Counts, stop: &AtomicBool, round_len: usize) {
+/// Senders the sink answers at most (a bound on its set of senders seen).
+pub const ANSWERED_MAX: usize = 1 << 16;
+
+fn run(sock: &UdpSocket, c: &Counts, stop: &AtomicBool, round_len: usize, answer: bool) {
     let base_errors = rcvbuf_errors();
+    let mut answered = std::collections::HashSet::new();
+    let mut from = [std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0); mmsg::BATCH];
     let mut seen = vec![0u64; round_len.div_ceil(64)];
     let mut round = None;
     let mut bufs = vec![vec![0u8; 2048]; mmsg::BATCH];
     let mut lens = [0usize; mmsg::BATCH];
     while !stop.load(Relaxed) {
-        let n = match mmsg::recv(sock, &mut bufs, &mut lens) {
+        let n = match mmsg::recv_from(sock, &mut bufs, &mut lens, &mut from) {
             Ok(n) => n,
             Err(_) => {
                 c.rcvbuf_errors
@@ -116,6 +134,13 @@ fn run(sock: &UdpSocket, c: &Counts, stop: &AtomicBool, round_len: usize) {
                 continue;
             }
         };
+        if answer {
+            for f in &from[..n] {
+                if answered.len() < ANSWERED_MAX && answered.insert(*f) {
+                    let _ = sock.send_to(b"answer", f);
+                }
+            }
+        }
         let (mut ok, mut bytes, mut dup, mut bad) = (0, 0, 0, 0);
         for k in 0..n {
             let payload = &bufs[k][..lens[k]];

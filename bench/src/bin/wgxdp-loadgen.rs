@@ -6,7 +6,7 @@
 //!               [--gen-netns NS] [--sink-netns NS] [--peers N] [--seed S]
 //!               [--size 64|512|1420|imix] [--seconds T] [--pool-mb M] [--sockets K]
 //!               [--direction in|out] [--rate PPS] [--tx sendmmsg|afxdp --tx-if IF]
-//!               [--sink-if IF]
+//!               [--sink-if IF] [--answer true]
 //! wgxdp-loadgen seal-rate [--size S] [--seconds T]    # ring's single-core seal rate
 //! ```
 //!
@@ -19,7 +19,9 @@
 //! out` the LAN side's plaintext goes through an AF_XDP socket on `--sink-if` to
 //! `--lan-gateway`'s MAC, and `--gen-if` counts what the generator's interface received. `--sink-if`
 //! also counts what the sink's interface received (`if_received`), exact even when the sink's
-//! socket overflows; `delivered` is that count when given, else the socket's.
+//! socket overflows; `delivered` is that count when given, else the socket's. `--answer true`:
+//! the sink answers each sender's first datagram once (a NAT gateway's flows are then
+//! established in its connection tracking, as a real service's would be).
 //! `--direction out` reverses it: plaintext from the sink's address to every peer's tunnel
 //! address (port of `--sink`), sealed by the gateway, opened and counted by the generator.
 
@@ -137,8 +139,14 @@ fn cmd_run(a: &Args) -> Result<(), String> {
     })
     .map_err(|e| format!("generator socket: {e}"))?;
     let sock = &socks[0];
-    let sink = Sink::spawn(a.opt("sink-netns"), SocketAddr::V4(sink_addr), pool.len())
-        .map_err(|e| format!("sink socket: {e}"))?;
+    let answer: bool = a.get("answer", Some(false))?;
+    let sink = Sink::spawn_answering(
+        a.opt("sink-netns"),
+        SocketAddr::V4(sink_addr),
+        pool.len(),
+        answer,
+    )
+    .map_err(|e| format!("sink socket: {e}"))?;
 
     let t = Instant::now();
     let mut sessions = handshake::establish(sock, gateway, &gateway_key, seed, count, SRC_PORT)
