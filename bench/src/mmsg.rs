@@ -132,7 +132,10 @@ pub fn recv_from(
         if let Some(f) = from.get_mut(k) {
             let a = &names[k];
             *f = if a.sin_family == libc::AF_INET as libc::sa_family_t {
-                SocketAddrV4::new(u32::from_be(a.sin_addr.s_addr).into(), u16::from_be(a.sin_port))
+                SocketAddrV4::new(
+                    u32::from_be(a.sin_addr.s_addr).into(),
+                    u16::from_be(a.sin_port),
+                )
             } else {
                 SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0)
             };

@@ -1,0 +1,494 @@
+//! What the offload thread decides, apart from its I/O: which connections the workers carry,
+//! the bounds, and when the kernel's entries get a new timeout. It reads connection-tracking
+//! messages ([`Conn`]) and acts through a [`Kernel`] (in production the ctnetlink socket and
+//! the WAN programs' map; a fake in the tests below).
+
+use super::conntrack::{self, Conn, Kind};
+use super::table::Writer;
+use super::tuple::{Tuple, TCP};
+use contract::Region;
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Flows offloaded at most (each two table entries and one WAN map entry): past it, new flows
+/// stay on the kernel's path.
+pub const MAX_FLOWS: usize = 65_536;
+/// Flows one client (one tunnel address) may have offloaded: no client fills the table.
+pub const MAX_FLOWS_PER_CLIENT: usize = 4_096;
+
+/// What the thread asks of the kernel.
+pub trait Kernel {
+    /// Gives the connection whose original tuple is `orig` a new timeout (and, for TCP,
+    /// liberal window tracking).
+    fn refresh(&mut self, orig: &Tuple, timeout_s: u32);
+    /// Steers return packets of `key` (a reply tuple) to the workers; false if refused.
+    fn steer(&mut self, key: ebpf::abi::FlowV4) -> bool;
+    fn unsteer(&mut self, key: &ebpf::abi::FlowV4);
+    /// Steers nothing any more (whatever an earlier run left).
+    fn unsteer_all(&mut self);
+}
+
+/// The kernel's timeouts for established flows (its sysctls), given again to flows the
+/// workers carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub udp: u32,
+}
+
+impl Timeouts {
+    pub fn read() -> Self {
+        let sysctl = |name: &str, default: u32| {
+            std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(default)
+        };
+        Self {
+            tcp: sysctl("nf_conntrack_tcp_timeout_established", 432_000),
+            udp: sysctl("nf_conntrack_udp_timeout_stream", 120),
+        }
+    }
+}
+
+/// One offloaded flow, as the thread keeps it.
+#[derive(Debug)]
+struct Flow {
+    reply: Tuple,
+    slots: [usize; 2],
+    /// The workers' last use already reported to the kernel.
+    refreshed_ns: u64,
+}
+
+/// Whether an address is a client's (in some peer's allowed IPs).
+pub type Clients = Box<dyn FnMut(Ipv4Addr) -> bool + Send>;
+
+pub struct Follower {
+    writer: Writer,
+    flows: HashMap<Tuple, Flow>,
+    per_client: HashMap<Ipv4Addr, usize>,
+    clients: Clients,
+    /// This host's own addresses: flows to them are the gateway's (delivered through wg0,
+    /// never by the offload), so they are not entered.
+    local: HashSet<Ipv4Addr>,
+    region: Arc<Region>,
+    timeouts: Timeouts,
+    max_flows: usize,
+    max_per_client: usize,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("flows", &self.flows.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Follower {
+    pub fn new(writer: Writer, clients: Clients, timeouts: Timeouts, region: Arc<Region>) -> Self {
+        Self {
+            writer,
+            flows: HashMap::new(),
+            per_client: HashMap::new(),
+            clients,
+            local: HashSet::new(),
+            region,
+            timeouts,
+            max_flows: MAX_FLOWS,
+            max_per_client: MAX_FLOWS_PER_CLIENT,
+        }
+    }
+
+    pub fn set_local(&mut self, local: HashSet<Ipv4Addr>) {
+        self.local = local;
+    }
+
+    /// Whether `conn` is a client's flow that the workers may carry now.
+    fn wanted(&mut self, conn: &Conn) -> bool {
+        if conn.status & conntrack::STATUS_DYING != 0
+            || conn.status & conntrack::STATUS_SEEN_REPLY == 0
+        {
+            return false;
+        }
+        if conn.orig.proto == TCP {
+            match conn.tcp_state {
+                Some(s) if s != conntrack::TCP_ESTABLISHED => return false,
+                // A change that does not name the state keeps what the flow had.
+                None if !self.flows.contains_key(&conn.orig) => return false,
+                _ => {}
+            }
+        }
+        // The original direction must come from a peer (its source in some peer's allowed
+        // IPs): only then do its packets reach the workers, and only then may its return
+        // packets be taken from the kernel.
+        !self.local.contains(&conn.orig.dst) && (self.clients)(conn.orig.src)
+    }
+
+    /// Follows one connection-tracking message.
+    pub fn on(&mut self, conn: &Conn, k: &mut impl Kernel) {
+        if conn.kind == Kind::Destroy || !self.wanted(conn) {
+            self.remove(&conn.orig, k);
+            return;
+        }
+        if let Some(f) = self.flows.get(&conn.orig) {
+            if f.reply == conn.reply {
+                return;
+            }
+            // Another translation under the same original tuple (a dump after a resync may
+            // list a new connection): start again.
+            self.remove(&conn.orig, k);
+        }
+        self.insert(conn, k);
+    }
+
+    fn refused(&self) {
+        self.region
+            .header()
+            .offload_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count(&self) {
+        self.region
+            .header()
+            .offload_flows
+            .store(self.flows.len() as u64, Ordering::Relaxed);
+    }
+
+    fn insert(&mut self, conn: &Conn, k: &mut impl Kernel) {
+        let client = conn.orig.src;
+        let share = self.per_client.get(&client).copied().unwrap_or(0);
+        if self.flows.len() >= self.max_flows || share >= self.max_per_client {
+            self.refused();
+            return;
+        }
+        let out = self.writer.insert(conn.orig, conn.reply.reversed());
+        let ret = self.writer.insert(conn.reply, conn.orig.reversed());
+        let slots = match (out, ret) {
+            (Ok(a), Ok(b)) if k.steer(map_key(&conn.reply)) => [a, b],
+            _ => {
+                self.writer.remove(conn.orig);
+                self.writer.remove(conn.reply);
+                self.refused();
+                return;
+            }
+        };
+        self.flows.insert(
+            conn.orig,
+            Flow {
+                reply: conn.reply,
+                slots,
+                refreshed_ns: 0,
+            },
+        );
+        *self.per_client.entry(client).or_default() += 1;
+        self.count();
+        // TCP: liberal window tracking from now on (see conntrack::refresh_request).
+        self.refresh(&conn.orig, k);
+    }
+
+    fn remove(&mut self, orig: &Tuple, k: &mut impl Kernel) {
+        let Some(f) = self.flows.remove(orig) else {
+            return;
+        };
+        self.writer.remove(*orig);
+        self.writer.remove(f.reply);
+        k.unsteer(&map_key(&f.reply));
+        if let Some(n) = self.per_client.get_mut(&orig.src) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(&orig.src);
+            }
+        }
+        self.count();
+    }
+
+    /// Forgets every flow (the thread stops).
+    pub fn clear(&mut self, k: &mut impl Kernel) {
+        let all: Vec<Tuple> = self.flows.keys().copied().collect();
+        for t in all {
+            self.remove(&t, k);
+        }
+        k.unsteer_all();
+    }
+
+    /// Forgets every flow because events were lost (a full listing follows), and counts it.
+    pub fn resync(&mut self, k: &mut impl Kernel) {
+        self.clear(k);
+        self.region
+            .header()
+            .offload_resyncs
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn refresh(&self, orig: &Tuple, k: &mut impl Kernel) {
+        let timeout = if orig.proto == TCP {
+            self.timeouts.tcp
+        } else {
+            self.timeouts.udp
+        };
+        k.refresh(orig, timeout);
+    }
+
+    /// Gives the kernel's entry of every flow the workers carried since the last time a new
+    /// timeout, as their packets would have had they passed through it. O(flows), every
+    /// couple of seconds.
+    pub fn refresh_used(&mut self, k: &mut impl Kernel) {
+        let mut due = Vec::new();
+        for (orig, f) in &mut self.flows {
+            let used = f
+                .slots
+                .iter()
+                .map(|&s| self.writer.used_ns(s))
+                .max()
+                .unwrap_or(0);
+            if used > f.refreshed_ns {
+                f.refreshed_ns = used;
+                due.push(*orig);
+            }
+        }
+        for orig in due {
+            self.refresh(&orig, k);
+        }
+    }
+}
+
+/// The WAN map's key for a reply tuple.
+fn map_key(reply: &Tuple) -> ebpf::abi::FlowV4 {
+    ebpf::abi::FlowV4 {
+        saddr: reply.src.octets(),
+        daddr: reply.dst.octets(),
+        sport_be: reply.sport.to_be(),
+        dport_be: reply.dport.to_be(),
+        proto: reply.proto,
+        pad: [0; 3],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offload::table::FlowTable;
+    use crate::offload::tuple::UDP;
+    use contract::layout::Layout;
+
+    /// The kernel as the tests see it: what is steered, what was refreshed.
+    #[derive(Default)]
+    struct FakeKernel {
+        steered: HashSet<ebpf::abi::FlowV4>,
+        refreshed: Vec<(Tuple, u32)>,
+        refuse: bool,
+    }
+
+    impl Kernel for FakeKernel {
+        fn refresh(&mut self, orig: &Tuple, timeout_s: u32) {
+            self.refreshed.push((*orig, timeout_s));
+        }
+        fn steer(&mut self, key: ebpf::abi::FlowV4) -> bool {
+            !self.refuse && self.steered.insert(key)
+        }
+        fn unsteer(&mut self, key: &ebpf::abi::FlowV4) {
+            self.steered.remove(key);
+        }
+        fn unsteer_all(&mut self) {
+            self.steered.clear();
+        }
+    }
+
+    const GW: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const INET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 250);
+
+    fn region(name: &str) -> Arc<Region> {
+        let path =
+            std::env::temp_dir().join(format!("wgxdp-follower-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let r = Region::create(
+            &path,
+            Layout {
+                sessions: 4,
+                peers: 2,
+                prefixes: 4,
+                workers: 1,
+            },
+        )
+        .unwrap();
+        r.remove().unwrap();
+        Arc::new(r)
+    }
+
+    /// Clients are 198.19.0.0/24.
+    fn follower(name: &str) -> (Follower, Arc<FlowTable>) {
+        let table = FlowTable::new(64);
+        let clients: Clients = Box::new(|a: Ipv4Addr| a.octets()[..3] == [198, 19, 0]);
+        let mut f = Follower::new(
+            Writer::new(table.clone()),
+            clients,
+            Timeouts { tcp: 300, udp: 120 },
+            region(name),
+        );
+        f.set_local([GW, Ipv4Addr::new(198, 19, 0, 1)].into_iter().collect());
+        (f, table)
+    }
+
+    fn conn(kind: Kind, proto: u8, client: u8, port: u16, status: u32, tcp: Option<u8>) -> Conn {
+        let orig = Tuple {
+            proto,
+            src: Ipv4Addr::new(198, 19, 0, client),
+            dst: INET,
+            sport: port,
+            dport: 443,
+        };
+        Conn {
+            kind,
+            orig,
+            reply: Tuple {
+                proto,
+                src: INET,
+                dst: GW,
+                sport: 443,
+                // Conntrack keeps reply tuples unique: a port per client and flow.
+                dport: 60000 + u16::from(client) * 100 + port,
+            },
+            status,
+            tcp_state: tcp,
+        }
+    }
+
+    const SEEN: u32 = conntrack::STATUS_SEEN_REPLY;
+
+    #[test]
+    fn a_tcp_flow_is_carried_while_established_and_let_go_when_it_closes() {
+        let (mut f, table) = follower("tcp");
+        let mut k = FakeKernel::default();
+        // SYN sent, SYN received: not yet.
+        f.on(&conn(Kind::New, TCP, 2, 1, 0, Some(1)), &mut k);
+        f.on(&conn(Kind::Update, TCP, 2, 1, SEEN, Some(2)), &mut k);
+        assert!(k.steered.is_empty());
+        let est = conn(
+            Kind::Update,
+            TCP,
+            2,
+            1,
+            SEEN,
+            Some(conntrack::TCP_ESTABLISHED),
+        );
+        f.on(&est, &mut k);
+        assert_eq!(k.steered.len(), 1);
+        let hit = table.lookup(&est.orig).unwrap();
+        assert_eq!(
+            hit.to,
+            est.reply.reversed(),
+            "rewritten as conntrack translated it"
+        );
+        assert_eq!(table.lookup(&est.reply).unwrap().to, est.orig.reversed());
+        assert_eq!(k.refreshed, [(est.orig, 300)], "made liberal at once");
+        // A status change that does not name the state keeps it.
+        f.on(&conn(Kind::Update, TCP, 2, 1, SEEN | 4, None), &mut k);
+        assert_eq!(k.steered.len(), 1);
+        // FIN seen by the kernel: FIN_WAIT. Let go, both directions.
+        f.on(&conn(Kind::Update, TCP, 2, 1, SEEN, Some(4)), &mut k);
+        assert!(k.steered.is_empty());
+        assert!(table.lookup(&est.orig).is_none() && table.lookup(&est.reply).is_none());
+    }
+
+    #[test]
+    fn only_answered_client_flows_to_elsewhere_are_taken() {
+        let (mut f, table) = follower("who");
+        let mut k = FakeKernel::default();
+        // UDP: once answered.
+        f.on(&conn(Kind::New, UDP, 2, 1, 0, None), &mut k);
+        assert!(k.steered.is_empty());
+        let udp = conn(Kind::Update, UDP, 2, 1, SEEN, None);
+        f.on(&udp, &mut k);
+        assert!(table.lookup(&udp.orig).is_some());
+        // Not a client's (an internet host's connection to the gateway, or the gateway's own).
+        let mut stranger = conn(Kind::Update, UDP, 2, 2, SEEN, None);
+        stranger.orig.src = Ipv4Addr::new(198, 18, 7, 7);
+        f.on(&stranger, &mut k);
+        // A client's, to the gateway itself (its DNS at the tunnel address).
+        let mut own = conn(Kind::Update, UDP, 2, 3, SEEN, None);
+        own.orig.dst = Ipv4Addr::new(198, 19, 0, 1);
+        f.on(&own, &mut k);
+        // Dying.
+        f.on(
+            &conn(
+                Kind::Update,
+                UDP,
+                2,
+                4,
+                SEEN | conntrack::STATUS_DYING,
+                None,
+            ),
+            &mut k,
+        );
+        assert_eq!(k.steered.len(), 1);
+        // Destroyed.
+        f.on(
+            &Conn {
+                kind: Kind::Destroy,
+                ..udp
+            },
+            &mut k,
+        );
+        assert!(k.steered.is_empty() && table.lookup(&udp.orig).is_none());
+    }
+
+    #[test]
+    fn the_bounds_hold_and_refusals_are_counted() {
+        let (mut f, _) = follower("bounds");
+        f.max_flows = 6;
+        f.max_per_client = 4;
+        let mut k = FakeKernel::default();
+        for port in 1..=6 {
+            f.on(&conn(Kind::Update, UDP, 2, port, SEEN, None), &mut k);
+        }
+        assert_eq!(k.steered.len(), 4, "one client's share");
+        for port in 1..=3 {
+            f.on(&conn(Kind::Update, UDP, 3, port, SEEN, None), &mut k);
+        }
+        assert_eq!(k.steered.len(), 6, "the table's bound");
+        let h = f.region.header();
+        assert_eq!(h.offload_refused.load(Ordering::Relaxed), 3);
+        assert_eq!(h.offload_flows.load(Ordering::Relaxed), 6);
+        // The kernel refusing the map entry leaves nothing behind in the table.
+        let (mut g, table) = follower("refuse");
+        let mut k = FakeKernel {
+            refuse: true,
+            ..FakeKernel::default()
+        };
+        let c = conn(Kind::Update, UDP, 2, 1, SEEN, None);
+        g.on(&c, &mut k);
+        assert!(table.lookup(&c.orig).is_none() && table.lookup(&c.reply).is_none());
+        // A resync forgets everything.
+        let mut k = FakeKernel::default();
+        f.resync(&mut k);
+        assert_eq!(f.region.header().offload_flows.load(Ordering::Relaxed), 0);
+        assert!(f.flows.is_empty() && f.per_client.is_empty());
+    }
+
+    #[test]
+    fn only_flows_the_workers_carried_are_refreshed() {
+        let (mut f, table) = follower("refresh");
+        let mut k = FakeKernel::default();
+        let (a, b) = (
+            conn(Kind::Update, UDP, 2, 1, SEEN, None),
+            conn(Kind::Update, UDP, 2, 2, SEEN, None),
+        );
+        f.on(&a, &mut k);
+        f.on(&b, &mut k);
+        k.refreshed.clear();
+        f.refresh_used(&mut k);
+        assert!(k.refreshed.is_empty(), "nothing carried yet");
+        // A worker carries a's return packet.
+        let hit = table.lookup(&a.reply).unwrap();
+        table.touch(hit.slot, 7_000_000_000);
+        f.refresh_used(&mut k);
+        assert_eq!(k.refreshed, [(a.orig, 120)]);
+        // Not again until used again.
+        f.refresh_used(&mut k);
+        assert_eq!(k.refreshed.len(), 1);
+    }
+}
