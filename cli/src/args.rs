@@ -23,6 +23,14 @@ missing argument).";
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log filter: a level (error, warn, info, debug, trace) or RUST_LOG directives
+    /// (info,dataplane=debug); default RUST_LOG, else info for the gateway's processes.
+    #[arg(long, global = true, value_name = "FILTER", value_parser = crate::logging::parse_filter)]
+    pub log_level: Option<String>,
+    /// Log to this file (rotated at 8 MiB) instead of stderr; `up` gives it to the processes
+    /// it starts.
+    #[arg(long, global = true, hide = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +169,11 @@ pub struct UpArgs {
     /// Which data path.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
+    /// Stay in the foreground and supervise: restart control when it dies (the data path
+    /// forwards meanwhile), exit when the data path does, and take the gateway down on
+    /// SIGTERM. For systemd (Type=notify: READY=1 once up).
+    #[arg(long)]
+    pub foreground: bool,
     #[command(flatten)]
     pub control: ControlOpts,
 }

@@ -139,6 +139,7 @@ fn auto_falls_back_where_xdp_cannot_run_and_says_why() {
     let shown = ns.command([BIN, "show", &name]).output().unwrap();
     let _ = ns.command([BIN, "down", &name]).output();
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(format!("/var/log/wgxdp/{name}"));
     assert!(
         o.status.success(),
         "auto: {said}{}",
