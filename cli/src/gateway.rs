@@ -12,8 +12,8 @@
 //! MTU, DNS and routes, then PostUp; a failure in any of them stops everything again. `down`
 //! runs PreDown before and PostDown after.
 
-use crate::wgquick::{self, Phase};
 use crate::supervise::{self, pid_alive, read_pid, stop_pid, tail};
+use crate::wgquick::{self, Phase};
 use crate::{caps, logging};
 use control::InterfaceName;
 use dataplane::daemon::{DEFAULT_MTU, MAX_MTU, MIN_MTU};
@@ -308,14 +308,22 @@ pub fn up(args: &[String], foreground: bool, log: &LogOptions) -> Result<(), Str
     // only what the fallback needs, and falls back without the XDP path's.
     let backend = flag(args, "--backend").unwrap_or_else(|| "auto".into());
     let eff = caps::effective();
-    let needed = if backend == "xdp" { caps::XDP } else { caps::FALLBACK };
+    let needed = if backend == "xdp" {
+        caps::XDP
+    } else {
+        caps::FALLBACK
+    };
     let lacking = caps::missing(eff, needed);
     if !lacking.is_empty() {
         return Err(format!(
             "wgxdp up needs {} (missing: {}): run it as root, or give it {}",
             caps::names(needed),
             caps::names(&lacking),
-            if lacking.len() == 1 { "that capability" } else { "those capabilities" }
+            if lacking.len() == 1 {
+                "that capability"
+            } else {
+                "those capabilities"
+            }
         ));
     }
     let xdp_lacks = caps::missing(eff, caps::XDP);

@@ -47,9 +47,9 @@ pub fn log_dir(name: &str) -> PathBuf {
 
 /// Checks a `--log-level` value as the filter will read it (clap's value parser).
 pub fn parse_filter(s: &str) -> Result<String, String> {
-    EnvFilter::try_new(s)
-        .map(|_| s.to_string())
-        .map_err(|e| format!("{s:?} is not a log filter ({e}); e.g. info, debug, warn,dataplane=debug"))
+    EnvFilter::try_new(s).map(|_| s.to_string()).map_err(|e| {
+        format!("{s:?} is not a log filter ({e}); e.g. info, debug, warn,dataplane=debug")
+    })
 }
 
 /// Installs the subscriber of this process. `daemon`: one of the gateway's processes (its
@@ -261,7 +261,10 @@ mod tests {
         let (now, before) = (read("dataplane.log"), read("dataplane.log.1"));
         let files = std::fs::read_dir(&d).unwrap().count();
         std::fs::remove_dir_all(&d).unwrap();
-        assert_eq!((now.as_str(), before.as_str(), files), ("third\n", "second\n", 2));
+        assert_eq!(
+            (now.as_str(), before.as_str(), files),
+            ("third\n", "second\n", 2)
+        );
     }
 
     #[test]

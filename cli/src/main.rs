@@ -2,8 +2,8 @@
 //! written for `wg genkey | wg pubkey` work with `wgxdp` unchanged.
 
 mod args;
-mod fallback;
 mod caps;
+mod fallback;
 mod gateway;
 mod logging;
 mod operator;

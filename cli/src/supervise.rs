@@ -65,7 +65,10 @@ pub fn run(mut g: Gateway<'_>) -> Result<(), String> {
     loop {
         if stop.load(Ordering::Relaxed) {
             notify("STOPPING=1");
-            info!(interface = iface, "stopping on a signal: taking the gateway down");
+            info!(
+                interface = iface,
+                "stopping on a signal: taking the gateway down"
+            );
             return crate::gateway::down(&[iface.to_string()]);
         }
         if let Ok(Some(status)) = g.main.try_wait() {

@@ -47,11 +47,7 @@ fn up_args<'a>(t: &'a Topo, more: &[&'a str]) -> Vec<&'a str> {
 /// CapabilityBoundingSet= leaves it).
 fn up_with_caps(t: &Topo, caps: &str, backend: &str) -> Output {
     let bounding = format!("--bounding-set=-all,{caps}");
-    let mut a = vec![
-        "setpriv",
-        &bounding,
-        "--inh-caps=-all",
-    ];
+    let mut a = vec!["setpriv", &bounding, "--inh-caps=-all"];
     a.extend(up_args(t, &["--backend", backend]));
     t.gw.command(a).output().unwrap()
 }
@@ -141,18 +137,28 @@ fn foreground_up_restarts_control_and_goes_down_on_sigterm() {
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let mut sup = Supervisor(
-        t.gw.command(up_args(&t, &["--foreground"]))
-            .env("NOTIFY_SOCKET", &notify_path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+        // aya's debug records (through the `log` bridge) as a witness that the filter is
+        // handed on and the BPF loader's messages are kept.
+        t.gw.command(up_args(
+            &t,
+            &["--foreground", "--log-level", "info,aya=debug"],
+        ))
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap(),
     );
     let mut buf = [0u8; 256];
     let n = notify.recv(&mut buf).expect("READY=1 within 30 s");
     let said = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(said.starts_with("READY=1\n"), "{said}");
     assert!(reaches(p), "up\n{}", show(&t));
+    let dp_log = std::fs::read_to_string(format!("{}/dataplane.log", log_dir(&t.name))).unwrap();
+    assert!(
+        dp_log.contains("aya") && dp_log.contains("BPF Feature Detection"),
+        "the BPF loader's log is kept: {dp_log}"
+    );
 
     // Control dies: the data path forwards meanwhile, and a new control is started.
     let first = pid_file(&t, "control").unwrap();
@@ -176,7 +182,10 @@ fn foreground_up_restarts_control_and_goes_down_on_sigterm() {
     });
     assert!(ping(&p.ns, LAN_V4), "after the restart\n{}", show(&t));
     let log = std::fs::read_to_string(format!("{}/control.log", log_dir(&t.name))).unwrap();
-    assert!(log.contains("control listening"), "the new control logs: {log}");
+    assert!(
+        log.contains("control listening"),
+        "the new control logs: {log}"
+    );
 
     // SIGTERM (systemctl stop): down, as `wgxdp down` does, and a clean exit.
     nix::sys::signal::kill(
