@@ -296,7 +296,10 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         // A worker that is gone (a panic) leaves its queue's peer-bound traffic to nobody:
         // the LAN program drops it meanwhile (no socket), and the data path stops loudly.
         if let Some(q) = first_finished(&handles) {
-            tracing::error!(worker = q, "worker stopped unexpectedly; stopping the data path");
+            tracing::error!(
+                worker = q,
+                "worker stopped unexpectedly; stopping the data path"
+            );
             died = Some(q);
             stop.store(true, Ordering::Relaxed);
             break;
