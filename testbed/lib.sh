@@ -31,10 +31,11 @@ find_cargo() {
 # iptables runs the egress tests' fixture hooks, tcpdump their LAN capture (cli/tests/egress.rs);
 # procps gives sysctl (forwarding, in `up` and the tests); systemd gives systemd-analyze and
 # man-db `man`, with which packaging/test-deb verifies the unit the package installs (its
-# Documentation= included); systemd need not be running.
+# Documentation= included); systemd need not be running. xdp-tools gives xdpdump, the capture
+# recipe of docs/operations.md (cli/tests/capture.rs).
 TESTBED_PACKAGES=(build-essential clang llvm libelf-dev zlib1g-dev pkg-config m4 libbpf-dev
                   iproute2 wireguard-go wireguard-tools iperf3 ethtool iputils-ping util-linux
-                  python3 nftables iptables tcpdump procps systemd man-db)
+                  python3 nftables iptables tcpdump procps systemd man-db xdp-tools)
 
 # boringtun (a real peer for the egress tests and the benchmarks): cargo-installed into
 # target/tools once (a few minutes), where the tests and scripts look for it first.

@@ -46,11 +46,12 @@ pub enum Command {
         /// The file.
         config: String,
     },
-    /// Start the gateway: control process and XDP/AF_XDP data path (root).
+    /// Start the gateway: control process and XDP/AF_XDP data path (root, or CAP_NET_ADMIN,
+    /// CAP_BPF, CAP_PERFMON and CAP_NET_RAW).
     ///
-    /// The stock `wg` reads and configures it by NAME. Handshakes are logged to
-    /// /run/wgxdp/NAME/auth.log. Where XDP cannot run, `--backend fallback` runs a UDP socket
-    /// and a TUN device instead.
+    /// The stock `wg` reads and configures it by NAME. Logs, and the handshakes' auth.log,
+    /// are in /var/log/wgxdp/NAME/. Where XDP cannot run, the fallback backend (a UDP socket
+    /// and a TUN device) runs instead.
     Up(UpArgs),
     /// Stop a gateway (all of them without NAME) and detach everything.
     Down {

@@ -1,11 +1,13 @@
 //! `wgxdp up` / `wgxdp down` and the two daemons they start.
 //!
-//! `up` checks everything it can before touching the system (privilege, configuration,
+//! `up` checks everything it can before touching the system (capabilities, configuration,
 //! interfaces), then starts `wgxdp control` and `wgxdp dataplane` as background processes with
-//! their logs and pid files in the run directory (`/run/wgxdp/<name>/`), and waits until the
-//! data path reports it is attached. If either fails, it stops the other and removes the
-//! region, so nothing stays attached. `down` stops both (the data path detaches its XDP
-//! programs as it exits) and removes the run directory.
+//! their pid files in the run directory (`/run/wgxdp/<name>/`) and their logs in
+//! `/var/log/wgxdp/<name>/` (`logging.rs`), and waits until the data path reports it is
+//! attached. If either fails, it stops the other and removes the region, so nothing stays
+//! attached. `down` stops both (the data path detaches its XDP programs as it exits) and
+//! removes the run directory; the logs stay. `up --foreground` stays and supervises
+//! (`supervise.rs`).
 //!
 //! Around that, what wg-quick does (`wgquick.rs`): PreUp first; once the data path has
 //! created the gateway's own interface (named NAME, as wg-quick names it), its addresses,
