@@ -381,6 +381,9 @@ pub fn up(args: &[String], foreground: bool, log: &LogOptions) -> Result<(), Str
     if Path::new("/sys/class/net").join(name.as_str()).exists() {
         return Err(format!("`{name}' already exists"));
     }
+    // Supervising: a SIGTERM from here on (systemctl stop while starting) is noted, and
+    // answered with `down` once up, rather than end `up` with its processes running.
+    let stop = if foreground { Some(stop_flag()?) } else { None };
     // wg-quick's first step, before the interface exists.
     wgquick::run_hooks(Phase::PreUp, &config, name.as_str())?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -417,10 +420,9 @@ pub fn up(args: &[String], foreground: bool, log: &LogOptions) -> Result<(), Str
     };
     // Up: done, or (--foreground) supervised until the gateway goes down.
     let running = |g: supervise::Gateway<'_>| -> Result<(), String> {
-        if foreground {
-            supervise::run(g)
-        } else {
-            Ok(())
+        match &stop {
+            Some(stop) => supervise::run(g, stop),
+            None => Ok(()),
         }
     };
     let start_fallback = |why: &str| -> Result<Child, String> {

@@ -20,7 +20,7 @@
 use control::InterfaceName;
 use std::path::Path;
 use std::process::Child;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
@@ -55,8 +55,7 @@ impl std::fmt::Debug for Gateway<'_> {
 }
 
 /// Supervises the gateway until it goes down (see the module's comment).
-pub fn run(mut g: Gateway<'_>) -> Result<(), String> {
-    let stop = crate::gateway::stop_flag()?;
+pub fn run(mut g: Gateway<'_>, stop: &AtomicBool) -> Result<(), String> {
     let iface = g.name.as_str();
     notify(&format!("READY=1\nSTATUS={} up ({})", iface, g.main_what));
     let mut backoff = FIRST_BACKOFF;
