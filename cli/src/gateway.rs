@@ -150,7 +150,7 @@ pub fn control(args: &[String]) -> Result<(), String> {
     let mut c = control::daemon::Control::with(&opts, clock, Box::new(rand_core::OsRng))
         .map_err(|e| e.to_string())?;
     tracing::info!(
-        interface = opts.interface_name.as_ref().map_or("", |n| n.as_str()),
+        interface = %opts.interface_name.as_ref().map_or("", |n| n.as_str()),
         peers = opts.config.peers.len(),
         "control listening"
     );

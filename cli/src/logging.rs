@@ -72,11 +72,7 @@ pub fn init(level: Option<&str>, file: Option<&Path>, daemon: bool) -> Result<()
         None => None,
     };
     let journal = stderr_is_journal();
-    let journal_layer = journal.then(|| {
-        tracing_subscriber::fmt::layer()
-            .event_format(JournalFormat)
-            .with_writer(io::stderr)
-    });
+    let journal_layer = journal.then(|| journal_layer(io::stderr));
     let stderr_layer = (file.is_none() && !journal).then(|| {
         tracing_subscriber::fmt::layer()
             .with_ansi(false)
@@ -105,6 +101,18 @@ pub fn stderr_is_journal() -> bool {
     v.split_once(':')
         .and_then(|(dev, ino)| Some((dev.parse::<u64>().ok()?, ino.parse::<u64>().ok()?)))
         .is_some_and(|(dev, ino)| dev == st.st_dev && ino == st.st_ino)
+}
+
+/// The layer that writes for journald, to `w`: no colours (journalctl adds its own).
+fn journal_layer<S, W>(w: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .event_format(JournalFormat)
+        .with_writer(w)
 }
 
 /// One line per event for journald: `<PRIORITY>target: message key=value...`.
@@ -278,6 +286,35 @@ mod tests {
             "gone peer=abc"
         );
         assert_eq!(message_of("  a plain line "), "a plain line");
+    }
+
+    #[test]
+    fn journal_lines_carry_the_priority_and_no_colours() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::registry().with(journal_layer(move || out.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "wgxdp", peer = "AbCdEfGh", worker = 2, "control exited");
+            tracing::error!(target: "wgxdp", "gone");
+            tracing::info!(target: "wgxdp", "up");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "<4>wgxdp: control exited peer=\"AbCdEfGh\" worker=2\n<3>wgxdp: gone\n<6>wgxdp: up\n"
+        );
     }
 
     #[test]

@@ -65,20 +65,20 @@ pub fn run(mut g: Gateway<'_>, stop: &AtomicBool) -> Result<(), String> {
         if stop.load(Ordering::Relaxed) {
             notify("STOPPING=1");
             info!(
-                interface = iface,
+                interface = %iface,
                 "stopping on a signal: taking the gateway down"
             );
             return crate::gateway::down(&[iface.to_string()]);
         }
         if let Ok(Some(status)) = g.main.try_wait() {
             if !g.dir.exists() {
-                info!(interface = iface, "the gateway was taken down (wgxdp down)");
+                info!(interface = %iface, "the gateway was taken down (wgxdp down)");
                 return Ok(());
             }
-            error!(interface = iface, %status, "the {} exited; taking the gateway down", g.main_what);
+            error!(interface = %iface, %status, "the {} exited; taking the gateway down", g.main_what);
             notify("STOPPING=1");
             if let Err(e) = crate::gateway::down(&[iface.to_string()]) {
-                warn!(interface = iface, "taking the gateway down: {e}");
+                warn!(interface = %iface, "taking the gateway down: {e}");
             }
             return Err(format!("the {} exited ({status})", g.main_what));
         }
@@ -89,7 +89,7 @@ pub fn run(mut g: Gateway<'_>, stop: &AtomicBool) -> Result<(), String> {
                         backoff = FIRST_BACKOFF;
                     }
                     warn!(
-                        interface = iface,
+                        interface = %iface,
                         %status,
                         restart_in_s = backoff.as_secs(),
                         "control exited; the data path forwards on the sessions it has"
@@ -104,11 +104,11 @@ pub fn run(mut g: Gateway<'_>, stop: &AtomicBool) -> Result<(), String> {
                 control_since = Instant::now();
                 match spawn() {
                     Ok(c) => {
-                        info!(interface = iface, pid = c.id(), "control restarted");
+                        info!(interface = %iface, pid = c.id(), "control restarted");
                         *control = c;
                     }
                     Err(e) => {
-                        error!(interface = iface, "restarting control: {e}");
+                        error!(interface = %iface, "restarting control: {e}");
                         restart_at = Some(Instant::now() + backoff);
                     }
                 }
