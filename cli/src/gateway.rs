@@ -286,7 +286,7 @@ pub fn dataplane(args: &[String]) -> Result<(), String> {
 
 /// `wgxdp up CONFIG --wan IF [--lan IF] [--workers N] [--max-peers N] [--name NAME]
 /// [--metrics ADDR:PORT] [--auth-log-max SIZE] [--time-scale N]`; the authentication log goes
-/// to the run directory, rotated within SIZE (16M by default).
+/// to the log directory, rotated within SIZE (16M by default).
 pub fn up(args: &[String], foreground: bool, log: &LogOptions) -> Result<(), String> {
     let pos = positional(args);
     let config_path = &find_config(
@@ -619,11 +619,8 @@ impl Logs {
         let out = if fresh {
             logging::fresh(&self.dir, file)?
         } else {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
+            logging::make_dir(&self.dir)?;
+            logging::append(&path).map_err(|e| format!("{}: {e}", path.display()))?
         };
         let mut c = Command::new(exe);
         c.arg("--log-file").arg(&path).stdin(Stdio::null());

@@ -194,8 +194,25 @@ impl Write for RotatingFile {
     }
 }
 
-fn append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+/// Logs name peers and their addresses: readable by root and the log group (adm), as
+/// Debian keeps /var/log.
+pub fn append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// The log directory of a gateway, made if missing (mode 0750, as its files are 0640).
+pub fn make_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 fn rotated(path: &Path) -> PathBuf {
@@ -208,7 +225,7 @@ fn rotated(path: &Path) -> PathBuf {
 /// `NAME.1` (replacing the one before), and an empty file is returned, for the process's
 /// stderr (a panic's message lands there too).
 pub fn fresh(dir: &Path, name: &str) -> Result<File, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    make_dir(dir)?;
     let path = dir.join(name);
     if path.metadata().is_ok_and(|m| m.len() > 0) {
         std::fs::rename(&path, rotated(&path)).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -268,11 +285,17 @@ mod tests {
         let read = |n: &str| std::fs::read_to_string(d.join(n)).unwrap_or_default();
         let (now, before) = (read("dataplane.log"), read("dataplane.log.1"));
         let files = std::fs::read_dir(&d).unwrap().count();
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(d.join("dataplane.log"))
+            .unwrap()
+            .permissions()
+            .mode();
         std::fs::remove_dir_all(&d).unwrap();
         assert_eq!(
             (now.as_str(), before.as_str(), files),
             ("third\n", "second\n", 2)
         );
+        assert_eq!(mode & 0o777, 0o640, "not for every user to read");
     }
 
     #[test]
