@@ -30,10 +30,13 @@ find_cargo() {
 # the firewall the hook tests' PostUp rules name the gateway's interface in (cli/tests/interface.rs);
 # iptables runs the egress tests' fixture hooks, tcpdump their LAN capture, conntrack flushes
 # connection tracking under them (cli/tests/egress.rs);
-# procps gives sysctl (forwarding, in `up` and the tests).
+# procps gives sysctl (forwarding, in `up` and the tests); systemd gives systemd-analyze and
+# man-db `man`, with which packaging/test-deb verifies the unit the package installs (its
+# Documentation= included); systemd need not be running. xdp-tools gives xdpdump, the capture
+# recipe of docs/operations.md (cli/tests/capture.rs).
 TESTBED_PACKAGES=(build-essential clang llvm libelf-dev zlib1g-dev pkg-config m4 libbpf-dev
                   iproute2 wireguard-go wireguard-tools iperf3 ethtool iputils-ping util-linux
-                  python3 nftables iptables tcpdump procps conntrack)
+                  python3 nftables iptables tcpdump procps conntrack systemd man-db xdp-tools)
 
 # boringtun (a real peer for the egress tests and the benchmarks): cargo-installed into
 # target/tools once (a few minutes), where the tests and scripts look for it first.
@@ -43,6 +46,19 @@ install_boringtun() {
     fi
     step "installing boringtun-cli (cargo install --root target/tools)"
     cargo install -q --locked --root target/tools boringtun-cli
+}
+
+# cargo-deb (packaging/build-deb): cargo-installed into target/tools once (a minute or two),
+# at a fixed version: CI builds its package with the dev profile, which later versions plan
+# to refuse.
+CARGO_DEB_VERSION=3.8.0
+install_cargo_deb() {
+    export PATH="$PWD/target/tools/bin:$PATH"
+    if [ "$(cargo-deb --version 2>/dev/null)" = "cargo-deb $CARGO_DEB_VERSION" ]; then
+        return 0
+    fi
+    step "installing cargo-deb $CARGO_DEB_VERSION (cargo install --root target/tools)"
+    cargo install -q --locked --root target/tools --version "$CARGO_DEB_VERSION" cargo-deb
 }
 
 # Installs whatever of TESTBED_PACKAGES is missing (idempotent, quiet when nothing is).

@@ -23,6 +23,14 @@ missing argument).";
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log filter: a level (error, warn, info, debug, trace) or RUST_LOG directives
+    /// (info,dataplane=debug); default RUST_LOG, else info for the gateway's processes.
+    #[arg(long, global = true, value_name = "FILTER", value_parser = crate::logging::parse_filter)]
+    pub log_level: Option<String>,
+    /// Log to this file (rotated at 8 MiB) instead of stderr; `up` gives it to the processes
+    /// it starts.
+    #[arg(long, global = true, hide = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,11 +46,12 @@ pub enum Command {
         /// The file.
         config: String,
     },
-    /// Start the gateway: control process and XDP/AF_XDP data path (root).
+    /// Start the gateway: control process and XDP/AF_XDP data path (root, or CAP_NET_ADMIN,
+    /// CAP_BPF, CAP_PERFMON and CAP_NET_RAW).
     ///
-    /// The stock `wg` reads and configures it by NAME. Handshakes are logged to
-    /// /run/wgxdp/NAME/auth.log. Where XDP cannot run, `--backend fallback` runs a UDP socket
-    /// and a TUN device instead.
+    /// The stock `wg` reads and configures it by NAME. Logs, and the handshakes' auth.log,
+    /// are in /var/log/wgxdp/NAME/. Where XDP cannot run, the fallback backend (a UDP socket
+    /// and a TUN device) runs instead.
     Up(UpArgs),
     /// Stop a gateway (all of them without NAME) and detach everything.
     Down {
@@ -161,6 +170,11 @@ pub struct UpArgs {
     /// Which data path.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
+    /// Stay in the foreground and supervise: restart control when it dies (the data path
+    /// forwards meanwhile), exit when the data path does, and take the gateway down on
+    /// SIGTERM. For systemd (Type=notify: READY=1 once up).
+    #[arg(long)]
+    pub foreground: bool,
     #[command(flatten)]
     pub control: ControlOpts,
 }

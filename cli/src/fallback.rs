@@ -61,13 +61,14 @@ impl PrefixSink for Routes<'_> {
         match self.args("replace", &text, prefix.len()) {
             Some(args) => {
                 if let Err(e) = ip(&args) {
-                    eprintln!("wgxdp fallback: {e}");
+                    tracing::warn!(prefix = %text, interface = self.dev, "route not added: {e}");
                 }
             }
-            None if self.table == Table::Main => eprintln!(
-                "wgxdp fallback: not routing {text} into {}: no policy routing for default \
-                 routes (Table = N routes it into table N instead)",
-                self.dev
+            None if self.table == Table::Main => tracing::warn!(
+                prefix = %text,
+                interface = self.dev,
+                "not routed into the interface: no policy routing for default routes \
+                 (Table = N routes it into table N instead)"
             ),
             None => {}
         }

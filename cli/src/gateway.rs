@@ -1,27 +1,37 @@
 //! `wgxdp up` / `wgxdp down` and the two daemons they start.
 //!
-//! `up` checks everything it can before touching the system (privilege, configuration,
+//! `up` checks everything it can before touching the system (capabilities, configuration,
 //! interfaces), then starts `wgxdp control` and `wgxdp dataplane` as background processes with
-//! their logs and pid files in the run directory (`/run/wgxdp/<name>/`), and waits until the
-//! data path reports it is attached. If either fails, it stops the other and removes the
-//! region, so nothing stays attached. `down` stops both (the data path detaches its XDP
-//! programs as it exits) and removes the run directory.
+//! their pid files in the run directory (`/run/wgxdp/<name>/`) and their logs in
+//! `/var/log/wgxdp/<name>/` (`logging.rs`), and waits until the data path reports it is
+//! attached. If either fails, it stops the other and removes the region, so nothing stays
+//! attached. `down` stops both (the data path detaches its XDP programs as it exits) and
+//! removes the run directory; the logs stay. `up --foreground` stays and supervises
+//! (`supervise.rs`).
 //!
 //! Around that, what wg-quick does (`wgquick.rs`): PreUp first; once the data path has
 //! created the gateway's own interface (named NAME, as wg-quick names it), its addresses,
 //! MTU, DNS and routes, then PostUp; a failure in any of them stops everything again. `down`
 //! runs PreDown before and PostDown after.
 
+use crate::supervise::{self, pid_alive, read_pid, stop_pid, tail};
 use crate::wgquick::{self, Phase};
+use crate::{caps, logging};
 use control::InterfaceName;
 use dataplane::daemon::{DEFAULT_MTU, MAX_MTU, MIN_MTU};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const RUN_ROOT: &str = "/run/wgxdp";
+
+/// How the processes `up` starts log (`--log-level`, handed on).
+#[derive(Debug)]
+pub struct LogOptions {
+    pub level: Option<String>,
+}
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -98,7 +108,7 @@ fn run_dir(name: &InterfaceName) -> PathBuf {
     Path::new(RUN_ROOT).join(name)
 }
 
-fn stop_flag() -> Result<Arc<AtomicBool>, String> {
+pub fn stop_flag() -> Result<Arc<AtomicBool>, String> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())
@@ -118,7 +128,7 @@ pub fn control(args: &[String]) -> Result<(), String> {
     let interface_name = name_flag(args)?;
     let (config, warnings) = control::config::load(path).map_err(|e| e.to_string())?;
     for w in warnings {
-        eprintln!("Warning: {w}");
+        tracing::warn!(config = %path, "{w}");
     }
     let opts = control_options(args, config, region.into(), interface_name)?;
     // Control's work (handshakes, a 100k-peer `wg setconf`) stays off the cores the workers
@@ -139,9 +149,10 @@ pub fn control(args: &[String]) -> Result<(), String> {
     };
     let mut c = control::daemon::Control::with(&opts, clock, Box::new(rand_core::OsRng))
         .map_err(|e| e.to_string())?;
-    eprintln!(
-        "wgxdp control: listening, {} peer(s)",
-        opts.config.peers.len()
+    tracing::info!(
+        interface = %opts.interface_name.as_ref().map_or("", |n| n.as_str()),
+        peers = opts.config.peers.len(),
+        "control listening"
     );
     c.run(&stop);
     Ok(())
@@ -210,7 +221,7 @@ pub fn fallback(args: &[String]) -> Result<(), String> {
     let name = name_flag(args)?;
     let (config, _) = control::config::load(path).map_err(|e| e.to_string())?;
     let stop = stop_flag()?;
-    eprintln!("wgxdp: fallback backend: UDP socket and TUN device {tun}, no XDP");
+    tracing::info!(interface = %tun, "fallback backend: UDP socket and TUN device, no XDP");
     // The region lives where `wgxdp show` looks for it, as with XDP.
     let region = match &name {
         Some(n) => run_dir(n).join("region"),
@@ -273,53 +284,10 @@ pub fn dataplane(args: &[String]) -> Result<(), String> {
     result
 }
 
-/// Whether process `pid` runs (a zombie, dead but not reaped by its parent, does not).
-fn pid_alive(pid: i32) -> bool {
-    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
-        return false;
-    }
-    // /proc/PID/stat: "pid (comm) S ...", the state after the last ')'.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|st| {
-            st.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next())
-        })
-        .is_none_or(|state| state != 'Z' && state != 'X')
-}
-
-fn read_pid(dir: &Path, name: &str) -> Option<i32> {
-    std::fs::read_to_string(dir.join(name))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn stop_pid(pid: i32) {
-    let p = nix::unistd::Pid::from_raw(pid);
-    let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pid_alive(pid) && Instant::now() < deadline {
-        // Reap it if it is our child; otherwise just wait for it to go.
-        let _ = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if pid_alive(pid) {
-        let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
-    }
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(10)..].join("\n")
-}
-
 /// `wgxdp up CONFIG --wan IF [--lan IF] [--workers N] [--max-peers N] [--name NAME]
 /// [--metrics ADDR:PORT] [--auth-log-max SIZE] [--time-scale N]`; the authentication log goes
-/// to the run directory, rotated within SIZE (16M by default).
-pub fn up(args: &[String]) -> Result<(), String> {
+/// to the log directory, rotated within SIZE (16M by default).
+pub fn up(args: &[String], foreground: bool, log: &LogOptions) -> Result<(), String> {
     let pos = positional(args);
     let config_path = &find_config(
         pos.first()
@@ -337,11 +305,30 @@ pub fn up(args: &[String]) -> Result<(), String> {
             return Err(format!("interface {i} does not exist"));
         }
     }
-    if !nix::unistd::geteuid().is_root() {
-        return Err(
-            "wgxdp up needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW): run it with sudo".into(),
-        );
+    // Root, or the capabilities themselves (a systemd unit's bounding set): checked in the
+    // effective set, so that a missing one is named before anything starts. `auto` needs
+    // only what the fallback needs, and falls back without the XDP path's.
+    let backend = flag(args, "--backend").unwrap_or_else(|| "auto".into());
+    let eff = caps::effective();
+    let needed = if backend == "xdp" {
+        caps::XDP
+    } else {
+        caps::FALLBACK
+    };
+    let lacking = caps::missing(eff, needed);
+    if !lacking.is_empty() {
+        return Err(format!(
+            "wgxdp up needs {} (missing: {}): run it as root, or give it {}",
+            caps::names(needed),
+            caps::names(&lacking),
+            if lacking.len() == 1 {
+                "that capability"
+            } else {
+                "those capabilities"
+            }
+        ));
     }
+    let xdp_lacks = caps::missing(eff, caps::XDP);
     // Everything that can be refused is refused before anything is started.
     let (config, warnings) = control::config::load(config_path).map_err(|e| e.to_string())?;
     for w in warnings {
@@ -365,7 +352,6 @@ pub fn up(args: &[String]) -> Result<(), String> {
     if let Some(s) = flag(args, "--auth-log-max") {
         parse_size("--auth-log-max", &s)?;
     }
-    let backend = flag(args, "--backend").unwrap_or_else(|| "auto".into());
     if !["auto", "xdp", "fallback"].contains(&backend.as_str()) {
         return Err(format!(
             "--backend must be auto, xdp or fallback, not {backend:?}"
@@ -395,6 +381,9 @@ pub fn up(args: &[String]) -> Result<(), String> {
     if Path::new("/sys/class/net").join(name.as_str()).exists() {
         return Err(format!("`{name}' already exists"));
     }
+    // Supervising: a SIGTERM from here on (systemctl stop while starting) is noted, and
+    // answered with `down` once up, rather than end `up` with its processes running.
+    let stop = if foreground { Some(stop_flag()?) } else { None };
     // wg-quick's first step, before the interface exists.
     wgquick::run_hooks(Phase::PreUp, &config, name.as_str())?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -406,7 +395,11 @@ pub fn up(args: &[String]) -> Result<(), String> {
     let region = dir.join("region");
     let ready = dir.join("ready");
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let log = |n: &str| std::fs::File::create(dir.join(n)).map_err(|e| e.to_string());
+    let logs = Logs {
+        dir: logging::log_dir(name.as_str()),
+        level: log.level.clone(),
+        journal: foreground && logging::stderr_is_journal(),
+    };
     // Once the interface exists, wg-quick's remaining steps up to PostUp. On the fallback
     // backend its process has already given the interface its addresses, MTU and routes (it
     // keeps the routes in step with `wg set`). DNS is the one step whose effect outlives the
@@ -425,19 +418,26 @@ pub fn up(args: &[String]) -> Result<(), String> {
         };
         steps().inspect_err(|_| wgquick::unset_dns(&config, name.as_str()))
     };
-    let start_fallback = |why: &str| -> Result<(), String> {
+    // Up: done, or (--foreground) supervised until the gateway goes down.
+    let running = |g: supervise::Gateway<'_>| -> Result<(), String> {
+        match &stop {
+            Some(stop) => supervise::run(g, stop),
+            None => Ok(()),
+        }
+    };
+    let start_fallback = |why: &str| -> Result<Child, String> {
         if !why.is_empty() {
             eprintln!("wgxdp: the XDP data path could not start ({why}); running the fallback backend (UDP socket + TUN)");
         }
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let mut fb = Command::new(&exe)
+        let mut fb = logs
+            .command(&exe, "fallback.log", true)?
             .args(["fallback", "--tun", name.as_str(), "--name", name.as_str()])
             .arg("--ready")
             .arg(&ready)
+            .arg("--auth-log")
+            .arg(logs.dir.join("auth.log"))
             .arg(config_path)
-            .stdin(Stdio::null())
-            .stdout(log("fallback.log")?)
-            .stderr(log("fallback.log")?)
             .spawn()
             .map_err(|e| format!("starting the fallback backend: {e}"))?;
         std::fs::write(dir.join("fallback.pid"), fb.id().to_string()).map_err(|e| e.to_string())?;
@@ -447,7 +447,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(format!(
                     "the fallback backend exited ({status}):\n{}",
-                    tail(&dir.join("fallback.log"))
+                    logs.tail("fallback.log")
                 ));
             }
             if Instant::now() > deadline {
@@ -465,41 +465,48 @@ pub fn up(args: &[String]) -> Result<(), String> {
         println!(
             "wgxdp {name} is up on the fallback backend (TUN {name}, pid {}); logs in {}",
             fb.id(),
-            dir.display()
+            logs.dir.display()
         );
-        Ok(())
+        Ok(fb)
+    };
+    let on_fallback = |fb: Child| supervise::Gateway {
+        name: &name,
+        dir: &dir,
+        main: fb,
+        main_what: "fallback backend",
+        control: None,
     };
     if backend == "fallback" {
-        return start_fallback("");
+        return running(on_fallback(start_fallback("")?));
+    }
+    if backend == "auto" && !xdp_lacks.is_empty() {
+        let why = format!("no {}", caps::names(&xdp_lacks));
+        return running(on_fallback(start_fallback(&why)?));
     }
 
-    let mut control_cmd = Command::new(&exe);
-    control_cmd
-        .args(["control", "--region"])
-        .arg(&region)
-        .args(["--workers", &workers, "--name", name.as_str()])
-        .arg("--auth-log")
-        .arg(dir.join("auth.log"));
-    if let Some(s) = flag(args, "--time-scale") {
-        control_cmd.args(["--time-scale", &s]);
-    }
-    if let Some(s) = flag(args, "--max-peers") {
-        control_cmd.args(["--max-peers", &s]);
-    }
-    if let Some(s) = flag(args, "--metrics") {
-        control_cmd.args(["--metrics", &s]);
-    }
-    if let Some(s) = flag(args, "--auth-log-max") {
-        control_cmd.args(["--auth-log-max", &s]);
-    }
-    let mut control = control_cmd
-        .arg(config_path)
-        .stdin(Stdio::null())
-        .stdout(log("control.log")?)
-        .stderr(log("control.log")?)
-        .spawn()
-        .map_err(|e| format!("starting control: {e}"))?;
-    std::fs::write(dir.join("control.pid"), control.id().to_string()).map_err(|e| e.to_string())?;
+    // Control, as started now and again by the supervisor when it died (a new process
+    // attaches to the region the data path still forwards from).
+    let spawn_control = |fresh: bool| -> Result<Child, String> {
+        let mut c = logs.command(&exe, "control.log", fresh)?;
+        c.args(["control", "--region"])
+            .arg(&region)
+            .args(["--workers", &workers, "--name", name.as_str()])
+            .arg("--auth-log")
+            .arg(logs.dir.join("auth.log"));
+        for f in ["--time-scale", "--max-peers", "--metrics", "--auth-log-max"] {
+            if let Some(v) = flag(args, f) {
+                c.args([f, &v]);
+            }
+        }
+        let child = c
+            .arg(config_path)
+            .spawn()
+            .map_err(|e| format!("starting control: {e}"))?;
+        std::fs::write(dir.join("control.pid"), child.id().to_string())
+            .map_err(|e| e.to_string())?;
+        Ok(child)
+    };
+    let mut control = spawn_control(true)?;
     let cleanup = |msg: String| -> String {
         for p in ["dataplane.pid", "control.pid"] {
             if let Some(pid) = read_pid(&dir, p) {
@@ -514,7 +521,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
         if let Ok(Some(status)) = control.try_wait() {
             return Err(cleanup(format!(
                 "control exited ({status}):\n{}",
-                tail(&dir.join("control.log"))
+                logs.tail("control.log")
             )));
         }
         if Instant::now() > deadline {
@@ -524,7 +531,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut dp_cmd = Command::new(&exe);
+    let mut dp_cmd = logs.command(&exe, "dataplane.log", true)?;
     dp_cmd
         .args(["dataplane", "--region"])
         .arg(&region)
@@ -535,9 +542,6 @@ pub fn up(args: &[String]) -> Result<(), String> {
         dp_cmd.args(["--lan", l]);
     }
     let mut dp = dp_cmd
-        .stdin(Stdio::null())
-        .stdout(log("dataplane.log")?)
-        .stderr(log("dataplane.log")?)
         .spawn()
         .map_err(|e| cleanup(format!("starting the data path: {e}")))?;
     std::fs::write(dir.join("dataplane.pid"), dp.id().to_string()).map_err(|e| e.to_string())?;
@@ -552,7 +556,7 @@ pub fn up(args: &[String]) -> Result<(), String> {
             }
         }
         if let Ok(Some(status)) = dp.try_wait() {
-            let log = tail(&dir.join("dataplane.log"));
+            let log = logs.tail("dataplane.log");
             let msg = cleanup(format!("the data path exited ({status}):\n{log}"));
             // `auto`: where XDP or AF_XDP cannot run, the socket backend does, and says why.
             if backend == "auto" {
@@ -560,17 +564,16 @@ pub fn up(args: &[String]) -> Result<(), String> {
                     .lines()
                     .rev()
                     .find(|l| !l.trim().is_empty())
-                    .unwrap_or("it exited")
-                    .trim()
+                    .map_or("it exited", logging::message_of)
                     .to_string();
-                return start_fallback(&why);
+                return running(on_fallback(start_fallback(&why)?));
             }
             return Err(msg);
         }
         if let Ok(Some(status)) = control.try_wait() {
             return Err(cleanup(format!(
                 "control exited ({status}):\n{}",
-                tail(&dir.join("control.log"))
+                logs.tail("control.log")
             )));
         }
         if Instant::now() > deadline {
@@ -586,9 +589,55 @@ pub fn up(args: &[String]) -> Result<(), String> {
         "wgxdp {name} is up (control pid {}, data path pid {}); logs in {}",
         control.id(),
         dp.id(),
-        dir.display()
+        logs.dir.display()
     );
-    Ok(())
+    let respawn = || spawn_control(false);
+    running(supervise::Gateway {
+        name: &name,
+        dir: &dir,
+        main: dp,
+        main_what: "data path",
+        control: Some((control, &respawn)),
+    })
+}
+
+/// Where the processes `up` starts log, and how they are started for it: each with
+/// `--log-file` in the gateway's log directory; its stdout and stderr (a panic, anything
+/// not logged through tracing) go to the same file, or, under systemd, to the journal.
+struct Logs {
+    dir: PathBuf,
+    level: Option<String>,
+    /// `up --foreground` under systemd: the processes' stderr is the journal too.
+    journal: bool,
+}
+
+impl Logs {
+    /// The command for a process logging to `file`; `fresh`: a new run (the previous one's
+    /// file is kept as `file.1`).
+    fn command(&self, exe: &Path, file: &str, fresh: bool) -> Result<Command, String> {
+        let path = self.dir.join(file);
+        let out = if fresh {
+            logging::fresh(&self.dir, file)?
+        } else {
+            logging::make_dir(&self.dir)?;
+            logging::append(&path).map_err(|e| format!("{}: {e}", path.display()))?
+        };
+        let mut c = Command::new(exe);
+        c.arg("--log-file").arg(&path).stdin(Stdio::null());
+        if let Some(l) = &self.level {
+            c.args(["--log-level", l]);
+        }
+        if !self.journal {
+            let err = out.try_clone().map_err(|e| e.to_string())?;
+            c.stdout(out).stderr(err);
+        }
+        Ok(c)
+    }
+
+    /// The last lines of a process's log, for the user when it failed.
+    fn tail(&self, file: &str) -> String {
+        tail(&self.dir.join(file))
+    }
 }
 
 /// Where wg-quick keeps its files.

@@ -2,10 +2,13 @@
 //! written for `wg genkey | wg pubkey` work with `wgxdp` unchanged.
 
 mod args;
+mod caps;
 mod fallback;
 mod gateway;
+mod logging;
 mod operator;
 mod saveconf;
+mod supervise;
 mod wgquick;
 
 use proto::keys::{PresharedKey, PrivateKey};
@@ -31,12 +34,26 @@ fn main() -> ExitCode {
             };
         }
     };
+    // The gateway's processes log (to their file, or stderr/the journal); the commands a
+    // person runs print their output and log only warnings (a library's, aya's).
+    let daemon = match &cli.command {
+        Command::Control(_) | Command::Dataplane(_) | Command::Fallback(_) => true,
+        Command::Up(up) => up.foreground,
+        _ => false,
+    };
+    if let Err(e) = logging::init(cli.log_level.as_deref(), cli.log_file.as_deref(), daemon) {
+        eprintln!("wgxdp: {e}");
+        return ExitCode::from(args::EXIT_FAILED);
+    }
+    let log = gateway::LogOptions {
+        level: cli.log_level.clone(),
+    };
     let result = match cli.command {
         Command::Genkey => genkey(),
         Command::Genpsk => genpsk(),
         Command::Pubkey => pubkey(),
         Command::Check { config } => check(&config),
-        Command::Up(up) => gateway::up(&up.to_args()),
+        Command::Up(up) => gateway::up(&up.to_args(), up.foreground, &log),
         Command::Down { name } => gateway::down(&name.into_iter().collect::<Vec<_>>()),
         Command::Show { name, interval } => {
             let mut a: Vec<String> = name.into_iter().collect();
@@ -82,6 +99,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A daemon's last words go to its log, where `up` (and journalctl) read them.
+        Err(msg) if daemon => {
+            tracing::error!(target: "wgxdp", "{}", msg.trim_end());
+            ExitCode::from(args::EXIT_FAILED)
+        }
         Err(msg) => {
             eprintln!("wgxdp: {}", msg.trim_end());
             ExitCode::from(args::EXIT_FAILED)

@@ -38,6 +38,7 @@ fn usage_errors_exit_2_and_name_what_was_wrong() {
         (&["peer", "add", "alice"][..], "--endpoint"),
         (&["frobnicate"][..], "frobnicate"),
         (&[][..], "Usage"),
+        (&["--log-level", "dataplane=loud", "genkey"][..], "loud"),
     ] {
         let o = run(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
@@ -84,6 +85,80 @@ fn version_help_completions_and_man_page() {
 }
 
 /// A failing command (not a usage error) exits 1.
+/// A daemon's last words (here control refusing a missing file, no root needed) are a log
+/// line: with a time and level on plain stderr, with a syslog priority and nothing else when
+/// stderr is the journal's stream (JOURNAL_STREAM names it), and in `--log-file` if given.
+#[test]
+fn daemons_log_with_levels_to_stderr_the_journal_or_a_file() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = std::env::temp_dir().join(format!("wgxdp-logfmt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let args = [
+        "control",
+        "--region",
+        "/nonexistent/region",
+        "/nonexistent/wg9.conf",
+    ];
+
+    let plain = run(&args);
+    let journal_file = dir.join("journal");
+    let journal_out = std::fs::File::create(&journal_file).unwrap();
+    let meta = journal_out.metadata().unwrap();
+    let journal = Command::new(BIN)
+        .args(args)
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stderr(journal_out)
+        .status()
+        .unwrap();
+    // The variable inherited by a process whose stderr went elsewhere: not the journal.
+    let inherited = Command::new(BIN)
+        .args(args)
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .output()
+        .unwrap();
+    let log_file = dir.join("control.log");
+    let logged = Command::new(BIN)
+        .arg("--log-file")
+        .arg(&log_file)
+        .args(args)
+        .output()
+        .unwrap();
+    let journal_text = std::fs::read_to_string(&journal_file).unwrap();
+    let file_text = std::fs::read_to_string(&log_file).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    for (what, code) in [
+        ("plain", plain.status.code()),
+        ("journal", journal.code()),
+        ("log file", logged.status.code()),
+    ] {
+        assert_eq!(code, Some(1), "{what}");
+    }
+    let plain = stderr(&plain);
+    assert!(
+        plain.contains(" ERROR wgxdp: ") && plain.contains("wg9.conf"),
+        "{plain}"
+    );
+    assert!(
+        journal_text.starts_with("<3>wgxdp: ") && journal_text.contains("wg9.conf"),
+        "{journal_text}"
+    );
+    assert!(
+        stderr(&inherited).contains(" ERROR wgxdp: "),
+        "{}",
+        stderr(&inherited)
+    );
+    assert!(
+        file_text.contains(" ERROR wgxdp: ") && file_text.contains("wg9.conf"),
+        "{file_text}"
+    );
+    assert!(
+        stderr(&logged).is_empty(),
+        "the file, not stderr: {}",
+        stderr(&logged)
+    );
+}
+
 #[test]
 fn a_failed_command_exits_1() {
     let o = run(&["check", "/nonexistent/wg9.conf"]);
@@ -139,6 +214,7 @@ fn auto_falls_back_where_xdp_cannot_run_and_says_why() {
     let shown = ns.command([BIN, "show", &name]).output().unwrap();
     let _ = ns.command([BIN, "down", &name]).output();
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(format!("/var/log/wgxdp/{name}"));
     assert!(
         o.status.success(),
         "auto: {said}{}",

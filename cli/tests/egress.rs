@@ -122,6 +122,7 @@ impl Drop for Gateway {
                 .exec(["wg-quick", "down", conf.to_str().unwrap_or("")]),
         };
         let _ = std::fs::remove_dir_all(&self.dir);
+        remove_logs(&self.name);
     }
 }
 

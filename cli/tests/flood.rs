@@ -244,7 +244,7 @@ impl OurPeer {
 /// `auth.log` and `auth.log.1`, in bytes.
 fn auth_log_size(t: &Topo) -> (u64, u64) {
     let size =
-        |f: &str| std::fs::metadata(format!("/run/wgxdp/{}/{f}", t.name)).map_or(0, |m| m.len());
+        |f: &str| std::fs::metadata(format!("{}/{f}", log_dir(&t.name))).map_or(0, |m| m.len());
     (size("auth.log"), size("auth.log.1"))
 }
 

@@ -111,7 +111,7 @@ fn stock_wg_reads_and_configures_the_gateway_as_it_does_wireguard_go() {
         "{human}"
     );
     // Every peer's handshake is in the authentication log, accepted.
-    let auth = std::fs::read_to_string(format!("/run/wgxdp/{}/auth.log", t.name)).unwrap();
+    let auth = std::fs::read_to_string(format!("{}/auth.log", log_dir(&t.name))).unwrap();
     for p in &t.peers {
         assert!(
             auth.lines().any(|l| l.contains("result=accepted")

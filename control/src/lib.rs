@@ -14,3 +14,11 @@ pub mod service;
 pub mod uapi;
 
 pub use ifname::{InterfaceName, InvalidInterfaceName};
+
+/// How logs name a peer: the first 8 characters of its public key's base64, as short as a
+/// person can still match against `wg show` (a public key; no log line ever holds a secret).
+pub fn short_key(key: &proto::keys::PublicKey) -> String {
+    let mut s = key.to_base64();
+    s.truncate(8);
+    s
+}

@@ -180,9 +180,7 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
                 summary.push("flow offload".to_string());
                 offload = Some((table, handle));
             }
-            Err(e) => eprintln!(
-                "wgxdp data path: flow offload is off ({e}); the kernel carries every flow"
-            ),
+            Err(e) => tracing::warn!("flow offload is off ({e}); the kernel carries every flow"),
         }
     }
     let flows = offload.as_ref().map(|(t, _)| t.clone());
@@ -312,7 +310,7 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     }
     summary.push(format!("{workers} worker(s), AF_XDP copy mode"));
     let line = format!("wgxdp data path: XDP {}", summary.join(", "));
-    println!("{line}");
+    tracing::info!(workers, "{line}");
     if let Some(f) = &opts.ready_file {
         // Written aside and renamed: `wgxdp up` polls for the file and reads it at once.
         let tmp = f.with_extension("tmp");
@@ -327,7 +325,10 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         // A worker that is gone (a panic) leaves its queue's peer-bound traffic to nobody:
         // the LAN program drops it meanwhile (no socket), and the data path stops loudly.
         if let Some(q) = first_finished(&handles) {
-            eprintln!("wgxdp data path: worker {q} stopped unexpectedly; stopping");
+            tracing::error!(
+                worker = q,
+                "worker stopped unexpectedly; stopping the data path"
+            );
             died = Some(q);
             stop.store(true, Ordering::Relaxed);
             break;
@@ -337,7 +338,7 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
             last_stats = std::time::Instant::now();
             // Addresses come and go (DHCP, an operator's `ip addr`): follow them.
             if let Err(e) = local.sync(&mut steering) {
-                eprintln!("wgxdp data path: local addresses: {e}");
+                tracing::warn!("following the local addresses: {e}");
             }
             if let Ok(v) = steering.stats() {
                 for (slot, n) in region.header().xdp_verdicts.iter().zip(v) {
@@ -412,7 +413,7 @@ impl PrefixSink for Steering {
 
     fn clear(&mut self) {
         if let Err(e) = self.clear_peer_prefixes() {
-            eprintln!("wgxdp data path: clearing the LAN program's peer prefixes: {e}");
+            tracing::error!("clearing the LAN program's peer prefixes: {e}");
         }
     }
 }

@@ -69,8 +69,8 @@ pub use error::{Error, Result};
 pub use names::{IFNAMSIZ_MAX, NETNS_PREFIX};
 pub use netns::{delete_owned_by, run_in_netns, sweep_stale, Netns, NETNS_DIR};
 pub use privilege::{
-    require_netns, require_tools, require_wireguard_go, skip_or_fail, Privilege, REQUIRE_ENV,
-    SKIP_LOG_ENV, TUN_DEVICE,
+    note_skip, require_netns, require_tools, require_wireguard_go, skip_or_fail, Privilege,
+    REQUIRE_ENV, SKIP_LOG_ENV, TUN_DEVICE,
 };
 pub use site::{Site, SiteToSite, LINK, SITE_A, SITE_B};
 pub use topology::{Host, Switch, Topology, TopologyBuilder, WanSide};

@@ -94,7 +94,17 @@ impl Privilege {
 #[track_caller]
 pub fn skip_or_fail(reason: &str) {
     let required = std::env::var_os(REQUIRE_ENV).is_some_and(|v| v == "1");
-    let line = skip_line(required, reason, Location::caller());
+    record_skip(&skip_line(required, reason, Location::caller()));
+}
+
+/// A part of a test that this machine's kernel cannot do (not a missing privilege or tool,
+/// which [`skip_or_fail`] handles): listed as skipped, also in CI, and never a failure.
+#[track_caller]
+pub fn note_skip(reason: &str) {
+    record_skip(&skip_line(false, reason, Location::caller()));
+}
+
+fn record_skip(line: &str) {
     eprintln!("{line}");
     if let Some(path) = std::env::var_os(SKIP_LOG_ENV) {
         // One short O_APPEND write per line: parallel test processes do not interleave.

@@ -59,7 +59,18 @@ impl Drop for Topo {
     fn drop(&mut self) {
         let _ = self.gw.exec([BIN, "down", &self.name]);
         let _ = std::fs::remove_dir_all(&self.dir);
+        remove_logs(&self.name);
     }
+}
+
+/// Where gateway `name` logs (its processes' logs and the auth log; `down` keeps them).
+pub fn log_dir(name: &str) -> String {
+    format!("/var/log/wgxdp/{name}")
+}
+
+/// The logs a test's gateway left: what an operator keeps, a test removes.
+pub fn remove_logs(name: &str) {
+    let _ = std::fs::remove_dir_all(log_dir(name));
 }
 
 pub fn require() -> bool {

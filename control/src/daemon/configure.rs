@@ -145,7 +145,10 @@ impl Control {
                     Ok(id) => id,
                     // check_room made sure there is room; nothing else can refuse a new peer.
                     Err(e) => {
-                        eprintln!("wgxdp control: UAPI: {e}");
+                        tracing::error!(
+                            peer = %crate::short_key(&change.public_key),
+                            "UAPI: adding the peer: {e}"
+                        );
                         return false;
                     }
                 }

@@ -205,8 +205,9 @@ impl Control {
                 // A previous control process may have died mid-write.
                 let torn = r.repair_torn();
                 if torn > 0 {
-                    eprintln!(
-                        "wgxdp control: {torn} record(s) a previous process left half-written were emptied"
+                    tracing::warn!(
+                        records = torn,
+                        "records a previous control left half-written were emptied"
                     );
                 }
                 r
@@ -450,9 +451,10 @@ impl Control {
     fn install(&mut self, peer: PeerId, local_index: u32) {
         let born = self.clock.region_ns();
         let Some((slot, evicted)) = self.sessions.take(local_index, peer, born) else {
-            eprintln!(
-                "wgxdp control: no free session slot for a new session ({} live); the peer keeps its previous one",
-                self.sessions.len()
+            tracing::warn!(
+                peer = %self.device.peer(peer).map(|p| crate::short_key(p.public_key())).unwrap_or_default(),
+                live = self.sessions.len(),
+                "no free session slot for a new session; the peer keeps its previous one"
             );
             return;
         };

@@ -48,7 +48,7 @@ impl Routes {
                         return true;
                     }
                     Err(e) => {
-                        eprintln!("wgxdp control: building the allowed-IPs table: {e}");
+                        tracing::error!("building the allowed-IPs table: {e}");
                         return false;
                     }
                 }
@@ -65,7 +65,7 @@ impl Routes {
                 },
             };
             if let Err(e) = r {
-                eprintln!("wgxdp control: allowed IP {p} not applied: {e}");
+                tracing::warn!(prefix = %p, "allowed IP not applied: {e}");
             }
             if !self.reset && self.queued.insert(p) {
                 self.queue.push_back(p);

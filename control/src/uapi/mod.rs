@@ -185,7 +185,7 @@ fn serve_client(stream: UnixStream, tx: &mpsc::Sender<Request>, stop: &AtomicBoo
         let text = match answer {
             Ok(body) => format!("{body}errno=0\n\n"),
             Err(e) => {
-                eprintln!("wgxdp control: UAPI: {e}");
+                tracing::warn!("UAPI request refused: {e}");
                 format!("errno={}\n\n", e.errno.code())
             }
         };
