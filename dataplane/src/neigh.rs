@@ -1,16 +1,19 @@
 //! Next-hop MAC addresses from the kernel's route and neighbour tables (netlink), never from
 //! configuration (design §8).
 //!
-//! A resolver thread owns a netlink socket. It keeps a snapshot of (destination → next hop)
-//! from RTM_GETROUTE answers and of (next hop → MAC) from RTM_GETNEIGH dumps, and publishes
-//! it with an atomic pointer swap when it changed. A new destination is resolved at once;
-//! known ones are re-resolved every [`ROUTE_REFRESH`] (routes seldom change, and one request
-//! per destination is what a 100k-peer gateway cannot afford five times a second); the
-//! neighbour table, small (next hops, not destinations), is dumped every [`REFRESH`]. Workers load the snapshot
-//! once per batch (lock-free) and, on a miss, ask the resolver to look the destination up and
-//! hand that packet to the kernel, which resolves the neighbour itself; the next refresh
-//! learns the entry. The snapshot also holds this host's own addresses (getifaddrs, every
-//! [`REFRESH`]): decrypted packets for them go to the gateway's own interface.
+//! A resolver thread owns two netlink sockets: one for requests, one subscribed to the
+//! kernel's neighbour, route and address events. It keeps a snapshot of (destination → next
+//! hop) from RTM_GETROUTE answers and of (next hop → MAC) from the neighbour table, and
+//! publishes it with an atomic pointer swap when it changed. Nothing is polled: the neighbour
+//! table is dumped once at start, then followed event by event; a new destination is resolved
+//! when a worker first asks for it, and every known one again when a route changes (at most
+//! once per [`ROUTE_SETTLE`], however fast routes churn); the host's own addresses are read
+//! again when an address event says they changed. Lost events (the socket overflowed) mean a
+//! full reread. Workers load the snapshot once per batch (lock-free) and, on a miss, ask the
+//! resolver to look the destination up and hand that packet to the kernel, which resolves the
+//! neighbour itself; the event that follows teaches the resolver the entry. The snapshot also
+//! holds this host's own addresses: decrypted packets for them go to the gateway's own
+//! interface.
 
 use arc_swap::ArcSwap;
 use netlink_packet_core::{
@@ -29,9 +32,14 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const REFRESH: Duration = Duration::from_millis(200);
-/// How often every known destination's route is asked again.
-pub const ROUTE_REFRESH: Duration = Duration::from_secs(5);
+/// How long the resolver sleeps at most between looks at its event socket and the workers'
+/// requests: how late an event is applied, at worst.
+pub const WAKE: Duration = Duration::from_millis(20);
+/// Route changes come in bursts (an interface going down withdraws all its routes); every
+/// known destination is resolved again at most this often.
+pub const ROUTE_SETTLE: Duration = Duration::from_millis(200);
+/// How often destinations nobody asked for lately are forgotten (in memory, no syscall).
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(5);
 
 /// Where the kernel's FIB sends a destination: the neighbour whose MAC to use (a gateway, or
 /// the destination itself if on-link) and the interface it leaves by.
@@ -51,8 +59,8 @@ pub struct Snapshot {
     pub mac: HashMap<(u32, IpAddr), [u8; 6]>,
     /// This host's own addresses, on every interface (wg0's included): a decrypted packet
     /// for one of them is delivered through the gateway's own interface, not forwarded.
-    /// Re-read every [`REFRESH`], so an address added by `ip address add` (wg-quick's step,
-    /// or an operator's) counts within that.
+    /// Re-read on every address event, so an address added by `ip address add` (wg-quick's
+    /// step, or an operator's) counts within [`WAKE`].
     pub local: HashSet<IpAddr>,
 }
 
@@ -123,10 +131,11 @@ pub fn spawn(stop: Arc<AtomicBool>) -> std::io::Result<(Neighbours, std::thread:
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let (tx, rx) = std::sync::mpsc::sync_channel(1024);
     let mut nl = Netlink::new()?;
+    let mut events = Events::new()?;
     let published = snapshot.clone();
     let handle = std::thread::Builder::new()
         .name("wgxdp-neigh".into())
-        .spawn(move || resolver(&mut nl, &published, &rx, &stop))?;
+        .spawn(move || resolver(&mut nl, &mut events, &published, &rx, &stop))?;
     Ok((
         Neighbours {
             snapshot,
@@ -136,8 +145,25 @@ pub fn spawn(stop: Arc<AtomicBool>) -> std::io::Result<(Neighbours, std::thread:
     ))
 }
 
+/// What events said must be read again.
+#[derive(Debug, Clone, Copy)]
+struct Stale {
+    routes: bool,
+    neighbours: bool,
+    local: bool,
+}
+
+impl Stale {
+    const ALL: Stale = Stale {
+        routes: true,
+        neighbours: true,
+        local: true,
+    };
+}
+
 fn resolver(
     nl: &mut Netlink,
+    events: &mut Events,
     published: &ArcSwap<Snapshot>,
     rx: &Receiver<IpAddr>,
     stop: &AtomicBool,
@@ -145,53 +171,60 @@ fn resolver(
     let mut wanted = Wanted::new(MAX_WANTED);
     let mut fresh: Vec<IpAddr> = Vec::new();
     let mut current = Snapshot::default();
-    let mut last_routes = std::time::Instant::now();
-    // Read at once, then every REFRESH (not on every request a worker sends).
-    let mut last_local: Option<std::time::Instant> = None;
+    let mut stale = Stale::ALL;
+    let mut last_routes: Option<std::time::Instant> = None;
+    let mut last_expire = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        let now = std::time::Instant::now();
         while let Ok(dst) = rx.try_recv() {
-            if wanted.request(dst, std::time::Instant::now()) {
+            if wanted.request(dst, now) {
                 fresh.push(dst);
             }
         }
-        let mut next_hop = None;
-        if last_routes.elapsed() >= ROUTE_REFRESH {
-            last_routes = std::time::Instant::now();
+        let mut next = current.clone();
+        let mut changed = events.apply(&mut next.mac, &mut stale);
+        if stale.neighbours {
+            stale.neighbours = false;
+            next.mac = nl.neighbours();
+            changed = true;
+        }
+        if now.duration_since(last_expire) >= EXPIRE_EVERY {
+            last_expire = now;
+            wanted.expire(now);
+            let before = next.next_hop.len();
+            next.next_hop.retain(|d, _| wanted.contains(d));
+            changed |= next.next_hop.len() != before;
+        }
+        if stale.routes && last_routes.is_none_or(|t| t.elapsed() >= ROUTE_SETTLE) {
+            stale.routes = false;
+            last_routes = Some(now);
             fresh.clear();
-            wanted.expire(last_routes);
             let all: HashMap<IpAddr, Hop> = wanted
                 .iter()
                 .filter_map(|&d| Some((d, nl.route_get(d)?)))
                 .collect();
-            if all != current.next_hop {
-                next_hop = Some(all);
-            }
-        } else if !fresh.is_empty() {
-            let mut m = current.next_hop.clone();
+            changed |= all != next.next_hop;
+            next.next_hop = all;
+        } else {
             for d in fresh.drain(..) {
                 if let Some(hop) = nl.route_get(d) {
-                    m.insert(d, hop);
+                    changed |= next.next_hop.insert(d, hop) != Some(hop);
                 }
             }
-            next_hop = Some(m);
         }
-        let mac = nl.neighbours();
-        // Changed addresses only; a failed read keeps what was known (an address does not
-        // vanish with a syscall).
-        let mut local = None;
-        if last_local.is_none_or(|t| t.elapsed() >= REFRESH) {
-            last_local = Some(std::time::Instant::now());
-            local = local_addrs().ok().filter(|l| *l != current.local);
+        // A failed read keeps what was known (an address does not vanish with a syscall).
+        if stale.local {
+            stale.local = false;
+            if let Ok(l) = local_addrs() {
+                changed |= l != next.local;
+                next.local = l;
+            }
         }
-        if next_hop.is_some() || mac != current.mac || local.is_some() {
-            current = Snapshot {
-                next_hop: next_hop.unwrap_or_else(|| current.next_hop.clone()),
-                mac,
-                local: local.unwrap_or_else(|| current.local.clone()),
-            };
+        if changed {
+            current = next;
             published.store(Arc::new(current.clone()));
         }
-        match rx.recv_timeout(REFRESH) {
+        match rx.recv_timeout(WAKE) {
             Ok(dst) => {
                 if wanted.request(dst, std::time::Instant::now()) {
                     fresh.push(dst);
@@ -203,12 +236,129 @@ fn resolver(
     }
 }
 
+/// The kernel's neighbour, route and address events (rtnetlink multicast groups).
+struct Events {
+    socket: Socket,
+    buf: Vec<u8>,
+}
+
+/// `RTNLGRP_*` of `linux/rtnetlink.h`.
+const RTNLGRP_NEIGH: u32 = 3;
+const RTNLGRP_IPV4_IFADDR: u32 = 5;
+const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
+
+impl Events {
+    fn new() -> std::io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        for g in [
+            RTNLGRP_NEIGH,
+            RTNLGRP_IPV4_IFADDR,
+            RTNLGRP_IPV4_ROUTE,
+            RTNLGRP_IPV6_IFADDR,
+            RTNLGRP_IPV6_ROUTE,
+        ] {
+            socket.add_membership(g)?;
+        }
+        // A burst (a link going down) must not overflow it; if it does, everything is read
+        // again. SO_RCVBUFFORCE needs CAP_NET_ADMIN; failing, the default stays.
+        let _ = nix::sys::socket::setsockopt(
+            &std::os::fd::AsFd::as_fd(&socket),
+            nix::sys::socket::sockopt::RcvBufForce,
+            &(4 << 20),
+        );
+        socket.set_non_blocking(true)?;
+        Ok(Self {
+            socket,
+            buf: vec![0; 1 << 16],
+        })
+    }
+
+    /// Applies every event waiting: neighbours to `mac` directly, routes and addresses as
+    /// `stale` marks; lost events mark everything. Returns whether `mac` changed.
+    fn apply(&mut self, mac: &mut HashMap<(u32, IpAddr), [u8; 6]>, stale: &mut Stale) -> bool {
+        let mut changed = false;
+        loop {
+            let size = match self.socket.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    *stale = Stale::ALL;
+                    continue;
+                }
+                Err(_) => return changed,
+            };
+            let mut offset = 0;
+            while offset < size {
+                let Ok(m) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..size])
+                else {
+                    break;
+                };
+                let len = m.header.length as usize;
+                if let NetlinkPayload::InnerMessage(inner) = m.payload {
+                    match inner {
+                        RouteNetlinkMessage::NewNeighbour(n) => {
+                            if let Some((key, value)) = neighbour_entry(&n) {
+                                changed |= match value {
+                                    Some(v) => mac.insert(key, v) != Some(v),
+                                    None => mac.remove(&key).is_some(),
+                                };
+                            }
+                        }
+                        RouteNetlinkMessage::DelNeighbour(n) => {
+                            if let Some((key, _)) = neighbour_entry(&n) {
+                                changed |= mac.remove(&key).is_some();
+                            }
+                        }
+                        RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_) => {
+                            stale.routes = true;
+                        }
+                        RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::DelAddress(_) => {
+                            stale.local = true;
+                        }
+                        _ => {}
+                    }
+                }
+                if len == 0 {
+                    break;
+                }
+                offset += len;
+            }
+        }
+    }
+}
+
+/// A neighbour message's key (interface, address) and its MAC, `None` for an entry that is
+/// not usable (incomplete, failed) or has no link-layer address.
+fn neighbour_entry(n: &NeighbourMessage) -> Option<((u32, IpAddr), Option<[u8; 6]>)> {
+    let ip = n.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
+        NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
+        _ => None,
+    })?;
+    let usable = !matches!(
+        n.header.state,
+        NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+    );
+    let mac = n.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(m) if m.len() == 6 => {
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(m);
+            Some(mac)
+        }
+        _ => None,
+    });
+    Some(((n.header.ifindex, ip), mac.filter(|_| usable)))
+}
+
 /// Destinations the resolver keeps resolved at most: what peers send to is theirs to choose,
-/// so the set (and the work of refreshing it every ROUTE_REFRESH) must not grow without bound.
-/// Past it, a new destination is not learnt until room frees up: its packets keep taking the
-/// kernel path, which routes them correctly, only slower. Sized for 100k peers' endpoints and
-/// their LAN destinations; resolving by route instead of by destination (from netlink events,
-/// not polling) is what removes the per-destination refresh.
+/// so the set (and the work of resolving it again after a route change) must not grow without
+/// bound. Past it, a new destination is not learnt until room frees up: its packets keep
+/// taking the kernel path, which routes them correctly, only slower. Sized for 100k peers'
+/// endpoints and their LAN destinations. (Resolving by route, from the route events' own
+/// contents, instead of by destination would make a route change cost O(routes changed).)
 pub const MAX_WANTED: usize = 1 << 18;
 const _: () = assert!(
     MAX_WANTED >= 200_000,
@@ -254,6 +404,10 @@ impl Wanted {
 
     fn iter(&self) -> impl Iterator<Item = &IpAddr> {
         self.asked.keys()
+    }
+
+    fn contains(&self, dst: &IpAddr) -> bool {
+        self.asked.contains_key(dst)
     }
 
     #[cfg(test)]
@@ -375,34 +529,10 @@ impl Netlink {
             RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
             true,
             |answer| {
-                let RouteNetlinkMessage::NewNeighbour(n) = answer else {
-                    return;
-                };
-                if matches!(
-                    n.header.state,
-                    NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
-                ) {
-                    return;
-                }
-                let ip = n.attributes.iter().find_map(|a| match a {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
-                        Some(IpAddr::V4(*ip))
+                if let RouteNetlinkMessage::NewNeighbour(n) = answer {
+                    if let Some((key, Some(mac))) = neighbour_entry(&n) {
+                        out.insert(key, mac);
                     }
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
-                        Some(IpAddr::V6(*ip))
-                    }
-                    _ => None,
-                });
-                let mac = n.attributes.iter().find_map(|a| match a {
-                    NeighbourAttribute::LinkLayerAddress(m) if m.len() == 6 => {
-                        let mut mac = [0u8; 6];
-                        mac.copy_from_slice(m);
-                        Some(mac)
-                    }
-                    _ => None,
-                });
-                if let (Some(ip), Some(mac)) = (ip, mac) {
-                    out.insert((n.header.ifindex, ip), mac);
                 }
             },
         );
