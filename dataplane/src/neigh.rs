@@ -330,9 +330,12 @@ impl Events {
     }
 }
 
+/// A neighbour: the interface it is on, and its address.
+type NeighbourKey = (u32, IpAddr);
+
 /// A neighbour message's key (interface, address) and its MAC, `None` for an entry that is
 /// not usable (incomplete, failed) or has no link-layer address.
-fn neighbour_entry(n: &NeighbourMessage) -> Option<((u32, IpAddr), Option<[u8; 6]>)> {
+fn neighbour_entry(n: &NeighbourMessage) -> Option<(NeighbourKey, Option<[u8; 6]>)> {
     let ip = n.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
         NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
