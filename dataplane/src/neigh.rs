@@ -113,6 +113,18 @@ impl Neighbours {
         }
     }
 
+    /// [`Neighbours::fixed`], with the requests it receives readable (tests).
+    pub fn recording(snapshot: Snapshot) -> (Self, Receiver<IpAddr>) {
+        let (requests, rx) = std::sync::mpsc::sync_channel(64);
+        (
+            Self {
+                snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+                requests,
+            },
+            rx,
+        )
+    }
+
     pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.snapshot.load()
     }

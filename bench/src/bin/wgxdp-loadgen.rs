@@ -6,7 +6,7 @@
 //!               [--gen-netns NS] [--sink-netns NS] [--peers N] [--seed S]
 //!               [--size 64|512|1420|imix] [--seconds T] [--pool-mb M] [--sockets K]
 //!               [--direction in|out] [--rate PPS] [--tx sendmmsg|afxdp --tx-if IF]
-//!               [--sink-if IF] [--answer true]
+//!               [--sink-if IF] [--answer true] [--no-handshake true]
 //! wgxdp-loadgen seal-rate [--size S] [--seconds T]    # ring's single-core seal rate
 //! ```
 //!
@@ -21,7 +21,8 @@
 //! also counts what the sink's interface received (`if_received`), exact even when the sink's
 //! socket overflows; `delivered` is that count when given, else the socket's. `--answer true`:
 //! the sink answers each sender's first datagram once (a NAT gateway's flows are then
-//! established in its connection tracking, as a real service's would be).
+//! established in its connection tracking, as a real service's would be). `--no-handshake
+//! true`: made-up sessions, for a forwarder that opens nothing (`wgxdp-ceiling`).
 //! `--direction out` reverses it: plaintext from the sink's address to every peer's tunnel
 //! address (port of `--sink`), sealed by the gateway, opened and counted by the generator.
 
@@ -149,13 +150,30 @@ fn cmd_run(a: &Args) -> Result<(), String> {
     .map_err(|e| format!("sink socket: {e}"))?;
 
     let t = Instant::now();
-    let mut sessions = handshake::establish(sock, gateway, &gateway_key, seed, count, SRC_PORT)
-        .map_err(|e| format!("handshakes: {e}"))?;
+    let no_handshake: bool = a.get("no-handshake", Some(false))?;
+    let mut sessions = if no_handshake {
+        // For a forwarder that opens nothing (wgxdp-ceiling): made-up sessions.
+        (0..count)
+            .map(|i| bench::pool::Session {
+                key: [i as u8; 32],
+                receiver: i as u32,
+                next_counter: 0,
+                local_index: i as u32,
+                rx_key: [0; 32],
+                src: std::net::SocketAddrV4::new(peers::tunnel_addr(i), SRC_PORT),
+            })
+            .collect()
+    } else {
+        handshake::establish(sock, gateway, &gateway_key, seed, count, SRC_PORT)
+            .map_err(|e| format!("handshakes: {e}"))?
+    };
     let handshake_s = t.elapsed().as_secs_f64();
     // Confirm every session (the gateway is the responder) before the timed window, a few
     // times: a gateway may learn of a session a little after its handshake response (wgxdp's
     // data path does, through the shared region) and drop what arrives before.
-    for _ in 0..3 {
+    // (Made-up sessions: once, so that the kernel learns the gateway's MAC for the AF_XDP
+    // generator.)
+    for _ in 0..if no_handshake { 1 } else { 3 } {
         bench::outbound::confirm(sock, &mut sessions).map_err(|e| format!("keepalives: {e}"))?;
         std::thread::sleep(Duration::from_millis(400));
     }

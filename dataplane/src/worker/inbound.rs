@@ -227,6 +227,12 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         };
         let next_hop = inside.and_then(|i| Some((i.mac, snapshot.lookup(dst, i.index)?)));
         let Some((our_mac, mac)) = next_hop else {
+            // A destination the resolver has not looked up yet: ask, so that the next packets
+            // to an inside host are served directly (the kernel resolves its neighbour as it
+            // forwards this one). One it knows to be routed elsewhere is not asked again.
+            if inside.is_some() && !snapshot.next_hop.contains_key(&dst) {
+                self.neigh.request(dst);
+            }
             if self.link.has_local() {
                 let (start, len) =
                     packet::frame_inner(chunk, inner_off, inner_len, [0; 6], [0; 6])?;

@@ -102,6 +102,16 @@ impl Gateway {
         link: FakeLink<'a>,
         snapshot: Snapshot,
     ) -> Worker<'a, FakeLink<'a>> {
+        self.worker_on(id, link, Neighbours::fixed(snapshot))
+    }
+
+    /// [`Gateway::worker`] with the neighbour handle given (one that records requests).
+    fn worker_on<'a>(
+        &self,
+        id: usize,
+        link: FakeLink<'a>,
+        neighbours: Neighbours,
+    ) -> Worker<'a, FakeLink<'a>> {
         Worker::new(
             WorkerConfig {
                 id,
@@ -124,7 +134,7 @@ impl Gateway {
             },
             self.region.clone(),
             link,
-            Neighbours::fixed(snapshot),
+            neighbours,
             self.table.reader().unwrap(),
         )
     }

@@ -263,3 +263,38 @@ fn what_the_lan_does_not_serve_goes_to_the_kernel_through_wg0() {
     assert!(link.sent.is_empty() && link.to_kernel.is_empty());
     assert_eq!((link.outstanding(), link.duplicates()), (0, 0));
 }
+
+/// An inside host whose next hop the resolver has not learnt yet: its first packet goes
+/// through wg0 (the kernel forwards it and resolves the neighbour) and the resolver is asked
+/// for it, so that the next ones are served directly; a destination it knows to be routed
+/// elsewhere is not asked for again. (Before this, every packet to such a host took wg0 for
+/// good: the gateway benchmark's LAN sink was reached at the kernel's speed.)
+#[test]
+fn an_unresolved_inside_host_is_asked_for_while_wg0_carries_it() {
+    let gw = Gateway::new("local-ask", true);
+    let mut arena = vec![0u8; 16 * FRAME];
+    let link = FakeLink::new(&mut arena, FRAME, true).with_local();
+    let mut snapshot = with_local_addrs();
+    snapshot.next_hop.remove(&IpAddr::from(LAN_HOST));
+    // NOBODY is known to be routed out of the WAN port.
+    snapshot.next_hop.insert(
+        NOBODY.into(),
+        crate::neigh::Hop {
+            via: (*endpoint_ip()).into(),
+            oif: WAN_INDEX,
+        },
+    );
+    let (neighbours, asked) = Neighbours::recording(snapshot);
+    let mut w = gw.worker_on(0, link, neighbours);
+    for (i, dst) in [LAN_HOST, NOBODY].into_iter().enumerate() {
+        let msg = from_peer(&inner(PEER_TUNNEL, dst, 1), &KEY_TO_US, i as u64, endpoint());
+        assert!(w.link_mut().inject(Side::Wan, &msg));
+    }
+    w.poll_once(T0);
+    assert_eq!(w.link_mut().take_sent(Side::Local).len(), 2, "both through wg0");
+    assert_eq!(
+        asked.try_iter().collect::<Vec<_>>(),
+        [IpAddr::from(LAN_HOST)],
+        "the inside host asked for, the routed-elsewhere one not"
+    );
+}
