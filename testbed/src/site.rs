@@ -2,10 +2,16 @@
 //! WireGuard's performance comparison (two hosts and a gigabit link between them).
 //!
 //! ```text
-//!   a ---------- [ga] ============ [gb] ---------- b
-//!   198.18.1.2   .1.1 | 198.18.0.1  .0.2 | .2.1   198.18.2.2
-//!       site A          the link (WAN)       site B
+//!   a ---------- [ga] ====== (link) ====== [gb] ---------- b
+//!   198.18.1.2   .1.1 | 198.18.0.1     .0.2 | .2.1   198.18.2.2
+//!       site A          the link (WAN)          site B
 //! ```
+//!
+//! The link is a bridge in a namespace of its own (`link`, ports `port-a` and `port-b`), so that it can
+//! be shaped where every implementation's packets pass a queueing discipline: a tunnel end
+//! that transmits with AF_XDP (wgxdp) bypasses its own interface's qdisc, and its XDP program
+//! takes what it receives before any ingress qdisc, so shaping at the ends would shape the
+//! others and not it.
 //!
 //! The hosts route the other site's subnet to their tunnel end; the tunnel ends route nothing
 //! until the implementation under test (started by the caller on `wan` and `lan` in `ga` and
@@ -39,6 +45,9 @@ pub struct Site {
 pub struct SiteToSite {
     pub a: Site,
     pub b: Site,
+    /// The link: a bridge `wgbr` whose ports `port-a` and `port-b` face the tunnel ends (shape their
+    /// egress to shape the link).
+    pub link: Netns,
 }
 
 fn at(net: IfAddr, host: u8) -> IfAddr {
@@ -68,7 +77,21 @@ impl SiteToSite {
                 .map(VethPair::into_ends)
         };
         let (a_if, ga_lan) = cable(&a, &ga, ("lan", "lan"), (at(SITE_A, 2), at(SITE_A, 1)))?;
-        let (ga_wan, gb_wan) = cable(&ga, &gb, ("wan", "wan"), (at(LINK, 1), at(LINK, 2)))?;
+        let link = netns("link")?;
+        let port = |gw: &Netns, name: &str, addr: IfAddr| {
+            VethPair::builder(gw, &link)
+                .names("wan", name)
+                .a_addrs(&[addr])
+                .create()
+                .map(VethPair::into_ends)
+        };
+        let (ga_wan, _) = port(&ga, "port-a", at(LINK, 1))?;
+        let (gb_wan, _) = port(&gb, "port-b", at(LINK, 2))?;
+        link.ip(["link", "add", "name", "wgbr", "type", "bridge"])?;
+        for p in ["port-a", "port-b"] {
+            link.ip(["link", "set", "dev", p, "master", "wgbr"])?;
+        }
+        link.ip(["link", "set", "dev", "wgbr", "up"])?;
         let (gb_lan, b_if) = cable(&gb, &b, ("lan", "lan"), (at(SITE_B, 1), at(SITE_B, 2)))?;
         for (host, other, via) in [(&a, SITE_B, at(SITE_A, 1)), (&b, SITE_A, at(SITE_B, 1))] {
             host.ip([
@@ -97,12 +120,13 @@ impl SiteToSite {
                 gw_lan: gb_lan,
                 gw_wan: gb_wan,
             },
+            link,
         })
     }
 
     /// Gives up the guards: the namespaces outlive this value (the script deletes them).
     pub fn release(self) -> Vec<String> {
-        [self.a.host, self.a.gw, self.b.gw, self.b.host]
+        [self.a.host, self.a.gw, self.link, self.b.gw, self.b.host]
             .into_iter()
             .map(Netns::release)
             .collect()

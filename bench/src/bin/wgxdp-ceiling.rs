@@ -20,9 +20,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 fn arg(args: &[String], key: &str) -> Option<String> {
-    args.windows(2)
-        .find(|w| w[0] == key)
-        .map(|w| w[1].clone())
+    args.windows(2).find(|w| w[0] == key).map(|w| w[1].clone())
 }
 
 fn mac(text: &str) -> Option<[u8; 6]> {

@@ -30,6 +30,7 @@
 //!
 //! `sites` builds the whitepaper's site-to-site topology ([`testbed::SiteToSite`]) and prints
 //! `ns_a a_if a_v4`, `ns_ga ga_lan ga_lan_v4 ga_wan ga_wan_v4`, the same for `gb` and `b`,
+//! `ns_link` (the link's bridge namespace, ports `port-a` and `port-b`),
 //! `site_a site_b` (the subnets) and `namespaces`.
 
 use std::fmt::Write as _;
@@ -150,11 +151,18 @@ fn run(args: &[String]) -> Result<(), Failure> {
                     &site.gw_wan,
                 );
             }
+            var("ns_link", sites.link.name());
             var("site_a", &testbed::SITE_A.to_string());
             var("site_b", &testbed::SITE_B.to_string());
-            let names = [&sites.a.host, &sites.a.gw, &sites.b.gw, &sites.b.host]
-                .map(|n| n.name().to_string())
-                .join(" ");
+            let names = [
+                &sites.a.host,
+                &sites.a.gw,
+                &sites.link,
+                &sites.b.gw,
+                &sites.b.host,
+            ]
+            .map(|n| n.name().to_string())
+            .join(" ");
             var("namespaces", &format!("'{names}'"));
             print_vars(&out)?;
             sites.release();

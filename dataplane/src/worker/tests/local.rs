@@ -287,11 +287,20 @@ fn an_unresolved_inside_host_is_asked_for_while_wg0_carries_it() {
     let (neighbours, asked) = Neighbours::recording(snapshot);
     let mut w = gw.worker_on(0, link, neighbours);
     for (i, dst) in [LAN_HOST, NOBODY].into_iter().enumerate() {
-        let msg = from_peer(&inner(PEER_TUNNEL, dst, 1), &KEY_TO_US, i as u64, endpoint());
+        let msg = from_peer(
+            &inner(PEER_TUNNEL, dst, 1),
+            &KEY_TO_US,
+            i as u64,
+            endpoint(),
+        );
         assert!(w.link_mut().inject(Side::Wan, &msg));
     }
     w.poll_once(T0);
-    assert_eq!(w.link_mut().take_sent(Side::Local).len(), 2, "both through wg0");
+    assert_eq!(
+        w.link_mut().take_sent(Side::Local).len(),
+        2,
+        "both through wg0"
+    );
     assert_eq!(
         asked.try_iter().collect::<Vec<_>>(),
         [IpAddr::from(LAN_HOST)],
