@@ -184,6 +184,14 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         }
     }
     let flows = offload.as_ref().map(|(t, _)| t.clone());
+    // Zero-copy where the drivers support it (NICs with AF_XDP zero-copy), else copy (veth,
+    // most virtual devices), and say which.
+    let mut ports = vec![wan.name.as_str()];
+    ports.extend(lan.as_ref().map(|l| l.name.as_str()));
+    let (mode, no_zero_copy) = crate::xsk::choose_mode(&ports, UmemSpec::default());
+    if let Some(why) = &no_zero_copy {
+        tracing::info!("AF_XDP in copy mode: zero-copy refused ({why})");
+    }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     // The device appears with its first queue; `wgxdp up` gives it its addresses once the
     // data path is ready.
@@ -239,21 +247,12 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
                         }
                     };
                     let bound = (|| {
-                        let wan_port = Port::bind(
-                            &umem,
-                            &cfg.wan.name,
-                            q as u32,
-                            BindMode::Copy,
-                            spec.ring_size,
-                        )?;
+                        let wan_port =
+                            Port::bind(&umem, &cfg.wan.name, q as u32, mode, spec.ring_size)?;
                         let lan_port = match &cfg.lan {
-                            Some(l) => Some(Port::bind(
-                                &umem,
-                                &l.name,
-                                q as u32,
-                                BindMode::Copy,
-                                spec.ring_size,
-                            )?),
+                            Some(l) => {
+                                Some(Port::bind(&umem, &l.name, q as u32, mode, spec.ring_size)?)
+                            }
                             None => None,
                         };
                         Ok((wan_port, lan_port))
@@ -308,7 +307,13 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     if let Some(spare) = cores.get(workers..).and_then(<[_]>::last) {
         core_affinity::set_for_current(*spare);
     }
-    summary.push(format!("{workers} worker(s), AF_XDP copy mode"));
+    summary.push(format!(
+        "{workers} worker(s), AF_XDP {}",
+        match mode {
+            BindMode::ZeroCopy => "zero-copy",
+            BindMode::Copy => "copy mode",
+        }
+    ));
     let line = format!("wgxdp data path: XDP {}", summary.join(", "));
     tracing::info!(workers, "{line}");
     if let Some(f) = &opts.ready_file {

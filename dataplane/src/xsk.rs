@@ -303,6 +303,21 @@ pub enum BindMode {
     ZeroCopy,
 }
 
+/// The mode to bind `interfaces` (queue 0) in: zero-copy where the driver supports it for
+/// all of them, else copy, with the reason zero-copy was not taken. Found by binding a
+/// throwaway socket on a throwaway UMEM (the kernel answers EOPNOTSUPP, or EINVAL, for a
+/// driver without zero-copy support), so that a refusal leaves nothing half set up.
+pub fn choose_mode(interfaces: &[&str], spec: UmemSpec) -> (BindMode, Option<String>) {
+    for i in interfaces {
+        let probe = Umem::new(spec)
+            .and_then(|u| Port::bind(&u, i, 0, BindMode::ZeroCopy, spec.ring_size).map(|_| ()));
+        if let Err(e) = probe {
+            return (BindMode::Copy, Some(format!("{i}: {e}")));
+        }
+    }
+    (BindMode::ZeroCopy, None)
+}
+
 /// Ring entries moved per step: the size of the stack buffers between the pool and a ring.
 const STEP: usize = 64;
 

@@ -136,3 +136,30 @@ fn worker_side(steering: &mut Steering, ifname: &str, sock: &UdpSocket, gw_addr:
         "the rings named only chunks the kernel held"
     );
 }
+
+/// The bind mode is chosen, not assumed: veth has no AF_XDP zero-copy, so the probe is refused
+/// and says why, and copy mode (which works) is taken; the copy bind then succeeds.
+#[test]
+fn zero_copy_is_tried_first_and_copy_taken_where_the_driver_refuses_it() {
+    if !testbed::require_netns() {
+        return;
+    }
+    let gw = testbed::Netns::new("xskzc").unwrap();
+    let peer = testbed::Netns::new("xskzcp").unwrap();
+    let wan = testbed::VethPair::wan(&gw, &peer).unwrap();
+    let ifname = wan.a.ifname.clone();
+    gw.run_in(|| {
+        let spec = UmemSpec::default();
+        let (mode, why) = dataplane::xsk::choose_mode(&[&ifname], spec);
+        assert_eq!(mode, BindMode::Copy);
+        let why = why.expect("a reason for copy mode");
+        assert!(why.starts_with(&format!("{ifname}: ")), "{why}");
+        let umem = Umem::new(spec).unwrap();
+        Port::bind(&umem, &ifname, 0, mode, spec.ring_size).expect("copy mode binds on veth");
+        // A missing interface is no reason to try zero-copy either.
+        assert_eq!(
+            dataplane::xsk::choose_mode(&["nosuchif0"], spec).0,
+            BindMode::Copy
+        );
+    });
+}
