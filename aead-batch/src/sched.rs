@@ -4,7 +4,7 @@
 
 use crate::chacha::{wireguard_tail, BLOCK_LEN};
 use crate::{Packet, Verdict, CHUNK, TAG_LEN};
-use subtle::ConstantTimeEq;
+use subtle::ConstantTimeEq as _;
 
 /// Most lanes any kernel has (AVX-512: 16 x 32 bits).
 pub(crate) const MAX_LANES: usize = 16;
@@ -347,7 +347,7 @@ pub(crate) fn open_chunk<K: Kernels>(chunk: &mut [Packet<'_>]) {
             continue;
         }
         let n = p.buf.len() - TAG_LEN;
-        if !bool::from(tags[i].ct_eq(&p.buf[n..])) {
+        if !tag_matches(&tags[i], &p.buf[n..]) {
             p.verdict = Verdict::Auth;
             continue;
         }
@@ -373,5 +373,48 @@ impl Stage {
     /// An empty stage for kernel-level tests.
     pub(crate) fn for_test() -> Self {
         Self::new()
+    }
+}
+
+/// Whether a received tag equals the computed one, in constant time: two 64-bit words XORed
+/// and ORed, then one constant-time comparison with zero (subtle's comparison of the two
+/// 16-byte slices, byte by byte behind optimisation barriers, was 5% of a worker's time at
+/// 64-byte packets).
+fn tag_matches(computed: &[u8; TAG_LEN], received: &[u8]) -> bool {
+    let Ok(received) = <&[u8; TAG_LEN]>::try_from(received) else {
+        return false;
+    };
+    let word = |t: &[u8; TAG_LEN], i: usize| {
+        u64::from_le_bytes([
+            t[i],
+            t[i + 1],
+            t[i + 2],
+            t[i + 3],
+            t[i + 4],
+            t[i + 5],
+            t[i + 6],
+            t[i + 7],
+        ])
+    };
+    let diff = (word(computed, 0) ^ word(received, 0)) | (word(computed, 8) ^ word(received, 8));
+    bool::from(diff.ct_eq(&0))
+}
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+
+    #[test]
+    fn a_tag_matches_only_itself() {
+        let t: [u8; TAG_LEN] = std::array::from_fn(|i| i as u8 * 17);
+        assert!(tag_matches(&t, &t));
+        for i in 0..TAG_LEN {
+            for bit in 0..8 {
+                let mut other = t;
+                other[i] ^= 1 << bit;
+                assert!(!tag_matches(&t, &other), "byte {i} bit {bit}");
+            }
+        }
+        assert!(!tag_matches(&t, &t[..15]), "short");
     }
 }

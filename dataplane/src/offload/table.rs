@@ -39,6 +39,8 @@ pub struct FlowTable {
     slots: Box<[Slot]>,
     mask: usize,
     seeds: [u64; 2],
+    /// Entries present (the writer's count): while there are none, workers skip the lookup.
+    entries: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for FlowTable {
@@ -65,6 +67,7 @@ impl FlowTable {
             slots: (0..n).map(|_| Slot::default()).collect(),
             mask: n - 1,
             seeds: [state.hash_one(1u8), state.hash_one(2u8)],
+            entries: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -77,6 +80,11 @@ impl FlowTable {
     fn window(&self, key: [u64; 2]) -> impl Iterator<Item = usize> + '_ {
         let home = self.home(key);
         (0..PROBES).map(move |i| (home + i) & self.mask)
+    }
+
+    /// Whether no flow is offloaded (a packet need not even be parsed for a lookup).
+    pub fn is_empty(&self) -> bool {
+        self.entries.load(Ordering::Relaxed) == 0
     }
 
     /// The rewrite for a packet of tuple `t`, if its flow is offloaded.
@@ -179,6 +187,7 @@ impl Writer {
         }
         let i = free.ok_or(Full)?;
         t.write(i, key, to.to_words());
+        t.entries.fetch_add(1, Ordering::Relaxed);
         Ok(i)
     }
 
@@ -190,6 +199,7 @@ impl Writer {
             return false;
         };
         t.write(i, [0, 0], [0, 0]);
+        t.entries.fetch_sub(1, Ordering::Relaxed);
         true
     }
 

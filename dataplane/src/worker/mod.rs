@@ -289,8 +289,11 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         self.count(|s| &s.rx_wan, n);
         let mut moved = n;
         let one_armed = !self.link.has_lan();
+        // Two-armed with no flow offloaded, the WAN program steers WireGuard data only: no
+        // need to tell the kinds apart (inbound parses each frame anyway).
+        let mixed = one_armed || self.flows.as_ref().is_some_and(|f| !f.is_empty());
         for mut f in received.drain(..) {
-            if self.is_wireguard(&f) {
+            if !mixed || self.is_wireguard(&f) {
                 inbound.push(f);
                 continue;
             }

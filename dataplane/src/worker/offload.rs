@@ -26,7 +26,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         now: u64,
         snapshot: &Snapshot,
     ) -> Result<Option<(Side, usize, usize)>, DropReason> {
-        let Some(flows) = &self.flows else {
+        let Some(flows) = self.flows.as_ref().filter(|f| !f.is_empty()) else {
             return Ok(None);
         };
         let Some(key) = chunk.get(off..off + len).and_then(tuple::classify) else {

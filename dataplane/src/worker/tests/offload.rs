@@ -205,10 +205,17 @@ fn return_packets_of_no_flow_are_dropped_and_counted() {
     let mut w = gw
         .worker(0, FakeLink::new(&mut arena, FRAME, true), with_router())
         .with_flows(t.clone());
-    // The flow ended between the WAN program and the worker.
+    // The flow ended between the WAN program and the worker (another flow stays: with none
+    // at all, a two-armed worker takes whatever its WAN socket brings as WireGuard, and such a
+    // frame is dropped as malformed instead).
     let (orig, reply) = flow();
     let mut writer = Writer::new(t);
     assert!(writer.remove(orig) && writer.remove(reply));
+    let other = Tuple {
+        sport: 3000,
+        ..orig
+    };
+    writer.insert(other, other.reversed()).unwrap();
     assert!(w.link_mut().inject(Side::Wan, &from_internet(9)));
     w.poll_once(T0);
     let link = w.link_mut();
