@@ -40,6 +40,39 @@ impl FlowMap {
     }
 }
 
+/// The benchmarks' sink program (not the gateway's): drops every frame at the driver of the
+/// interface it is attached to, until dropped.
+pub struct SinkDrop {
+    _ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for SinkDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SinkDrop")
+    }
+}
+
+impl SinkDrop {
+    /// Attaches it natively to `interface` (in the calling thread's namespace).
+    pub fn attach(interface: &str) -> Result<Self, XdpError> {
+        let name = ebpf::SINK_DROP_PROGRAM;
+        let mut ebpf = Ebpf::load(ebpf::OBJECT).map_err(|e| XdpError::Load(Box::new(e)))?;
+        let program = ebpf.program_mut(name).ok_or(XdpError::Program {
+            name,
+            source: Box::new(ProgramError::NotLoaded),
+        })?;
+        let xdp: &mut Xdp = program.try_into().map_err(program_err(name))?;
+        xdp.load().map_err(program_err(name))?;
+        xdp.attach(interface, XdpMode::Driver)
+            .map_err(|e| XdpError::Attach {
+                interface: interface.to_string(),
+                native: Box::new(e),
+                generic: Box::new(ProgramError::NotAttached),
+            })?;
+        Ok(Self { _ebpf: ebpf })
+    }
+}
+
 /// Which steering program an interface runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

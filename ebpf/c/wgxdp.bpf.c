@@ -394,3 +394,33 @@ int onearm_steer(struct xdp_md *ctx)
 		return f;
 	return lan_decide(ctx);
 }
+
+/*
+ * Not the gateway's: the benchmarks' sink (bench/gateway). It drops UDP at the driver, so
+ * that the sink's own network stack does not run on the sender's CPU (veth delivers in the
+ * sender's context) and get billed to the gateway under test; veth still counts every frame
+ * in its received packets. Everything else passes: the gateway under test must still
+ * resolve the sink's address (ARP, ND).
+ */
+SEC("xdp")
+int sink_drop(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > end)
+		return XDP_PASS;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) <= end && ip->protocol == IPPROTO_UDP)
+			return XDP_DROP;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) <= end && ip6->nexthdr == IPPROTO_UDP)
+			return XDP_DROP;
+	}
+	return XDP_PASS;
+}

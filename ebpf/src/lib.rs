@@ -20,6 +20,8 @@ pub static OBJECT: &[u8] = &ALIGNED.0;
 pub const WAN_PROGRAM: &str = "wan_steer";
 pub const LAN_PROGRAM: &str = "lan_steer";
 pub const ONE_ARMED_PROGRAM: &str = "onearm_steer";
+/// The benchmarks' sink: drops everything (not loaded by the gateway).
+pub const SINK_DROP_PROGRAM: &str = "sink_drop";
 
 /// Map names in the object.
 pub mod maps {

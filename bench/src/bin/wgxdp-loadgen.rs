@@ -6,7 +6,7 @@
 //!               [--gen-netns NS] [--sink-netns NS] [--peers N] [--seed S]
 //!               [--size 64|512|1420|imix] [--seconds T] [--pool-mb M] [--sockets K]
 //!               [--direction in|out] [--rate PPS] [--tx sendmmsg|afxdp --tx-if IF]
-//!               [--sink-if IF] [--answer true] [--no-handshake true]
+//!               [--sink-if IF] [--answer true] [--no-handshake true] [--sink-drop true]
 //! wgxdp-loadgen seal-rate [--size S] [--seconds T]    # ring's single-core seal rate
 //! ```
 //!
@@ -22,7 +22,9 @@
 //! socket overflows; `delivered` is that count when given, else the socket's. `--answer true`:
 //! the sink answers each sender's first datagram once (a NAT gateway's flows are then
 //! established in its connection tracking, as a real service's would be). `--no-handshake
-//! true`: made-up sessions, for a forwarder that opens nothing (`wgxdp-ceiling`).
+//! true`: made-up sessions, for a forwarder that opens nothing (`wgxdp-ceiling`). `--sink-drop
+//! true` (inbound, with `--sink-if`): the sink's interface drops everything in XDP and the
+//! count is its received packets, so the sink's stack is not billed to the gateway.
 //! `--direction out` reverses it: plaintext from the sink's address to every peer's tunnel
 //! address (port of `--sink`), sealed by the gateway, opened and counted by the generator.
 
@@ -199,6 +201,20 @@ fn cmd_run(a: &Args) -> Result<(), String> {
         })
         .map(Some)
         .map_err(|e| e.to_string())
+    };
+    // `--sink-drop true`: the sink's interface drops everything in XDP (counted by the
+    // interface all the same), so that its stack, which veth runs on the sender's CPU, is not
+    // billed to the gateway. Detached when this value drops, after the count.
+    let _sink_drop = if a.get("sink-drop", Some(false))? {
+        let ifname: String = a.get("sink-if", None)?;
+        Some(
+            netns::run_in(a.opt("sink-netns").as_deref(), move || {
+                dataplane::xdp::SinkDrop::attach(&ifname).map_err(std::io::Error::other)
+            })
+            .map_err(|e| format!("--sink-drop: {e}"))?,
+        )
+    } else {
+        None
     };
     let if_before = if_count()?;
     let avg_inner = pool.inner_bytes() as f64 / pool.len().max(1) as f64;
