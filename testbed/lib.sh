@@ -33,10 +33,12 @@ find_cargo() {
 # procps gives sysctl (forwarding, in `up` and the tests); systemd gives systemd-analyze and
 # man-db `man`, with which packaging/test-deb verifies the unit the package installs (its
 # Documentation= included); systemd need not be running. xdp-tools gives xdpdump, the capture
-# recipe of docs/operations.md (cli/tests/capture.rs).
+# recipe of docs/operations.md (cli/tests/capture.rs). etcd-server and etcd-client: the
+# cluster tests' peer store (cli/tests/cluster.rs); their service is never started.
 TESTBED_PACKAGES=(build-essential clang llvm libelf-dev zlib1g-dev pkg-config m4 libbpf-dev
                   iproute2 wireguard-go wireguard-tools iperf3 ethtool iputils-ping util-linux
-                  python3 nftables iptables tcpdump procps conntrack systemd man-db xdp-tools)
+                  python3 nftables iptables tcpdump procps conntrack systemd man-db xdp-tools
+                  etcd-server etcd-client)
 
 # boringtun (a real peer for the egress tests and the benchmarks): cargo-installed into
 # target/tools once (a few minutes), where the tests and scripts look for it first.

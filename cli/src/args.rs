@@ -71,6 +71,24 @@ pub enum Command {
         #[command(subcommand)]
         command: PeerCommand,
     },
+    /// Keep gateway NAME's peers equal to the records in etcd, applying each change live
+    /// (docs/cluster.md). Runs until stopped; the gateway keeps its last peer set while etcd
+    /// is unreachable.
+    Sync {
+        /// The gateway's name.
+        name: String,
+        /// Where the records are: etcd://HOST:PORT[,HOST:PORT...]/PREFIX.
+        #[arg(long, value_name = "URL", value_parser = etcd_url)]
+        etcd: String,
+        /// Serve the sync's own Prometheus metrics at ADDR:PORT/metrics.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<SocketAddr>,
+    },
+    /// The peer records in etcd, as wg-quick [Peer] sections.
+    Peers {
+        #[command(subcommand)]
+        command: PeersCommand,
+    },
     /// Print shell completions for SHELL.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
@@ -108,6 +126,35 @@ pub enum PeerCommand {
         /// Also print the file as a QR code.
         #[arg(long)]
         qr: bool,
+        /// Write the peer to the cluster's records in etcd (etcd://HOST:PORT[,...]/PREFIX)
+        /// instead of adding it to this gateway only; every gateway's `wgxdp sync` applies it.
+        #[arg(long, value_name = "URL", value_parser = etcd_url)]
+        etcd: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeersCommand {
+    /// Print every record as a wg-quick [Peer] section (pre-shared keys included).
+    Export {
+        /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX
+        #[arg(long, value_name = "URL", value_parser = etcd_url)]
+        etcd: String,
+    },
+    /// Write each [Peer] of a wg / wg-quick file (its [Interface] is ignored) as a record.
+    Import {
+        /// The file (- for stdin).
+        file: String,
+        /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX
+        #[arg(long, value_name = "URL", value_parser = etcd_url)]
+        etcd: String,
+    },
+    /// Delete the record of the peer with this public key (base64).
+    Remove {
+        public_key: String,
+        /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX
+        #[arg(long, value_name = "URL", value_parser = etcd_url)]
+        etcd: String,
     },
 }
 
@@ -223,6 +270,10 @@ pub struct FallbackArgs {
     pub auth_log: Option<PathBuf>,
     #[command(flatten)]
     pub control: ControlOpts,
+}
+
+fn etcd_url(s: &str) -> Result<String, String> {
+    cluster::etcd::parse_url(s).map(|_| s.to_string())
 }
 
 fn positive_seconds(s: &str) -> Result<f64, String> {

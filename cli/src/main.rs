@@ -7,6 +7,7 @@ mod fallback;
 mod gateway;
 mod logging;
 mod operator;
+mod peerstore;
 mod saveconf;
 mod supervise;
 mod wgquick;
@@ -16,7 +17,7 @@ use rand_core::OsRng;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
-use args::{Cli, Command, PeerCommand};
+use args::{Cli, Command, PeerCommand, PeersCommand};
 use clap::{CommandFactory as _, Parser as _};
 
 fn main() -> ExitCode {
@@ -37,7 +38,10 @@ fn main() -> ExitCode {
     // The gateway's processes log (to their file, or stderr/the journal); the commands a
     // person runs print their output and log only warnings (a library's, aya's).
     let daemon = match &cli.command {
-        Command::Control(_) | Command::Dataplane(_) | Command::Fallback(_) => true,
+        Command::Control(_)
+        | Command::Dataplane(_)
+        | Command::Fallback(_)
+        | Command::Sync { .. } => true,
         Command::Up(up) => up.foreground,
         _ => false,
     };
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
                     allowed_ips,
                     dns,
                     qr,
+                    etcd,
                 },
         } => {
             let mut a = vec!["add".to_string(), client, "--endpoint".into(), endpoint];
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
                 ("--interface", interface),
                 ("--allowed-ips", allowed_ips),
                 ("--dns", dns),
+                ("--etcd", etcd),
             ] {
                 if let Some(v) = v {
                     a.extend([k.into(), v]);
@@ -86,6 +92,16 @@ fn main() -> ExitCode {
             }
             operator::peer(&a)
         }
+        Command::Sync {
+            name,
+            etcd,
+            metrics,
+        } => peerstore::sync(&name, &etcd, metrics),
+        Command::Peers { command } => match command {
+            PeersCommand::Export { etcd } => peerstore::export(&etcd),
+            PeersCommand::Import { file, etcd } => peerstore::import(&file, &etcd),
+            PeersCommand::Remove { public_key, etcd } => peerstore::remove(&public_key, &etcd),
+        },
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "wgxdp", &mut io::stdout());
             Ok(())

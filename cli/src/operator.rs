@@ -7,9 +7,7 @@ use control::InterfaceName;
 use proto::allowedips::Prefix;
 use proto::keys::{PresharedKey, PrivateKey, PublicKey};
 use rand_core::OsRng;
-use std::io::{Read, Write};
 use std::net::IpAddr;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
@@ -22,26 +20,7 @@ fn flag(args: &[String], name: &str) -> Option<String> {
 
 /// Sends one UAPI request to gateway `name`; returns the body of a successful answer.
 pub(crate) fn uapi(name: &InterfaceName, request: &str) -> Result<Zeroizing<String>, String> {
-    let path = control::uapi::socket_path(name);
-    let mut s = UnixStream::connect(&path).map_err(|e| {
-        format!(
-            "{}: {e} (is the gateway {name} up? `wgxdp up ... --name {name}`)",
-            path.display()
-        )
-    })?;
-    s.write_all(request.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut answer = Zeroizing::new(String::new());
-    s.read_to_string(&mut answer)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let Some(at) = answer.rfind("errno=") else {
-        return Err(format!("{}: no errno in the answer", path.display()));
-    };
-    let errno = answer[at + 6..].trim();
-    if errno != "0" {
-        return Err(format!("the gateway refused the request (errno {errno})"));
-    }
-    Ok(Zeroizing::new(answer[..at].to_string()))
+    control::uapi::request(name, request)
 }
 
 pub(crate) fn unhex(s: &str) -> Option<[u8; 32]> {
@@ -156,7 +135,8 @@ pub fn peer(args: &[String]) -> Result<(), String> {
         .and_then(unhex)
         .map(|k| PrivateKey::from_bytes(k).public_key())
         .ok_or("the gateway reported no private key")?;
-    let taken: Vec<Prefix> = got
+    let etcd = flag(args, "--etcd");
+    let mut taken: Vec<Prefix> = got
         .peers
         .iter()
         .flat_map(|p| p.iter().filter(|(k, _)| k == "allowed_ip"))
@@ -165,6 +145,10 @@ pub fn peer(args: &[String]) -> Result<(), String> {
             Prefix::new(a.parse().ok()?, l.parse().ok()?).ok()
         })
         .collect();
+    // In a cluster, an address is taken if any record holds it, applied here yet or not.
+    if let Some(url) = &etcd {
+        taken.extend(crate::peerstore::taken(url)?);
+    }
     let mut addresses = Vec::new();
     for net in &gw_conf.interface.addresses {
         let ip = next_free(net, &taken)
@@ -182,7 +166,19 @@ pub fn peer(args: &[String]) -> Result<(), String> {
         set.push_str(&format!("allowed_ip={a}\n"));
     }
     set.push('\n');
-    uapi(&name, &set)?;
+    let record = Peer {
+        public_key: key.public_key(),
+        preshared_key: Some(psk.clone()),
+        allowed_ips: addresses.clone(),
+        endpoint: None,
+        persistent_keepalive: None,
+    };
+    match &etcd {
+        Some(url) => crate::peerstore::put(url, &record)?,
+        None => {
+            uapi(&name, &set)?;
+        }
+    }
 
     let allowed: Vec<IpPrefix> = match flag(args, "--allowed-ips") {
         Some(list) => list
@@ -231,24 +227,18 @@ pub fn peer(args: &[String]) -> Result<(), String> {
         // On stderr: `peer add ... > client.conf` keeps the file clean and shows the code.
         eprintln!("\n{image}");
     }
-    let keep = Config {
-        interface: Interface::default(),
-        peers: vec![Peer {
-            public_key: key.public_key(),
-            preshared_key: Some(psk),
-            allowed_ips: addresses,
-            endpoint: None,
-            persistent_keepalive: None,
-        }],
-    };
-    let server_side = keep.to_wg_quick_string();
-    let peer_part = server_side
-        .split_once("\n[Peer]")
-        .map_or(server_side.as_str(), |(_, p)| p);
+    if let Some(url) = &etcd {
+        eprintln!(
+            "wgxdp: {client} ({}) written to the cluster's records ({url}); every gateway's `wgxdp sync` applies it",
+            key.public_key().to_base64()
+        );
+        return Ok(());
+    }
     eprintln!(
-        "wgxdp: {client} ({}) added to {name} live. To keep it across restarts, add to {}:\n\n# {client}\n[Peer]{peer_part}",
+        "wgxdp: {client} ({}) added to {name} live. To keep it across restarts, add to {}:\n\n# {client}\n{}",
         key.public_key().to_base64(),
-        conf_path.trim()
+        conf_path.trim(),
+        record.to_wg_quick_section()
     );
     Ok(())
 }

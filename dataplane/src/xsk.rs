@@ -307,8 +307,30 @@ pub enum BindMode {
 /// all of them, else copy, with the reason zero-copy was not taken. Found by binding a
 /// throwaway socket on a throwaway UMEM (the kernel answers EOPNOTSUPP, or EINVAL, for a
 /// driver without zero-copy support), so that a refusal leaves nothing half set up.
+///
+/// A virtual device (no `device` in sysfs: veth, bridges, tunnels) has no zero-copy driver
+/// and is not probed: the probe's UMEM is charged to the user's locked memory until the
+/// kernel releases it in the background, and a gateway running with capabilities only (no
+/// CAP_IPC_LOCK, RLIMIT_MEMLOCK 8 MiB) then failed to register its real one (ENOBUFS). The
+/// probe's UMEM is the smallest that binds, for the same reason. (sysfs as mounted for this
+/// process: entered by setns alone, another namespace's, and copy is taken, which always works.)
 pub fn choose_mode(interfaces: &[&str], spec: UmemSpec) -> (BindMode, Option<String>) {
+    let spec = UmemSpec {
+        frames: 64,
+        ring_size: 64,
+        ..spec
+    };
     for i in interfaces {
+        if !std::path::Path::new("/sys/class/net")
+            .join(i)
+            .join("device")
+            .exists()
+        {
+            return (
+                BindMode::Copy,
+                Some(format!("{i}: a virtual device, no zero-copy driver")),
+            );
+        }
         let probe = Umem::new(spec)
             .and_then(|u| Port::bind(&u, i, 0, BindMode::ZeroCopy, spec.ring_size).map(|_| ()));
         if let Err(e) = probe {

@@ -23,6 +23,15 @@ impl Config {
     }
 }
 
+impl Peer {
+    /// This peer as one `[Peer]` section (with its pre-shared key, if any: a secret).
+    pub fn to_wg_quick_section(&self) -> String {
+        let mut out = String::new();
+        write_peer(&mut out, self);
+        out
+    }
+}
+
 fn line(out: &mut String, key: &str, value: impl Display) {
     let value = value.to_string();
     out.push_str(key);

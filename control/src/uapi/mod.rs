@@ -28,6 +28,44 @@ pub const SOCKET_DIR: &str = "/var/run/wireguard";
 pub fn socket_path(name: &crate::InterfaceName) -> PathBuf {
     Path::new(SOCKET_DIR).join(format!("{name}.sock"))
 }
+/// Sends one request to gateway `name`'s socket, as `wg` does; returns the body of a
+/// successful answer (without its `errno=0`), or why there is none.
+pub fn request(name: &crate::InterfaceName, request: &str) -> Result<Zeroizing<String>, String> {
+    let path = socket_path(name);
+    let mut s = UnixStream::connect(&path).map_err(|e| {
+        format!(
+            "{}: {e} (is the gateway {name} up? `wgxdp up ... --name {name}`)",
+            path.display()
+        )
+    })?;
+    s.write_all(request.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // The server keeps a connection open for further requests (as wireguard-go does): the
+    // answer ends at its `errno=` line, not at EOF.
+    let _ = s.set_read_timeout(Some(REQUEST_TIMEOUT));
+    let mut answer = Zeroizing::new(String::new());
+    let mut reader = BufReader::new(s);
+    loop {
+        let before = answer.len();
+        let n = reader
+            .read_line(&mut answer)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if n == 0 || answer[before..].starts_with("errno=") {
+            break;
+        }
+    }
+    let Some(at) = answer.rfind("errno=") else {
+        return Err(format!("{}: no errno in the answer", path.display()));
+    };
+    let errno = answer[at + 6..].trim();
+    if errno != "0" {
+        return Err(format!("the gateway refused the request (errno {errno})"));
+    }
+    Ok(Zeroizing::new(answer[..at].to_string()))
+}
+
+/// How long a client waits for an answer (a `set=1` of some hundred thousand peers included).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest line: Go's `bufio.Scanner` limit, which wireguard-go answers with EIO.
 const MAX_LINE: usize = 64 * 1024;
 /// Largest `set=1` request: room for `wg setconf` of a few hundred thousand peers.
