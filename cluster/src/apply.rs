@@ -206,7 +206,9 @@ mod tests {
     fn peer(n: u8) -> Peer {
         Peer {
             public_key: PrivateKey::from_bytes([n; 32]).public_key(),
-            preshared_key: n.is_multiple_of(2).then(|| PresharedKey::from_bytes([n; 32])),
+            preshared_key: n
+                .is_multiple_of(2)
+                .then(|| PresharedKey::from_bytes([n; 32])),
             allowed_ips: vec![IpPrefix::host(format!("10.0.0.{n}").parse().unwrap())],
             endpoint: None,
             persistent_keepalive: n.is_multiple_of(3).then_some(25),
