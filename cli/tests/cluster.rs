@@ -20,11 +20,13 @@ use common::*;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use testbed::{IfAddr, Netns, VethPair};
+use testbed::{IfAddr, Netns, VethPair, WgConfig, WgPeer, WireguardGo};
 
 const MEMBERS: usize = 3;
 const GATEWAYS: usize = 3;
 const SYNC_METRICS: &str = "127.0.0.1:9599";
+/// The address all gateways serve, spread over them by the router.
+const SERVICE: &str = "198.18.100.1";
 
 struct Gateway {
     ns: Netns,
@@ -32,6 +34,8 @@ struct Gateway {
 }
 
 struct Cluster {
+    /// The gateways' shared public key.
+    public: String,
     router: Netns,
     gateways: Vec<Gateway>,
     members: Vec<Option<u32>>,
@@ -192,7 +196,7 @@ fn build(tag: &str) -> Cluster {
     std::fs::write(
         &conf,
         format!(
-            "[Interface]\nPrivateKey = {}\nListenPort = 51820\n",
+            "[Interface]\nPrivateKey = {}\nListenPort = 51820\nAddress = {GW_TUNNEL_V4}/24\n",
             key.trim()
         ),
     )
@@ -200,6 +204,7 @@ fn build(tag: &str) -> Cluster {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut cluster = Cluster {
+        public: pubkey_of(&key),
         router,
         gateways: Vec::new(),
         members: vec![None; MEMBERS],
@@ -219,12 +224,27 @@ fn build(tag: &str) -> Cluster {
         let pair = VethPair::builder(&cluster.router, &ns)
             .names(&format!("r{i}"), "wan")
             .a_addrs(&[IfAddr::new(format!("198.18.{net}.1").parse().unwrap(), 24)])
-            .b_addrs(&[IfAddr::new(format!("198.18.{net}.2").parse().unwrap(), 24)])
             .create()
             .unwrap();
         // Released: the namespaces' deletion removes it.
         let _ = pair.into_ends();
-        ok(ns.ip(["route", "add", "default", "via", &format!("198.18.{net}.1")]));
+        // The shared service address first (the data path sends from the WAN's first
+        // address, as clients expect replies from the address they sent to), then the
+        // gateway's own link address, from which it reaches etcd (replies to the service
+        // address would be spread over the gateways).
+        ok(ns.ip(["addr", "add", &format!("{SERVICE}/32"), "dev", "wan"]));
+        ok(ns.ip(["addr", "add", &format!("198.18.{net}.2/24"), "dev", "wan"]));
+        let via = format!("198.18.{net}.1");
+        ok(ns.ip(["route", "add", "default", "via", &via, "src", SERVICE]));
+        ok(ns.ip([
+            "route",
+            "add",
+            "198.18.99.0/24",
+            "via",
+            &via,
+            "src",
+            &format!("198.18.{net}.2"),
+        ]));
         let name = format!("c{tag}g{i}");
         let up = ns
             .command([
@@ -247,6 +267,38 @@ fn build(tag: &str) -> Cluster {
         );
         cluster.gateways.push(Gateway { ns, name });
     }
+    // ECMP to the service address on the L4 hash, in a resilient group: when a gateway's
+    // next hop goes, only its flows move (hash-threshold groups would remap others too).
+    let r = &cluster.router;
+    ok(r.exec(["sysctl", "-qw", "net.ipv4.fib_multipath_hash_policy=1"]));
+    for i in 0..GATEWAYS {
+        let id = (i + 1).to_string();
+        let via = format!("198.18.{}.2", 11 + i);
+        ok(r.ip([
+            "nexthop",
+            "add",
+            "id",
+            &id,
+            "via",
+            &via,
+            "dev",
+            &format!("r{i}"),
+        ]));
+    }
+    let group: Vec<String> = (1..=GATEWAYS).map(|i| i.to_string()).collect();
+    ok(r.ip([
+        "nexthop",
+        "add",
+        "id",
+        "100",
+        "group",
+        &group.join("/"),
+        "type",
+        "resilient",
+        "buckets",
+        "64",
+    ]));
+    ok(r.ip(["route", "add", &format!("{SERVICE}/32"), "nhid", "100"]));
     for i in 0..MEMBERS {
         cluster.start_member(i);
     }
@@ -279,7 +331,10 @@ fn genkey() -> String {
 }
 
 fn pubkey() -> String {
-    let key = genkey();
+    pubkey_of(&genkey())
+}
+
+fn pubkey_of(key: &str) -> String {
     let mut child = std::process::Command::new(BIN)
         .arg("pubkey")
         .stdin(std::process::Stdio::piped())
@@ -389,5 +444,216 @@ fn peers_from_etcd_reach_every_gateway_and_survive_etcd_outages() {
             c.sync_logs()
         );
         assert_eq!(c.metric(i, "wgxdp_peer_source_peers"), 2.0);
+    }
+}
+
+/// A wireguard-go client behind the router, pinging the gateways' tunnel address.
+struct Client {
+    ns: Netns,
+    wg: WireguardGo,
+    log: PathBuf,
+}
+
+fn add_clients(c: &Cluster, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|i| {
+            let ns = Netns::new(&format!("cl{i}")).unwrap();
+            let net = 40 + i;
+            let pair = VethPair::builder(&c.router, &ns)
+                .names(&format!("k{i}"), "up0")
+                .a_addrs(&[IfAddr::new(format!("198.18.{net}.1").parse().unwrap(), 24)])
+                .b_addrs(&[IfAddr::new(format!("198.18.{net}.2").parse().unwrap(), 24)])
+                .create()
+                .unwrap();
+            let _ = pair.into_ends();
+            ok(ns.ip(["route", "add", "default", "via", &format!("198.18.{net}.1")]));
+            let wg = WireguardGo::start(
+                &ns,
+                WgConfig {
+                    // A port of its own: the router's L4 hash tells the clients apart.
+                    listen_port: 0,
+                    addrs: vec![IfAddr::new(
+                        format!("198.19.0.{}", 10 + i).parse().unwrap(),
+                        32,
+                    )],
+                    peers: vec![WgPeer {
+                        allowed_ips: vec![format!("{GW_TUNNEL_V4}/32").parse().unwrap()],
+                        endpoint: Some(format!("{SERVICE}:51820").parse().unwrap()),
+                        ..WgPeer::new(c.public.clone())
+                    }],
+                    ..WgConfig::default()
+                },
+            )
+            .unwrap();
+            ok(ns.ip(["route", "add", GW_TUNNEL_V4, "dev", wg.ifname()]));
+            let log = c.dir.join(format!("ping{i}.log"));
+            Client { ns, wg, log }
+        })
+        .collect()
+}
+
+/// The replies in a `ping -D` log: (sequence number, Unix time).
+fn replies(log: &std::path::Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let t = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+            let seq = l
+                .split("icmp_seq=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((seq, t))
+        })
+        .collect()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Which gateway client `cl`'s session is on: the one where its peer has a handshake.
+fn serving(c: &Cluster, cl: &Client, except: Option<usize>) -> Option<usize> {
+    c.gateways.iter().enumerate().find_map(|(i, g)| {
+        if Some(i) == except {
+            return None;
+        }
+        let dump = ok(g.ns.exec(["wg", "show", &g.name, "dump"]));
+        dump.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.first() == Some(&cl.wg.public_key()) && f.get(4).is_some_and(|h| *h != "0"))
+                .then_some(i)
+        })
+    })
+}
+
+const PING_INTERVAL: f64 = 0.2;
+/// What the design note predicts for a client whose gateway died, with the protocol's timers
+/// alone: its next handshake starts KEEPALIVE_TIMEOUT + REKEY_TIMEOUT = 15 s (plus up to a
+/// third of a second of jitter) after the first unanswered packet, and lands on a living
+/// gateway through the router's rehash.
+const FAILOVER_LIMIT: f64 = 17.0;
+
+#[test]
+fn ecmp_spreads_clients_and_a_dead_gateways_clients_come_back() {
+    if !testbed::require_wireguard_go() || !testbed::require_tools(&["etcd"]) {
+        return;
+    }
+    let c = &mut build(&tag());
+    let clients = add_clients(c, 8);
+    let mut peers = String::new();
+    for (i, cl) in clients.iter().enumerate() {
+        peers += &format!(
+            "[Peer]\nPublicKey = {}\nAllowedIPs = 198.19.0.{}/32\n\n",
+            cl.wg.public_key(),
+            10 + i
+        );
+    }
+    let file = c.dir.join("clients.conf");
+    std::fs::write(&file, peers).unwrap();
+    let start = Instant::now();
+    loop {
+        // etcd may still be electing its first leader.
+        if c.wgxdp(&["peers", "import", file.to_str().unwrap()])
+            .status
+            .success()
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "etcd never took the peers"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for cl in &clients {
+        c.until_everywhere(cl.wg.public_key(), true, Duration::from_secs(10));
+    }
+    for cl in &clients {
+        let cmd = format!(
+            "exec ping -D -n -i {PING_INTERVAL} {GW_TUNNEL_V4} >{} 2>&1",
+            cl.log.display()
+        );
+        cl.ns.spawn(["sh", "-c", &cmd]).unwrap();
+    }
+    let start = Instant::now();
+    while !clients.iter().all(|cl| replies(&cl.log).len() >= 3) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not every client reaches the gateways: {:?}",
+            clients
+                .iter()
+                .map(|cl| replies(&cl.log).len())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Spread by ECMP: the sessions are on more than one gateway.
+    let on: Vec<usize> = clients
+        .iter()
+        .map(|cl| serving(c, cl, None).expect("a gateway has the client's session"))
+        .collect();
+    let mut per = [0usize; GATEWAYS];
+    for g in &on {
+        per[*g] += 1;
+    }
+    eprintln!("clients per gateway: {per:?}");
+    assert!(per.iter().filter(|n| **n > 0).count() >= 2, "{per:?}");
+
+    // The busiest gateway dies: the router loses its next hop (as a BGP session would drop),
+    // and it goes down.
+    let victim = (0..GATEWAYS).max_by_key(|g| per[*g]).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = unix_now();
+    ok(c.router.ip(["link", "set", &format!("r{victim}"), "down"]));
+    let _ = c.gateways[victim]
+        .ns
+        .exec([BIN, "down", &c.gateways[victim].name]);
+    let moved: Vec<usize> = (0..clients.len()).filter(|i| on[*i] == victim).collect();
+    let back = |i: usize| replies(&clients[i].log).into_iter().find(|(_, t)| *t > t0);
+    let start = Instant::now();
+    while !moved.iter().all(|i| back(*i).is_some()) {
+        assert!(
+            start.elapsed() < Duration::from_secs_f64(FAILOVER_LIMIT + 10.0),
+            "clients of the dead gateway never came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let t_end = unix_now();
+    for i in &moved {
+        let (_, t) = back(*i).unwrap();
+        eprintln!(
+            "client {i}: back through gateway {:?} after {:.2} s",
+            serving(c, &clients[*i], Some(victim)),
+            t - t0
+        );
+        assert!(t - t0 <= FAILOVER_LIMIT, "client {i} took {:.2} s", t - t0);
+        assert!(serving(c, &clients[*i], Some(victim)).is_some());
+    }
+    // The others lost at most one ping in a row (each sequence number is a ping interval).
+    for (i, cl) in clients.iter().enumerate() {
+        if on[i] == victim {
+            continue;
+        }
+        let seqs: Vec<u64> = replies(&cl.log)
+            .into_iter()
+            .filter(|(_, t)| *t > t0 - 1.0 && *t < t_end)
+            .map(|(s, _)| s)
+            .collect();
+        let worst = seqs.windows(2).map(|w| w[1] - w[0] - 1).max().unwrap_or(0);
+        assert!(seqs.len() > 10, "client {i}: {} replies", seqs.len());
+        assert!(
+            worst <= 1,
+            "client {i} (gateway {}) lost {worst} pings in a row",
+            on[i]
+        );
     }
 }
