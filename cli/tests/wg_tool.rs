@@ -383,7 +383,13 @@ fn peers_change_live_without_disturbing_others() {
         let mbps = load.join().unwrap();
         let out = train.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
         let out = out.unwrap_or_else(|e| panic!("ping train lost packets: {e}"));
-        assert!(out.contains(" 0% packet loss"), "{out}");
+        // On failure, the gateway's drops by reason tell a packet it dropped from one lost
+        // elsewhere (a peer's own queues).
+        let shown = show(&t);
+        assert!(out.contains(" 0% packet loss"), "{out}\n{shown}");
+        // Nothing dropped for want of room to transmit: the TX ring must absorb the flow's
+        // bursts (it once dropped about 1% of them, from a stale view of the ring).
+        assert_eq!(show_counter(&shown, "tx_ring_full"), 0, "{shown}");
         assert!(mbps > 1.0, "iperf3 kept running: {mbps} Mbit/s");
     });
     // Removing peer 1 stops its traffic at once.
