@@ -94,9 +94,18 @@ pub fn import(file: &str, url: &str) -> Result<(), String> {
         control::config::load(file).map_err(|e| e.to_string())?.0
     };
     let (etcd, prefix) = open(url)?;
-    for p in &config.peers {
-        put_with(&etcd, &prefix, p)?;
-    }
+    // The records hold pre-shared keys: wiped when dropped.
+    let kvs: Vec<(Vec<u8>, Zeroizing<Vec<u8>>)> = config
+        .peers
+        .iter()
+        .map(|p| {
+            (
+                record::peer_key(&prefix, &p.public_key).into_bytes(),
+                Zeroizing::new(record::record_text(p).into_bytes()),
+            )
+        })
+        .collect();
+    etcd.put_all(&kvs).map_err(|e| e.to_string())?;
     eprintln!(
         "wgxdp: {} peer(s) written under {}",
         config.peers.len(),

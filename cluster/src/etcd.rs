@@ -22,6 +22,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WATCH_IDLE: Duration = Duration::from_secs(15);
 /// Keys per range page: bounds each answer's size whatever the prefix holds.
 const PAGE: usize = 1000;
+/// Puts per transaction: etcd's default `--max-txn-ops`.
+pub const TXN_OPS: usize = 128;
 /// Largest answer body read: a page of records, or one watch message.
 const MAX_BODY: u64 = 64 << 20;
 
@@ -318,6 +320,32 @@ impl Etcd {
         let body = json!({ "key": B64.encode(key), "value": B64.encode(value) });
         let r: PutResponse = self.unary("/v3/kv/put", &body)?;
         number(&r.header.revision)
+    }
+
+    /// Writes all of `kvs`, in transactions of at most [`TXN_OPS`] puts (etcd's default
+    /// `--max-txn-ops`): each transaction is one Raft entry, where a put per request would be
+    /// one round trip and one fsync per key. Returns the last revision written.
+    pub fn put_all<V: AsRef<[u8]>>(&self, kvs: &[(Vec<u8>, V)]) -> Result<i64, EtcdError> {
+        #[derive(Deserialize)]
+        struct TxnResponse {
+            #[serde(default)]
+            header: Header,
+            #[serde(default)]
+            succeeded: bool,
+        }
+        let mut revision = 0;
+        for chunk in kvs.chunks(TXN_OPS) {
+            let ops: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|(k, v)| json!({ "request_put": { "key": B64.encode(k), "value": B64.encode(v.as_ref()) } }))
+                .collect();
+            let r: TxnResponse = self.unary("/v3/kv/txn", &json!({ "success": ops }))?;
+            if !r.succeeded {
+                return Err(EtcdError::Refused("transaction not applied".into()));
+            }
+            revision = number(&r.header.revision)?;
+        }
+        Ok(revision)
     }
 
     /// Deletes `key`; whether it existed.
