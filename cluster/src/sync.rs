@@ -170,6 +170,7 @@ impl Sync {
 
     /// Reads every record and makes the gateway's peers match them.
     fn full(&mut self, applied: &mut Applied) -> Result<(), String> {
+        let started = std::time::Instant::now();
         let snap = self
             .etcd
             .range_prefix(self.peers_prefix.as_bytes())
@@ -191,6 +192,7 @@ impl Sync {
                 }
             }
         }
+        let read = started.elapsed();
         let get = control::uapi::request(&self.opts.name, "get=1\n\n")?;
         let (requests, counts) = apply::full_sync(&next.records, &next.unreadable, &get);
         for r in &requests {
@@ -203,10 +205,12 @@ impl Sync {
             unchanged,
         } = counts;
         tracing::info!(
-            "{}: {} peers from etcd at revision {} ({added} added, {updated} changed, {removed} removed, {unchanged} unchanged)",
+            "{}: {} peers from etcd at revision {} ({added} added, {updated} changed, {removed} removed, {unchanged} unchanged; read in {:.2} s, applied in {:.2} s)",
             self.opts.name,
             next.records.len(),
-            next.revision
+            next.revision,
+            read.as_secs_f64(),
+            (started.elapsed() - read).as_secs_f64()
         );
         self.status.resyncs.fetch_add(1, Relaxed);
         self.status
