@@ -361,6 +361,15 @@ pub fn run(opts: Options) -> Result<(), String> {
                     // A quiet watch: reopened from where it was, not an outage.
                     break;
                 }
+                Err(EtcdError::Unreachable(e)) => {
+                    // The stream broke (its member died or restarted): reopened at once, on
+                    // the next member if this one is gone. Only if no member answers is it
+                    // an outage, logged as such by the reopening.
+                    s.status.errors.fetch_add(1, Relaxed);
+                    tracing::info!("watch on {} broke ({e}); reopening", s.etcd.endpoint());
+                    std::thread::sleep(BACKOFF_MIN);
+                    break;
+                }
                 Err(e) => {
                     s.failed("watch", &e, &applied);
                     break;
