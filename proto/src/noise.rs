@@ -128,9 +128,8 @@ pub struct Handshake {
     state: HandshakeState,
     remote_static: PublicKey,
     preshared_key: PresharedKey,
-    /// DH(S_priv_local, S_pub_remote), computed once per peer; `None` if it is the all-zero
-    /// value, in which case every handshake with this peer fails (as in the kernel).
-    precomputed_static_static: Option<Key>,
+    /// DH(S_priv_local, S_pub_remote), computed once per peer, at its first handshake.
+    precomputed_static_static: StaticStatic,
     ephemeral_private: Key,
     remote_ephemeral: [u8; KEY_LEN],
     hash: Zeroizing<[u8; 32]>,
@@ -222,19 +221,46 @@ fn generate_ephemeral(rng: &mut impl CryptoRngCore) -> Key {
     e
 }
 
+/// The static-static DH of a peer. The kernel computes it when the peer is added; here it is
+/// computed at the peer's first handshake, so that adding 100k peers (a cluster joining, a
+/// `wg setconf`) does not cost 100k X25519 operations up front (some 6 s of one core), most of
+/// them for peers that may never connect. Same results: a low-order key fails every handshake.
+enum StaticStatic {
+    /// Not computed yet (the peer is new, or the interface's key changed).
+    Pending,
+    Key(Key),
+    /// The all-zero value: every handshake with this peer fails (as in the kernel).
+    LowOrder,
+}
+
 impl Handshake {
+    /// The static-static DH, computed on first use.
+    fn static_static(&mut self, local: &StaticIdentity) -> Result<&Key, HandshakeError> {
+        if matches!(self.precomputed_static_static, StaticStatic::Pending) {
+            self.precomputed_static_static =
+                match crypto::dh(local.private.as_bytes(), self.remote_static.as_bytes()) {
+                    Ok(k) => StaticStatic::Key(k),
+                    Err(_) => StaticStatic::LowOrder,
+                };
+        }
+        match &self.precomputed_static_static {
+            StaticStatic::Key(k) => Ok(k),
+            StaticStatic::Pending | StaticStatic::LowOrder => Err(HandshakeError::LowOrderPoint),
+        }
+    }
+
     pub fn new(
         local: &StaticIdentity,
         remote_static: PublicKey,
         preshared_key: PresharedKey,
     ) -> Self {
-        let precomputed_static_static =
-            crypto::dh(local.private.as_bytes(), remote_static.as_bytes()).ok();
+        // `local` is used at the first handshake (the static-static DH), not here.
+        let _ = local;
         Self {
             state: HandshakeState::Zeroed,
             remote_static,
             preshared_key,
-            precomputed_static_static,
+            precomputed_static_static: StaticStatic::Pending,
             ephemeral_private: Zeroizing::new([0; 32]),
             remote_ephemeral: [0; 32],
             hash: Zeroizing::new([0; 32]),
@@ -278,12 +304,14 @@ impl Handshake {
         self.preshared_key = psk;
     }
 
-    /// The interface's private key changed: recompute the static-static DH and forget the
-    /// in-flight exchange (the kernel's `wg_noise_precompute_static_static` followed by
-    /// `wg_noise_handshake_clear`); the replay state survives.
+    /// The interface's private key changed: the static-static DH is computed anew at the next
+    /// handshake, and the in-flight exchange is forgotten (the kernel's
+    /// `wg_noise_precompute_static_static` followed by `wg_noise_handshake_clear`); the replay
+    /// state survives. `local` is the new identity (kept in the signature for the callers'
+    /// sake: nothing is computed from it here).
     pub fn set_local_identity(&mut self, local: &StaticIdentity) {
-        self.precomputed_static_static =
-            crypto::dh(local.private.as_bytes(), self.remote_static.as_bytes()).ok();
+        let _ = local;
+        self.precomputed_static_static = StaticStatic::Pending;
         self.zero();
     }
 
@@ -342,11 +370,8 @@ impl Handshake {
         s[..KEY_LEN].copy_from_slice(local.public.as_bytes());
         message_encrypt(s, &key, &mut self.hash);
 
-        // ss (precomputed per peer)
-        let ss = self
-            .precomputed_static_static
-            .as_ref()
-            .ok_or(HandshakeError::LowOrderPoint)?;
+        // ss (computed once per peer)
+        let ss = Zeroizing::new(**self.static_static(local)?);
         let key = mix_key(&mut self.chaining_key, &ss[..]);
 
         // {t}
@@ -396,6 +421,7 @@ impl Handshake {
     /// and flood checks, then the state moves to `ConsumedInitiation`.
     pub fn finish_consume_initiation(
         &mut self,
+        local: &StaticIdentity,
         partial: PartialInitiation,
         msg: &Initiation<&[u8]>,
         now: Instant,
@@ -411,10 +437,7 @@ impl Handshake {
             return Err(HandshakeError::UnknownPeer);
         }
         // ss
-        let ss = self
-            .precomputed_static_static
-            .as_ref()
-            .ok_or(HandshakeError::LowOrderPoint)?;
+        let ss = Zeroizing::new(**self.static_static(local)?);
         let key = mix_key(&mut chaining_key, &ss[..]);
 
         // {t}

@@ -144,7 +144,7 @@ impl Pair {
         let view = Initiation::new_checked(init).unwrap();
         let partial = Handshake::begin_consume_initiation(&self.r_id, &view).unwrap();
         self.r_hs
-            .finish_consume_initiation(partial, &view, now.mono)
+            .finish_consume_initiation(&self.r_id, partial, &view, now.mono)
             .unwrap();
         let mut resp = [0u8; RESPONSE_LEN];
         let mut msg = Response::new_init(&mut resp[..]).unwrap();
@@ -173,7 +173,7 @@ fn run(f: &Fixture, p: &mut Pair) -> (Vec<u8>, Vec<u8>, SessionKeys, SessionKeys
     let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
     assert_eq!(partial.remote_static(), p.i_id.public());
     p.r_hs
-        .finish_consume_initiation(partial, &view, now.mono)
+        .finish_consume_initiation(&p.r_id, partial, &view, now.mono)
         .unwrap();
     let mut resp = vec![0u8; RESPONSE_LEN];
     let mut rmsg = Response::new_init(&mut resp[..]).unwrap();
@@ -240,7 +240,8 @@ fn replayed_initiation_is_refused() {
     let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
     let later = Instant::from_nanos(10_000_000_000);
     assert_eq!(
-        p.r_hs.finish_consume_initiation(partial, &view, later),
+        p.r_hs
+            .finish_consume_initiation(&p.r_id, partial, &view, later),
         Err(HandshakeError::StaleTimestamp)
     );
 }
@@ -263,8 +264,12 @@ fn initiations_faster_than_20ms_are_refused() {
             .unwrap();
         let view = Initiation::new_checked(&init[..]).unwrap();
         let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
-        p.r_hs
-            .finish_consume_initiation(partial, &view, Instant::from_nanos(mono_ms * 1_000_000))
+        p.r_hs.finish_consume_initiation(
+            &p.r_id,
+            partial,
+            &view,
+            Instant::from_nanos(mono_ms * 1_000_000),
+        )
     };
     let t = Duration::from_secs(1_700_000_000);
     assert_eq!(consume(&mut p, t, 1000), Ok(()));
@@ -349,7 +354,7 @@ fn wrong_responder_cannot_read_the_static() {
     let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
     let mut stranger = Handshake::new(&p.r_id, *other.public(), PresharedKey::default());
     assert_eq!(
-        stranger.finish_consume_initiation(partial, &view, now.mono),
+        stranger.finish_consume_initiation(&p.r_id, partial, &view, now.mono),
         Err(HandshakeError::UnknownPeer)
     );
 }

@@ -119,7 +119,7 @@ fn responder_transcript_with_wireguard_go() {
     let partial = Handshake::begin_consume_initiation(&ours, &view).unwrap();
     assert_eq!(partial.remote_static(), theirs.public());
     let mut hs = Handshake::new(&ours, *theirs.public(), PresharedKey::default());
-    hs.finish_consume_initiation(partial, &view, now().mono)
+    hs.finish_consume_initiation(&ours, partial, &view, now().mono)
         .unwrap();
 
     let mut resp = [0u8; RESPONSE_LEN];

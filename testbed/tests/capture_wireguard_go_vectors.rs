@@ -143,7 +143,7 @@ fn capture() {
             let view = Initiation::new_checked(&init[..]).unwrap();
             let partial = Handshake::begin_consume_initiation(&ours, &view).unwrap();
             let mut hs = Handshake::new(&ours, wg_public, PresharedKey::default());
-            hs.finish_consume_initiation(partial, &view, now.mono)
+            hs.finish_consume_initiation(&ours, partial, &view, now.mono)
                 .unwrap();
             let mut resp = [0u8; RESPONSE_LEN];
             hs.create_response(

@@ -112,7 +112,7 @@ impl<R: CryptoRngCore> Device<R> {
             .ok_or(DropReason::UnknownIndex)?;
         let old_index = peer.handshake.held_index();
         peer.handshake
-            .finish_consume_initiation(partial, &msg, now.mono)
+            .finish_consume_initiation(&self.identity, partial, &msg, now.mono)
             .map_err(DropReason::Handshake)?;
         if let Some(old) = old_index {
             self.indices.remove(&old);
