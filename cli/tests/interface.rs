@@ -140,6 +140,18 @@ fn the_gateway_is_a_host_on_its_own_tunnel() {
     );
     let after = drops(&t, "no_route");
     assert!(after >= before + 2, "{before} -> {after}\n{}", show(&t));
+
+    // The interface down: the kernel refuses the workers' writes (EIO), and each refused
+    // packet is counted as a drop (tx_ring_full, as for any transmit queue that takes
+    // nothing), not lost silently.
+    let before = drops(&t, "tx_ring_full");
+    ok(t.gw.ip(["link", "set", &t.name, "down"]));
+    assert!(
+        !ping(&p.ns, GW_TUNNEL_V4),
+        "the gateway answered with its interface down"
+    );
+    let after = drops(&t, "tx_ring_full");
+    assert!(after > before, "{before} -> {after}\n{}", show(&t));
 }
 
 /// The same both ways on a one-armed gateway, and with two workers (two queues of the

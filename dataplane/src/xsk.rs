@@ -340,6 +340,9 @@ pub fn choose_mode(interfaces: &[&str], spec: UmemSpec) -> (BindMode, Option<Str
     (BindMode::ZeroCopy, None)
 }
 
+/// Room for frames the local interface refuses in one send (more only grows the spare once).
+const LOCAL_REFUSED_ROOM: usize = 256;
+
 /// Ring entries moved per step: the size of the stack buffers between the pool and a ring.
 const STEP: usize = 64;
 
@@ -581,6 +584,9 @@ pub struct XskLink<'u> {
     lan: Option<Port<'u>>,
     local: Option<tun::TunQueue>,
     kernel: KernelPath,
+    /// The frames the local interface refused in one `send`, swapped with the caller's queue:
+    /// allocated once, so a refusal costs no allocation.
+    local_refused: Vec<Frame<'u>>,
 }
 
 impl<'u> XskLink<'u> {
@@ -596,6 +602,7 @@ impl<'u> XskLink<'u> {
             lan,
             local,
             kernel: KernelPath::new(),
+            local_refused: Vec::with_capacity(LOCAL_REFUSED_ROOM),
         };
         link.refill();
         link
@@ -661,16 +668,25 @@ impl<'u> Link<'u> for XskLink<'u> {
             return 0;
         }
         if side == Side::Local {
-            // Every frame is consumed: a write the kernel refuses is not retried.
+            // A write the kernel refuses (its queue full) is not retried: the frame goes back
+            // to the caller, which drops and counts it as for a full TX ring.
             let mut sent = 0;
+            let mut refused = std::mem::take(&mut self.local_refused);
             for f in frames.drain(..) {
                 let ok = match (&self.local, f.packet().get(crate::packet::ETH_LEN..)) {
                     (Some(tun), Some(ip)) => tun.send(ip).is_ok_and(|n| n == ip.len()),
                     _ => false,
                 };
-                sent += usize::from(ok);
-                self.pool.release(f);
+                if ok {
+                    sent += 1;
+                    self.pool.release(f);
+                } else {
+                    refused.push(f);
+                }
             }
+            // The caller gets the refused frames; its emptied queue becomes the spare.
+            std::mem::swap(frames, &mut refused);
+            self.local_refused = refused;
             return sent;
         }
         let port = self.port(side);
