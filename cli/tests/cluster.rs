@@ -112,18 +112,30 @@ impl Cluster {
         self.router.command(&argv).output().unwrap()
     }
 
+    /// Writes `peers` ([Peer] sections) to etcd with `wgxdp peers import`, retrying for up to
+    /// `within` while etcd cannot take them (electing a leader, coming back).
+    fn import(&self, peers: &str, within: Duration) {
+        let file = self.dir.join("peers.conf");
+        std::fs::write(&file, peers).unwrap();
+        let start = Instant::now();
+        loop {
+            let o = self.wgxdp(&["peers", "import", file.to_str().unwrap()]);
+            if o.status.success() {
+                return;
+            }
+            assert!(
+                start.elapsed() < within,
+                "etcd did not take the peers: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn put_peer(&self, public_key: &str, allowed: &str) {
-        let file = self.dir.join("peer.conf");
-        std::fs::write(
-            &file,
-            format!("[Peer]\nPublicKey = {public_key}\nAllowedIPs = {allowed}\n"),
-        )
-        .unwrap();
-        let o = self.wgxdp(&["peers", "import", file.to_str().unwrap()]);
-        assert!(
-            o.status.success(),
-            "import: {}",
-            String::from_utf8_lossy(&o.stderr)
+        self.import(
+            &format!("[Peer]\nPublicKey = {public_key}\nAllowedIPs = {allowed}\n"),
+            Duration::ZERO,
         );
     }
 
@@ -412,26 +424,10 @@ fn peers_from_etcd_reach_every_gateway_and_survive_etcd_outages() {
         c.start_member(i);
     }
     let d = pubkey();
-    let start = Instant::now();
-    loop {
-        let file = c.dir.join("peer.conf");
-        std::fs::write(
-            &file,
-            format!("[Peer]\nPublicKey = {d}\nAllowedIPs = 198.19.10.3/32\n"),
-        )
-        .unwrap();
-        if c.wgxdp(&["peers", "import", file.to_str().unwrap()])
-            .status
-            .success()
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "etcd did not come back"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    c.import(
+        &format!("[Peer]\nPublicKey = {d}\nAllowedIPs = 198.19.10.3/32\n"),
+        Duration::from_secs(30),
+    );
     let took = c.until_everywhere(&d, true, Duration::from_secs(10));
     eprintln!("after etcd's return: a new peer on all gateways after {took:?}");
     for i in 0..GATEWAYS {
@@ -555,23 +551,8 @@ fn ecmp_spreads_clients_and_a_dead_gateways_clients_come_back() {
             10 + i
         );
     }
-    let file = c.dir.join("clients.conf");
-    std::fs::write(&file, peers).unwrap();
-    let start = Instant::now();
-    loop {
-        // etcd may still be electing its first leader.
-        if c.wgxdp(&["peers", "import", file.to_str().unwrap()])
-            .status
-            .success()
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "etcd never took the peers"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // etcd may still be electing its first leader.
+    c.import(&peers, Duration::from_secs(30));
     for cl in &clients {
         c.until_everywhere(cl.wg.public_key(), true, Duration::from_secs(10));
     }

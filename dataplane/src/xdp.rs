@@ -57,11 +57,7 @@ impl SinkDrop {
     pub fn attach(interface: &str) -> Result<Self, XdpError> {
         let name = ebpf::SINK_DROP_PROGRAM;
         let mut ebpf = Ebpf::load(ebpf::OBJECT).map_err(|e| XdpError::Load(Box::new(e)))?;
-        let program = ebpf.program_mut(name).ok_or(XdpError::Program {
-            name,
-            source: Box::new(ProgramError::NotLoaded),
-        })?;
-        let xdp: &mut Xdp = program.try_into().map_err(program_err(name))?;
+        let xdp = xdp_program(&mut ebpf, name)?;
         xdp.load().map_err(program_err(name))?;
         xdp.attach(interface, XdpMode::Driver)
             .map_err(|e| XdpError::Attach {
@@ -138,6 +134,15 @@ fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
     move |source| XdpError::Map { name, source }
 }
 
+/// Program `name` of the object, as an XDP program.
+fn xdp_program<'e>(ebpf: &'e mut Ebpf, name: &'static str) -> Result<&'e mut Xdp, XdpError> {
+    let program = ebpf.program_mut(name).ok_or(XdpError::Program {
+        name,
+        source: Box::new(ProgramError::NotLoaded),
+    })?;
+    program.try_into().map_err(program_err(name))
+}
+
 /// The loaded programs and their maps.
 #[derive(Debug)]
 pub struct Steering {
@@ -155,12 +160,9 @@ impl Steering {
             ebpf::LAN_PROGRAM,
             ebpf::ONE_ARMED_PROGRAM,
         ] {
-            let program = ebpf.program_mut(name).ok_or(XdpError::Program {
-                name,
-                source: Box::new(ProgramError::NotLoaded),
-            })?;
-            let xdp: &mut Xdp = program.try_into().map_err(program_err(name))?;
-            xdp.load().map_err(program_err(name))?;
+            xdp_program(&mut ebpf, name)?
+                .load()
+                .map_err(program_err(name))?;
         }
         let mut steering = Self {
             ebpf,
@@ -175,12 +177,7 @@ impl Steering {
     }
 
     fn xdp_mut(&mut self, role: Role) -> Result<&mut Xdp, XdpError> {
-        let name = role.program();
-        let program = self.ebpf.program_mut(name).ok_or(XdpError::Program {
-            name,
-            source: Box::new(ProgramError::NotLoaded),
-        })?;
-        program.try_into().map_err(program_err(name))
+        xdp_program(&mut self.ebpf, role.program())
     }
 
     /// Sets the UDP port whose WireGuard data messages are steered (0: none).
