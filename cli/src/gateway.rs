@@ -147,8 +147,8 @@ pub fn control(args: &[String]) -> Result<(), String> {
         )),
         None => Box::new(control::clock::SystemClock),
     };
-    let mut c = control::daemon::Control::with(&opts, clock, Box::new(rand_core::OsRng))
-        .map_err(|e| e.to_string())?;
+    let rng = control::rng::system().map_err(|e| format!("randomness: {e}"))?;
+    let mut c = control::daemon::Control::with(&opts, clock, rng).map_err(|e| e.to_string())?;
     tracing::info!(
         interface = %opts.interface_name.as_ref().map_or("", |n| n.as_str()),
         peers = opts.config.peers.len(),

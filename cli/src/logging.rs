@@ -95,7 +95,7 @@ pub fn stderr_is_journal() -> bool {
     let Ok(v) = std::env::var("JOURNAL_STREAM") else {
         return false;
     };
-    let Ok(st) = nix::sys::stat::fstat(2) else {
+    let Ok(st) = nix::sys::stat::fstat(std::os::fd::AsFd::as_fd(&std::io::stderr())) else {
         return false;
     };
     v.split_once(':')

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod ifname;
 pub mod metrics;
 pub mod peers;
+pub mod rng;
 pub mod service;
 pub mod uapi;
 

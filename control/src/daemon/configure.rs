@@ -10,7 +10,7 @@
 //! A removed peer, or one whose key changed (which `wg` expresses as remove + add), loses its
 //! sessions before the reply is sent: its traffic stops at once.
 
-use super::{bind_udp, Control};
+use super::{lanes, Control};
 use crate::uapi::set::{
     error, DeviceOp, Disposition, Errno, PeerChange, PeerOp, SetRequest, UapiError,
 };
@@ -18,7 +18,6 @@ use crate::uapi::{format_get, Op};
 use proto::device::{PeerConfig, PeerId};
 use proto::keys::PublicKey;
 use std::collections::HashSet;
-use std::net::UdpSocket;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -87,7 +86,8 @@ impl Control {
                 }
                 DeviceOp::ListenPort(_) => {
                     if let Some(s) = new_socket.take() {
-                        self.socket = s;
+                        self.socket = s.main;
+                        self.lane = s.lane;
                         let port = self.socket.local_addr().map_or(0, |a| a.port());
                         self.region
                             .header()
@@ -261,7 +261,7 @@ impl Control {
 
     /// Binds the new listen port (EADDRINUSE if taken) and sets the fwmark on the socket that
     /// will be in use; the last fallible steps, so that failing here changes nothing else.
-    fn prepare_socket(&self, req: &SetRequest) -> Result<Option<UdpSocket>, UapiError> {
+    fn prepare_socket(&self, req: &SetRequest) -> Result<Option<lanes::Bound>, UapiError> {
         let mut socket = None;
         let current = self.socket.local_addr().map_or(0, |a| a.port());
         for op in &req.device {
@@ -269,19 +269,20 @@ impl Control {
                 socket = if *p == current && *p != 0 {
                     None
                 } else {
-                    Some(bind_udp(*p).map_err(|e| error(Errno::PortInUse, e.to_string()))?)
+                    let bound = lanes::bind(*p, !self.fed);
+                    Some(bound.map_err(|e| error(Errno::PortInUse, e.to_string()))?)
                 };
             }
         }
         for op in &req.device {
             if let DeviceOp::Fwmark(m) = op {
-                let target = socket.as_ref().unwrap_or(&self.socket);
+                let target = socket.as_ref().map_or(&self.socket, |b| &b.main);
                 nix::sys::socket::setsockopt(target, nix::sys::socket::sockopt::Mark, m)
                     .map_err(|e| error(Errno::PortInUse, format!("fwmark: {e}")))?;
             }
         }
         // A new socket inherits the current mark unless the request sets one.
-        if let Some(s) = &socket {
+        if let Some(s) = socket.as_ref().map(|b| &b.main) {
             if !req.device.iter().any(|o| matches!(o, DeviceOp::Fwmark(_))) && self.fwmark != 0 {
                 let _ =
                     nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::Mark, &self.fwmark);

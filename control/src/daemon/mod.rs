@@ -15,6 +15,7 @@
 //! RNG), so that tests drive it on a clock they move.
 
 mod configure;
+mod lanes;
 mod observe;
 mod restart;
 mod routes;
@@ -29,9 +30,8 @@ use proto::allowedips::Prefix;
 use proto::constants::{REJECT_AFTER_TIME, UNDER_LOAD_AFTER_TIME};
 use proto::device::{Device, Event, PeerConfig, PeerId};
 use proto::time::{Instant, Now};
-use rand_core::{CryptoRngCore, OsRng};
+use rand_core::CryptoRngCore;
 use sessions::SessionSlots;
-use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,9 +45,6 @@ pub const TICK: Duration = Duration::from_millis(20);
 /// Handshake datagrams taken from the socket per step. A full batch means at least this many
 /// were queued: the kernel's under-load threshold (UNDER_LOAD_QUEUE_LEN, 512).
 pub const HANDSHAKE_BATCH: usize = proto::constants::UNDER_LOAD_QUEUE_LEN;
-/// Receive buffer of the handshake socket: room for several thousand handshake messages, so
-/// that a backlog of HANDSHAKE_BATCH can build up at all (the default holds about 200).
-const HANDSHAKE_RCVBUF: usize = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -96,6 +93,8 @@ pub struct Control {
     clock: Box<dyn Clock>,
     region: Arc<Region>,
     socket: UdpSocket,
+    /// Cookie-carrying handshake messages, read before `socket` ([`lanes`]).
+    lane: Option<UdpSocket>,
     /// Which session slot holds which keypair.
     sessions: SessionSlots,
     last_under_load: Option<Instant>,
@@ -133,31 +132,6 @@ pub(crate) fn resolve(e: &Endpoint) -> Option<SocketAddr> {
     }
 }
 
-pub(crate) fn bind_udp(port: u16) -> Result<UdpSocket, ControlError> {
-    let err = |source| ControlError::Bind { port, source };
-    let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
-    s.set_only_v6(false).map_err(err)?;
-    s.bind(&SocketAddr::from(([0u16; 8], port)).into())
-        .map_err(err)?;
-    s.set_read_timeout(Some(TICK)).map_err(err)?;
-    // SO_RCVBUFFORCE (root) goes past net.core.rmem_max; otherwise take what SO_RCVBUF gives.
-    let sock: UdpSocket = s.into();
-    if nix::sys::socket::setsockopt(
-        &sock,
-        nix::sys::socket::sockopt::RcvBufForce,
-        &HANDSHAKE_RCVBUF,
-    )
-    .is_err()
-    {
-        let _ = nix::sys::socket::setsockopt(
-            &sock,
-            nix::sys::socket::sockopt::RcvBuf,
-            &HANDSHAKE_RCVBUF,
-        );
-    }
-    Ok(sock)
-}
-
 /// What a peer record carries to tell peers apart across a control restart.
 pub(crate) fn key_tag(key: &proto::keys::PublicKey) -> u64 {
     let b = key.as_bytes();
@@ -178,7 +152,11 @@ pub(crate) fn canonical(a: SocketAddr) -> SocketAddr {
 impl Control {
     /// Control on the machine's clocks and randomness.
     pub fn new(opts: &ControlOptions) -> Result<Self, ControlError> {
-        Self::with(opts, Box::new(SystemClock), Box::new(OsRng))
+        let rng = crate::rng::system().map_err(|e| ControlError::Setup {
+            what: "randomness".into(),
+            reason: e.to_string(),
+        })?;
+        Self::with(opts, Box::new(SystemClock), rng)
     }
 
     /// Control on the given clock and randomness (tests, and `--time-scale`).
@@ -217,7 +195,7 @@ impl Control {
         };
         let region = Arc::new(region);
         let port = config.interface.listen_port.unwrap_or(51820);
-        let socket = bind_udp(port)?;
+        let lanes::Bound { main: socket, lane } = lanes::bind(port, true)?;
         let port = socket.local_addr().map_or(port, |a| a.port());
         region
             .header()
@@ -235,6 +213,7 @@ impl Control {
             clock,
             region: region.clone(),
             socket,
+            lane,
             sessions,
             last_under_load: None,
             fed: false,
@@ -633,25 +612,15 @@ impl Control {
         }
     }
 
-    /// One iteration: a datagram (or a TICK of waiting), then everything it caused.
+    /// One iteration: the datagrams waiting (or a TICK of waiting for one), then everything
+    /// they caused.
     pub fn step(&mut self) {
-        let mut buf = [0u8; 2048];
-        // Wait up to a TICK for the first datagram, then take what is queued without waiting.
-        // (Fed handshakes: the socket is read by the backend, which hands them over; its
-        // blocking mode is the backend's too, shared by the duplicated descriptors.)
+        // (Fed handshakes: the main socket is read by the backend, which hands them over.)
         if !self.fed {
-            let _ = self.socket.set_nonblocking(false);
-        }
-        let mut taken = 0;
-        while taken < HANDSHAKE_BATCH && !self.fed {
-            let Ok((n, src)) = self.socket.recv_from(&mut buf) else {
-                break;
-            };
-            if taken == 0 {
-                let _ = self.socket.set_nonblocking(true);
-            }
-            taken += 1;
-            self.handle_handshake(canonical(src), &mut buf[..n], taken == HANDSHAKE_BATCH);
+            self.wait_for_datagrams();
+            // The lane first: a cookie-carrying retry never waits behind a flood's backlog.
+            self.take_handshakes(true);
+            self.take_handshakes(false);
         }
         // Activity first: a responder session confirmed by the peer's first data must count
         // before a worker's "no session" for the same peer, or control would start a needless
@@ -671,6 +640,37 @@ impl Control {
         self.auth.flush(now.unix);
         self.serve_uapi();
         self.serve_metrics();
+    }
+
+    /// Up to a batch of the handshake messages waiting on the lane or the main socket, each
+    /// handled.
+    fn take_handshakes(&mut self, lane: bool) {
+        let mut buf = [0u8; 2048];
+        let mut taken = 0;
+        while taken < HANDSHAKE_BATCH {
+            let socket = if lane {
+                self.lane.as_ref()
+            } else {
+                Some(&self.socket)
+            };
+            let Some(Ok((n, src))) = socket.map(|s| s.recv_from(&mut buf)) else {
+                break;
+            };
+            taken += 1;
+            self.handle_handshake(canonical(src), &mut buf[..n], taken == HANDSHAKE_BATCH);
+        }
+    }
+
+    /// Waits up to a TICK for a datagram on either handshake socket.
+    fn wait_for_datagrams(&self) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd as _;
+        let tick = PollTimeout::try_from(TICK).unwrap_or(PollTimeout::NONE);
+        let main = PollFd::new(self.socket.as_fd(), PollFlags::POLLIN);
+        let _ = match &self.lane {
+            Some(l) => poll(&mut [main, PollFd::new(l.as_fd(), PollFlags::POLLIN)], tick),
+            None => poll(&mut [main], tick),
+        };
     }
 
     /// One handshake message from `src`; `backlog`: at least HANDSHAKE_BATCH were waiting
@@ -700,6 +700,8 @@ impl Control {
     /// handshakes to [`Control::handle_handshake`], and [`Control::step`] never waits.
     pub fn feed_handshakes(&mut self) {
         self.fed = true;
+        // Closed, the lane leaves the group, and the kernel sends all to the main socket.
+        self.lane = None;
     }
 
     /// The socket handshakes are answered from (and data sent from, in the socket backend).

@@ -12,7 +12,7 @@
 use crate::frame::{Frame, Pool};
 use crate::packet::{ETH_LEN, HEADROOM};
 use std::ffi::CStr;
-use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd, RawFd};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TunError {
@@ -69,7 +69,7 @@ impl TunQueue {
 
     /// Reads one packet into `buf`; `WouldBlock` when none is waiting.
     pub fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        nix::unistd::read(self.fd.as_raw_fd(), buf).map_err(std::io::Error::from)
+        nix::unistd::read(self.fd.as_fd(), buf).map_err(std::io::Error::from)
     }
 
     /// Writes one IP packet to the kernel, which receives it as arriving on the device.
@@ -106,9 +106,11 @@ impl TunQueue {
 fn open_rdwr(path: &CStr) -> std::io::Result<OwnedFd> {
     let flags =
         nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC;
-    let raw = nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())?;
-    // SAFETY: `raw` was just returned by open(2), is valid, and owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    Ok(nix::fcntl::open(
+        path,
+        flags,
+        nix::sys::stat::Mode::empty(),
+    )?)
 }
 
 #[cfg(test)]
