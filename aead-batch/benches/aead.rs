@@ -13,24 +13,31 @@
 //! on the same 64 packets back to back (alternating which goes first), and the median of the
 //! per-round ratios is reported.
 //!
-//! `cargo bench -p aead-batch --bench aead`; `AEAD_BACKEND=avx2|portable` forces a level,
-//! `AEAD_QUICK=1` shortens the measurement (a smoke run, not for RESULTS.md).
+//! `cargo bench -p aead-batch --bench aead`; `AEAD_BACKEND=avx2|avx512|portable` forces a
+//! level, `AEAD_DISPATCH=1` measures what the workers run (`Dispatch`: ring from the level's
+//! crossover up), `AEAD_QUICK=1` shortens the measurement (a smoke run, not for RESULTS.md).
 
 mod common;
 
-use aead_batch::Backend;
+use aead_batch::{Backend, Dispatch};
 use common::*;
 use criterion::{BatchSize, Criterion, Throughput};
 use ring::aead::LessSafeKey;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-fn backend() -> Backend {
-    match std::env::var("AEAD_BACKEND").as_deref() {
+fn backend() -> Dispatch {
+    let level = match std::env::var("AEAD_BACKEND").as_deref() {
         Ok("portable") => Backend::portable(),
         Ok("avx2") => Backend::avx2().expect("CPU has AVX2"),
         Ok("avx512") => Backend::avx512().expect("CPU has the AVX-512 level"),
         _ => Backend::detect(),
+    };
+    // The workers' choice: ring for the sizes where it beats the level's kernels.
+    if std::env::var_os("AEAD_DISPATCH").is_some() {
+        Dispatch::new(level, Dispatch::crossover(level))
+    } else {
+        level.into()
     }
 }
 
@@ -96,7 +103,7 @@ fn main() {
 
 /// Median over `rounds` of (ring time / batch time), the two timed back to back each round.
 fn paired_ratio(
-    backend: Backend,
+    backend: Dispatch,
     keys: &[[u8; 32]],
     rk: &[LessSafeKey],
     sizes: Sizes,
@@ -162,7 +169,7 @@ fn median_ns(group: &str, id: &str, since: SystemTime) -> Option<f64> {
 }
 
 fn summary(
-    backend: Backend,
+    backend: Dispatch,
     since: SystemTime,
     keys: &[[u8; 32]],
     rk: &[LessSafeKey],

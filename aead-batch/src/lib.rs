@@ -46,6 +46,7 @@
 //! CPU supports, so the safe API cannot reach an unsupported instruction.
 
 mod chacha;
+mod dispatch;
 mod poly1305;
 mod portable;
 #[cfg(target_arch = "x86_64")]
@@ -60,6 +61,7 @@ mod tests;
 #[cfg(test)]
 mod vectors;
 
+pub use dispatch::Dispatch;
 use proto::messages::{field, Data};
 
 /// Length of the Poly1305 tag that ends every sealed payload.
@@ -235,43 +237,53 @@ impl Backend {
     pub fn seal(self, packets: &mut [Packet<'_>]) -> usize {
         for chunk in packets.chunks_mut(CHUNK) {
             check_lengths(chunk);
-            match self.0 {
-                Level::Portable => {
-                    for p in chunk.iter_mut().filter(|p| p.verdict == Verdict::Pending) {
-                        portable::seal(p.key, p.counter, p.buf);
-                        p.verdict = Verdict::Ok;
-                    }
-                }
-                #[cfg(target_arch = "x86_64")]
-                Level::Avx2 => sched::seal_chunk::<x86_avx2::Avx2>(chunk),
-                #[cfg(target_arch = "x86_64")]
-                Level::Avx512 => sched::seal_chunk::<x86_avx512::Avx512>(chunk),
-            }
+            self.seal_pending(chunk);
         }
         packets.iter().filter(|p| p.verdict == Verdict::Ok).count()
+    }
+
+    /// Seals the packets of `chunk` (at most [`CHUNK`]) whose verdict is `Pending`.
+    fn seal_pending(self, chunk: &mut [Packet<'_>]) {
+        match self.0 {
+            Level::Portable => {
+                for p in chunk.iter_mut().filter(|p| p.verdict == Verdict::Pending) {
+                    portable::seal(p.key, p.counter, p.buf);
+                    p.verdict = Verdict::Ok;
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => sched::seal_chunk::<x86_avx2::Avx2>(chunk),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => sched::seal_chunk::<x86_avx512::Avx512>(chunk),
+        }
     }
 
     /// Opens every packet in place (see [`open_batch`]); returns how many were authentic.
     pub fn open(self, packets: &mut [Packet<'_>]) -> usize {
         for chunk in packets.chunks_mut(CHUNK) {
             check_lengths(chunk);
-            match self.0 {
-                Level::Portable => {
-                    for p in chunk.iter_mut().filter(|p| p.verdict == Verdict::Pending) {
-                        p.verdict = if portable::open(p.key, p.counter, p.buf) {
-                            Verdict::Ok
-                        } else {
-                            Verdict::Auth
-                        };
-                    }
-                }
-                #[cfg(target_arch = "x86_64")]
-                Level::Avx2 => sched::open_chunk::<x86_avx2::Avx2>(chunk),
-                #[cfg(target_arch = "x86_64")]
-                Level::Avx512 => sched::open_chunk::<x86_avx512::Avx512>(chunk),
-            }
+            self.open_pending(chunk);
         }
         packets.iter().filter(|p| p.verdict == Verdict::Ok).count()
+    }
+
+    /// Opens the packets of `chunk` (at most [`CHUNK`]) whose verdict is `Pending`.
+    fn open_pending(self, chunk: &mut [Packet<'_>]) {
+        match self.0 {
+            Level::Portable => {
+                for p in chunk.iter_mut().filter(|p| p.verdict == Verdict::Pending) {
+                    p.verdict = if portable::open(p.key, p.counter, p.buf) {
+                        Verdict::Ok
+                    } else {
+                        Verdict::Auth
+                    };
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => sched::open_chunk::<x86_avx2::Avx2>(chunk),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => sched::open_chunk::<x86_avx512::Avx512>(chunk),
+        }
     }
 }
 

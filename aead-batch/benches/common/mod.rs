@@ -1,7 +1,7 @@
 //! What the criterion and the iai-callgrind benches share: the packets and both contenders.
 #![allow(dead_code, reason = "each bench uses part of it")]
 
-use aead_batch::{Backend, Packet, TAG_LEN};
+use aead_batch::{Dispatch, Packet, TAG_LEN};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
 pub const PACKETS: usize = 64;
@@ -93,12 +93,13 @@ pub fn ring_open_all(rk: &[LessSafeKey], bufs: &mut [Vec<u8>]) -> usize {
 }
 
 pub fn batch_all(
-    backend: Backend,
+    backend: impl Into<Dispatch>,
     keys: &[[u8; 32]],
     bufs: &mut [Vec<u8>],
     batch: usize,
     seal: bool,
 ) -> usize {
+    let backend: Dispatch = backend.into();
     let mut it = bufs.iter_mut();
     let mut packets: [Packet<'_>; PACKETS] = core::array::from_fn(|i| {
         Packet::new(&keys[i % PEERS], i as u64, it.next().expect("64 buffers"))

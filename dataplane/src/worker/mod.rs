@@ -38,7 +38,7 @@ mod tests;
 use crate::frame::Frame;
 use crate::link::{Link, Side};
 use crate::neigh::Neighbours;
-use aead_batch::Backend;
+use aead_batch::Dispatch;
 use contract::layout::{SessionRecord, WorkerStats};
 use contract::{DropReason, Region, WorkerEvent};
 use std::collections::HashMap;
@@ -138,7 +138,8 @@ pub struct Worker<'a, L: Link<'a>> {
     staged: Vec<outbound::Plain<'a>>,
     /// Busy rounds left before the local side is read again (see [`LOCAL_EVERY`]).
     local_wait: u32,
-    backend: Backend,
+    /// The batch kernels of this CPU's level, and ring for the sizes where it is faster.
+    backend: Dispatch,
     /// Offloaded flows (docs/egress.md): `None` where the data path offloads nothing.
     flows: Option<Arc<crate::offload::table::FlowTable>>,
     /// Tests: runs after the worker read a session's key and before it uses the slot's
@@ -183,7 +184,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             out_pending: Vec::with_capacity(BATCH),
             staged: Vec::with_capacity(MAX_STAGED),
             local_wait: 0,
-            backend: Backend::detect(),
+            backend: Dispatch::detect(),
             flows: None,
             #[cfg(test)]
             after_key_read: None,

@@ -1,0 +1,219 @@
+//! What the workers seal and open with: per packet size, the faster of this CPU level's batch
+//! kernels and ring one packet at a time.
+//!
+//! The batch kernels win where their lanes span packets: small packets, and every size on the
+//! AVX-512 level. On the AVX2 level ring's stitched single-packet assembly is faster from
+//! some size up (its ChaCha20 and Poly1305 interleave within one packet, which 8-lane
+//! ChaCha20 and 4-lane radix-2^26 Poly1305 across packets do not beat there). [`Dispatch`]
+//! sends each packet of a batch to the faster one, by its text length, with the crossovers
+//! measured by `benches/aead.rs` (figures in bench/RESULTS.md).
+//!
+//! Both give the same bytes (RFC 8439 with WireGuard's nonce). One difference: a packet that
+//! fails authentication on ring's path has its text zeroed (ring's rule) instead of left as
+//! it was; either way no plaintext is released, and the workers drop the packet.
+
+use crate::{check_lengths, Backend, Packet, Verdict, CHUNK, TAG_LEN};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+
+/// The per-size choice between a level's batch kernels and ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatch {
+    batch: Backend,
+    /// Texts this long and longer go to ring.
+    ring_from: usize,
+}
+
+/// Never ring.
+const NEVER: usize = usize::MAX;
+
+impl Dispatch {
+    /// The best level this CPU has, with its measured crossover.
+    pub fn detect() -> Self {
+        let batch = Backend::detect();
+        Self::new(batch, Self::crossover(batch))
+    }
+
+    /// `batch` below `ring_from` bytes of text, ring from there on (`usize::MAX`: never).
+    pub fn new(batch: Backend, ring_from: usize) -> Self {
+        Self { batch, ring_from }
+    }
+
+    /// The text length from which ring beats `batch`'s kernels in batches (the workers'
+    /// case), from `cargo bench -p aead-batch --bench aead` with the level forced
+    /// (`AEAD_BACKEND`), bench/RESULTS.md "Dispatch". The AVX-512 kernels beat ring at every
+    /// size (1.4-2.5x sealing, 1.1-2.2x opening, on the same machine).
+    pub fn crossover(batch: Backend) -> usize {
+        match batch.name() {
+            "avx512" => NEVER,
+            // Intel Ice Lake, 2026-12-03: ahead of ring at 64 B (1.26-1.42x sealing), even at
+            // 128 B, behind it from 256 B (0.80-0.82x) to 1420 B (0.62-0.69x). (Zen 3 earlier:
+            // ahead up to 256 B, behind from 512 B.)
+            "avx2" => 256,
+            // Scalar batch code is 0.56-0.6x ring at every size.
+            _ => 0,
+        }
+    }
+
+    /// The batch kernels' level.
+    pub fn backend(self) -> Backend {
+        self.batch
+    }
+
+    /// "avx2", or "avx2 + ring from 512 B".
+    pub fn name(self) -> String {
+        match self.ring_from {
+            NEVER => self.batch.name().to_string(),
+            0 => "ring".to_string(),
+            n => format!("{} + ring from {n} B", self.batch.name()),
+        }
+    }
+
+    /// Text lengths from which ring is used.
+    pub fn ring_from(self) -> usize {
+        self.ring_from
+    }
+
+    /// Seals every packet in place (as [`crate::seal_batch`]); returns how many were sealed.
+    pub fn seal(self, packets: &mut [Packet<'_>]) -> usize {
+        for chunk in packets.chunks_mut(CHUNK) {
+            check_lengths(chunk);
+            for p in chunk.iter_mut().filter(|p| self.for_ring(p)) {
+                ring_seal(p);
+            }
+            self.batch.seal_pending(chunk);
+        }
+        packets.iter().filter(|p| p.verdict == Verdict::Ok).count()
+    }
+
+    /// Opens every packet in place (as [`crate::open_batch`], but see the module's note on
+    /// failed packets); returns how many were authentic.
+    pub fn open(self, packets: &mut [Packet<'_>]) -> usize {
+        for chunk in packets.chunks_mut(CHUNK) {
+            check_lengths(chunk);
+            for p in chunk.iter_mut().filter(|p| self.for_ring(p)) {
+                ring_open(p);
+            }
+            self.batch.open_pending(chunk);
+        }
+        packets.iter().filter(|p| p.verdict == Verdict::Ok).count()
+    }
+
+    fn for_ring(self, p: &Packet<'_>) -> bool {
+        p.verdict == Verdict::Pending && p.text_len() >= self.ring_from
+    }
+}
+
+/// ring's key and WireGuard's nonce (4 zero bytes, the counter little-endian) for `p`.
+/// ring copies the key into its own value, on this stack frame, for this one packet.
+fn ring_key(p: &Packet<'_>) -> Option<(LessSafeKey, Nonce)> {
+    let key = UnboundKey::new(&CHACHA20_POLY1305, p.key).ok()?;
+    let mut nonce = [0u8; 12];
+    nonce[4..].copy_from_slice(&p.counter.to_le_bytes());
+    Some((LessSafeKey::new(key), Nonce::assume_unique_for_key(nonce)))
+}
+
+/// Seals `p` with ring; a key ring refuses (none of 32 bytes is) leaves it to the batch.
+fn ring_seal(p: &mut Packet<'_>) {
+    let Some((key, nonce)) = ring_key(p) else {
+        return;
+    };
+    let (text, tag) = p.buf.split_at_mut(p.buf.len() - TAG_LEN);
+    if let Ok(t) = key.seal_in_place_separate_tag(nonce, Aad::empty(), text) {
+        tag.copy_from_slice(t.as_ref());
+        p.verdict = Verdict::Ok;
+    }
+}
+
+/// Opens `p` with ring.
+fn ring_open(p: &mut Packet<'_>) {
+    let Some((key, nonce)) = ring_key(p) else {
+        return;
+    };
+    p.verdict = match key.open_in_place(nonce, Aad::empty(), p.buf) {
+        Ok(_) => Verdict::Ok,
+        Err(_) => Verdict::Auth,
+    };
+}
+
+/// A level's kernels alone, at every size.
+impl From<Backend> for Dispatch {
+    fn from(batch: Backend) -> Self {
+        Self::new(batch, NEVER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng as _, SeedableRng as _};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Every crossover on every level, packets on both sides of it in one batch: the same
+    /// bytes as the kernels alone, opened back, and a forged packet refused on either side.
+    #[test]
+    fn mixed_batches_match_the_kernels_and_open_back() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let lens = [0usize, 1, 63, 64, 255, 256, 511, 512, 513, 1420, 9000];
+        for b in Backend::all() {
+            for ring_from in [0, 256, 512, NEVER] {
+                let d = Dispatch::new(b, ring_from);
+                let items: Vec<([u8; 32], u64, Vec<u8>)> = lens
+                    .iter()
+                    .map(|&l| {
+                        let text: Vec<u8> = (0..l + TAG_LEN).map(|_| rng.gen()).collect();
+                        (rng.gen(), rng.gen(), text)
+                    })
+                    .collect();
+                let mut sealed: Vec<Vec<u8>> = items.iter().map(|i| i.2.clone()).collect();
+                let mut reference = sealed.clone();
+                let mut ps: Vec<_> = items
+                    .iter()
+                    .zip(sealed.iter_mut())
+                    .map(|(i, buf)| Packet::new(&i.0, i.1, buf))
+                    .collect();
+                assert_eq!(d.seal(&mut ps), lens.len());
+                let mut rs: Vec<_> = items
+                    .iter()
+                    .zip(reference.iter_mut())
+                    .map(|(i, buf)| Packet::new(&i.0, i.1, buf))
+                    .collect();
+                b.seal(&mut rs);
+                drop((ps, rs));
+                assert_eq!(sealed, reference, "{} from {ring_from}", b.name());
+
+                // One bit flipped in every other packet: those fail, the rest open.
+                for (i, s) in sealed.iter_mut().enumerate() {
+                    if i % 2 == 1 {
+                        s[0] ^= 1;
+                    }
+                }
+                let mut ps: Vec<_> = items
+                    .iter()
+                    .zip(sealed.iter_mut())
+                    .map(|(i, buf)| Packet::new(&i.0, i.1, buf))
+                    .collect();
+                assert_eq!(d.open(&mut ps), lens.len().div_ceil(2));
+                for (i, p) in ps.iter().enumerate() {
+                    let want = if i % 2 == 1 {
+                        Verdict::Auth
+                    } else {
+                        Verdict::Ok
+                    };
+                    assert_eq!(p.verdict(), want, "{} from {ring_from}: {i}", b.name());
+                    if i % 2 == 0 {
+                        let text = &items[i].2;
+                        assert_eq!(&p.buf()[..p.text_len()], &text[..text.len() - TAG_LEN]);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn detect_uses_the_best_level_and_its_crossover() {
+        let d = Dispatch::detect();
+        assert_eq!(d.backend(), Backend::detect());
+        assert_eq!(d.ring_from(), Dispatch::crossover(Backend::detect()));
+        assert_eq!(Dispatch::crossover(Backend::portable()), 0);
+    }
+}
