@@ -63,6 +63,9 @@ const TAIL_BITS: u32 = 57;
 const TAIL: u64 = (1 << TAIL_BITS) - 1;
 /// Words per node: vector, leafvec, base1 | base0 << 32, header (default, skip, skipped bits).
 pub(crate) const NODE_WORDS: usize = 4;
+/// What a lookup reads in place of a node past the array (only a corrupt index points there):
+/// no default, no children, no leaves, so the walk ends with the best value found above it.
+const DEAD_END: [u64; NODE_WORDS] = [0, 0, 0, NONE as u64];
 /// Most levels one node skips (path compression): its skipped bits share the header word
 /// with the default, 4 levels of 6 bits.
 pub(crate) const MAX_SKIP: u8 = 4;
@@ -118,7 +121,8 @@ impl Node {
             base1: bases as u32,
             base0: (bases >> 32) as u32,
             default: header as u32,
-            skip: (header >> 32) as u8 & 0xF,
+            // Clamped: only a corrupt word holds more (see `lookup_group`).
+            skip: ((header >> 32) as u8 & 0xF).min(MAX_SKIP),
             skipped: (header >> 36) as u32,
         }
     }
@@ -335,8 +339,11 @@ impl<'m, K: Key> Fib<'m, K> {
         }
     }
 
+    /// Leaf `i`; [`NONE`] past the array (only a corrupt index points there).
     pub(crate) fn read_leaf(&self, i: u32) -> u32 {
-        self.leaves[i as usize].load(Ordering::Relaxed)
+        self.leaves
+            .get(i as usize)
+            .map_or(NONE, |l| l.load(Ordering::Relaxed))
     }
 
     /// Writer only, into a block no reader can reach yet.
@@ -349,7 +356,9 @@ impl<'m, K: Key> Fib<'m, K> {
         let (i, units) = single_units(r);
         let mut w = [0; 4];
         let at = i as usize * UNIT_WORDS;
-        for (w, x) in w.iter_mut().zip(&self.singles[at..at + units * UNIT_WORDS]) {
+        // Zeros past the array (a corrupt reference): a wrong answer, not a panic.
+        let words = self.singles.get(at..at + units * UNIT_WORDS).unwrap_or(&[]);
+        for (w, x) in w.iter_mut().zip(words) {
             *w = x.load(Ordering::Relaxed);
         }
         w
@@ -435,11 +444,18 @@ impl<'m, K: Key> Fib<'m, K> {
             active += usize::from(child & SINGLE == 0);
         }
         depth[..active].fill(K::DIR_BITS);
-        while active > 0 {
+        // Words from a corrupt table (a bug in the writer) must cost a wrong answer at worst,
+        // never a panic or an endless walk in a worker: a child index past the node array
+        // reads as a node with nothing in or below it ([`DEAD_END`]), and the walk stops after as many rounds as a real one can
+        // take (the lanes still walking then answer with the best value found so far).
+        let mut rounds = (K::BITS - K::DIR_BITS).div_ceil(STRIDE);
+        while active > 0 && rounds > 0 {
+            rounds -= 1;
             for (w, &c) in words.iter_mut().zip(&cur[..active]) {
-                *w = self.nodes[c as usize]
-                    .each_ref()
-                    .map(|x| x.load(Ordering::Relaxed));
+                // The bounds check a plain index would make, without its panic.
+                *w = self.nodes.get(c as usize).map_or(DEAD_END, |n| {
+                    n.each_ref().map(|x| x.load(Ordering::Relaxed))
+                });
             }
             for l in 0..active {
                 let j = usize::from(lane[l]) & M;
@@ -458,12 +474,13 @@ impl<'m, K: Key> Fib<'m, K> {
                 let rank = counted.count_ones();
                 let default = header as u32;
                 best[j] = select_unpredictable(default != NONE, default, best[j]);
-                next[l] = select_unpredictable(internal & !missed, bases as u32 + rank, NONE);
+                let child = (bases as u32).wrapping_add(rank);
+                next[l] = select_unpredictable(internal & !missed, child, NONE);
                 // NONE (no leaf: the walk goes on, or the compressed path missed) reads as
                 // "inherit" below.
-                let run = ((bases >> 32) as u32 + rank).wrapping_sub(1);
+                let run = ((bases >> 32) as u32).wrapping_add(rank).wrapping_sub(1);
                 leaf[l] = select_unpredictable(internal | missed, NONE, run);
-                depth[l] += width;
+                depth[l] = depth[l].wrapping_add(width);
             }
             // Leaf loads in a loop of their own (entry 0 stands in for "no leaf"; selected
             // away below), then the bookkeeping.
@@ -524,7 +541,11 @@ impl<'m, K: Key> Fib<'m, K> {
         let mut depth = K::DIR_BITS;
         // The depth bound only stops a walk through corrupt words; a real walk ends earlier.
         while result & SINGLE == 0 && depth < K::BITS {
-            let node = self.read_node(result);
+            // A corrupt index ends the walk (see `lookup_group`).
+            let Some(node) = self.nodes.get(result as usize) else {
+                return best;
+            };
+            let node = Node::from_words(node.each_ref().map(|w| w.load(Ordering::Relaxed)));
             if node.default != NONE {
                 best = node.default;
             }
@@ -536,10 +557,12 @@ impl<'m, K: Key> Fib<'m, K> {
             depth += width;
             let bit = 1u64 << (window & 63);
             if node.vector & bit != 0 {
-                result = node.base1 + (node.vector & (bit - 1)).count_ones();
+                result = node
+                    .base1
+                    .wrapping_add((node.vector & (bit - 1)).count_ones());
             } else {
                 let rank = (node.leafvec & (bit | (bit - 1))).count_ones();
-                result = self.read_leaf((node.base0 + rank).wrapping_sub(1));
+                result = self.read_leaf(node.base0.wrapping_add(rank).wrapping_sub(1));
                 break;
             }
         }

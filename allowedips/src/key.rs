@@ -60,7 +60,10 @@ impl Key for u32 {
     }
     #[inline(always)]
     fn window(self, depth: u32, bits: u32) -> u32 {
-        self.wrapping_shl(depth) >> (32 - bits)
+        // Wrapping: a corrupt node's width must not panic a worker (see `Fib::lookup_group`);
+        // the same instructions as the plain shift in a release build.
+        self.wrapping_shl(depth)
+            .wrapping_shr(32u32.wrapping_sub(bits))
     }
     fn with_chunk(self, depth: u32, chunk: usize) -> Self {
         let c = chunk as u32;
@@ -107,7 +110,7 @@ impl Key for u128 {
     #[inline(always)]
     fn window(self, depth: u32, bits: u32) -> u32 {
         // The high 64 bits of the shifted address hold the window; a u64 shift is cheaper.
-        ((self.wrapping_shl(depth) >> 64) as u64 >> (64 - bits)) as u32
+        ((self.wrapping_shl(depth) >> 64) as u64).wrapping_shr(64u32.wrapping_sub(bits)) as u32
     }
     fn with_chunk(self, depth: u32, chunk: usize) -> Self {
         let c = chunk as u128;

@@ -2,6 +2,7 @@
 //! and readers racing the writer.
 
 mod concurrency;
+mod corrupt;
 mod differential;
 mod semantics;
 
