@@ -375,7 +375,7 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
 /// This host's addresses as the XDP programs know them, kept in step with the interfaces.
 #[derive(Debug, Default)]
 struct LocalAddrs {
-    known: std::collections::HashSet<IpAddr>,
+    known: crate::FastSet<IpAddr>,
 }
 
 impl LocalAddrs {

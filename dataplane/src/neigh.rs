@@ -25,7 +25,7 @@ use netlink_packet_route::neighbour::{
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -54,14 +54,14 @@ pub struct Hop {
 pub struct Snapshot {
     /// Destination → its unicast route's next hop (destinations with no unicast route, such
     /// as broadcast or local ones, have none: the kernel's stack decides for them).
-    pub next_hop: HashMap<IpAddr, Hop>,
+    pub next_hop: crate::FastMap<IpAddr, Hop>,
     /// (interface index, neighbour) → MAC: a neighbour is per interface.
-    pub mac: HashMap<(u32, IpAddr), [u8; 6]>,
+    pub mac: crate::FastMap<(u32, IpAddr), [u8; 6]>,
     /// This host's own addresses, on every interface (wg0's included): a decrypted packet
     /// for one of them is delivered through the gateway's own interface, not forwarded.
     /// Re-read on every address event, so an address added by `ip address add` (wg-quick's
     /// step, or an operator's) counts within [`WAKE`].
-    pub local: HashSet<IpAddr>,
+    pub local: crate::FastSet<IpAddr>,
 }
 
 impl Snapshot {
@@ -82,7 +82,7 @@ impl Snapshot {
 }
 
 /// This host's addresses, on every interface of the calling thread's namespace.
-pub fn local_addrs() -> std::io::Result<HashSet<IpAddr>> {
+pub fn local_addrs() -> std::io::Result<crate::FastSet<IpAddr>> {
     Ok(nix::ifaddrs::getifaddrs()
         .map_err(std::io::Error::from)?
         .filter_map(|a| {
@@ -211,7 +211,7 @@ fn resolver(
             stale.routes = false;
             last_routes = Some(now);
             fresh.clear();
-            let all: HashMap<IpAddr, Hop> = wanted
+            let all: crate::FastMap<IpAddr, Hop> = wanted
                 .iter()
                 .filter_map(|&d| Some((d, nl.route_get(d)?)))
                 .collect();
@@ -290,7 +290,11 @@ impl Events {
 
     /// Applies every event waiting: neighbours to `mac` directly, routes and addresses as
     /// `stale` marks; lost events mark everything. Returns whether `mac` changed.
-    fn apply(&mut self, mac: &mut HashMap<(u32, IpAddr), [u8; 6]>, stale: &mut Stale) -> bool {
+    fn apply(
+        &mut self,
+        mac: &mut crate::FastMap<(u32, IpAddr), [u8; 6]>,
+        stale: &mut Stale,
+    ) -> bool {
         let mut changed = false;
         loop {
             let size = match self.socket.recv(&mut &mut self.buf[..], 0) {
@@ -538,8 +542,8 @@ impl Netlink {
     }
 
     /// Every usable neighbour entry with a link-layer address, by interface.
-    fn neighbours(&mut self) -> HashMap<(u32, IpAddr), [u8; 6]> {
-        let mut out = HashMap::new();
+    fn neighbours(&mut self) -> crate::FastMap<(u32, IpAddr), [u8; 6]> {
+        let mut out = crate::FastMap::default();
         self.request(
             RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
             true,

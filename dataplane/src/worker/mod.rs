@@ -41,7 +41,6 @@ use crate::neigh::Neighbours;
 use aead_batch::Dispatch;
 use contract::layout::{SessionRecord, WorkerStats};
 use contract::{DropReason, Region, WorkerEvent};
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -109,19 +108,19 @@ pub struct Worker<'a, L: Link<'a>> {
     region: Arc<Region>,
     link: L,
     neigh: Neighbours,
-    sessions: HashMap<u32, CachedSession>,
+    sessions: crate::FastMap<u32, CachedSession>,
     /// The allowed-IPs table control writes in the region (one writer for all workers);
     /// lookups never wait for it. Pinned once per round (taken out of the worker meanwhile,
     /// so the round's methods can borrow `self`).
     prefixes: Option<allowedips::Reader>,
-    need_session_sent: HashMap<u32, u64>,
+    need_session_sent: crate::FastMap<u32, u64>,
     /// When the session cache was last swept of records control changed since (the retired
     /// sessions' keys leave the worker's memory within a sweep interval).
     last_sweep_ns: u64,
     /// Per peer slot: the source last checked against the peer's record, and the record's
     /// version then. A packet from the same source is not checked again until the record
     /// changes (control moved the endpoint, e.g. after a handshake from elsewhere).
-    endpoints_checked: HashMap<u32, (u64, SocketAddr)>,
+    endpoints_checked: crate::FastMap<u32, (u64, SocketAddr)>,
     /// The round's frames as received, by direction (with a staging deadline for outbound
     /// ones), and what is queued for each side (kept between rounds so that a round
     /// allocates nothing).
@@ -169,11 +168,11 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             region,
             link,
             neigh,
-            sessions: HashMap::with_capacity(1024),
+            sessions: crate::FastMap::with_capacity_and_hasher(1024, Default::default()),
             prefixes: Some(prefixes),
-            need_session_sent: HashMap::new(),
+            need_session_sent: crate::FastMap::default(),
             last_sweep_ns: 0,
-            endpoints_checked: HashMap::new(),
+            endpoints_checked: crate::FastMap::default(),
             received: Vec::with_capacity(BATCH),
             inbound: Vec::with_capacity(BATCH),
             outbound: Vec::with_capacity(2 * BATCH + MAX_STAGED),
