@@ -95,6 +95,8 @@ pub struct Control {
     socket: UdpSocket,
     /// Cookie-carrying handshake messages, read before `socket` ([`lanes`]).
     lane: Option<UdpSocket>,
+    /// Datagrams read from `lane` (a metric).
+    lane_messages: u64,
     /// Which session slot holds which keypair.
     sessions: SessionSlots,
     last_under_load: Option<Instant>,
@@ -214,6 +216,7 @@ impl Control {
             region: region.clone(),
             socket,
             lane,
+            lane_messages: 0,
             sessions,
             last_under_load: None,
             fed: false,
@@ -657,6 +660,9 @@ impl Control {
                 break;
             };
             taken += 1;
+            if lane {
+                self.lane_messages += 1;
+            }
             self.handle_handshake(canonical(src), &mut buf[..n], taken == HANDSHAKE_BATCH);
         }
     }

@@ -306,6 +306,17 @@ impl Control {
             "Cookie replies sent to handshake messages under load.",
         );
         p.sample("wgxdp_cookie_replies_sent_total", &[], cookies as f64);
+        p.family(
+            "wgxdp_cookie_lane_messages_total",
+            "counter",
+            "Handshake messages with a non-zero mac2 (retries with a cookie), read from the \
+             cookie lane ahead of the main socket.",
+        );
+        p.sample(
+            "wgxdp_cookie_lane_messages_total",
+            &[],
+            self.lane_messages as f64,
+        );
         p.family("wgxdp_peers", "gauge", "Configured peers.");
         p.sample("wgxdp_peers", &[], keys.len() as f64);
         p.family(
