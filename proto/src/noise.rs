@@ -249,13 +249,9 @@ impl Handshake {
         }
     }
 
-    pub fn new(
-        local: &StaticIdentity,
-        remote_static: PublicKey,
-        preshared_key: PresharedKey,
-    ) -> Self {
-        // `local` is used at the first handshake (the static-static DH), not here.
-        let _ = local;
+    /// The handshake state for one peer. The static-static DH is not computed here but at
+    /// the first handshake, which is given the local identity ([`StaticStatic`]).
+    pub fn new(remote_static: PublicKey, preshared_key: PresharedKey) -> Self {
         Self {
             state: HandshakeState::Zeroed,
             remote_static,
@@ -305,12 +301,10 @@ impl Handshake {
     }
 
     /// The interface's private key changed: the static-static DH is computed anew at the next
-    /// handshake, and the in-flight exchange is forgotten (the kernel's
-    /// `wg_noise_precompute_static_static` followed by `wg_noise_handshake_clear`); the replay
-    /// state survives. `local` is the new identity (kept in the signature for the callers'
-    /// sake: nothing is computed from it here).
-    pub fn set_local_identity(&mut self, local: &StaticIdentity) {
-        let _ = local;
+    /// handshake (from the identity it is given), and the in-flight exchange is forgotten (the
+    /// kernel's `wg_noise_precompute_static_static` followed by `wg_noise_handshake_clear`);
+    /// the replay state survives.
+    pub fn local_identity_changed(&mut self) {
         self.precomputed_static_static = StaticStatic::Pending;
         self.zero();
     }

@@ -114,8 +114,8 @@ fn pair(f: &Fixture) -> Pair {
     let i_id = StaticIdentity::new(PrivateKey::from_bytes(f.i_priv));
     let r_id = StaticIdentity::new(PrivateKey::from_bytes(f.r_priv));
     let psk = || PresharedKey::from_bytes(f.psk);
-    let i_hs = Handshake::new(&i_id, *r_id.public(), psk());
-    let r_hs = Handshake::new(&r_id, *i_id.public(), psk());
+    let i_hs = Handshake::new(*r_id.public(), psk());
+    let r_hs = Handshake::new(*i_id.public(), psk());
     Pair {
         i_id,
         r_id,
@@ -225,7 +225,7 @@ fn no_psk_is_32_zero_bytes() {
     f.psk = [0u8; 32];
     let mut p = pair(&f);
     let i_id = StaticIdentity::new(PrivateKey::from_bytes(f.i_priv));
-    p.r_hs = Handshake::new(&p.r_id, *i_id.public(), PresharedKey::default());
+    p.r_hs = Handshake::new(*i_id.public(), PresharedKey::default());
     let (_, resp, _, _) = run(&f, &mut p);
     let (_, ref_resp, _, _) = reference_messages(&f, 0x0a0b0c0d, 0x01020304);
     assert_eq!(resp, ref_resp);
@@ -352,7 +352,7 @@ fn wrong_responder_cannot_read_the_static() {
     );
     // A handshake for a different peer refuses the partial result.
     let partial = Handshake::begin_consume_initiation(&p.r_id, &view).unwrap();
-    let mut stranger = Handshake::new(&p.r_id, *other.public(), PresharedKey::default());
+    let mut stranger = Handshake::new(*other.public(), PresharedKey::default());
     assert_eq!(
         stranger.finish_consume_initiation(&p.r_id, partial, &view, now.mono),
         Err(HandshakeError::UnknownPeer)
@@ -364,11 +364,7 @@ fn low_order_keys_are_refused() {
     let f = fixture();
     let i_id = StaticIdentity::new(PrivateKey::from_bytes(f.i_priv));
     // A peer whose static key is a low-order point: the precomputed DH is zero.
-    let mut hs = Handshake::new(
-        &i_id,
-        PublicKey::from_bytes([0u8; 32]),
-        PresharedKey::default(),
-    );
+    let mut hs = Handshake::new(PublicKey::from_bytes([0u8; 32]), PresharedKey::default());
     let mut init = [0u8; INITIATION_LEN];
     let r = hs.create_initiation(
         &i_id,

@@ -65,7 +65,7 @@ fn open_echo(key: &[u8; 32], hex_msg: &str) -> (Ipv4Addr, Ipv4Addr, Icmpv4Type, 
 #[test]
 fn initiator_transcript_with_wireguard_go() {
     let (ours, theirs) = identities();
-    let mut hs = Handshake::new(&ours, *theirs.public(), PresharedKey::default());
+    let mut hs = Handshake::new(*theirs.public(), PresharedKey::default());
     let mut init = [0u8; INITIATION_LEN];
     hs.create_initiation(
         &ours,
@@ -118,7 +118,7 @@ fn responder_transcript_with_wireguard_go() {
     let view = Initiation::new_checked(&init[..]).unwrap();
     let partial = Handshake::begin_consume_initiation(&ours, &view).unwrap();
     assert_eq!(partial.remote_static(), theirs.public());
-    let mut hs = Handshake::new(&ours, *theirs.public(), PresharedKey::default());
+    let mut hs = Handshake::new(*theirs.public(), PresharedKey::default());
     hs.finish_consume_initiation(&ours, partial, &view, now().mono)
         .unwrap();
 

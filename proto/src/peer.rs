@@ -4,7 +4,7 @@
 use crate::cookie::Cookie;
 use crate::keypair::Keypairs;
 use crate::keys::{PresharedKey, PublicKey};
-use crate::noise::{Handshake, StaticIdentity};
+use crate::noise::Handshake;
 use crate::time::Instant;
 use crate::timers::Timers;
 use std::collections::VecDeque;
@@ -42,7 +42,6 @@ pub struct Peer {
 
 impl Peer {
     pub(crate) fn new(
-        local: &StaticIdentity,
         public_key: PublicKey,
         psk: PresharedKey,
         endpoint: Option<SocketAddr>,
@@ -54,7 +53,7 @@ impl Peer {
         };
         Self {
             public_key,
-            handshake: Handshake::new(local, public_key, psk),
+            handshake: Handshake::new(public_key, psk),
             keypairs: Keypairs::default(),
             timers,
             cookie: Cookie::new(&public_key),

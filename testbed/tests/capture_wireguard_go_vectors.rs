@@ -102,7 +102,7 @@ fn capture() {
     // We initiate.
     {
         let (_o, _t, _w, sock, _wg, ep) = bed(&wg_private, ours.public());
-        let mut hs = Handshake::new(&ours, wg_public, PresharedKey::default());
+        let mut hs = Handshake::new(wg_public, PresharedKey::default());
         let mut init = [0u8; INITIATION_LEN];
         hs.create_initiation(
             &ours,
@@ -142,7 +142,7 @@ fn capture() {
             let init = recv(&sock, |n, t| n == INITIATION_LEN && t == 1);
             let view = Initiation::new_checked(&init[..]).unwrap();
             let partial = Handshake::begin_consume_initiation(&ours, &view).unwrap();
-            let mut hs = Handshake::new(&ours, wg_public, PresharedKey::default());
+            let mut hs = Handshake::new(wg_public, PresharedKey::default());
             hs.finish_consume_initiation(&ours, partial, &view, now.mono)
                 .unwrap();
             let mut resp = [0u8; RESPONSE_LEN];

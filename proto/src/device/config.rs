@@ -30,7 +30,6 @@ impl<R: CryptoRngCore> Device<R> {
             return Err(DeviceError::OwnKey(public_key));
         }
         let peer = Peer::new(
-            &self.identity,
             public_key,
             config.preshared_key.unwrap_or_default(),
             config.endpoint,
@@ -113,7 +112,7 @@ impl<R: CryptoRngCore> Device<R> {
             if let Some(index) = peer.handshake.held_index() {
                 self.indices.remove(&index);
             }
-            peer.handshake.set_local_identity(&self.identity);
+            peer.handshake.local_identity_changed();
             peer.last_sent_handshake = None;
             let released = peer.keypairs.clear();
             self.release_indices(released.iter());
