@@ -12,7 +12,7 @@
 //! fails authentication on ring's path has its text zeroed (ring's rule) instead of left as
 //! it was; either way no plaintext is released, and the workers drop the packet.
 
-use crate::{check_lengths, Backend, Packet, Verdict, CHUNK, TAG_LEN};
+use crate::{check_lengths, Backend, Level, Packet, Verdict, CHUNK, TAG_LEN};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
 /// The per-size choice between a level's batch kernels and ring.
@@ -43,14 +43,16 @@ impl Dispatch {
     /// (`AEAD_BACKEND`), bench/RESULTS.md "Dispatch". The AVX-512 kernels beat ring at every
     /// size (1.4-2.5x sealing, 1.1-2.2x opening, on the same machine).
     pub fn crossover(batch: Backend) -> usize {
-        match batch.name() {
-            "avx512" => NEVER,
+        match batch.0 {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => NEVER,
             // Intel Ice Lake, 2026-12-03: ahead of ring at 64 B (1.26-1.42x sealing), even at
-            // 128 B, behind it from 256 B (0.80-0.82x) to 1420 B (0.62-0.69x). (Zen 3 earlier:
-            // ahead up to 256 B, behind from 512 B.)
-            "avx2" => 256,
-            // Scalar batch code is 0.56-0.6x ring at every size.
-            _ => 0,
+            // 128 B, behind it from 256 B (0.80-0.82x) to 1420 B (0.62-0.69x). (On Zen 3,
+            // issue 14's figures: ahead up to 256 B, behind from 512 B.)
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => 256,
+            // The scalar code is 0.56-0.6x ring at every size (issue 14's figures).
+            Level::Portable => 0,
         }
     }
 

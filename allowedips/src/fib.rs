@@ -267,6 +267,12 @@ pub(crate) struct Fib<'m, K> {
     _key: PhantomData<K>,
 }
 
+/// A node's words as stored.
+#[inline(always)]
+fn load_node(n: &[AtomicU64; NODE_WORDS]) -> [u64; NODE_WORDS] {
+    n.each_ref().map(|w| w.load(Ordering::Relaxed))
+}
+
 /// A directory word as stored: complemented, so that zeroed memory reads as "no prefix, no
 /// child" (`NONE`, `NONE`) and a fresh mapping is an empty table.
 #[inline(always)]
@@ -325,11 +331,7 @@ impl<'m, K: Key> Fib<'m, K> {
     }
 
     pub(crate) fn read_node(&self, i: u32) -> Node {
-        Node::from_words(
-            self.nodes[i as usize]
-                .each_ref()
-                .map(|w| w.load(Ordering::Relaxed)),
-        )
+        Node::from_words(load_node(&self.nodes[i as usize]))
     }
 
     /// Writer only, into a block no reader can reach yet.
@@ -453,9 +455,7 @@ impl<'m, K: Key> Fib<'m, K> {
             rounds -= 1;
             for (w, &c) in words.iter_mut().zip(&cur[..active]) {
                 // The bounds check a plain index would make, without its panic.
-                *w = self.nodes.get(c as usize).map_or(DEAD_END, |n| {
-                    n.each_ref().map(|x| x.load(Ordering::Relaxed))
-                });
+                *w = self.nodes.get(c as usize).map_or(DEAD_END, load_node);
             }
             for l in 0..active {
                 let j = usize::from(lane[l]) & M;
@@ -545,7 +545,7 @@ impl<'m, K: Key> Fib<'m, K> {
             let Some(node) = self.nodes.get(result as usize) else {
                 return best;
             };
-            let node = Node::from_words(node.each_ref().map(|w| w.load(Ordering::Relaxed)));
+            let node = Node::from_words(load_node(node));
             if node.default != NONE {
                 best = node.default;
             }

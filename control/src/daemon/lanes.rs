@@ -23,7 +23,7 @@
 //! gateway on the same port would bind without EADDRINUSE. Binding checks with a plain socket
 //! first, which does fail on a taken port; only two binds in the same instant slip past it.
 
-use super::{ControlError, TICK};
+use super::ControlError;
 use nix::libc::{sock_filter, sock_fprog};
 use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -50,7 +50,7 @@ pub(crate) fn bind(port: u16, lane: bool) -> Result<Bound, ControlError> {
     let err = |source| ControlError::Bind { port, source };
     if port != 0 && lane {
         // EADDRINUSE where any socket holds the port, as a bind without SO_REUSEPORT would.
-        drop(socket(port, false).map_err(err)?);
+        drop(bound(port, false).map_err(err)?);
     }
     let main = socket(port, lane).map_err(err)?;
     if !lane {
@@ -71,15 +71,21 @@ pub(crate) fn bind(port: u16, lane: bool) -> Result<Bound, ControlError> {
     Ok(Bound { main, lane })
 }
 
-/// A dual-stack UDP socket on `port`, non-blocking, with a large receive buffer.
-fn socket(port: u16, reuse_port: bool) -> std::io::Result<UdpSocket> {
+/// A dual-stack UDP socket bound to `port`.
+fn bound(port: u16, reuse_port: bool) -> std::io::Result<Socket> {
     let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_only_v6(false)?;
     if reuse_port {
         s.set_reuse_port(true)?;
     }
     s.bind(&SocketAddr::from(([0u16; 8], port)).into())?;
-    s.set_read_timeout(Some(TICK))?;
+    Ok(s)
+}
+
+/// A handshake socket on `port`: non-blocking (control polls it), with a large receive
+/// buffer.
+fn socket(port: u16, reuse_port: bool) -> std::io::Result<UdpSocket> {
+    let s = bound(port, reuse_port)?;
     s.set_nonblocking(true)?;
     let sock: UdpSocket = s.into();
     // SO_RCVBUFFORCE (CAP_NET_ADMIN) goes past net.core.rmem_max; otherwise take what
