@@ -201,7 +201,7 @@ pub fn run(
             }
         }
         if moved == 0 && !fed {
-            worker.link_mut().wait(1);
+            worker.link_mut().wait(1, None);
         }
     }
     let _ = std::fs::remove_file(&opts.region);

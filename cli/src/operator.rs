@@ -384,7 +384,7 @@ pub fn show(args: &[String]) -> Result<(), String> {
         };
         let rate = |k: usize| (b[k].saturating_sub(a[k])) as f64 / interval;
         println!(
-            "  worker {w}: rx wan {:.0}/s lan {:.0}/s, tx wan {:.0}/s lan {:.0}/s; totals rx wan {} lan {}, tx wan {} lan {}, keepalives {}, via kernel {}, MSS clamped {}, offloaded out {}, offloaded in {}",
+            "  worker {w}: rx wan {:.0}/s lan {:.0}/s, tx wan {:.0}/s lan {:.0}/s; totals rx wan {} lan {}, tx wan {} lan {}, keepalives {}, via kernel {}, MSS clamped {}, offloaded out {}, offloaded in {}, crypto handed {}, crypto helped {}, crypto taken back {}",
             rate(0),
             rate(1),
             rate(2),
@@ -397,7 +397,10 @@ pub fn show(args: &[String]) -> Result<(), String> {
             s.to_kernel.load(Relaxed),
             s.mss_clamped.load(Relaxed),
             s.offloaded_out.load(Relaxed),
-            s.offloaded_in.load(Relaxed)
+            s.offloaded_in.load(Relaxed),
+            s.crypto_handed.load(Relaxed),
+            s.crypto_helped.load(Relaxed),
+            s.crypto_reclaimed.load(Relaxed)
         );
         let drops: Vec<String> = DropReason::ALL
             .iter()

@@ -321,6 +321,11 @@ pub struct WorkerStats {
     /// the internet, and back.
     pub offloaded_out: AtomicU64,
     pub offloaded_in: AtomicU64,
+    /// One tunnel across cores: packets whose AEAD this worker handed to others, did for
+    /// others, and took back undone because no other worker was free in time.
+    pub crypto_handed: AtomicU64,
+    pub crypto_helped: AtomicU64,
+    pub crypto_reclaimed: AtomicU64,
     /// Monotonic ns of the worker's last loop; a stalled worker is visible.
     pub heartbeat_ns: AtomicU64,
 }
@@ -338,6 +343,9 @@ impl Default for WorkerStats {
             mss_clamped: AtomicU64::new(0),
             offloaded_out: AtomicU64::new(0),
             offloaded_in: AtomicU64::new(0),
+            crypto_handed: AtomicU64::new(0),
+            crypto_helped: AtomicU64::new(0),
+            crypto_reclaimed: AtomicU64::new(0),
             heartbeat_ns: AtomicU64::new(0),
         }
     }

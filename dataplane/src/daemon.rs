@@ -5,7 +5,7 @@
 
 use crate::neigh;
 use crate::prefixes::{self, PrefixSink};
-use crate::worker::{Iface, Worker, WorkerConfig};
+use crate::worker::{Exchange, Iface, Share, Worker, WorkerConfig};
 use crate::xdp::{AttachMode, Role, Steering, XdpError};
 use crate::xsk::{BindMode, Port, Umem, UmemSpec, XskError, XskLink};
 use contract::{Region, ShmError};
@@ -203,16 +203,109 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         summary.push(format!("interface {name}"));
     }
 
-    // Each worker builds its UMEM and sockets on its own thread (they are not Send), reports
-    // the socket fds for the XSKMAPs, waits for the go, and runs.
+    // The UMEMs are made here and outlive every worker thread (scoped below), so that a
+    // worker may lend frames to another for crypto (one tunnel across cores, `Exchange`);
+    // each worker has its own, lent to its thread alone.
+    let spec = UmemSpec::default();
+    let mut umems = Vec::with_capacity(workers);
+    for q in 0..workers {
+        umems.push(Umem::new(spec).map_err(|e| DataplaneError::Worker(q, e))?);
+    }
+    let share = share_crypto() && workers > 1;
+    let exchange = if share {
+        Some(Exchange::new(workers)?)
+    } else {
+        None
+    };
+    if share {
+        summary.push("crypto shared across workers".to_string());
+    }
+    let ctx = Running {
+        opts,
+        region: &region,
+        steering: &mut steering,
+        local: &mut local,
+        summary,
+        wan_role,
+        mode,
+        cores: &cores,
+        port,
+        wan: &wan,
+        lan: lan.as_ref(),
+        neighbours: &neighbours,
+        flows: &flows,
+        tun_queues: &mut tun_queues,
+    };
+    let result =
+        std::thread::scope(|scope| run_workers(scope, ctx, &mut umems, exchange.as_ref(), stop));
+    let _ = resolver.join();
+    if let Some((_, handle)) = offload {
+        let _ = handle.join();
+    }
+    drop(steering);
+    result
+}
+
+/// Whether workers share one tunnel's crypto (`WGXDP_SHARE_CRYPTO=0` turns it off, for
+/// comparisons).
+fn share_crypto() -> bool {
+    std::env::var("WGXDP_SHARE_CRYPTO").map_or(true, |v| v != "0")
+}
+
+/// What the workers' scope needs of `run`.
+struct Running<'r> {
+    opts: &'r DataplaneOptions,
+    region: &'r Arc<Region>,
+    steering: &'r mut Steering,
+    local: &'r mut LocalAddrs,
+    summary: Vec<String>,
+    wan_role: Role,
+    mode: BindMode,
+    cores: &'r [core_affinity::CoreId],
+    port: u16,
+    wan: &'r Iface,
+    lan: Option<&'r Iface>,
+    neighbours: &'r neigh::Neighbours,
+    flows: &'r Option<Arc<crate::offload::table::FlowTable>>,
+    tun_queues: &'r mut [Option<crate::xsk::tun::TunQueue>],
+}
+
+/// Starts the workers in `scope`, one per UMEM, and watches them until `stop`.
+fn run_workers<'s, 'u: 's>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    ctx: Running<'_>,
+    umems: &'u mut [Umem],
+    exchange: Option<&Arc<Exchange<'u>>>,
+    stop: &Arc<AtomicBool>,
+) -> Result<(), DataplaneError> {
+    let Running {
+        opts,
+        region,
+        steering,
+        local,
+        mut summary,
+        wan_role,
+        mode,
+        cores,
+        port,
+        wan,
+        lan,
+        neighbours,
+        flows,
+        tun_queues,
+    } = ctx;
+    let workers = umems.len();
+    // Each worker binds its sockets on its own thread (they are not Send), reports the socket
+    // fds for the XSKMAPs, waits for the go, and runs.
     let (fd_tx, fd_rx) =
         std::sync::mpsc::channel::<(usize, Result<(i32, Option<i32>), XskError>)>();
     let go = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
-    for q in 0..workers {
+    for (q, umem) in umems.iter_mut().enumerate() {
         let reader = allowedips::Reader::attach(region.clone())
             .map_err(|e| DataplaneError::Interface(wan.name.clone(), e.to_string()))?;
         let flows = flows.clone();
+        let share = exchange.map(|e| Share::new(e.clone(), q));
         let (region, neighbours, stop, go, fd_tx) = (
             region.clone(),
             neighbours.clone(),
@@ -223,7 +316,7 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         let cfg = WorkerConfig {
             id: q,
             wan: wan.clone(),
-            lan: lan.clone(),
+            lan: lan.cloned(),
             listen_port: port,
             mtu: opts.mtu,
         };
@@ -232,26 +325,20 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         handles.push(
             std::thread::Builder::new()
                 .name(format!("wgxdp-worker-{q}"))
-                .spawn(move || {
+                .spawn_scoped(scope, move || {
+                    // Lent to this thread alone (`&mut`), shared from here on by its sockets
+                    // and frames for as long as the scope lasts.
+                    let umem: &'u Umem = umem;
                     if let Some(c) = core {
                         core_affinity::set_for_current(c);
                     }
-                    let spec = UmemSpec::default();
-                    // The UMEM lives on this thread's stack for the worker's whole life:
-                    // every socket and frame borrows it.
-                    let umem = match Umem::new(spec) {
-                        Ok(u) => u,
-                        Err(e) => {
-                            let _ = fd_tx.send((q, Err(e)));
-                            return;
-                        }
-                    };
+                    let spec = umem.spec();
                     let bound = (|| {
                         let wan_port =
-                            Port::bind(&umem, &cfg.wan.name, q as u32, mode, spec.ring_size)?;
+                            Port::bind(umem, &cfg.wan.name, q as u32, mode, spec.ring_size)?;
                         let lan_port = match &cfg.lan {
                             Some(l) => {
-                                Some(Port::bind(&umem, &l.name, q as u32, mode, spec.ring_size)?)
+                                Some(Port::bind(umem, &l.name, q as u32, mode, spec.ring_size)?)
                             }
                             None => None,
                         };
@@ -276,6 +363,9 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
                     let mut worker = Worker::new(cfg, region, link, neighbours, reader);
                     if let Some(t) = flows {
                         worker = worker.with_flows(t);
+                    }
+                    if let Some(s) = share {
+                        worker = worker.with_share(s);
                     }
                     worker.run(&stop);
                 })?,
@@ -338,11 +428,11 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
             stop.store(true, Ordering::Relaxed);
             break;
         }
-        prefixes::sync(&region, &mut steering);
+        prefixes::sync(region, steering);
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = std::time::Instant::now();
             // Addresses come and go (DHCP, an operator's `ip addr`): follow them.
-            if let Err(e) = local.sync(&mut steering) {
+            if let Err(e) = local.sync(steering) {
                 tracing::warn!("following the local addresses: {e}");
             }
             if let Ok(v) = steering.stats() {
@@ -361,11 +451,6 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     for h in handles {
         let _ = h.join();
     }
-    let _ = resolver.join();
-    if let Some((_, handle)) = offload {
-        let _ = handle.join();
-    }
-    drop(steering);
     match died {
         Some(q) => Err(DataplaneError::WorkerDied(q)),
         None => Ok(()),
@@ -394,10 +479,28 @@ impl LocalAddrs {
 }
 
 /// The first worker thread that has finished, if any (while running, none should have).
-fn first_finished(handles: &[std::thread::JoinHandle<()>]) -> Option<usize> {
-    handles
-        .iter()
-        .position(std::thread::JoinHandle::is_finished)
+fn first_finished<T>(handles: &[T]) -> Option<usize>
+where
+    T: Finished,
+{
+    handles.iter().position(Finished::is_finished)
+}
+
+/// A thread handle that says whether its thread ended (scoped or not).
+trait Finished {
+    fn is_finished(&self) -> bool;
+}
+
+impl<T> Finished for std::thread::JoinHandle<T> {
+    fn is_finished(&self) -> bool {
+        std::thread::JoinHandle::is_finished(self)
+    }
+}
+
+impl<T> Finished for std::thread::ScopedJoinHandle<'_, T> {
+    fn is_finished(&self) -> bool {
+        std::thread::ScopedJoinHandle::is_finished(self)
+    }
 }
 
 fn mode_name(m: AttachMode) -> &'static str {

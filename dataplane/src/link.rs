@@ -56,8 +56,9 @@ pub trait Link<'a> {
     /// false if the kernel refused it.
     fn send_via_kernel(&mut self, frame: Frame<'a>, side: Side, dst: IpAddr) -> bool;
 
-    /// Idle: waits until a frame may be received, at most `timeout_ms`.
-    fn wait(&mut self, timeout_ms: i32);
+    /// Idle: waits until a frame may be received, or `bell` becomes readable (another
+    /// worker has work for this one), at most `timeout_ms`.
+    fn wait(&mut self, timeout_ms: i32, bell: Option<std::os::fd::BorrowedFd<'_>>);
 }
 
 pub mod fake;

@@ -240,8 +240,11 @@ impl<'a> Link<'a> for SocketLink<'a> {
         ok
     }
 
-    fn wait(&mut self, timeout_ms: i32) {
-        crate::xsk::wait_readable(&[self.udp.as_raw_fd(), self.tun.as_raw_fd()], timeout_ms);
+    fn wait(&mut self, timeout_ms: i32, bell: Option<std::os::fd::BorrowedFd<'_>>) {
+        let mut fds = arrayvec::ArrayVec::<i32, 3>::new();
+        fds.extend([self.udp.as_raw_fd(), self.tun.as_raw_fd()]);
+        fds.extend(bell.map(|b| std::os::fd::AsRawFd::as_raw_fd(&b)));
+        crate::xsk::wait_readable(&fds, timeout_ms);
     }
 }
 

@@ -125,6 +125,13 @@ pub struct Umem {
     foreign: Cell<u64>,
 }
 
+// SAFETY: a `Umem` owns its mapping (`Area`) and its kernel registration outright; nothing
+// else points into them until a socket or frame borrows the `Umem`, and those borrows tie
+// whoever holds them to its lifetime. Its `Cell`s make it `!Sync`, so a `&Umem` never reaches
+// two threads at once; moving the owner to another thread (the data path makes each worker's
+// UMEM and lends it to that worker's thread alone) moves nothing that is tied to a thread.
+unsafe impl Send for Umem {}
+
 /// `xdpilone::Umem` has no Debug; wrap it.
 struct UmemHandle(xdpilone::Umem);
 
@@ -709,8 +716,9 @@ impl<'u> Link<'u> for XskLink<'u> {
         sent
     }
 
-    fn wait(&mut self, timeout_ms: i32) {
-        let mut fds = arrayvec::ArrayVec::<i32, 3>::new();
+    fn wait(&mut self, timeout_ms: i32, bell: Option<std::os::fd::BorrowedFd<'_>>) {
+        let mut fds = arrayvec::ArrayVec::<i32, 4>::new();
+        fds.extend(bell.map(|b| std::os::fd::AsRawFd::as_raw_fd(&b)));
         fds.push(self.wan.fd());
         if let Some(l) = &self.lan {
             fds.push(l.fd());

@@ -96,7 +96,7 @@ fn run(args: &[String]) -> Result<u64, String> {
             link.release(f);
         }
         if n == 0 {
-            link.wait(1);
+            link.wait(1, None);
         }
     }
     Ok(forwarded)

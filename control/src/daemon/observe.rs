@@ -169,7 +169,7 @@ impl Control {
             );
         }
         type Counter = fn(&WorkerStats) -> &AtomicU64;
-        let counters: [(&str, &str, Counter); 5] = [
+        let counters: [(&str, &str, Counter); 8] = [
             (
                 "wgxdp_worker_kernel_path_packets_total",
                 "Packets each worker handed to the kernel's stack (no next hop known, or not its to send).",
@@ -194,6 +194,21 @@ impl Control {
                 "wgxdp_worker_offloaded_in_total",
                 "Return packets of offloaded flows each worker translated back and sealed itself.",
                 |s| &s.offloaded_in,
+            ),
+            (
+                "wgxdp_worker_crypto_handed_total",
+                "Packets whose AEAD each worker handed to other workers (one tunnel across cores).",
+                |s| &s.crypto_handed,
+            ),
+            (
+                "wgxdp_worker_crypto_helped_total",
+                "Packets each worker sealed or opened for another worker.",
+                |s| &s.crypto_helped,
+            ),
+            (
+                "wgxdp_worker_crypto_reclaimed_total",
+                "Packets whose AEAD a worker took back undone because no other worker was free in time.",
+                |s| &s.crypto_reclaimed,
             ),
         ];
         for (name, help, counter) in counters {

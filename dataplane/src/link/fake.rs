@@ -161,5 +161,5 @@ impl<'a> Link<'a> for FakeLink<'a> {
         self.kernel_accepts
     }
 
-    fn wait(&mut self, _timeout_ms: i32) {}
+    fn wait(&mut self, _timeout_ms: i32, _bell: Option<std::os::fd::BorrowedFd<'_>>) {}
 }

@@ -1,6 +1,7 @@
 //! Inbound: WireGuard data messages from the peers, opened and sent on as plaintext.
 
-use super::{Worker, BATCH};
+use super::share::{self, Back};
+use super::Worker;
 use crate::frame::Frame;
 use crate::link::{Link, Side};
 use crate::neigh::Snapshot;
@@ -17,6 +18,20 @@ use std::sync::atomic::Ordering;
 pub(super) struct Pending<'a> {
     frame: Frame<'a>,
     meta: Prepared,
+}
+
+impl Pending<'_> {
+    /// Its ciphertext and tag, with the session's key and its counter, to open in place.
+    pub(super) fn packet(&mut self) -> Packet<'_> {
+        let m = &self.meta;
+        let payload = m.msg_offset + DATA_HEADER_LEN..m.msg_offset + m.msg_len;
+        Packet::new(&m.key, m.counter, &mut self.frame.chunk_mut()[payload])
+    }
+
+    /// Its text length (what opening it costs).
+    pub(super) fn text_len(&self) -> usize {
+        self.meta.msg_len - DATA_HEADER_LEN
+    }
 }
 
 /// Where an authenticated message's plaintext goes.
@@ -57,22 +72,32 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         if !pending.is_empty() {
             self.run_after_key_read();
         }
-        let mut verdicts = [Verdict::Pending; BATCH];
-        {
-            let mut packets = arrayvec::ArrayVec::<Packet<'_>, BATCH>::new();
-            for Pending { frame, meta } in pending.iter_mut().take(BATCH) {
-                let payload = meta.msg_offset + DATA_HEADER_LEN..meta.msg_offset + meta.msg_len;
-                packets.push(Packet::new(
-                    &meta.key,
-                    meta.counter,
-                    &mut frame.chunk_mut()[payload],
-                ));
+        // Other workers open the tail meanwhile (one tunnel across cores, `share`).
+        let mut helpers = arrayvec::ArrayVec::<usize, 8>::new();
+        self.hand_off(&mut pending, &mut helpers);
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        verdicts.clear();
+        share::open_all(self.backend, &mut pending, &mut verdicts);
+        self.finish_opened(&mut pending, &verdicts, now, snapshot, routes);
+        for helper in helpers {
+            if self.take_back(helper, &mut pending, &mut verdicts) == Back::Reclaimed {
+                share::open_all(self.backend, &mut pending, &mut verdicts);
             }
-            self.backend.open(&mut packets);
-            for (v, p) in verdicts.iter_mut().zip(&packets) {
-                *v = p.verdict();
-            }
+            self.finish_opened(&mut pending, &verdicts, now, snapshot, routes);
         }
+        self.verdicts = verdicts;
+        self.in_pending = pending;
+    }
+
+    /// Finishes every message of `pending` (drained) by its verdict.
+    fn finish_opened(
+        &mut self,
+        pending: &mut Vec<Pending<'a>>,
+        verdicts: &[Verdict],
+        now: u64,
+        snapshot: &Snapshot,
+        routes: &allowedips::Snapshot<'_>,
+    ) {
         for (i, p) in pending.drain(..).enumerate() {
             if verdicts.get(i) == Some(&Verdict::Ok) {
                 self.inbound_finish(p, now, snapshot, routes);
@@ -80,7 +105,6 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
                 self.drop_frame(p.frame, DropReason::DataAuth);
             }
         }
-        self.in_pending = pending;
     }
 
     /// Parses a WAN frame and finds its session; nothing is decrypted yet.

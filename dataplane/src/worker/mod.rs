@@ -32,13 +32,16 @@
 mod inbound;
 mod offload;
 mod outbound;
+mod share;
 #[cfg(test)]
 mod tests;
+
+pub use share::{Exchange, Share, SHARE_MIN_BYTES};
 
 use crate::frame::Frame;
 use crate::link::{Link, Side};
 use crate::neigh::Neighbours;
-use aead_batch::Dispatch;
+use aead_batch::{Dispatch, Verdict};
 use contract::layout::{SessionRecord, WorkerStats};
 use contract::{DropReason, Region, WorkerEvent};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -98,10 +101,13 @@ const STAGE_TIMEOUT_NS: u64 = 5_000_000_000;
 /// rounds (microseconds); an idle worker, or one whose last local read found packets, reads
 /// it every round.
 const LOCAL_EVERY: u32 = 8;
+/// How long a worker that shares crypto keeps polling after its last packet or part before
+/// it sleeps: an owner's next part then finds it awake (no eventfd, no scheduler wake-up).
+const HOT_NS: u64 = 2_000_000;
 
 /// A test's stand-in for control acting between two steps of the worker.
 #[cfg(test)]
-type Hook<'a> = Box<dyn FnMut(&Region) + 'a>;
+type Hook<'a> = Box<dyn FnMut(&Region) + Send + 'a>;
 
 pub struct Worker<'a, L: Link<'a>> {
     cfg: WorkerConfig,
@@ -141,6 +147,10 @@ pub struct Worker<'a, L: Link<'a>> {
     backend: Dispatch,
     /// Offloaded flows (docs/egress.md): `None` where the data path offloads nothing.
     flows: Option<Arc<crate::offload::table::FlowTable>>,
+    /// The other workers this one shares crypto with (`share`); `None` alone.
+    share: Option<Share<'a>>,
+    /// A round's verdicts (kept so that a round allocates nothing).
+    verdicts: Vec<Verdict>,
     /// Tests: runs after the worker read a session's key and before it uses the slot's
     /// counter or window (a control process acting in that window).
     #[cfg(test)]
@@ -185,6 +195,8 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             local_wait: 0,
             backend: Dispatch::detect(),
             flows: None,
+            share: None,
+            verdicts: Vec::with_capacity(BATCH),
             #[cfg(test)]
             after_key_read: None,
         }
@@ -194,6 +206,13 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
     #[must_use]
     pub fn with_flows(mut self, table: Arc<crate::offload::table::FlowTable>) -> Self {
         self.flows = Some(table);
+        self
+    }
+
+    /// Shares crypto with the other workers of `share`'s exchange.
+    #[must_use]
+    pub fn with_share(mut self, share: Share<'a>) -> Self {
+        self.share = Some(share);
         self
     }
 
@@ -251,12 +270,98 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
 
     /// Runs until `stop` is set, reading the clock once per round.
     pub fn run(&mut self, stop: &AtomicBool) {
+        let share = self.share.clone();
+        // However this ends (a panic included), nobody waits for a part this worker holds.
+        let _closer = share.as_ref().map(|s| s.exchange.closer());
+        let mut hot_until = 0;
         while !stop.load(Ordering::Relaxed) {
-            let moved = self.poll_once(contract::clock::mono_ns());
-            if moved == 0 {
-                self.link.wait(1);
+            let now = contract::clock::mono_ns();
+            let moved = self.poll_once(now) + self.serve_inbox();
+            let Some(s) = &share else {
+                if moved == 0 {
+                    self.link.wait(1, None);
+                }
+                continue;
+            };
+            if moved > 0 {
+                hot_until = now + HOT_NS;
+            } else if now < hot_until {
+                std::hint::spin_loop();
+            } else if s.exchange.prepare_sleep(s.me) {
+                self.link.wait(1, s.exchange.bell(s.me));
+                s.exchange.woke(s.me);
             }
         }
+    }
+
+    /// Opens or seals what another worker offered this one; returns how many packets.
+    fn serve_inbox(&self) -> usize {
+        let Some(s) = &self.share else { return 0 };
+        let n = s.exchange.serve(s.me, self.backend);
+        if n > 0 {
+            self.count(|st| &st.crypto_helped, n);
+        }
+        n
+    }
+
+    /// Moves the tail of a prepared round into other workers' inboxes when it is worth it
+    /// (`share`), one part per helper, and notes the helpers in order; `pending` keeps the
+    /// owner's head.
+    fn hand_off<P: share::Part<'a>>(
+        &mut self,
+        pending: &mut Vec<P>,
+        helpers: &mut arrayvec::ArrayVec<usize, 8>,
+    ) {
+        let Some(s) = &self.share else { return };
+        let bytes = pending.iter().map(P::text_len).sum();
+        let want = s.helpers_wanted(pending.len(), bytes);
+        if want == 0 {
+            return;
+        }
+        s.exchange.reserve(s.me, want, helpers);
+        if helpers.is_empty() {
+            return;
+        }
+        let n = pending.len();
+        let (head, part) = share::split(n, helpers.len());
+        // From the back, so that each drain leaves the parts before it in place; the last
+        // helper takes the rest.
+        for (k, &h) in helpers.iter().enumerate().rev() {
+            let start = head + k * part;
+            s.exchange.offer(h, |w| {
+                let q = P::queue(w);
+                q.clear();
+                q.extend(pending.drain(start..));
+            });
+        }
+        self.count(|st| &st.crypto_handed, n - head);
+    }
+
+    /// Takes back the part `helper` had into `pending` (empty), its verdicts into
+    /// `verdicts`, serving this worker's own inbox while it waits.
+    fn take_back<P: share::Part<'a>>(
+        &self,
+        helper: usize,
+        pending: &mut Vec<P>,
+        verdicts: &mut Vec<Verdict>,
+    ) -> share::Back {
+        let Some(s) = &self.share else {
+            return share::Back::Lost;
+        };
+        verdicts.clear();
+        let back = s.exchange.collect(
+            helper,
+            || self.serve_inbox(),
+            |w| {
+                pending.append(P::queue(w));
+                verdicts.append(&mut w.verdicts);
+            },
+        );
+        if back == share::Back::Reclaimed {
+            verdicts.clear();
+            self.count(|st| &st.crypto_reclaimed, pending.len());
+        }
+        back
     }
 
     /// One round at monotonic time `now` (ns): completions and refill, a batch from each
@@ -270,6 +375,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             u16::try_from(self.region.header().listen_port.load(Ordering::Relaxed))
                 .unwrap_or(self.cfg.listen_port);
         self.link.service();
+        self.serve_inbox();
         if now.saturating_sub(self.last_sweep_ns) >= SWEEP_INTERVAL_NS {
             self.last_sweep_ns = now;
             self.sweep_sessions();

@@ -1,5 +1,6 @@
 //! Outbound: plaintext for the peers, sealed and sent as WireGuard data messages.
 
+use super::share::{self, Back};
 use super::{Worker, BATCH, MAX_STAGED};
 use crate::frame::Frame;
 use crate::link::{Link, Side};
@@ -35,6 +36,24 @@ impl<'a> Plain<'a> {
 pub(super) struct Pending<'a> {
     frame: Frame<'a>,
     meta: Prepared,
+}
+
+impl Pending<'_> {
+    /// Its padded plaintext and the tag's room, with the session's key and the counter it
+    /// took, to seal in place.
+    pub(super) fn packet(&mut self) -> Packet<'_> {
+        let m = &self.meta;
+        Packet::new(
+            &m.key,
+            m.counter,
+            &mut self.frame.chunk_mut()[m.encap.payload()],
+        )
+    }
+
+    /// Its text length (what sealing it costs).
+    pub(super) fn text_len(&self) -> usize {
+        self.meta.encap.payload().len() - aead_batch::TAG_LEN
+    }
 }
 
 pub(super) struct Prepared {
@@ -82,20 +101,24 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
                 Err(e) => self.drop_frame(plain.frame, e),
             }
         }
-        {
-            let mut packets = arrayvec::ArrayVec::<Packet<'_>, BATCH>::new();
-            for Pending { frame, meta } in pending.iter_mut() {
-                packets.push(Packet::new(
-                    &meta.key,
-                    meta.counter,
-                    &mut frame.chunk_mut()[meta.encap.payload()],
-                ));
-            }
-            self.backend.seal(&mut packets);
-        }
+        // Other workers seal the tail meanwhile (one tunnel across cores, `share`); the parts
+        // are finished in the order they were received.
+        let mut helpers = arrayvec::ArrayVec::<usize, 8>::new();
+        self.hand_off(&mut pending, &mut helpers);
+        share::seal_all(self.backend, &mut pending);
         for p in pending.drain(..) {
             self.outbound_finish(p, now);
         }
+        let mut verdicts = std::mem::take(&mut self.verdicts);
+        for helper in helpers {
+            if self.take_back(helper, &mut pending, &mut verdicts) == Back::Reclaimed {
+                share::seal_all(self.backend, &mut pending);
+            }
+            for p in pending.drain(..) {
+                self.outbound_finish(p, now);
+            }
+        }
+        self.verdicts = verdicts;
         self.out_pending = pending;
     }
 

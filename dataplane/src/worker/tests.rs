@@ -734,3 +734,4 @@ fn frames_leave_only_by_the_interface_the_route_names() {
 mod local;
 mod mss;
 mod offload;
+mod share;

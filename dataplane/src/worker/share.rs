@@ -1,0 +1,418 @@
+//! One tunnel across cores (design §3): a worker hands part of a round's AEAD work to the
+//! other workers, and finishes the round's packets itself, in the order they arrived.
+//!
+//! RSS puts one tunnel (one outer 5-tuple) on one queue, so without help one peer's traffic
+//! is capped at one worker. The kernel spreads a peer's crypto over every CPU through a
+//! device-wide queue and restores the order with a per-peer queue that a serial stage drains.
+//! Here the worker that received the packets is that serial stage, and the hand-off is a
+//! fork-join within its round:
+//!
+//! 1. It prepares the batch as before (parse, session, counters, headers), then moves the
+//!    tail of the prepared packets into the inbox of each worker that has room ([`Exchange`]),
+//!    one contiguous part per helper.
+//! 2. It seals or opens the head itself and finishes it (replay window, allowed IPs, route,
+//!    transmit queue), then takes the parts back in order and finishes them.
+//! 3. While it waits it serves its own inbox, so two workers that hand to each other cannot
+//!    wait on each other; a part that no helper claimed within [`RECLAIM_SPINS`] it takes
+//!    back and does itself, so a busy or sleeping helper costs at most that wait.
+//!
+//! Only the AEAD moves: the frames go to the helper and come back with their verdicts, so a
+//! helper never transmits, releases or reorders another worker's frames (the types say so: a
+//! helper sees a [`Work`], not a link), and every packet is finished by the worker that owns
+//! its frame, in arrival order. The replay window and counters are the session's, shared by
+//! all workers already, and are touched only by the owner.
+//!
+//! The inbox is a small state machine on one atomic; its mutex only gives the frames a safe
+//! home while they are away, and is never contended (the state says whose turn it is). Per
+//! round: a handful of atomics, no allocation (the inbox's vectors keep their capacity), and
+//! an eventfd write only to wake a helper that went to sleep.
+
+use super::{inbound, outbound, BATCH};
+use aead_batch::{Dispatch, Packet, Verdict};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Nothing in the inbox: an owner may reserve it.
+const EMPTY: u8 = 0;
+/// Reserved by an owner, who is moving frames in (or out, after a reclaim).
+const FILLING: u8 = 1;
+/// Frames in it, for its worker to claim.
+const OFFERED: u8 = 2;
+/// Its worker is sealing or opening them.
+const CLAIMED: u8 = 3;
+/// Done: the owner may take them back.
+const DONE: u8 = 4;
+
+/// How long an owner waits (spin-loop hints, roughly 50 µs on current x86) for a helper to
+/// claim a part before it takes the part back and does it itself.
+pub(super) const RECLAIM_SPINS: u32 = 1000;
+
+/// The default least text (bytes) a round must seal or open before it is shared: below it,
+/// the hand-off costs more than the crypto it moves (a batch of 64-byte packets is about
+/// 4 KiB, a few microseconds of AEAD).
+pub const SHARE_MIN_BYTES: usize = 8 * 1024;
+
+/// The fewest packets worth a part of their own.
+const MIN_PART: usize = 4;
+
+/// Frames in one inbox, as the owner left them: messages to open, or packets to seal.
+#[derive(Default)]
+pub(super) struct Work<'a> {
+    pub(super) open: Vec<inbound::Pending<'a>>,
+    pub(super) seal: Vec<outbound::Pending<'a>>,
+    pub(super) verdicts: Vec<Verdict>,
+}
+
+impl Work<'_> {
+    fn with_capacity() -> Self {
+        Self {
+            open: Vec::with_capacity(BATCH),
+            seal: Vec::with_capacity(BATCH),
+            verdicts: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Opens or seals what is in it, in place.
+    fn process(&mut self, backend: Dispatch) -> usize {
+        self.verdicts.clear();
+        open_all(backend, &mut self.open, &mut self.verdicts);
+        seal_all(backend, &mut self.seal);
+        self.open.len() + self.seal.len()
+    }
+}
+
+/// A prepared packet that can be handed out: where it goes in an inbox, and what it costs.
+pub(super) trait Part<'a>: Sized {
+    fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self>;
+    fn text_len(&self) -> usize;
+}
+
+impl<'a> Part<'a> for inbound::Pending<'a> {
+    fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self> {
+        &mut work.open
+    }
+
+    fn text_len(&self) -> usize {
+        inbound::Pending::text_len(self)
+    }
+}
+
+impl<'a> Part<'a> for outbound::Pending<'a> {
+    fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self> {
+        &mut work.seal
+    }
+
+    fn text_len(&self) -> usize {
+        outbound::Pending::text_len(self)
+    }
+}
+
+/// Opens `pending` (at most a batch), the verdicts appended to `verdicts` in order.
+pub(super) fn open_all(
+    backend: Dispatch,
+    pending: &mut [inbound::Pending<'_>],
+    verdicts: &mut Vec<Verdict>,
+) {
+    let mut packets = arrayvec::ArrayVec::<Packet<'_>, BATCH>::new();
+    for p in pending.iter_mut().take(BATCH) {
+        packets.push(p.packet());
+    }
+    backend.open(&mut packets);
+    verdicts.extend(packets.iter().map(Packet::verdict));
+}
+
+/// Seals `pending` (at most a batch).
+pub(super) fn seal_all(backend: Dispatch, pending: &mut [outbound::Pending<'_>]) {
+    let mut packets = arrayvec::ArrayVec::<Packet<'_>, BATCH>::new();
+    for p in pending.iter_mut().take(BATCH) {
+        packets.push(p.packet());
+    }
+    backend.seal(&mut packets);
+}
+
+struct Inbox<'a> {
+    state: AtomicU8,
+    work: Mutex<Work<'a>>,
+    /// Its worker is about to sleep, or sleeps: an owner that fills the inbox rings.
+    sleeping: AtomicBool,
+    /// Rung (the eventfd written) since the worker last looked.
+    rung: AtomicBool,
+    bell: EventFd,
+}
+
+/// The inboxes of all workers of a data path.
+pub struct Exchange<'a> {
+    inboxes: Box<[Inbox<'a>]>,
+    /// Set when any worker stops (a panic included): nobody waits for a part any more.
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Exchange<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("workers", &self.inboxes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of a part an owner handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Back {
+    /// A helper did it: the frames are back with their verdicts.
+    Done,
+    /// Nobody claimed it in time: the frames are back, untouched, for the owner to do.
+    Reclaimed,
+    /// The helper stopped while it held them (the data path is stopping): they are lost.
+    Lost,
+}
+
+impl<'a> Exchange<'a> {
+    /// Inboxes for `workers` workers.
+    pub fn new(workers: usize) -> std::io::Result<Arc<Self>> {
+        let inboxes = (0..workers)
+            .map(|_| {
+                Ok(Inbox {
+                    state: AtomicU8::new(EMPTY),
+                    work: Mutex::new(Work::with_capacity()),
+                    sleeping: AtomicBool::new(false),
+                    rung: AtomicBool::new(false),
+                    bell: EventFd::from_value_and_flags(
+                        0,
+                        EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+                    )?,
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Arc::new(Self {
+            inboxes: inboxes.into(),
+            closed: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn workers(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// Marks the exchange closed when dropped (a worker's run, however it ends).
+    pub(super) fn closer(&self) -> Closer<'_, 'a> {
+        Closer(self)
+    }
+
+    fn inbox(&self, i: usize) -> Option<&Inbox<'a>> {
+        self.inboxes.get(i)
+    }
+
+    fn lock<'i>(inbox: &'i Inbox<'a>) -> MutexGuard<'i, Work<'a>> {
+        // A helper that panicked while it held the lock poisoned it; the frames in it are
+        // still whole (AEAD in place), and the data path is stopping anyway.
+        inbox.work.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reserves up to `max` inboxes of workers other than `me` (empty ones only), in
+    /// `out`.
+    pub(super) fn reserve(&self, me: usize, max: usize, out: &mut arrayvec::ArrayVec<usize, 8>) {
+        let n = self.inboxes.len();
+        for k in 1..n {
+            if out.len() >= max.min(out.capacity()) {
+                break;
+            }
+            let i = (me + k) % n;
+            if self.inboxes[i]
+                .state
+                .compare_exchange(EMPTY, FILLING, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                out.push(i);
+            }
+        }
+    }
+
+    /// Fills a reserved inbox and offers it to its worker, waking it if it sleeps.
+    pub(super) fn offer(&self, helper: usize, fill: impl FnOnce(&mut Work<'a>)) {
+        let Some(inbox) = self.inbox(helper) else {
+            return;
+        };
+        fill(&mut Self::lock(inbox));
+        inbox.state.store(OFFERED, Ordering::SeqCst);
+        // Paired with `prepare_sleep`: either it sees the offer before it sleeps, or this sees
+        // it asleep and rings.
+        if inbox.sleeping.load(Ordering::SeqCst) && !inbox.rung.swap(true, Ordering::SeqCst) {
+            let _ = inbox.bell.write(1);
+        }
+    }
+
+    /// Waits for the part in `helper`'s inbox and gives its frames to `take` (with the
+    /// verdicts when done). While waiting, `serve` is called (the owner helps others); a part
+    /// not claimed after [`RECLAIM_SPINS`] is taken back.
+    pub(super) fn collect(
+        &self,
+        helper: usize,
+        mut serve: impl FnMut() -> usize,
+        take: impl FnOnce(&mut Work<'a>),
+    ) -> Back {
+        let Some(inbox) = self.inbox(helper) else {
+            return Back::Lost;
+        };
+        let mut spins = 0u32;
+        loop {
+            match inbox.state.load(Ordering::Acquire) {
+                DONE => {
+                    take(&mut Self::lock(inbox));
+                    inbox.state.store(EMPTY, Ordering::Release);
+                    return Back::Done;
+                }
+                OFFERED
+                    if spins >= RECLAIM_SPINS
+                        && inbox
+                            .state
+                            .compare_exchange(
+                                OFFERED,
+                                FILLING,
+                                Ordering::Acquire,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok() =>
+                {
+                    take(&mut Self::lock(inbox));
+                    inbox.state.store(EMPTY, Ordering::Release);
+                    return Back::Reclaimed;
+                }
+                _ if self.closed.load(Ordering::Relaxed) => return Back::Lost,
+                _ => {}
+            }
+            if serve() == 0 {
+                std::hint::spin_loop();
+            }
+            spins = spins.saturating_add(1);
+        }
+    }
+
+    /// Does the part offered to worker `me`, if any; returns how many packets.
+    pub(super) fn serve(&self, me: usize, backend: Dispatch) -> usize {
+        let Some(inbox) = self.inbox(me) else {
+            return 0;
+        };
+        if inbox.state.load(Ordering::Relaxed) != OFFERED
+            || inbox
+                .state
+                .compare_exchange(OFFERED, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return 0;
+        }
+        let n = Self::lock(inbox).process(backend);
+        inbox.state.store(DONE, Ordering::Release);
+        n
+    }
+
+    /// Worker `me` is about to sleep: true if it may (nothing offered to it meanwhile).
+    pub(super) fn prepare_sleep(&self, me: usize) -> bool {
+        let Some(inbox) = self.inbox(me) else {
+            return true;
+        };
+        inbox.sleeping.store(true, Ordering::SeqCst);
+        if inbox.state.load(Ordering::SeqCst) == OFFERED {
+            inbox.sleeping.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Worker `me` woke: no more rings until it sleeps again.
+    pub(super) fn woke(&self, me: usize) {
+        let Some(inbox) = self.inbox(me) else { return };
+        inbox.sleeping.store(false, Ordering::SeqCst);
+        if inbox.rung.swap(false, Ordering::SeqCst) {
+            let _ = inbox.bell.read();
+        }
+    }
+
+    /// The fd that becomes readable when worker `me` is rung.
+    pub(super) fn bell(&self, me: usize) -> Option<BorrowedFd<'_>> {
+        self.inbox(me).map(|i| i.bell.as_fd())
+    }
+}
+
+/// Closes its exchange when dropped.
+pub(super) struct Closer<'e, 'a>(&'e Exchange<'a>);
+
+impl Drop for Closer<'_, '_> {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A worker's part in an exchange, and when it shares.
+#[derive(Debug, Clone)]
+pub struct Share<'a> {
+    pub(super) exchange: Arc<Exchange<'a>>,
+    pub(super) me: usize,
+    /// Rounds with less text than this are not shared.
+    pub(super) min_bytes: usize,
+}
+
+impl<'a> Share<'a> {
+    pub fn new(exchange: Arc<Exchange<'a>>, me: usize) -> Self {
+        Self {
+            exchange,
+            me,
+            min_bytes: SHARE_MIN_BYTES,
+        }
+    }
+
+    /// Shares rounds with at least `bytes` of text (tests: 0, every round).
+    #[must_use]
+    pub fn min_bytes(mut self, bytes: usize) -> Self {
+        self.min_bytes = bytes;
+        self
+    }
+
+    /// How many helpers to ask for a round of `packets` packets and `bytes` of text.
+    pub(super) fn helpers_wanted(&self, packets: usize, bytes: usize) -> usize {
+        if bytes < self.min_bytes || packets < 2 * MIN_PART {
+            return 0;
+        }
+        (self.exchange.workers() - 1).min(packets / MIN_PART - 1)
+    }
+}
+
+/// Where a round's `n` packets split between the owner and `helpers` helpers: the owner
+/// keeps `[0, head)`, helper `k` gets `[head + k * part, ...)` with the last one taking the
+/// rest. The owner keeps a smaller share, since it also prepares and finishes them all.
+pub(super) fn split(n: usize, helpers: usize) -> (usize, usize) {
+    if helpers == 0 {
+        return (n, 0);
+    }
+    // The owner's share is about two thirds of a helper's.
+    let head = n * 2 / (3 * helpers + 2);
+    let part = (n - head) / helpers;
+    (head, part)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn splits_cover_the_batch_in_order() {
+        for n in 0..=64 {
+            for h in 0..8 {
+                let (head, part) = split(n, h);
+                assert!(head <= n);
+                if h == 0 {
+                    assert_eq!(head, n);
+                    continue;
+                }
+                // Every helper but the last gets `part`, the last the rest: nothing lost.
+                assert!(head + part * (h - 1) <= n, "{n} {h}");
+                assert!(
+                    head <= part + 1,
+                    "the owner keeps no more than a helper: {n} {h}"
+                );
+            }
+        }
+        assert_eq!(split(64, 1), (25, 39));
+    }
+}
