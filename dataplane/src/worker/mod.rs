@@ -151,6 +151,9 @@ pub struct Worker<'a, L: Link<'a>> {
     share: Option<Share<'a>>,
     /// A round's verdicts (kept so that a round allocates nothing).
     verdicts: Vec<Verdict>,
+    /// The owner's weight when it splits a round with helpers (`share::split`), opening and
+    /// sealing apart (their costs after the AEAD differ), adapted round by round.
+    split_weight: [u32; 2],
     /// Tests: runs after the worker read a session's key and before it uses the slot's
     /// counter or window (a control process acting in that window).
     #[cfg(test)]
@@ -197,6 +200,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             flows: None,
             share: None,
             verdicts: Vec::with_capacity(BATCH),
+            split_weight: [share::OWNER_WEIGHT; 2],
             #[cfg(test)]
             after_key_read: None,
         }
@@ -323,7 +327,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             return;
         }
         let n = pending.len();
-        let (head, part) = share::split(n, helpers.len());
+        let (head, part) = share::split(n, helpers.len(), self.split_weight[P::DIRECTION]);
         // From the back, so that each drain leaves the parts before it in place; the last
         // helper takes the rest.
         for (k, &h) in helpers.iter().enumerate().rev() {
@@ -338,9 +342,10 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
     }
 
     /// Takes back the part `helper` had into `pending` (empty), its verdicts into
-    /// `verdicts`, serving this worker's own inbox while it waits.
+    /// `verdicts`, serving this worker's own inbox while it waits; the next split follows
+    /// how long that took.
     fn take_back<P: share::Part<'a>>(
-        &self,
+        &mut self,
         helper: usize,
         pending: &mut Vec<P>,
         verdicts: &mut Vec<Verdict>,
@@ -361,6 +366,8 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             verdicts.clear();
             self.count(|st| &st.crypto_reclaimed, pending.len());
         }
+        let w = &mut self.split_weight[P::DIRECTION];
+        *w = share::adapt(*w, back);
         back
     }
 

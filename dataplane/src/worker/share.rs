@@ -13,7 +13,7 @@
 //! 2. It seals or opens the head itself and finishes it (replay window, allowed IPs, route,
 //!    transmit queue), then takes the parts back in order and finishes them.
 //! 3. While it waits it serves its own inbox, so two workers that hand to each other cannot
-//!    wait on each other; a part that no helper claimed within [`RECLAIM_SPINS`] it takes
+//!    wait on each other; a part that no helper claimed by the time it is free ([`RECLAIM_SPINS`]) it takes
 //!    back and does itself, so a busy or sleeping helper costs at most that wait.
 //!
 //! Only the AEAD moves: the frames go to the helper and come back with their verdicts, so a
@@ -45,9 +45,11 @@ const CLAIMED: u8 = 3;
 /// Done: the owner may take them back.
 const DONE: u8 = 4;
 
-/// How long an owner waits (spin-loop hints, roughly 50 µs on current x86) for a helper to
-/// claim a part before it takes the part back and does it itself.
-pub(super) const RECLAIM_SPINS: u32 = 1000;
+/// How long an owner that finished its own share waits (spin-loop hints: a few microseconds)
+/// for a helper to claim a part before it takes the part back and does it itself. Short: a
+/// helper that has not claimed it by then is busy, asleep or descheduled, and the owner is
+/// free; a claimed part is always waited for (its helper is at work on it).
+pub(super) const RECLAIM_SPINS: u32 = 64;
 
 /// The default least text (bytes) a round must seal or open before it is shared: below it,
 /// the hand-off costs more than the crypto it moves (a batch of 64-byte packets is about
@@ -85,11 +87,15 @@ impl Work<'_> {
 
 /// A prepared packet that can be handed out: where it goes in an inbox, and what it costs.
 pub(super) trait Part<'a>: Sized {
+    /// Its direction's index in per-direction state (0 opening, 1 sealing).
+    const DIRECTION: usize;
     fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self>;
     fn text_len(&self) -> usize;
 }
 
 impl<'a> Part<'a> for inbound::Pending<'a> {
+    const DIRECTION: usize = 0;
+
     fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self> {
         &mut work.open
     }
@@ -100,6 +106,8 @@ impl<'a> Part<'a> for inbound::Pending<'a> {
 }
 
 impl<'a> Part<'a> for outbound::Pending<'a> {
+    const DIRECTION: usize = 1;
+
     fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self> {
         &mut work.seal
     }
@@ -160,8 +168,9 @@ impl std::fmt::Debug for Exchange<'_> {
 /// What became of a part an owner handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Back {
-    /// A helper did it: the frames are back with their verdicts.
-    Done,
+    /// A helper did it: the frames are back with their verdicts. `waited`: the owner had to
+    /// wait for it (the helper's part was the longer one).
+    Done { waited: bool },
     /// Nobody claimed it in time: the frames are back, untouched, for the owner to do.
     Reclaimed,
     /// The helper stopped while it held them (the data path is stopping): they are lost.
@@ -261,7 +270,7 @@ impl<'a> Exchange<'a> {
                 DONE => {
                     take(&mut Self::lock(inbox));
                     inbox.state.store(EMPTY, Ordering::Release);
-                    return Back::Done;
+                    return Back::Done { waited: spins > 0 };
                 }
                 OFFERED
                     if spins >= RECLAIM_SPINS
@@ -378,41 +387,79 @@ impl<'a> Share<'a> {
     }
 }
 
-/// Where a round's `n` packets split between the owner and `helpers` helpers: the owner
-/// keeps `[0, head)`, helper `k` gets `[head + k * part, ...)` with the last one taking the
-/// rest. The owner keeps a smaller share, since it also prepares and finishes them all.
-pub(super) fn split(n: usize, helpers: usize) -> (usize, usize) {
+/// The owner's weight in a split when it starts: a helper weighs [`HELPER_WEIGHT`], and the
+/// owner keeps a smaller share since it also prepares and finishes every packet.
+pub(super) const OWNER_WEIGHT: u32 = 42;
+const HELPER_WEIGHT: u32 = 64;
+const WEIGHT_RANGE: std::ops::RangeInclusive<u32> = 4..=256;
+
+/// Where a round's `n` packets split between the owner (of weight `owner`, against
+/// [`HELPER_WEIGHT`] for each helper) and `helpers` helpers: the owner keeps `[0, head)`,
+/// helper `k` gets `[head + k * part, ...)`, the last one taking the rest.
+pub(super) fn split(n: usize, helpers: usize, owner: u32) -> (usize, usize) {
     if helpers == 0 {
         return (n, 0);
     }
-    // The owner's share is about two thirds of a helper's.
-    let head = n * 2 / (3 * helpers + 2);
+    let total = owner as usize + HELPER_WEIGHT as usize * helpers;
+    let head = n * owner as usize / total;
     let part = (n - head) / helpers;
     (head, part)
 }
 
+/// The owner's weight after a round whose parts came back as `back`: more if it had to wait
+/// for a helper, less if the part was done before it looked (the helper idled), unchanged if
+/// it took a part back (nothing learnt about the helpers' speed). Balances the two sides'
+/// time per round on the running machine, whatever its crypto and link costs.
+pub(super) fn adapt(owner: u32, back: Back) -> u32 {
+    let w = match back {
+        Back::Done { waited: true } => owner + 2,
+        Back::Done { waited: false } => owner.saturating_sub(1),
+        Back::Reclaimed | Back::Lost => owner,
+    };
+    w.clamp(*WEIGHT_RANGE.start(), *WEIGHT_RANGE.end())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use super::*;
 
     #[test]
     fn splits_cover_the_batch_in_order() {
         for n in 0..=64 {
             for h in 0..8 {
-                let (head, part) = split(n, h);
-                assert!(head <= n);
-                if h == 0 {
-                    assert_eq!(head, n);
-                    continue;
+                for w in WEIGHT_RANGE {
+                    let (head, part) = split(n, h, w);
+                    assert!(head <= n);
+                    if h == 0 {
+                        assert_eq!(head, n);
+                        continue;
+                    }
+                    // Every helper but the last gets `part`, the last the rest: nothing lost.
+                    assert!(head + part * (h - 1) <= n, "{n} {h} {w}");
+                    if w <= HELPER_WEIGHT {
+                        assert!(head <= part + 1, "owner weight {w}, {n} {h}");
+                    }
                 }
-                // Every helper but the last gets `part`, the last the rest: nothing lost.
-                assert!(head + part * (h - 1) <= n, "{n} {h}");
-                assert!(
-                    head <= part + 1,
-                    "the owner keeps no more than a helper: {n} {h}"
-                );
             }
         }
-        assert_eq!(split(64, 1), (25, 39));
+        assert_eq!(split(64, 1, OWNER_WEIGHT), (25, 39));
+        assert_eq!(split(64, 1, HELPER_WEIGHT), (32, 32));
+    }
+
+    /// The weight follows the helpers: up while the owner waits, down while they idle, and
+    /// stays inside its range.
+    #[test]
+    fn the_split_adapts_to_who_waits() {
+        let mut w = OWNER_WEIGHT;
+        for _ in 0..1000 {
+            w = adapt(w, Back::Done { waited: true });
+        }
+        assert_eq!(w, *WEIGHT_RANGE.end());
+        for _ in 0..1000 {
+            w = adapt(w, Back::Done { waited: false });
+        }
+        assert_eq!(w, *WEIGHT_RANGE.start());
+        assert_eq!(adapt(50, Back::Reclaimed), 50);
+        assert_eq!(adapt(50, Back::Lost), 50);
     }
 }

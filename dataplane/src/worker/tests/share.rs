@@ -159,7 +159,7 @@ fn a_forgery_in_a_helpers_part_is_dropped_alone() {
 }
 
 fn share_head() -> u64 {
-    crate::worker::share::split(PER_ROUND as usize, 1).0 as u64
+    crate::worker::share::split(PER_ROUND as usize, 1, crate::worker::share::OWNER_WEIGHT).0 as u64
 }
 
 /// Where `got` first differs from 0, 1, ..., n-1 (position, what was there), or its length
