@@ -280,13 +280,15 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         let mut hot_until = 0;
         while !stop.load(Ordering::Relaxed) {
             let now = contract::clock::mono_ns();
-            let moved = self.poll_once(now) + self.serve_inbox();
+            let own = self.poll_once(now);
+            let moved = own + self.serve_inbox();
             let Some(s) = &share else {
                 if moved == 0 {
                     self.link.wait(1, None);
                 }
                 continue;
             };
+            s.exchange.set_idle(s.me, own == 0);
             if moved > 0 {
                 hot_until = now + HOT_NS;
             } else if now < hot_until {

@@ -142,6 +142,10 @@ pub(super) fn seal_all(backend: Dispatch, pending: &mut [outbound::Pending<'_>])
 
 struct Inbox<'a> {
     state: AtomicU8,
+    /// Its worker's last round received nothing of its own: it has time for others' parts.
+    /// A worker busy with its own queue is not handed any (with every core busy, moving
+    /// crypto between them only moves cache lines).
+    idle: AtomicBool,
     work: Mutex<Work<'a>>,
     /// Its worker is about to sleep, or sleeps: an owner that fills the inbox rings.
     sleeping: AtomicBool,
@@ -184,6 +188,7 @@ impl<'a> Exchange<'a> {
             .map(|_| {
                 Ok(Inbox {
                     state: AtomicU8::new(EMPTY),
+                    idle: AtomicBool::new(false),
                     work: Mutex::new(Work::with_capacity()),
                     sleeping: AtomicBool::new(false),
                     rung: AtomicBool::new(false),
@@ -219,8 +224,8 @@ impl<'a> Exchange<'a> {
         inbox.work.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reserves up to `max` inboxes of workers other than `me` (empty ones only), in
-    /// `out`.
+    /// Reserves up to `max` inboxes of workers other than `me` (empty ones of idle workers
+    /// only), in `out`.
     pub(super) fn reserve(&self, me: usize, max: usize, out: &mut arrayvec::ArrayVec<usize, 8>) {
         let n = self.inboxes.len();
         for k in 1..n {
@@ -228,10 +233,12 @@ impl<'a> Exchange<'a> {
                 break;
             }
             let i = (me + k) % n;
-            if self.inboxes[i]
-                .state
-                .compare_exchange(EMPTY, FILLING, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
+            let inbox = &self.inboxes[i];
+            if inbox.idle.load(Ordering::Relaxed)
+                && inbox
+                    .state
+                    .compare_exchange(EMPTY, FILLING, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
             {
                 out.push(i);
             }
@@ -314,6 +321,23 @@ impl<'a> Exchange<'a> {
         let n = Self::lock(inbox).process(backend);
         inbox.state.store(DONE, Ordering::Release);
         n
+    }
+
+    /// Whether worker `me`'s last round received anything of its own (written only when it
+    /// changes: the flag's cache line is read by every owner).
+    pub(super) fn set_idle(&self, me: usize, idle: bool) {
+        if let Some(inbox) = self.inbox(me) {
+            if inbox.idle.load(Ordering::Relaxed) != idle {
+                inbox.idle.store(idle, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether worker `i` said it is idle (tests wait for a helper to be ready).
+    #[cfg(test)]
+    pub(super) fn is_idle(&self, i: usize) -> bool {
+        self.inbox(i)
+            .is_some_and(|b| b.idle.load(Ordering::Relaxed))
     }
 
     /// Worker `me` is about to sleep: true if it may (nothing offered to it meanwhile).

@@ -42,6 +42,7 @@ fn a_shared_tunnel_leaves_in_order_both_ways() {
     let (mut to_lan, mut to_peer) = (Vec::new(), Vec::new());
     std::thread::scope(|s| {
         s.spawn(|| helper.run(&stop));
+        wait_idle(&exchange, 1);
         for round in 0..ROUNDS {
             let link = owner.link_mut();
             for i in 0..PER_ROUND {
@@ -127,6 +128,7 @@ fn a_forgery_in_a_helpers_part_is_dropped_alone() {
     let mut sent = Vec::new();
     std::thread::scope(|s| {
         s.spawn(|| helper.run(&stop));
+        wait_idle(&exchange, 1);
         let link = owner.link_mut();
         for tag in 0..PER_ROUND {
             let mut msg = from_peer(
@@ -158,6 +160,15 @@ fn a_forgery_in_a_helpers_part_is_dropped_alone() {
     assert_eq!(owner.link_mut().outstanding(), 0);
 }
 
+/// Waits until worker `i` runs and has time for others' parts.
+fn wait_idle(exchange: &Exchange<'_>, i: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !exchange.is_idle(i) {
+        assert!(std::time::Instant::now() < deadline, "worker {i} never ran");
+        std::thread::yield_now();
+    }
+}
+
 fn share_head() -> u64 {
     crate::worker::share::split(PER_ROUND as usize, 1, crate::worker::share::OWNER_WEIGHT).0 as u64
 }
@@ -174,4 +185,29 @@ fn first_out_of_place(got: &[u64], n: u64) -> Option<(usize, Option<u64>)> {
         .enumerate()
         .find(|(_, (g, w))| g != w)
         .map(|(i, (g, _))| (i, g))
+}
+
+/// A worker busy with its own queue (here: one that never says it is idle) is handed
+/// nothing; the owner does the whole round itself.
+#[test]
+fn busy_workers_are_not_handed_parts() {
+    let gw = Gateway::new("share-busy", true);
+    let exchange = Exchange::new(2).unwrap();
+    let mut arena = vec![0u8; 128 * FRAME];
+    let mut owner = gw
+        .worker(0, FakeLink::new(&mut arena, FRAME, true), neighbours())
+        .with_share(Share::new(exchange.clone(), 0).min_bytes(0));
+    let link = owner.link_mut();
+    for tag in 0..PER_ROUND {
+        assert!(link.inject(Side::Lan, &from_lan(&inner(LAN_HOST, PEER_TUNNEL, tag))));
+    }
+    owner.poll_once(T0);
+    let tags: Vec<u64> = owner
+        .link_mut()
+        .take_sent(Side::Wan)
+        .iter()
+        .map(|f| open_to_peer(f, &KEY_TO_PEER).unwrap().1)
+        .collect();
+    assert_eq!(first_out_of_place(&tags, PER_ROUND), None);
+    assert_eq!(stats(&gw, 0), (0, 0, 0), "nothing handed, nothing taken back");
 }
