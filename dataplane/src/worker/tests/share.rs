@@ -209,5 +209,9 @@ fn busy_workers_are_not_handed_parts() {
         .map(|f| open_to_peer(f, &KEY_TO_PEER).unwrap().1)
         .collect();
     assert_eq!(first_out_of_place(&tags, PER_ROUND), None);
-    assert_eq!(stats(&gw, 0), (0, 0, 0), "nothing handed, nothing taken back");
+    assert_eq!(
+        stats(&gw, 0),
+        (0, 0, 0),
+        "nothing handed, nothing taken back"
+    );
 }
