@@ -46,10 +46,13 @@ pub enum DropReason {
     /// A packet steered as an offloaded flow's return traffic whose flow was removed before
     /// the worker took it (the kernel destroyed the connection meanwhile).
     FlowGone,
+    /// The worker that was sealing or opening this packet for its owner (one tunnel across
+    /// cores) stopped meanwhile: the data path is stopping.
+    HelperLost,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::UnknownIndex,
         DropReason::KeyExpired,
@@ -69,6 +72,7 @@ impl DropReason {
         DropReason::SessionRetired,
         DropReason::Martian,
         DropReason::FlowGone,
+        DropReason::HelperLost,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -93,6 +97,7 @@ impl DropReason {
             DropReason::SessionRetired => "session_retired",
             DropReason::Martian => "martian",
             DropReason::FlowGone => "flow_gone",
+            DropReason::HelperLost => "helper_lost",
         }
     }
 }

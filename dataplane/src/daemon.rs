@@ -203,14 +203,11 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
         summary.push(format!("interface {name}"));
     }
 
-    // The UMEMs are made here and outlive every worker thread (scoped below), so that a
-    // worker may lend frames to another for crypto (one tunnel across cores, `Exchange`);
-    // each worker has its own, lent to its thread alone.
-    let spec = UmemSpec::default();
-    let mut umems = Vec::with_capacity(workers);
-    for q in 0..workers {
-        umems.push(Umem::new(spec).map_err(|e| DataplaneError::Worker(q, e))?);
-    }
+    // The UMEMs live here and outlive every worker thread (scoped below), so that a worker
+    // may lend frames to another for crypto (one tunnel across cores, `Exchange`). Each
+    // worker makes its own in its slot, on its own (pinned) thread, so that its pages are
+    // first touched on its NUMA node.
+    let mut umems: Vec<Option<Umem>> = (0..workers).map(|_| None).collect();
     let share = share_crypto() && workers > 1;
     let exchange = if share {
         Some(Exchange::new(workers)?)
@@ -274,7 +271,7 @@ struct Running<'r> {
 fn run_workers<'s, 'u: 's>(
     scope: &'s std::thread::Scope<'s, '_>,
     ctx: Running<'_>,
-    umems: &'u mut [Umem],
+    umems: &'u mut [Option<Umem>],
     exchange: Option<&Arc<Exchange<'u>>>,
     stop: &Arc<AtomicBool>,
 ) -> Result<(), DataplaneError> {
@@ -294,6 +291,8 @@ fn run_workers<'s, 'u: 's>(
         flows,
         tun_queues,
     } = ctx;
+    // However this returns (an error included), the workers stop: the scope waits for them.
+    let _stop = StopOnDrop(stop);
     let workers = umems.len();
     // Each worker binds its sockets on its own thread (they are not Send), reports the socket
     // fds for the XSKMAPs, waits for the go, and runs.
@@ -301,7 +300,7 @@ fn run_workers<'s, 'u: 's>(
         std::sync::mpsc::channel::<(usize, Result<(i32, Option<i32>), XskError>)>();
     let go = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
-    for (q, umem) in umems.iter_mut().enumerate() {
+    for (q, slot) in umems.iter_mut().enumerate() {
         let reader = allowedips::Reader::attach(region.clone())
             .map_err(|e| DataplaneError::Interface(wan.name.clone(), e.to_string()))?;
         let flows = flows.clone();
@@ -326,12 +325,19 @@ fn run_workers<'s, 'u: 's>(
             std::thread::Builder::new()
                 .name(format!("wgxdp-worker-{q}"))
                 .spawn_scoped(scope, move || {
-                    // Lent to this thread alone (`&mut`), shared from here on by its sockets
-                    // and frames for as long as the scope lasts.
-                    let umem: &'u Umem = umem;
                     if let Some(c) = core {
                         core_affinity::set_for_current(c);
                     }
+                    // The slot is lent to this thread alone (`&mut`); the UMEM in it is
+                    // shared from here on by its sockets and frames for as long as the
+                    // scope lasts.
+                    let umem: &'u Umem = match Umem::new(UmemSpec::default()) {
+                        Ok(u) => slot.insert(u),
+                        Err(e) => {
+                            let _ = fd_tx.send((q, Err(e)));
+                            return;
+                        }
+                    };
                     let spec = umem.spec();
                     let bound = (|| {
                         let wan_port =
@@ -454,6 +460,15 @@ fn run_workers<'s, 'u: 's>(
     match died {
         Some(q) => Err(DataplaneError::WorkerDied(q)),
         None => Ok(()),
+    }
+}
+
+/// Sets the flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -20,12 +20,17 @@ pub(super) struct Pending<'a> {
     meta: Prepared,
 }
 
-impl Pending<'_> {
+impl<'a> Pending<'a> {
     /// Its ciphertext and tag, with the session's key and its counter, to open in place.
     pub(super) fn packet(&mut self) -> Packet<'_> {
         let m = &self.meta;
         let payload = m.msg_offset + DATA_HEADER_LEN..m.msg_offset + m.msg_len;
         Packet::new(&m.key, m.counter, &mut self.frame.chunk_mut()[payload])
+    }
+
+    /// Its frame (the key is wiped as the rest drops).
+    pub(super) fn into_frame(self) -> Frame<'a> {
+        self.frame
     }
 
     /// Its text length (what opening it costs).

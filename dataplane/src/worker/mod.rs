@@ -101,8 +101,9 @@ const STAGE_TIMEOUT_NS: u64 = 5_000_000_000;
 /// rounds (microseconds); an idle worker, or one whose last local read found packets, reads
 /// it every round.
 const LOCAL_EVERY: u32 = 8;
-/// How long a worker that shares crypto keeps polling after its last packet or part before
-/// it sleeps: an owner's next part then finds it awake (no eventfd, no scheduler wake-up).
+/// How long a worker that helped another (or was rung by one) keeps polling before it sleeps:
+/// the owner's next part then finds it awake (no eventfd, no scheduler wake-up). A worker
+/// with only its own traffic sleeps when idle, as without sharing.
 const HOT_NS: u64 = 2_000_000;
 
 /// A test's stand-in for control acting between two steps of the worker.
@@ -275,27 +276,35 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
     /// Runs until `stop` is set, reading the clock once per round.
     pub fn run(&mut self, stop: &AtomicBool) {
         let share = self.share.clone();
-        // However this ends (a panic included), nobody waits for a part this worker holds.
-        let _closer = share.as_ref().map(|s| s.exchange.closer());
+        // However this ends (a panic included), its owners take back what it held.
+        let _closer = share.as_ref().map(|s| s.exchange.closer(s.me));
         let mut hot_until = 0;
         while !stop.load(Ordering::Relaxed) {
             let now = contract::clock::mono_ns();
             let own = self.poll_once(now);
-            let moved = own + self.serve_inbox();
+            let helped = self.serve_inbox();
             let Some(s) = &share else {
-                if moved == 0 {
+                if own == 0 {
                     self.link.wait(1, None);
                 }
                 continue;
             };
             s.exchange.set_idle(s.me, own == 0);
-            if moved > 0 {
+            if helped > 0 {
+                // Helping: stay awake for the owner's next part (no wake-up per part).
                 hot_until = now + HOT_NS;
-            } else if now < hot_until {
+            }
+            if own + helped > 0 {
+                continue;
+            }
+            if now < hot_until {
                 std::hint::spin_loop();
             } else if s.exchange.prepare_sleep(s.me) {
                 self.link.wait(1, s.exchange.bell(s.me));
-                s.exchange.woke(s.me);
+                if s.exchange.woke(s.me) {
+                    // Rung: an owner is sharing; its next part should find this one awake.
+                    hot_until = contract::clock::mono_ns() + HOT_NS;
+                }
             }
         }
     }
@@ -358,15 +367,26 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         verdicts.clear();
         let back = s.exchange.collect(
             helper,
+            s.reclaim_spins,
             || self.serve_inbox(),
             |w| {
                 pending.append(P::queue(w));
                 verdicts.append(&mut w.verdicts);
             },
         );
-        if back == share::Back::Reclaimed {
-            verdicts.clear();
-            self.count(|st| &st.crypto_reclaimed, pending.len());
+        match back {
+            share::Back::Reclaimed => {
+                verdicts.clear();
+                self.count(|st| &st.crypto_reclaimed, pending.len());
+            }
+            share::Back::Lost => {
+                // Their crypto may be half done: none of them goes on.
+                verdicts.clear();
+                for p in pending.drain(..) {
+                    self.drop_frame(P::into_frame(p), DropReason::HelperLost);
+                }
+            }
+            share::Back::Done { .. } => {}
         }
         let w = &mut self.split_weight[P::DIRECTION];
         *w = share::adapt(*w, back);

@@ -38,7 +38,7 @@ pub(super) struct Pending<'a> {
     meta: Prepared,
 }
 
-impl Pending<'_> {
+impl<'a> Pending<'a> {
     /// Its padded plaintext and the tag's room, with the session's key and the counter it
     /// took, to seal in place.
     pub(super) fn packet(&mut self) -> Packet<'_> {
@@ -48,6 +48,11 @@ impl Pending<'_> {
             m.counter,
             &mut self.frame.chunk_mut()[m.encap.payload()],
         )
+    }
+
+    /// Its frame (the key is wiped as the rest drops).
+    pub(super) fn into_frame(self) -> Frame<'a> {
+        self.frame
     }
 
     /// Its text length (what sealing it costs).

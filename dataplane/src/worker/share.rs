@@ -28,6 +28,7 @@
 //! an eventfd write only to wake a helper that went to sleep.
 
 use super::{inbound, outbound, BATCH};
+use crate::frame::Frame;
 use aead_batch::{Dispatch, Packet, Verdict};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -49,7 +50,7 @@ const DONE: u8 = 4;
 /// for a helper to claim a part before it takes the part back and does it itself. Short: a
 /// helper that has not claimed it by then is busy, asleep or descheduled, and the owner is
 /// free; a claimed part is always waited for (its helper is at work on it).
-pub(super) const RECLAIM_SPINS: u32 = 64;
+const RECLAIM_SPINS: u32 = 64;
 
 /// The default least text (bytes) a round must seal or open before it is shared: below it,
 /// the hand-off costs more than the crypto it moves (a batch of 64-byte packets is about
@@ -89,12 +90,18 @@ impl Work<'_> {
 pub(super) trait Part<'a>: Sized {
     /// Its direction's index in per-direction state (0 opening, 1 sealing).
     const DIRECTION: usize;
+    /// Its frame, the rest dropped (keys wiped).
+    fn into_frame(self) -> Frame<'a>;
     fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self>;
     fn text_len(&self) -> usize;
 }
 
 impl<'a> Part<'a> for inbound::Pending<'a> {
     const DIRECTION: usize = 0;
+
+    fn into_frame(self) -> Frame<'a> {
+        inbound::Pending::into_frame(self)
+    }
 
     fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self> {
         &mut work.open
@@ -107,6 +114,10 @@ impl<'a> Part<'a> for inbound::Pending<'a> {
 
 impl<'a> Part<'a> for outbound::Pending<'a> {
     const DIRECTION: usize = 1;
+
+    fn into_frame(self) -> Frame<'a> {
+        outbound::Pending::into_frame(self)
+    }
 
     fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self> {
         &mut work.seal
@@ -151,14 +162,15 @@ struct Inbox<'a> {
     sleeping: AtomicBool,
     /// Rung (the eventfd written) since the worker last looked.
     rung: AtomicBool,
+    /// Its worker stopped (however: a panic included); it takes no part any more, and a part
+    /// it held is taken back by its owner.
+    dead: AtomicBool,
     bell: EventFd,
 }
 
 /// The inboxes of all workers of a data path.
 pub struct Exchange<'a> {
     inboxes: Box<[Inbox<'a>]>,
-    /// Set when any worker stops (a panic included): nobody waits for a part any more.
-    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Exchange<'_> {
@@ -192,6 +204,7 @@ impl<'a> Exchange<'a> {
                     work: Mutex::new(Work::with_capacity()),
                     sleeping: AtomicBool::new(false),
                     rung: AtomicBool::new(false),
+                    dead: AtomicBool::new(false),
                     bell: EventFd::from_value_and_flags(
                         0,
                         EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
@@ -201,7 +214,6 @@ impl<'a> Exchange<'a> {
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Arc::new(Self {
             inboxes: inboxes.into(),
-            closed: AtomicBool::new(false),
         }))
     }
 
@@ -209,9 +221,9 @@ impl<'a> Exchange<'a> {
         self.inboxes.len()
     }
 
-    /// Marks the exchange closed when dropped (a worker's run, however it ends).
-    pub(super) fn closer(&self) -> Closer<'_, 'a> {
-        Closer(self)
+    /// Marks worker `me` stopped when dropped (its run, however it ends).
+    pub(super) fn closer(&self, me: usize) -> Closer<'_, 'a> {
+        Closer(self, me)
     }
 
     fn inbox(&self, i: usize) -> Option<&Inbox<'a>> {
@@ -235,6 +247,7 @@ impl<'a> Exchange<'a> {
             let i = (me + k) % n;
             let inbox = &self.inboxes[i];
             if inbox.idle.load(Ordering::Relaxed)
+                && !inbox.dead.load(Ordering::Acquire)
                 && inbox
                     .state
                     .compare_exchange(EMPTY, FILLING, Ordering::Acquire, Ordering::Relaxed)
@@ -261,10 +274,12 @@ impl<'a> Exchange<'a> {
 
     /// Waits for the part in `helper`'s inbox and gives its frames to `take` (with the
     /// verdicts when done). While waiting, `serve` is called (the owner helps others); a part
-    /// not claimed after [`RECLAIM_SPINS`] is taken back.
+    /// not claimed after `reclaim_spins` is taken back, and so is one whose helper stopped
+    /// (its frames whole, their crypto maybe half done: [`Back::Lost`]).
     pub(super) fn collect(
         &self,
         helper: usize,
+        reclaim_spins: u32,
         mut serve: impl FnMut() -> usize,
         take: impl FnOnce(&mut Work<'a>),
     ) -> Back {
@@ -273,6 +288,7 @@ impl<'a> Exchange<'a> {
         };
         let mut spins = 0u32;
         loop {
+            let dead = inbox.dead.load(Ordering::Acquire);
             match inbox.state.load(Ordering::Acquire) {
                 DONE => {
                     take(&mut Self::lock(inbox));
@@ -280,7 +296,7 @@ impl<'a> Exchange<'a> {
                     return Back::Done { waited: spins > 0 };
                 }
                 OFFERED
-                    if spins >= RECLAIM_SPINS
+                    if (spins >= reclaim_spins || dead)
                         && inbox
                             .state
                             .compare_exchange(
@@ -295,7 +311,12 @@ impl<'a> Exchange<'a> {
                     inbox.state.store(EMPTY, Ordering::Release);
                     return Back::Reclaimed;
                 }
-                _ if self.closed.load(Ordering::Relaxed) => return Back::Lost,
+                CLAIMED if dead => {
+                    // It stopped while it held them (a panic: the lock is poisoned, the
+                    // frames are still in it). The inbox stays unusable: it is dead.
+                    take(&mut Self::lock(inbox));
+                    return Back::Lost;
+                }
                 _ => {}
             }
             if serve() == 0 {
@@ -333,6 +354,21 @@ impl<'a> Exchange<'a> {
         }
     }
 
+    /// Tests: worker `i` claims the part offered to it (waiting for one) and stops without
+    /// finishing it, as a helper that panicked would.
+    #[cfg(test)]
+    pub(super) fn claim_and_stop(&self, i: usize) {
+        let inbox = &self.inboxes[i];
+        while inbox
+            .state
+            .compare_exchange(OFFERED, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+        drop(self.closer(i));
+    }
+
     /// Whether worker `i` said it is idle (tests wait for a helper to be ready).
     #[cfg(test)]
     pub(super) fn is_idle(&self, i: usize) -> bool {
@@ -353,13 +389,21 @@ impl<'a> Exchange<'a> {
         true
     }
 
-    /// Worker `me` woke: no more rings until it sleeps again.
-    pub(super) fn woke(&self, me: usize) {
-        let Some(inbox) = self.inbox(me) else { return };
+    /// Worker `me` woke: no more rings until it sleeps again; true if it was rung.
+    ///
+    /// The bell is drained after `rung` is cleared, whatever `rung` said: an owner that rang
+    /// in between is drained too (harmless: this worker is awake and looks at its inbox
+    /// next), and an owner that sets `rung` after the clear also writes, so the next sleep
+    /// ends at once. A ring is never lost, and a stale count never keeps the bell readable.
+    /// (A read per wake-up: the idle path, not per packet.)
+    pub(super) fn woke(&self, me: usize) -> bool {
+        let Some(inbox) = self.inbox(me) else {
+            return false;
+        };
         inbox.sleeping.store(false, Ordering::SeqCst);
-        if inbox.rung.swap(false, Ordering::SeqCst) {
-            let _ = inbox.bell.read();
-        }
+        let rung = inbox.rung.swap(false, Ordering::SeqCst);
+        let _ = inbox.bell.read();
+        rung
     }
 
     /// The fd that becomes readable when worker `me` is rung.
@@ -368,12 +412,15 @@ impl<'a> Exchange<'a> {
     }
 }
 
-/// Closes its exchange when dropped.
-pub(super) struct Closer<'e, 'a>(&'e Exchange<'a>);
+/// Marks its worker stopped when dropped.
+pub(super) struct Closer<'e, 'a>(&'e Exchange<'a>, usize);
 
 impl Drop for Closer<'_, '_> {
     fn drop(&mut self) {
-        self.0.closed.store(true, Ordering::Relaxed);
+        if let Some(inbox) = self.0.inbox(self.1) {
+            inbox.idle.store(false, Ordering::Relaxed);
+            inbox.dead.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -384,6 +431,8 @@ pub struct Share<'a> {
     pub(super) me: usize,
     /// Rounds with less text than this are not shared.
     pub(super) min_bytes: usize,
+    /// How long the owner waits for a helper to claim a part ([`RECLAIM_SPINS`]).
+    pub(super) reclaim_spins: u32,
 }
 
 impl<'a> Share<'a> {
@@ -392,6 +441,7 @@ impl<'a> Share<'a> {
             exchange,
             me,
             min_bytes: SHARE_MIN_BYTES,
+            reclaim_spins: RECLAIM_SPINS,
         }
     }
 
@@ -399,6 +449,15 @@ impl<'a> Share<'a> {
     #[must_use]
     pub fn min_bytes(mut self, bytes: usize) -> Self {
         self.min_bytes = bytes;
+        self
+    }
+
+    /// Waits as long as it takes for a helper to claim a part (tests that must see the
+    /// helper do the work, whatever the scheduler does).
+    #[cfg(test)]
+    #[must_use]
+    pub(super) fn patient(mut self) -> Self {
+        self.reclaim_spins = u32::MAX;
         self
     }
 
@@ -468,6 +527,36 @@ mod tests {
         }
         assert_eq!(split(64, 1, OWNER_WEIGHT), (25, 39));
         assert_eq!(split(64, 1, HELPER_WEIGHT), (32, 32));
+    }
+
+    /// Whether `fd` is readable now.
+    fn readable(fd: BorrowedFd<'_>) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).unwrap() == 1
+    }
+
+    /// A sleeping worker is rung when a part is offered to it, exactly once, and the bell
+    /// is quiet again once it woke; one that is about to sleep while a part waits does not.
+    #[test]
+    fn a_sleeping_helper_is_rung_and_never_left_ringing() {
+        let ex = Exchange::new(2).unwrap();
+        ex.set_idle(1, true);
+        assert!(ex.prepare_sleep(1), "nothing offered: it may sleep");
+        let mut got = arrayvec::ArrayVec::<usize, 8>::new();
+        ex.reserve(0, 1, &mut got);
+        assert_eq!(&got[..], &[1]);
+        ex.offer(1, |_| {});
+        assert!(readable(ex.bell(1).unwrap()), "rung");
+        assert!(ex.woke(1));
+        assert!(!readable(ex.bell(1).unwrap()), "drained");
+        // The part is still there: it must not go back to sleep.
+        assert!(!ex.prepare_sleep(1));
+        assert_eq!(ex.serve(1, Dispatch::detect()), 0, "an empty part");
+        // Woken by its timeout, not rung: nothing to drain, and it says so.
+        assert!(ex.prepare_sleep(1));
+        assert!(!ex.woke(1));
+        assert!(!readable(ex.bell(1).unwrap()));
     }
 
     /// The weight follows the helpers: up while the owner waits, down while they idle, and
