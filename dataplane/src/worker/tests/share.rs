@@ -17,6 +17,25 @@ fn stats(gw: &Gateway, w: usize) -> (u64, u64, u64) {
     )
 }
 
+/// An owner (worker 0, patient: it waits for the helper to claim every part, so that the
+/// helper does them all however the threads are scheduled) and its helper (worker 1), both
+/// sharing every round. Built here (the gateway's table hands out readers); the helper is
+/// run on a thread of its own.
+fn pair<'a>(
+    gw: &Gateway,
+    exchange: &Arc<Exchange<'a>>,
+    owner_arena: &'a mut [u8],
+    helper_arena: &'a mut [u8],
+) -> (Worker<'a, FakeLink<'a>>, Worker<'a, FakeLink<'a>>) {
+    let owner = gw
+        .worker(0, FakeLink::new(owner_arena, FRAME, true), neighbours())
+        .with_share(Share::new(exchange.clone(), 0).min_bytes(0).patient());
+    let helper = gw
+        .worker(1, FakeLink::new(helper_arena, FRAME, true), neighbours())
+        .with_share(Share::new(exchange.clone(), 1).min_bytes(0));
+    (owner, helper)
+}
+
 #[test]
 fn a_shared_tunnel_leaves_in_order_both_ways() {
     let gw = Gateway::new("share", true);
@@ -24,21 +43,7 @@ fn a_shared_tunnel_leaves_in_order_both_ways() {
     let mut owner_arena = vec![0u8; 256 * FRAME];
     let mut helper_arena = vec![0u8; 8 * FRAME];
     let stop = AtomicBool::new(false);
-    // Built here (the gateway's table hands out readers), run on its own thread.
-    let mut helper = gw
-        .worker(
-            1,
-            FakeLink::new(&mut helper_arena, FRAME, true),
-            neighbours(),
-        )
-        .with_share(Share::new(exchange.clone(), 1).min_bytes(0));
-    let mut owner = gw
-        .worker(
-            0,
-            FakeLink::new(&mut owner_arena, FRAME, true),
-            neighbours(),
-        )
-        .with_share(Share::new(exchange.clone(), 0).min_bytes(0).patient());
+    let (mut owner, mut helper) = pair(&gw, &exchange, &mut owner_arena, &mut helper_arena);
     let (mut to_lan, mut to_peer) = (Vec::new(), Vec::new());
     std::thread::scope(|s| {
         s.spawn(|| helper.run(&stop));
@@ -108,20 +113,7 @@ fn a_forgery_in_a_helpers_part_is_dropped_alone() {
     let mut owner_arena = vec![0u8; 128 * FRAME];
     let mut helper_arena = vec![0u8; 8 * FRAME];
     let stop = AtomicBool::new(false);
-    let mut helper = gw
-        .worker(
-            1,
-            FakeLink::new(&mut helper_arena, FRAME, true),
-            neighbours(),
-        )
-        .with_share(Share::new(exchange.clone(), 1).min_bytes(0));
-    let mut owner = gw
-        .worker(
-            0,
-            FakeLink::new(&mut owner_arena, FRAME, true),
-            neighbours(),
-        )
-        .with_share(Share::new(exchange.clone(), 0).min_bytes(0).patient());
+    let (mut owner, mut helper) = pair(&gw, &exchange, &mut owner_arena, &mut helper_arena);
     let mut sent = Vec::new();
     std::thread::scope(|s| {
         s.spawn(|| helper.run(&stop));
