@@ -13,6 +13,7 @@
 
 use aead_batch::{Dispatch, Packet};
 use allowedips::AllowedIps;
+use bench::inner::Tag;
 use contract::layout::{Layout, PeerRecord, SessionRecord};
 use contract::Region;
 use dataplane::link::fake::FakeLink;
@@ -21,7 +22,7 @@ use dataplane::neigh::{Hop, Neighbours, Snapshot};
 use dataplane::packet::{self, Route};
 use dataplane::worker::{Exchange, Iface, Share, Worker, WorkerConfig};
 use proto::allowedips::Prefix;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -124,26 +125,11 @@ fn config(id: usize) -> WorkerConfig {
     }
 }
 
-/// An IPv4/UDP packet of `INNER` bytes from `src` to `dst`.
+/// An IPv4/UDP packet of `INNER` bytes from `src` to `dst` (the load generator's own).
 fn inner(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     let mut b = vec![0u8; INNER];
-    b[0] = 0x45;
-    b[2..4].copy_from_slice(&(INNER as u16).to_be_bytes());
-    b[8] = 64;
-    b[9] = 17;
-    b[12..16].copy_from_slice(&src.octets());
-    b[16..20].copy_from_slice(&dst.octets());
-    let mut sum = 0u32;
-    for w in b[..20].chunks(2) {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    b[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    b[20..22].copy_from_slice(&1000u16.to_be_bytes());
-    b[22..24].copy_from_slice(&2000u16.to_be_bytes());
-    b[24..26].copy_from_slice(&((INNER - 20) as u16).to_be_bytes());
+    let (src, dst) = (SocketAddrV4::new(src, 1000), SocketAddrV4::new(dst, 2000));
+    bench::inner::write_udp4(&mut b, src, dst, Tag { round: 0, seq: 0 });
     b
 }
 
