@@ -77,25 +77,29 @@ impl Dispatch {
 
     /// Seals every packet in place (as [`crate::seal_batch`]); returns how many were sealed.
     pub fn seal(self, packets: &mut [Packet<'_>]) -> usize {
-        for chunk in packets.chunks_mut(CHUNK) {
-            check_lengths(chunk);
-            for p in chunk.iter_mut().filter(|p| self.for_ring(p)) {
-                ring_seal(p);
-            }
-            self.batch.seal_pending(chunk);
-        }
-        packets.iter().filter(|p| p.verdict == Verdict::Ok).count()
+        self.each_chunk(packets, ring_seal, Backend::seal_pending)
     }
 
     /// Opens every packet in place (as [`crate::open_batch`], but see the module's note on
     /// failed packets); returns how many were authentic.
     pub fn open(self, packets: &mut [Packet<'_>]) -> usize {
+        self.each_chunk(packets, ring_open, Backend::open_pending)
+    }
+
+    /// Per chunk: ring for the long packets, then the batch kernels for what is left;
+    /// returns how many came out `Ok`.
+    fn each_chunk(
+        self,
+        packets: &mut [Packet<'_>],
+        ring: fn(&mut Packet<'_>),
+        batch: fn(Backend, &mut [Packet<'_>]),
+    ) -> usize {
         for chunk in packets.chunks_mut(CHUNK) {
             check_lengths(chunk);
             for p in chunk.iter_mut().filter(|p| self.for_ring(p)) {
-                ring_open(p);
+                ring(p);
             }
-            self.batch.open_pending(chunk);
+            batch(self.batch, chunk);
         }
         packets.iter().filter(|p| p.verdict == Verdict::Ok).count()
     }

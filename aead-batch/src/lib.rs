@@ -235,11 +235,7 @@ impl Backend {
 
     /// Seals every packet in place (see [`seal_batch`]); returns how many were sealed.
     pub fn seal(self, packets: &mut [Packet<'_>]) -> usize {
-        for chunk in packets.chunks_mut(CHUNK) {
-            check_lengths(chunk);
-            self.seal_pending(chunk);
-        }
-        packets.iter().filter(|p| p.verdict == Verdict::Ok).count()
+        Dispatch::from(self).seal(packets)
     }
 
     /// Seals the packets of `chunk` (at most [`CHUNK`]) whose verdict is `Pending`.
@@ -260,11 +256,7 @@ impl Backend {
 
     /// Opens every packet in place (see [`open_batch`]); returns how many were authentic.
     pub fn open(self, packets: &mut [Packet<'_>]) -> usize {
-        for chunk in packets.chunks_mut(CHUNK) {
-            check_lengths(chunk);
-            self.open_pending(chunk);
-        }
-        packets.iter().filter(|p| p.verdict == Verdict::Ok).count()
+        Dispatch::from(self).open(packets)
     }
 
     /// Opens the packets of `chunk` (at most [`CHUNK`]) whose verdict is `Pending`.
