@@ -1,6 +1,6 @@
 //! Inbound: WireGuard data messages from the peers, opened and sent on as plaintext.
 
-use super::share::{self, Back};
+use super::share::{self, Back, Part, Work};
 use super::Worker;
 use crate::frame::Frame;
 use crate::link::{Link, Side};
@@ -20,21 +20,26 @@ pub(super) struct Pending<'a> {
     meta: Prepared,
 }
 
-impl<'a> Pending<'a> {
+/// A message is opened by whichever worker has time (`share`), and finished by its owner.
+impl<'a> Part<'a> for Pending<'a> {
+    const DIRECTION: usize = 0;
+
     /// Its ciphertext and tag, with the session's key and its counter, to open in place.
-    pub(super) fn packet(&mut self) -> Packet<'_> {
+    fn packet(&mut self) -> Packet<'_> {
         let m = &self.meta;
         let payload = m.msg_offset + DATA_HEADER_LEN..m.msg_offset + m.msg_len;
         Packet::new(&m.key, m.counter, &mut self.frame.chunk_mut()[payload])
     }
 
-    /// Its frame (the key is wiped as the rest drops).
-    pub(super) fn into_frame(self) -> Frame<'a> {
+    fn into_frame(self) -> Frame<'a> {
         self.frame
     }
 
-    /// Its text length (what opening it costs).
-    pub(super) fn text_len(&self) -> usize {
+    fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self> {
+        &mut work.open
+    }
+
+    fn text_len(&self) -> usize {
         self.meta.msg_len - DATA_HEADER_LEN
     }
 }

@@ -1,6 +1,6 @@
 //! Outbound: plaintext for the peers, sealed and sent as WireGuard data messages.
 
-use super::share::{self, Back};
+use super::share::{self, Back, Part, Work};
 use super::{Worker, BATCH, MAX_STAGED};
 use crate::frame::Frame;
 use crate::link::{Link, Side};
@@ -38,10 +38,13 @@ pub(super) struct Pending<'a> {
     meta: Prepared,
 }
 
-impl<'a> Pending<'a> {
+/// A packet is sealed by whichever worker has time (`share`), and finished by its owner.
+impl<'a> Part<'a> for Pending<'a> {
+    const DIRECTION: usize = 1;
+
     /// Its padded plaintext and the tag's room, with the session's key and the counter it
     /// took, to seal in place.
-    pub(super) fn packet(&mut self) -> Packet<'_> {
+    fn packet(&mut self) -> Packet<'_> {
         let m = &self.meta;
         Packet::new(
             &m.key,
@@ -50,13 +53,15 @@ impl<'a> Pending<'a> {
         )
     }
 
-    /// Its frame (the key is wiped as the rest drops).
-    pub(super) fn into_frame(self) -> Frame<'a> {
+    fn into_frame(self) -> Frame<'a> {
         self.frame
     }
 
-    /// Its text length (what sealing it costs).
-    pub(super) fn text_len(&self) -> usize {
+    fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self> {
+        &mut work.seal
+    }
+
+    fn text_len(&self) -> usize {
         self.meta.encap.payload().len() - aead_batch::TAG_LEN
     }
 }

@@ -86,46 +86,17 @@ impl Work<'_> {
     }
 }
 
-/// A prepared packet that can be handed out: where it goes in an inbox, and what it costs.
+/// A prepared packet that can be handed out (implemented beside each direction's
+/// `Pending`): its AEAD input, where it goes in an inbox, and what it costs.
 pub(super) trait Part<'a>: Sized {
     /// Its direction's index in per-direction state (0 opening, 1 sealing).
     const DIRECTION: usize;
+    /// Its text and tag in place, with its key and counter.
+    fn packet(&mut self) -> Packet<'_>;
     /// Its frame, the rest dropped (keys wiped).
     fn into_frame(self) -> Frame<'a>;
     fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self>;
     fn text_len(&self) -> usize;
-}
-
-impl<'a> Part<'a> for inbound::Pending<'a> {
-    const DIRECTION: usize = 0;
-
-    fn into_frame(self) -> Frame<'a> {
-        inbound::Pending::into_frame(self)
-    }
-
-    fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self> {
-        &mut work.open
-    }
-
-    fn text_len(&self) -> usize {
-        inbound::Pending::text_len(self)
-    }
-}
-
-impl<'a> Part<'a> for outbound::Pending<'a> {
-    const DIRECTION: usize = 1;
-
-    fn into_frame(self) -> Frame<'a> {
-        outbound::Pending::into_frame(self)
-    }
-
-    fn queue<'w>(work: &'w mut Work<'a>) -> &'w mut Vec<Self> {
-        &mut work.seal
-    }
-
-    fn text_len(&self) -> usize {
-        outbound::Pending::text_len(self)
-    }
 }
 
 /// Opens `pending` (at most a batch), the verdicts appended to `verdicts` in order.
