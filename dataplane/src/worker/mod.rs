@@ -330,8 +330,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         helpers: &mut arrayvec::ArrayVec<usize, 8>,
     ) {
         let Some(s) = &self.share else { return };
-        let bytes = pending.iter().map(P::text_len).sum();
-        let want = s.helpers_wanted(pending.len(), bytes);
+        let want = s.helpers_wanted(pending);
         if want == 0 {
             return;
         }
@@ -406,7 +405,6 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             u16::try_from(self.region.header().listen_port.load(Ordering::Relaxed))
                 .unwrap_or(self.cfg.listen_port);
         self.link.service();
-        self.serve_inbox();
         if now.saturating_sub(self.last_sweep_ns) >= SWEEP_INTERVAL_NS {
             self.last_sweep_ns = now;
             self.sweep_sessions();

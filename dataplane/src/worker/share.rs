@@ -432,9 +432,12 @@ impl<'a> Share<'a> {
         self
     }
 
-    /// How many helpers to ask for a round of `packets` packets and `bytes` of text.
-    pub(super) fn helpers_wanted(&self, packets: usize, bytes: usize) -> usize {
-        if bytes < self.min_bytes || packets < 2 * MIN_PART {
+    /// How many helpers to ask for a round of `pending` (its text summed only for a round
+    /// long enough to split).
+    pub(super) fn helpers_wanted<P: Part<'a>>(&self, pending: &[P]) -> usize {
+        let packets = pending.len();
+        if packets < 2 * MIN_PART || pending.iter().map(P::text_len).sum::<usize>() < self.min_bytes
+        {
             return 0;
         }
         (self.exchange.workers() - 1).min(packets / MIN_PART - 1)
