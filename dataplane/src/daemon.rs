@@ -208,13 +208,10 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
     // worker makes its own in its slot, on its own (pinned) thread, so that its pages are
     // first touched on its NUMA node.
     let mut umems: Vec<Option<Umem>> = (0..workers).map(|_| None).collect();
-    let share = share_crypto() && workers > 1;
-    let exchange = if share {
-        Some(Exchange::new(workers)?)
-    } else {
-        None
-    };
-    if share {
+    let exchange = (share_crypto() && workers > 1)
+        .then(|| Exchange::new(workers))
+        .transpose()?;
+    if exchange.is_some() {
         summary.push("crypto shared across workers".to_string());
     }
     let ctx = Running {
