@@ -6,7 +6,10 @@
 //! they reach each other; a client's packet to 127.0.0.0/8 is dropped and counted; a capture
 //! on the LAN sees none of the internet-bound traffic; TCP completes behind a path that drops
 //! ICMP (the MSS clamp); two clients on the same inside port reach one host at once. On a
-//! gateway with two interfaces and on a one-armed one.
+//! gateway with two interfaces and on a one-armed one. Established flows, pings included, are
+//! carried by the data path (flow offload). The IPv6 tests add what the guides add for IPv6:
+//! an IPv6 Address and an ip6tables MASQUERADE (NAT66); the clients ping and download through
+//! it, and the data path carries those flows too.
 //!
 //!   client A (wireguard-go) --\                          /-- srv (the LAN: two-armed only)
 //!   client B (boringtun) ------ br0 --- wan [gw] lan ---
@@ -16,336 +19,25 @@
 //! target/tools), iptables, conntrack, tcpdump and python3.
 
 mod common;
+#[path = "egress/setup.rs"]
+mod setup;
 
 use common::*;
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use setup::*;
 use std::time::Duration;
-use testbed::{IfAddr, Netns, Topology, WgConfig, WgKeypair, WgPeer, WireguardGo};
-
-const PORT: u16 = 23456;
-/// The gateway's tunnel address (the fixture's 10.0.0.1) and its clients' (10.0.0.2, .3).
-const GW_TUN: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
-const A_TUN: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
-const B_TUN: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 3);
-/// The internet host, on the WAN segment, with no route to 198.19.0.0/16.
-const INET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 250);
-/// The gateway's WAN address (what NAT makes the clients' source).
-const GW_WAN: &str = "198.18.0.1";
-
-fn boringtun() -> Option<PathBuf> {
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/bin/boringtun-cli");
-    if local.exists() {
-        return Some(local);
-    }
-    testbed::find_tool("boringtun-cli")
-}
-
-fn require_egress() -> bool {
-    if !require() || !testbed::require_tools(&["iptables", "conntrack", "tcpdump", "python3"]) {
-        return false;
-    }
-    if boringtun().is_none() {
-        testbed::skip_or_fail("boringtun-cli is not installed (testbed/test installs it)");
-        return false;
-    }
-    true
-}
-
-/// The fixture with its names, keys and addresses changed (nothing else).
-fn gateway_conf(gw: &WgKeypair, a: &str, b: &str, internet_if: &str) -> String {
-    let fixture = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../control/src/config/fixtures/wg-quick-server.conf"
-    ))
-    .unwrap();
-    let text = fixture
-        .replace("10.0.0.1/32", &format!("{GW_TUN}/32"))
-        .replace("10.0.0.2/32", &format!("{A_TUN}/32"))
-        .replace("10.0.0.3/32", &format!("{B_TUN}/32"))
-        .replace("192.168.4.0/24", "198.18.4.0/24")
-        .replace("-o eth0", &format!("-o {internet_if}"))
-        .replace(
-            "qNoBKylRuEUtBuTANIS6rSZoCqG8cFYzEWeS7fx63Vk=",
-            gw.private_key(),
-        )
-        .replace("Bj7G2pqXZRjrcBTwOWDrkjcy3PzhhJd3cX8QvBTaRDI=", a)
-        .replace("5SAd89dXTesrxFZpNaRvwL/M11WjuevHJH/7Cv5LI3c=", b);
-    assert!(
-        !text.contains("10.0.0.") && !text.contains("eth0"),
-        "{text}"
-    );
-    text
-}
-
-/// A client's full-tunnel routes: everything the test reaches goes into the tunnel (the
-/// gateway's endpoint stays on the WAN segment's connected route, as wg-quick's fwmark rule
-/// keeps it outside).
-fn full_tunnel_routes(ns: &Netns, dev: &str) {
-    ok(ns.ip(["route", "add", "198.19.0.0/24", "dev", dev]));
-    ok(ns.ip(["route", "add", &format!("{INET}/32"), "dev", dev]));
-    ok(ns.ip(["route", "add", "198.18.1.0/24", "dev", dev]));
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Who runs the gateway: wgxdp, or (the check of the test) wireguard-go brought up by
-/// wg-quick itself, from the same file.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Wgxdp,
-    WgQuick,
-}
-
-struct Gateway {
-    gw: Netns,
-    name: String,
-    kind: Kind,
-    dir: PathBuf,
-    lan_if: String,
-    _keep: Vec<Netns>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let conf = self.dir.join(format!("{}.conf", self.name));
-        let _ = match self.kind {
-            Kind::Wgxdp => self.gw.exec([BIN, "down", &self.name]),
-            Kind::WgQuick => self
-                .gw
-                .exec(["wg-quick", "down", conf.to_str().unwrap_or("")]),
-        };
-        let _ = std::fs::remove_dir_all(&self.dir);
-        remove_logs(&self.name);
-    }
-}
-
-impl Gateway {
-    fn show(&self) -> String {
-        match self.kind {
-            Kind::Wgxdp => ok(self.gw.exec([BIN, "show", &self.name])),
-            Kind::WgQuick => ok(self.gw.exec(["wg", "show", &self.name])),
-        }
-    }
-
-    /// A counter of `wgxdp show` (a drop reason, or "MSS clamped"), summed over workers.
-    fn counter(&self, name: &str) -> u64 {
-        show_counter(&self.show(), name)
-    }
-}
-
-/// A TCP server in `ns` on `port` that accepts `accepts` connections and runs `each` (Python,
-/// with the connection `c` and the peer's address `a`) for each one.
-fn tcp_server(ns: &Netns, port: u32, accepts: u32, each: &str) {
-    let body: String = each.lines().map(|l| format!("    {l}\n")).collect();
-    ns.spawn([
-        "python3",
-        "-c",
-        &format!(
-            "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-             s.bind(('0.0.0.0', {port}))\ns.listen(4)\ns.settimeout(30)\n\
-             for _ in range({accepts}):\n    c, a = s.accept()\n{body}    c.close()\n"
-        ),
-    ])
-    .unwrap();
-}
-
-/// Connects from `ns` to the internet host's `port` (retrying while the server starts), then
-/// runs `then` (Python, with the socket `s`); returns what it printed.
-fn tcp_client(ns: &Netns, port: u32, then: &str) -> String {
-    python(
-        ns,
-        &format!(
-            "import socket, time\nfor _ in range(50):\n    try:\n        s = socket.create_connection(('{INET}', {port}), timeout=5)\n        break\n    except OSError:\n        time.sleep(0.1)\n{then}"
-        ),
-    )
-}
-
-/// Runs `code` (Python) in `ns` and returns what it printed; fails the test if it fails.
-fn python(ns: &Netns, code: &str) -> String {
-    ok(ns.exec(["python3", "-c", code]))
-}
 
 fn egress(one_armed: bool, kind: Kind) {
-    if !require_egress() {
+    let Some(Setup {
+        g,
+        a_host,
+        b_host,
+        inet,
+        a,
+        _sock,
+    }) = setup(one_armed, kind, false)
+    else {
         return;
-    }
-    let t = tag();
-    let builder = Topology::builder().peers(2).ipv4_only().queues(1);
-    let builder = if one_armed {
-        builder.one_armed()
-    } else {
-        builder
     };
-    let Topology {
-        gw,
-        gw_lan,
-        srv,
-        switch,
-        peers: hosts,
-        ..
-    } = builder.create().unwrap();
-    let sw = switch.unwrap();
-    let inet = sw.attach("inet", &[IfAddr::v4(INET, 24)]).unwrap();
-    let lan_if = gw_lan.map(|l| l.ifname).unwrap_or_default();
-    let dir = std::env::temp_dir().join(format!("wgxdp-egress-{t}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let name = format!("eg{t}");
-
-    // The clients' keys first: the gateway's file names them.
-    let gw_keys = WgKeypair::generate().unwrap();
-    let (a_keys, b_keys) = (
-        WgKeypair::generate().unwrap(),
-        WgKeypair::generate().unwrap(),
-    );
-    let conf = dir.join(format!("{name}.conf"));
-    std::fs::write(
-        &conf,
-        gateway_conf(&gw_keys, a_keys.public_key(), b_keys.public_key(), "wan"),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = match kind {
-        Kind::Wgxdp => {
-            let mut up = vec![
-                BIN,
-                "up",
-                conf.to_str().unwrap(),
-                "--wan",
-                "wan",
-                "--name",
-                &name,
-            ];
-            if !one_armed {
-                up.extend(["--lan", lan_if.as_str()]);
-            }
-            gw.command(&up).output().unwrap()
-        }
-        Kind::WgQuick => {
-            // What the guides have the operator do besides the file: forwarding on, and (for
-            // the MSS check) the clamp that kernel setups add by hand.
-            ok(gw.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]));
-            ok(gw.exec([
-                "iptables",
-                "-t",
-                "mangle",
-                "-A",
-                "FORWARD",
-                "-p",
-                "tcp",
-                "--tcp-flags",
-                "SYN,RST",
-                "SYN",
-                "-j",
-                "TCPMSS",
-                "--set-mss",
-                "1380",
-            ]));
-            gw.command([
-                "env",
-                "WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go",
-                "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1",
-                "wg-quick",
-                "up",
-                conf.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap()
-        }
-    };
-    let mut hosts = hosts.into_iter();
-    let (a_host, b_host) = (hosts.next().unwrap(), hosts.next().unwrap());
-    let g = Gateway {
-        gw,
-        name,
-        kind,
-        dir,
-        lan_if,
-        _keep: vec![sw.ns, srv.ns],
-    };
-    assert!(
-        out.status.success(),
-        "wgxdp up: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if kind == Kind::Wgxdp {
-        // Forwarding is on, and router advertisements are still taken on the uplink.
-        let sysctl = |k: &str| ok(g.gw.exec(["sysctl", "-n", k])).trim().to_string();
-        assert_eq!(sysctl("net.ipv4.ip_forward"), "1");
-        assert_eq!(sysctl("net.ipv6.conf.all.forwarding"), "1");
-        assert_eq!(sysctl("net.ipv6.conf.wan.accept_ra"), "2");
-    }
-    let endpoint = std::net::SocketAddr::new(GW_WAN.parse().unwrap(), PORT);
-
-    // Client A: wireguard-go, a tunnel MTU above the gateway's (the MSS check below).
-    let a = WireguardGo::start(
-        &a_host.ns,
-        WgConfig {
-            keypair: Some(a_keys),
-            listen_port: 0,
-            addrs: vec![IfAddr::v4(A_TUN, 32)],
-            peers: vec![WgPeer {
-                allowed_ips: vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
-                endpoint: Some(endpoint),
-                persistent_keepalive: Some(25),
-                ..WgPeer::new(gw_keys.public_key())
-            }],
-            mtu: Some(1500),
-        },
-    )
-    .unwrap();
-    full_tunnel_routes(&a_host.ns, a.ifname());
-
-    // Client B: boringtun, configured through its UAPI socket with `wg setconf`.
-    let bt = boringtun().unwrap();
-    let b_dev = format!("bt{t}");
-    b_host
-        .ns
-        .spawn([
-            bt.to_str().unwrap(),
-            "-f",
-            "--disable-drop-privileges",
-            "--disable-connected-udp",
-            &b_dev,
-        ])
-        .unwrap();
-    let sock = PathBuf::from(format!("/var/run/wireguard/{b_dev}.sock"));
-    for _ in 0..100 {
-        if sock.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let b_conf = g.dir.join("b.conf");
-    std::fs::write(
-        &b_conf,
-        format!(
-            "[Interface]\nPrivateKey = {}\n\n[Peer]\nPublicKey = {}\nAllowedIPs = 0.0.0.0/0, ::/0\nEndpoint = {endpoint}\nPersistentKeepalive = 25\n",
-            b_keys.private_key(),
-            gw_keys.public_key()
-        ),
-    )
-    .unwrap();
-    ok(b_host
-        .ns
-        .exec(["wg", "setconf", &b_dev, b_conf.to_str().unwrap()]));
-    ok(b_host
-        .ns
-        .ip(["address", "add", &format!("{B_TUN}/32"), "dev", &b_dev]));
-    ok(b_host.ns.ip(["link", "set", &b_dev, "mtu", "1420", "up"]));
-    full_tunnel_routes(&b_host.ns, &b_dev);
-    // boringtun stops when its socket goes: removed after the test (when the namespace's
-    // processes are gone), whatever the outcome.
-    let _sock = RemoveOnDrop(sock);
-
     let clients = [(&a_host.ns, A_TUN), (&b_host.ns, B_TUN)];
 
     // The internet: each client pings the host, which has no route back to the tunnel, and
@@ -358,9 +50,14 @@ fn egress(one_armed: bool, kind: Kind) {
         );
     }
     let tcp_port = 30000 + std::process::id() % 10000;
-    tcp_server(&inet.ns, tcp_port, 2, "c.sendall(a[0].encode())");
+    tcp_server(&inet.ns, tcp_port, 2, "c.sendall(a[0].encode())", false);
     for (ns, _) in clients {
-        let seen = tcp_client(ns, tcp_port, "print(s.recv(100).decode())\n");
+        let seen = tcp_client(
+            ns,
+            &INET.to_string(),
+            tcp_port,
+            "print(s.recv(100).decode())\n",
+        );
         assert_eq!(
             seen.trim(),
             GW_WAN,
@@ -390,6 +87,9 @@ fn egress(one_armed: bool, kind: Kind) {
     );
     ok(g.gw.exec([&["iptables", "-D"][..], &rule].concat()));
     assert!(ping(&a_host.ns, &INET.to_string()), "{}", g.show());
+    if kind == Kind::Wgxdp {
+        pings_are_offloaded(&g, &b_host.ns, &INET.to_string());
+    }
 
     // The gateway itself at its tunnel address: ping, and a resolver bound to it.
     let dns_port = 53;
@@ -496,17 +196,13 @@ fn egress(one_armed: bool, kind: Kind) {
     // tunnel MTU (1500) is above the gateway's (1420): only a clamped MSS keeps the
     // segments small enough.
     let clamped_before = g.counter("MSS clamped");
-    let offloaded_before = (g.counter("offloaded out"), g.counter("offloaded in"));
+    let offloaded_before = offloaded(&g);
     ok(inet
         .ns
         .exec(["iptables", "-A", "INPUT", "-p", "icmp", "-j", "DROP"]));
     let bulk_port = tcp_port + 1;
-    tcp_server(&inet.ns, bulk_port, 1, "c.sendall(b'x' * 2000000)");
-    let got = tcp_client(
-        &a_host.ns,
-        bulk_port,
-        "s.settimeout(20)\nn = 0\nwhile True:\n    d = s.recv(65536)\n    if not d: break\n    n += len(d)\nprint(n)\n",
-    );
+    tcp_server(&inet.ns, bulk_port, 1, "c.sendall(b'x' * 2000000)", false);
+    let got = tcp_client(&a_host.ns, &INET.to_string(), bulk_port, DOWNLOAD);
     assert_eq!(
         got.trim(),
         "2000000",
@@ -522,10 +218,8 @@ fn egress(one_armed: bool, kind: Kind) {
         // Once conntrack had the connection established, the workers carried it: the
         // download's segments (about 1,450) came back translated by them, not by the kernel,
         // and the client's ACKs went out translated by them.
-        let (out, back) = (
-            g.counter("offloaded out") - offloaded_before.0,
-            g.counter("offloaded in") - offloaded_before.1,
-        );
+        let now = offloaded(&g);
+        let (out, back) = (now.0 - offloaded_before.0, now.1 - offloaded_before.1);
         assert!(
             back >= 1000 && out >= 100,
             "the flow was offloaded: {out} out, {back} in\n{}",
@@ -626,6 +320,59 @@ fn egress(one_armed: bool, kind: Kind) {
     drop(a);
 }
 
+/// The guides' IPv6 additions (an IPv6 Address, ip6tables MASQUERADE): the clients reach an
+/// IPv6 internet host with no route back through NAT66, the gateway itself and each other;
+/// on wgxdp, the data path carries the established flows (a download, pings) itself.
+fn egress_v6(one_armed: bool, kind: Kind) {
+    let Some(Setup {
+        g,
+        a_host,
+        b_host,
+        inet,
+        a,
+        _sock,
+    }) = setup(one_armed, kind, true)
+    else {
+        return;
+    };
+    let clients = [&a_host.ns, &b_host.ns];
+    for ns in clients {
+        assert!(ping(ns, INET6), "client -> internet (v6)\n{}", g.show());
+        assert!(ping(ns, GW_TUN6), "client -> gateway (v6)\n{}", g.show());
+    }
+    assert!(ping(&a_host.ns, B_TUN6), "A -> B (v6)\n{}", g.show());
+    let tcp_port = 31000 + std::process::id() % 10000;
+    tcp_server(&inet.ns, tcp_port, 2, "c.sendall(a[0].encode())", true);
+    for ns in clients {
+        let seen = tcp_client(ns, INET6, tcp_port, "print(s.recv(100).decode())\n");
+        assert_eq!(
+            seen.trim(),
+            GW_WAN6,
+            "the internet host sees the gateway (NAT66)"
+        );
+    }
+    let before = offloaded(&g);
+    tcp_server(&inet.ns, tcp_port + 1, 1, "c.sendall(b'x' * 2000000)", true);
+    let got = tcp_client(&a_host.ns, INET6, tcp_port + 1, DOWNLOAD);
+    assert_eq!(
+        got.trim(),
+        "2000000",
+        "the download completed\n{}",
+        g.show()
+    );
+    if kind == Kind::Wgxdp {
+        let now = offloaded(&g);
+        let (out, back) = (now.0 - before.0, now.1 - before.1);
+        assert!(
+            back >= 1000 && out >= 100,
+            "the IPv6 flow was offloaded: {out} out, {back} in\n{}",
+            g.show()
+        );
+        pings_are_offloaded(&g, &b_host.ns, INET6);
+    }
+    drop(a);
+}
+
 #[test]
 fn egress_node_with_two_interfaces() {
     egress(false, Kind::Wgxdp);
@@ -641,4 +388,20 @@ fn egress_node_one_armed() {
 #[test]
 fn the_egress_test_passes_with_wireguard_go_as_the_gateway() {
     egress(true, Kind::WgQuick);
+}
+
+#[test]
+fn egress_node_ipv6_with_two_interfaces() {
+    egress_v6(false, Kind::Wgxdp);
+}
+
+#[test]
+fn egress_node_ipv6_one_armed() {
+    egress_v6(true, Kind::Wgxdp);
+}
+
+/// The check of the IPv6 test: wireguard-go brought up by wg-quick from the same file.
+#[test]
+fn the_ipv6_egress_test_passes_with_wireguard_go_as_the_gateway() {
+    egress_v6(true, Kind::WgQuick);
 }

@@ -9,13 +9,13 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode};
 use aya::Ebpf;
-use ebpf::abi::{Config, FlowV4, Verdict};
+use ebpf::abi::{Config, Flow, Verdict};
 use proto::allowedips::Prefix;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 
 /// The WAN programs' map of offloaded flows' reply tuples.
-pub struct FlowMap(HashMap<MapData, FlowV4, u8>);
+pub struct FlowMap(HashMap<MapData, Flow, u8>);
 
 impl std::fmt::Debug for FlowMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -24,18 +24,18 @@ impl std::fmt::Debug for FlowMap {
 }
 
 impl FlowMap {
-    pub fn insert(&mut self, key: FlowV4) -> Result<(), XdpError> {
-        let name = ebpf::maps::FLOWS_V4;
+    pub fn insert(&mut self, key: Flow) -> Result<(), XdpError> {
+        let name = ebpf::maps::FLOWS;
         self.0.insert(key, 1, 0).map_err(map_err(name))
     }
 
     /// Removes `key`; a key that was not there is no error.
-    pub fn remove(&mut self, key: &FlowV4) {
+    pub fn remove(&mut self, key: &Flow) {
         let _ = self.0.remove(key);
     }
 
     /// Every key now in the map (to empty it after a resynchronisation).
-    pub fn keys(&self) -> Vec<FlowV4> {
+    pub fn keys(&self) -> Vec<Flow> {
         self.0.keys().filter_map(Result::ok).collect()
     }
 }
@@ -203,7 +203,7 @@ impl Steering {
     /// The offloaded flows' reply tuples, for the offload thread to own (the programs keep
     /// reading the map; it lives as long as they do).
     pub fn take_flow_map(&mut self) -> Result<FlowMap, XdpError> {
-        let name = ebpf::maps::FLOWS_V4;
+        let name = ebpf::maps::FLOWS;
         let map = self.ebpf.take_map(name).ok_or(XdpError::MissingMap(name))?;
         Ok(FlowMap(HashMap::try_from(map).map_err(map_err(name))?))
     }

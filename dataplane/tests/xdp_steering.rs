@@ -516,10 +516,12 @@ fn one_armed_fixtures() {
     );
 }
 
-/// An offloaded flow's return packets (their reply tuple in `flows_v4`) go to the socket
-/// (here none is bound: passed and counted as such), on the WAN and the one-armed program;
-/// what the kernel's connection tracking must see passes as before: SYN, FIN, RST, fragments,
-/// packets longer than the flow MTU, other tuples, and everything while the MTU is 0.
+/// An offloaded flow's return packets (their reply tuple in `flows`) go to the socket (here
+/// none is bound: passed and counted as such), on the WAN, the one-armed and the LAN program
+/// (a two-armed gateway's internet may be behind its LAN port), IPv4 and IPv6, TCP, UDP and
+/// echo replies; what the kernel's connection tracking must see passes as before: SYN, FIN,
+/// RST, fragments, extension headers, ICMP errors, echo requests, packets longer than the flow
+/// MTU, other tuples, and everything while the MTU is 0.
 #[test]
 fn flow_return_fixtures() {
     if !privileged() {
@@ -527,123 +529,131 @@ fn flow_return_fixtures() {
     }
     let mut s = Steering::load(PORT).unwrap();
     s.add_local_addr(WAN_V4.into()).unwrap();
+    s.add_local_addr(wan_v6().into()).unwrap();
     let mut flows = s.take_flow_map().unwrap();
-    let remote = Ipv4Addr::new(198, 18, 0, 2); // the fixtures' source
-    let key = |proto: u8, dport: u16| ebpf::abi::FlowV4 {
-        saddr: remote.octets(),
-        daddr: WAN_V4.octets(),
-        sport_be: 40000u16.to_be(),
-        dport_be: dport.to_be(),
-        proto,
-        pad: [0; 3],
+    // The fixtures' sources: 198.18.0.2 and 2001:2::2.
+    let key = |proto: u8, sport: u16, dport: u16, v6: bool| {
+        let (mut saddr, mut daddr) = ([0u8; 16], [0u8; 16]);
+        if v6 {
+            saddr = "2001:2::2".parse::<Ipv6Addr>().unwrap().octets();
+            daddr = wan_v6().octets();
+        } else {
+            saddr[..4].copy_from_slice(&[198, 18, 0, 2]);
+            daddr[..4].copy_from_slice(&WAN_V4.octets());
+        }
+        ebpf::abi::Flow {
+            saddr,
+            daddr,
+            sport_be: sport.to_be(),
+            dport_be: dport.to_be(),
+            proto,
+            family: if v6 { 6 } else { 4 },
+            pad: [0; 2],
+        }
     };
-    flows.insert(key(17, 61000)).unwrap();
-    flows.insert(key(6, 61001)).unwrap();
+    flows.insert(key(17, 40000, 61000, false)).unwrap();
+    flows.insert(key(6, 40000, 61001, false)).unwrap();
+    flows.insert(key(17, 40000, 61000, true)).unwrap();
+    flows.insert(key(6, 40000, 61001, true)).unwrap();
+    // Echo replies (type 0 and 129) with identifier 0x4242.
+    flows.insert(key(1, 0x4242, 0, false)).unwrap();
+    flows.insert(key(58, 0x4242, 129, true)).unwrap();
+    let l3 = |proto: IpProtocol, v6: bool, l4: &[u8]| {
+        if v6 {
+            ipv6(proto, wan_v6(), l4)
+        } else {
+            ipv4(proto, WAN_V4, None, l4)
+        }
+    };
     // A TCP segment from port 40000 to `dport` with `flags`, `len` bytes of payload.
-    let tcp = |dport: u16, flags: u8, len: usize| {
+    let tcp = |dport: u16, flags: u8, len: usize, v6: bool| {
         let mut t = vec![0u8; 20 + len];
         t[0..2].copy_from_slice(&40000u16.to_be_bytes());
         t[2..4].copy_from_slice(&dport.to_be_bytes());
         t[12] = 5 << 4;
         t[13] = flags;
-        ipv4(IpProtocol::TCP, WAN_V4, None, &t)
+        l3(IpProtocol::TCP, v6, &t)
     };
     let udp_to =
-        |dport: u16, len: usize| ipv4(IpProtocol::UDP, WAN_V4, None, &udp(dport, &vec![7; len]));
-    for role in [Role::Wan, Role::OneArmed] {
-        let other = if role == Role::Wan {
-            Verdict::WanPassOtherPort
+        |dport: u16, len: usize, v6: bool| l3(IpProtocol::UDP, v6, &udp(dport, &vec![7; len]));
+    // An ICMP message of `kind` with identifier `id`.
+    let icmp = |kind: u8, id: u16, v6: bool| {
+        let mut m = vec![kind, 0, 0, 0, 0, 0, 0, 1];
+        m[4..6].copy_from_slice(&id.to_be_bytes());
+        let proto = if v6 {
+            IpProtocol::ICMPV6
         } else {
-            Verdict::LanPassLocal
+            IpProtocol::ICMP
         };
-        let not_udp = if role == Role::Wan {
-            Verdict::WanPassNotUdp
+        l3(proto, v6, &m)
+    };
+    for role in [Role::Wan, Role::OneArmed, Role::Lan] {
+        // What each program says of a packet that is not a flow's: the WAN program's verdict,
+        // or "local" from the programs that judge it as LAN traffic.
+        let or_local = |wan: Verdict| {
+            if role == Role::Wan {
+                wan
+            } else {
+                Verdict::LanPassLocal
+            }
+        };
+        let steered = if role == Role::Lan {
+            Verdict::LanFlowNoSocket
         } else {
-            Verdict::LanPassLocal
+            Verdict::WanFlowNoSocket
         };
+        let other = or_local(Verdict::WanPassOtherPort);
+        let not_udp = or_local(Verdict::WanPassNotUdp);
         // Offload off (MTU 0): nothing is steered.
         s.set_flow_mtu(0).unwrap();
         expect(
             &mut s,
             role,
-            &udp_to(61000, 10),
+            &udp_to(61000, 10, false),
             XDP_PASS,
             other,
             "offload off",
         );
         s.set_flow_mtu(1420).unwrap();
-        expect(
-            &mut s,
-            role,
-            &udp_to(61000, 10),
-            XDP_PASS,
-            Verdict::WanFlowNoSocket,
-            "udp flow",
-        );
-        expect(
-            &mut s,
-            role,
-            &tcp(61001, 0x10, 10),
-            XDP_PASS,
-            Verdict::WanFlowNoSocket,
-            "tcp ack",
-        );
-        for (flags, what) in [(0x02, "syn"), (0x11, "fin"), (0x04, "rst")] {
-            expect(
-                &mut s,
-                role,
-                &tcp(61001, flags, 10),
-                XDP_PASS,
-                not_udp,
-                what,
-            );
+        for v6 in [false, true] {
+            let ip = if v6 { 40 } else { 20 };
+            let what = |w: &str| format!("{role:?} v6={v6}: {w}");
+            let mut check = |frame: &[u8], verdict: Verdict, w: &str| {
+                expect(&mut s, role, frame, XDP_PASS, verdict, &what(w));
+            };
+            check(&udp_to(61000, 10, v6), steered, "udp flow");
+            check(&tcp(61001, 0x10, 10, v6), steered, "tcp ack");
+            for (flags, w) in [(0x02, "syn"), (0x11, "fin"), (0x04, "rst")] {
+                check(&tcp(61001, flags, 10, v6), not_udp, w);
+            }
+            check(&udp_to(61002, 10, v6), other, "another tuple");
+            check(&tcp(61000, 0x10, 10, v6), not_udp, "another protocol");
+            // ip + 8 + n = 1420 is steered; one more byte passes.
+            check(&udp_to(61000, 1420 - ip - 8, v6), steered, "at the MTU");
+            check(&udp_to(61000, 1420 - ip - 7, v6), other, "over the MTU");
+            // Echo: the reply is the flow's; a request with the same identifier (the
+            // internet pinging the gateway), another identifier, and an error are not.
+            let (reply, request, error) = if v6 { (129, 128, 1) } else { (0, 8, 3) };
+            check(&icmp(reply, 0x4242, v6), steered, "echo reply");
+            check(&icmp(request, 0x4242, v6), not_udp, "echo request");
+            check(&icmp(reply, 0x4343, v6), not_udp, "another identifier");
+            check(&icmp(error, 0x4242, v6), not_udp, "an error");
         }
-        expect(
-            &mut s,
-            role,
-            &udp_to(61002, 10),
-            XDP_PASS,
-            other,
-            "another tuple",
-        );
-        expect(
-            &mut s,
-            role,
-            &tcp(61000, 0x10, 10),
-            XDP_PASS,
-            not_udp,
-            "another protocol",
-        );
-        // 20 + 8 + 1392 = 1420 is steered; one more byte passes.
-        expect(
-            &mut s,
-            role,
-            &udp_to(61000, 1392),
-            XDP_PASS,
-            Verdict::WanFlowNoSocket,
-            "at the MTU",
-        );
-        expect(
-            &mut s,
-            role,
-            &udp_to(61000, 1393),
-            XDP_PASS,
-            other,
-            "over the MTU",
-        );
         let frag = ipv4(IpProtocol::UDP, WAN_V4, Some((true, 0)), &udp(61000, b"x"));
-        let why = if role == Role::Wan {
-            Verdict::WanPassFragment
-        } else {
-            Verdict::LanPassLocal
-        };
+        let why = or_local(Verdict::WanPassFragment);
         expect(&mut s, role, &frag, XDP_PASS, why, "fragment");
+        // An IPv6 extension header (a fragment header) before the flow's UDP.
+        let mut ext = vec![17, 0, 0, 0, 0, 0, 0, 1];
+        ext.extend(udp(61000, b"x"));
+        let ext = ipv6(IpProtocol::IPV6_FRAG, wan_v6(), &ext);
+        let why = or_local(Verdict::WanPassFragment);
+        expect(&mut s, role, &ext, XDP_PASS, why, "v6 fragment header");
     }
-    flows.remove(&key(17, 61000));
+    flows.remove(&key(17, 40000, 61000, false));
     expect(
         &mut s,
         Role::Wan,
-        &udp_to(61000, 10),
+        &udp_to(61000, 10, false),
         XDP_PASS,
         Verdict::WanPassOtherPort,
         "removed",

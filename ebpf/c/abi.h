@@ -32,16 +32,19 @@ struct wgxdp_lpm_v6 {
 };
 
 /*
- * Key of the `flows_v4` hash: an offloaded flow's reply tuple (the internet host to the
- * gateway's translated address), as in the packet's headers (network byte order).
+ * Key of the `flows` hash: an offloaded flow's reply tuple (the internet host to the
+ * gateway's translated address), as in the packet's headers (network byte order). An IPv4
+ * address fills the first 4 bytes of its field, the rest zero. For ICMP and ICMPv6 echo
+ * messages, `sport` is the identifier and `dport` the message type (htons(type)).
  */
-struct wgxdp_flow_v4 {
-	__u32 saddr;
-	__u32 daddr;
+struct wgxdp_flow {
+	__u8 saddr[16];
+	__u8 daddr[16];
 	__u16 sport;
 	__u16 dport;
 	__u8 proto;
-	__u8 pad[3];
+	__u8 family;     /* 4 or 6 */
+	__u8 pad[2];
 };
 
 /*
@@ -74,6 +77,9 @@ enum wgxdp_verdict {
 	/* WAN and one-armed programs, for packets that are not WireGuard data for us */
 	WAN_FLOW_REDIRECT,       /* an offloaded flow's return packet, sent to the AF_XDP socket */
 	WAN_FLOW_NO_SOCKET,      /* ... but no socket on this queue: passed (the kernel translates) */
+	/* LAN program: an offloaded flow's return packet arriving on a two-armed gateway's LAN */
+	LAN_FLOW_REDIRECT,
+	LAN_FLOW_NO_SOCKET,
 	WGXDP_VERDICT_MAX,
 };
 

@@ -9,9 +9,9 @@
  *                go to the LAN-side AF_XDP socket. ARP, ND, multicast and host traffic pass.
  *  onearm_steer  Both decisions on one interface (cloud egress nodes).
  *
- * On the WAN and one-armed programs, a packet that is not WireGuard data for us may be the
- * return traffic of a flow the data path carries itself (flow offload, docs/egress.md): its
- * tuple is in `flows_v4`, and it goes to the AF_XDP socket too.
+ * A packet that is neither WireGuard data for us nor for a peer may be the return traffic of a
+ * flow the data path carries itself (flow offload, docs/egress.md): its tuple is in `flows`,
+ * and it goes to the AF_XDP socket of the port it arrived on.
  *
  * Each decision increments one per-CPU counter (`stats`, enum wgxdp_verdict in abi.h).
  * Parsing is deliberately conservative: anything unusual passes to the kernel, which
@@ -26,6 +26,12 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "abi.h"
+
+/* Echo message types (linux/icmp.h and icmpv6.h pull in libc headers a BPF target lacks). */
+#define ICMP_ECHOREPLY 0
+#define ICMP_ECHO 8
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY 129
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -95,11 +101,11 @@ struct {
 /* Offloaded flows' reply tuples, kept by the data path's offload thread. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct wgxdp_flow_v4);
+	__type(key, struct wgxdp_flow);
 	__type(value, __u8);
 	__uint(max_entries, WGXDP_MAX_FLOWS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} flows_v4 SEC(".maps");
+} flows SEC(".maps");
 
 static __always_inline int count(enum wgxdp_verdict v, int action)
 {
@@ -247,51 +253,94 @@ static __always_inline int wan_decide(struct xdp_md *ctx, int *done)
 }
 
 /*
- * An offloaded flow's return packet (an IPv4 TCP or UDP packet whose tuple is in `flows_v4`)
- * goes to the queue's socket; returns the counted action, or -1 for any other packet. What the
- * kernel's connection tracking must see passes: fragments (only it reassembles), TCP SYN, FIN
- * and RST (its state machine opens and closes the flow), and packets longer than the tunnel's
- * MTU (it fragments them or reports the MTU, as for kernel WireGuard's traffic).
+ * The ports of an offloaded flow's L4 header at `l4` (protocol `proto`), into `key`; 0 if the
+ * packet is not one a flow's fast path carries. TCP SYN, FIN and RST are not (connection
+ * tracking's state machine opens and closes the flow with them), and of ICMP only echo
+ * requests and replies are: errors quote a packet whose headers only the kernel translates.
+ * An echo message's identifier is its "source port" and its type its "destination port".
  */
-static __always_inline int flow_return(struct xdp_md *ctx)
+static __always_inline int flow_ports(struct wgxdp_flow *key, __u8 *l4, void *end, __u8 proto)
+{
+	if ((void *)(l4 + 8) > end)
+		return 0;
+	if (proto == IPPROTO_TCP) {
+		/* The flags byte; SYN 0x02, FIN 0x01, RST 0x04. */
+		if ((void *)(l4 + 14) > end || (l4[13] & 0x07))
+			return 0;
+	} else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+		if (l4[1] != 0)
+			return 0;
+		if (proto == IPPROTO_ICMP ? (l4[0] != ICMP_ECHOREPLY && l4[0] != ICMP_ECHO)
+					  : (l4[0] != ICMPV6_ECHO_REQUEST && l4[0] != ICMPV6_ECHO_REPLY))
+			return 0;
+		__builtin_memcpy(&key->sport, l4 + 4, 2);
+		key->dport = bpf_htons(l4[0]);
+		return 1;
+	} else if (proto != IPPROTO_UDP) {
+		return 0;
+	}
+	__builtin_memcpy(&key->sport, l4, 2);
+	__builtin_memcpy(&key->dport, l4 + 2, 2);
+	return 1;
+}
+
+/*
+ * An offloaded flow's return packet (an IPv4 or IPv6 packet whose tuple is in `flows`) goes
+ * to the queue's socket in `xsks`; returns the counted action, or -1 for any other packet.
+ * What the kernel's connection tracking must see passes: fragments (only it reassembles),
+ * IPv6 extension headers, the TCP flags and ICMP messages `flow_ports` refuses, and packets
+ * longer than the tunnel's MTU (it fragments them or reports the MTU, as for kernel
+ * WireGuard's traffic).
+ */
+static __always_inline int flow_return(struct xdp_md *ctx, void *xsks, enum wgxdp_verdict ok,
+				       enum wgxdp_verdict no_socket)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	struct wgxdp_flow_v4 key = {};
+	struct wgxdp_flow key = {};
 	struct wgxdp_config *cfg;
-	struct iphdr *ip;
 	__u32 zero = 0;
-	__u8 *l4;
 
 	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg || !cfg->flow_mtu)
 		return -1;
-	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+	if ((void *)(eth + 1) > end)
 		return -1;
-	ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
-		return -1;
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		return -1;
-	if ((ip->frag_off & bpf_htons(0x3fff)) || bpf_ntohs(ip->tot_len) > cfg->flow_mtu)
-		return -1;
-	l4 = (__u8 *)ip + ip->ihl * 4;
-	if ((void *)(l4 + 4) > end)
-		return -1;
-	if (ip->protocol == IPPROTO_TCP) {
-		/* The flags byte; SYN 0x02, FIN 0x01, RST 0x04. */
-		if ((void *)(l4 + 14) > end || (l4[13] & 0x07))
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
 			return -1;
-	}
-	key.saddr = ip->saddr;
-	key.daddr = ip->daddr;
-	__builtin_memcpy(&key.sport, l4, 2);
-	__builtin_memcpy(&key.dport, l4 + 2, 2);
-	key.proto = ip->protocol;
-	if (!bpf_map_lookup_elem(&flows_v4, &key))
+		if ((ip->frag_off & bpf_htons(0x3fff)) || bpf_ntohs(ip->tot_len) > cfg->flow_mtu)
+			return -1;
+		if (!flow_ports(&key, (__u8 *)ip + ip->ihl * 4, end, ip->protocol) ||
+		    ip->protocol == IPPROTO_ICMPV6)
+			return -1;
+		__builtin_memcpy(key.saddr, &ip->saddr, 4);
+		__builtin_memcpy(key.daddr, &ip->daddr, 4);
+		key.proto = ip->protocol;
+		key.family = 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > end || ip6->version != 6)
+			return -1;
+		if (bpf_ntohs(ip6->payload_len) + sizeof(*ip6) > cfg->flow_mtu)
+			return -1;
+		if (!flow_ports(&key, (__u8 *)(ip6 + 1), end, ip6->nexthdr) ||
+		    ip6->nexthdr == IPPROTO_ICMP)
+			return -1;
+		__builtin_memcpy(key.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(key.daddr, &ip6->daddr, 16);
+		key.proto = ip6->nexthdr;
+		key.family = 6;
+	} else {
 		return -1;
-	return redirect(&xsks_wan, ctx, WAN_FLOW_REDIRECT, WAN_FLOW_NO_SOCKET, XDP_PASS);
+	}
+	if (!bpf_map_lookup_elem(&flows, &key))
+		return -1;
+	return redirect(xsks, ctx, ok, no_socket, XDP_PASS);
 }
 
 SEC("xdp")
@@ -303,7 +352,7 @@ int wan_steer(struct xdp_md *ctx)
 
 	if (done)
 		return r;
-	f = flow_return(ctx);
+	f = flow_return(ctx, &xsks_wan, WAN_FLOW_REDIRECT, WAN_FLOW_NO_SOCKET);
 	return f >= 0 ? f : count(r, XDP_PASS);
 }
 
@@ -312,7 +361,19 @@ static __always_inline int is_local_v6(struct in6_addr *a)
 	return bpf_map_lookup_elem(&local_v6, a) != 0;
 }
 
-static __always_inline int lan_decide(struct xdp_md *ctx)
+/*
+ * What the LAN program would pass to the kernel (addressed to this host, or to no peer) may be
+ * an offloaded flow's return packet arriving on a two-armed gateway's LAN port: with `flows`,
+ * it goes to the LAN socket instead. The peers' traffic, the common case, is not looked up.
+ */
+static __always_inline int lan_pass(struct xdp_md *ctx, int flows, enum wgxdp_verdict why)
+{
+	int f = flows ? flow_return(ctx, &xsks_lan, LAN_FLOW_REDIRECT, LAN_FLOW_NO_SOCKET) : -1;
+
+	return f >= 0 ? f : count(why, XDP_PASS);
+}
+
+static __always_inline int lan_decide(struct xdp_md *ctx, int flows)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -333,10 +394,10 @@ static __always_inline int lan_decide(struct xdp_md *ctx)
 		if ((bpf_ntohl(dst) >> 28) == 0xe || dst == 0xffffffff)
 			return count(LAN_PASS_MULTICAST, XDP_PASS);
 		if (bpf_map_lookup_elem(&local_v4, &dst))
-			return count(LAN_PASS_LOCAL, XDP_PASS);
+			return lan_pass(ctx, flows, LAN_PASS_LOCAL);
 		__builtin_memcpy(key.addr, &dst, 4);
 		if (!bpf_map_lookup_elem(&peer_v4, &key))
-			return count(LAN_PASS_NO_PEER, XDP_PASS);
+			return lan_pass(ctx, flows, LAN_PASS_NO_PEER);
 		return redirect(&xsks_lan, ctx, LAN_REDIRECT, LAN_NO_SOCKET, XDP_DROP);
 	}
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
@@ -360,10 +421,10 @@ static __always_inline int lan_decide(struct xdp_md *ctx)
 				return count(LAN_PASS_ND, XDP_PASS);
 		}
 		if (is_local_v6(&ip6->daddr))
-			return count(LAN_PASS_LOCAL, XDP_PASS);
+			return lan_pass(ctx, flows, LAN_PASS_LOCAL);
 		__builtin_memcpy(key.addr, d, 16);
 		if (!bpf_map_lookup_elem(&peer_v6, &key))
-			return count(LAN_PASS_NO_PEER, XDP_PASS);
+			return lan_pass(ctx, flows, LAN_PASS_NO_PEER);
 		return redirect(&xsks_lan, ctx, LAN_REDIRECT, LAN_NO_SOCKET, XDP_DROP);
 	}
 	return count(LAN_PASS_NOT_IP, XDP_PASS);
@@ -372,7 +433,7 @@ static __always_inline int lan_decide(struct xdp_md *ctx)
 SEC("xdp")
 int lan_steer(struct xdp_md *ctx)
 {
-	return lan_decide(ctx);
+	return lan_decide(ctx, 1);
 }
 
 /*
@@ -389,10 +450,10 @@ int onearm_steer(struct xdp_md *ctx)
 
 	if (done)
 		return r;
-	f = flow_return(ctx);
+	f = flow_return(ctx, &xsks_wan, WAN_FLOW_REDIRECT, WAN_FLOW_NO_SOCKET);
 	if (f >= 0)
 		return f;
-	return lan_decide(ctx);
+	return lan_decide(ctx, 0);
 }
 
 /*

@@ -24,23 +24,26 @@ impl Config {
     }
 }
 
-/// Key of the `flows_v4` hash (`struct wgxdp_flow_v4`): an offloaded flow's reply tuple with
-/// every field as in the packet (network byte order).
+/// Key of the `flows` hash (`struct wgxdp_flow`): an offloaded flow's reply tuple with every
+/// field as in the packet (network byte order). An IPv4 address fills the first 4 bytes of its
+/// field. For echo messages, `sport_be` is the identifier and `dport_be` the type.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct FlowV4 {
-    pub saddr: [u8; 4],
-    pub daddr: [u8; 4],
+pub struct Flow {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
     pub sport_be: u16,
     pub dport_be: u16,
     pub proto: u8,
-    pub pad: [u8; 3],
+    /// 4 or 6.
+    pub family: u8,
+    pub pad: [u8; 2],
 }
 
-// SAFETY: `FlowV4` is `repr(C)`, made only of integers and byte arrays with explicit padding
-// (4 + 4 + 2 + 2 + 1 + 3 = 16 bytes, no implicit padding) and every bit pattern is valid.
+// SAFETY: `Flow` is `repr(C)`, made only of integers and byte arrays with explicit padding
+// (16 + 16 + 2 + 2 + 1 + 1 + 2 = 40 bytes, no implicit padding) and every bit pattern is valid.
 #[cfg(feature = "aya")]
-unsafe impl aya::Pod for FlowV4 {}
+unsafe impl aya::Pod for Flow {}
 
 pub const MAX_FLOWS: u32 = 1 << 17;
 
@@ -99,6 +102,8 @@ verdicts! {
     LanPassMalformed = "LAN_PASS_MALFORMED",
     WanFlowRedirect = "WAN_FLOW_REDIRECT",
     WanFlowNoSocket = "WAN_FLOW_NO_SOCKET",
+    LanFlowRedirect = "LAN_FLOW_REDIRECT",
+    LanFlowNoSocket = "LAN_FLOW_NO_SOCKET",
 }
 
 #[cfg(test)]
@@ -147,12 +152,17 @@ mod tests {
         assert!(HEADER.contains("#define WGXDP_MAX_FLOWS (1 << 17)"));
         assert_eq!(MAX_FLOWS, 1 << 17);
         assert!(HEADER.contains("__u16 flow_mtu;"));
-        assert_eq!(std::mem::size_of::<FlowV4>(), 16);
+        assert_eq!(std::mem::size_of::<Flow>(), 40);
+        assert_eq!(std::mem::offset_of!(Flow, sport_be), 32);
+        assert_eq!(std::mem::offset_of!(Flow, family), 37);
         for field in [
-            "__u32 saddr;",
+            "__u8 saddr[16];",
+            "__u8 daddr[16];",
             "__u16 sport;",
+            "__u16 dport;",
             "__u8 proto;",
-            "__u8 pad[3];",
+            "__u8 family;",
+            "__u8 pad[2];",
         ] {
             assert!(HEADER.contains(field), "{field}");
         }

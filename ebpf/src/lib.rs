@@ -33,7 +33,7 @@ pub mod maps {
     pub const PEER_V6: &str = "peer_v6";
     pub const LOCAL_V4: &str = "local_v4";
     pub const LOCAL_V6: &str = "local_v6";
-    pub const FLOWS_V4: &str = "flows_v4";
+    pub const FLOWS: &str = "flows";
 }
 
 #[cfg(test)]
@@ -52,7 +52,7 @@ mod tests {
             ONE_ARMED_PROGRAM,
             maps::PEER_V6,
             maps::XSKS_LAN,
-            maps::FLOWS_V4,
+            maps::FLOWS,
         ] {
             assert!(
                 OBJECT.windows(name.len()).any(|w| w == name.as_bytes()),

@@ -5,10 +5,12 @@
 //! Messages are netlink headers, a `nfgenmsg`, then attributes (length, type, value padded to
 //! four bytes); tuples and protocol info are nested attributes. Values the kernel writes in
 //! network byte order (addresses, ports, status, timeout) are read as such. Only what the
-//! offload needs is parsed: IPv4 TCP and UDP tuples, the status bits, the TCP state.
+//! offload needs is parsed: IPv4 and IPv6 tuples of TCP, UDP and ICMP/ICMPv6 echo (the
+//! identifier as the source port and the type as the destination port, as in [`Tuple`]), the
+//! status bits, the TCP state.
 
-use super::tuple::{Tuple, TCP, UDP};
-use std::net::Ipv4Addr;
+use super::tuple::{Tuple, ICMP, ICMPV6, TCP, UDP};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The netlink family.
 pub const NETLINK_NETFILTER: isize = 12;
@@ -29,7 +31,9 @@ const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_DUMP: u16 = 0x300;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const NLA_F_NESTED: u16 = 0x8000;
+const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
 
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
@@ -40,9 +44,17 @@ const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
 const CTA_IP_V4_SRC: u16 = 1;
 const CTA_IP_V4_DST: u16 = 2;
+const CTA_IP_V6_SRC: u16 = 3;
+const CTA_IP_V6_DST: u16 = 4;
 const CTA_PROTO_NUM: u16 = 1;
 const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_PROTO_DST_PORT: u16 = 3;
+const CTA_PROTO_ICMP_ID: u16 = 4;
+const CTA_PROTO_ICMP_TYPE: u16 = 5;
+const CTA_PROTO_ICMP_CODE: u16 = 6;
+const CTA_PROTO_ICMPV6_ID: u16 = 7;
+const CTA_PROTO_ICMPV6_TYPE: u16 = 8;
+const CTA_PROTO_ICMPV6_CODE: u16 = 9;
 const CTA_PROTOINFO_TCP: u16 = 1;
 const CTA_PROTOINFO_TCP_STATE: u16 = 1;
 const CTA_PROTOINFO_TCP_FLAGS_ORIGINAL: u16 = 4;
@@ -69,7 +81,7 @@ pub enum Kind {
     Destroy,
 }
 
-/// A connection as an event or a dump describes it (IPv4 TCP and UDP only).
+/// A connection as an event or a dump describes it (of the protocols [`Tuple`] covers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conn {
     pub kind: Kind,
@@ -112,23 +124,68 @@ fn be32(v: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
 }
 
-fn v4(v: &[u8]) -> Option<Ipv4Addr> {
-    Some(Ipv4Addr::from(<[u8; 4]>::try_from(v.get(..4)?).ok()?))
+fn v4(v: &[u8]) -> Option<IpAddr> {
+    Some(Ipv4Addr::from(<[u8; 4]>::try_from(v.get(..4)?).ok()?).into())
+}
+
+fn v6(v: &[u8]) -> Option<IpAddr> {
+    Some(Ipv6Addr::from(<[u8; 16]>::try_from(v.get(..16)?).ok()?).into())
+}
+
+/// The attributes that carry an echo flow's identifier, type and code, by protocol.
+fn echo_attrs(proto: u8) -> Option<[u16; 3]> {
+    match proto {
+        ICMP => Some([CTA_PROTO_ICMP_ID, CTA_PROTO_ICMP_TYPE, CTA_PROTO_ICMP_CODE]),
+        ICMPV6 => Some([
+            CTA_PROTO_ICMPV6_ID,
+            CTA_PROTO_ICMPV6_TYPE,
+            CTA_PROTO_ICMPV6_CODE,
+        ]),
+        _ => None,
+    }
 }
 
 fn tuple(nested: &[u8]) -> Option<Tuple> {
     let ip = find(nested, CTA_TUPLE_IP)?;
     let l4 = find(nested, CTA_TUPLE_PROTO)?;
     let proto = *find(l4, CTA_PROTO_NUM)?.first()?;
-    if proto != TCP && proto != UDP {
-        return None;
-    }
+    let (src, dst) = match (find(ip, CTA_IP_V4_SRC), find(ip, CTA_IP_V6_SRC)) {
+        (Some(s), None) => (v4(s)?, v4(find(ip, CTA_IP_V4_DST)?)?),
+        (None, Some(s)) => (v6(s)?, v6(find(ip, CTA_IP_V6_DST)?)?),
+        _ => return None,
+    };
+    let (sport, dport) = match (proto, echo_attrs(proto)) {
+        (TCP | UDP, _) => (
+            be16(find(l4, CTA_PROTO_SRC_PORT)?)?,
+            be16(find(l4, CTA_PROTO_DST_PORT)?)?,
+        ),
+        // Echo flows of the family's own ICMP; their code is always 0.
+        (_, Some([id, kind, code])) if (proto == ICMPV6) == src.is_ipv6() => {
+            if *find(l4, code)?.first()? != 0 {
+                return None;
+            }
+            let kind = *find(l4, kind)?.first()?;
+            let echo = Tuple {
+                proto,
+                src,
+                dst,
+                sport: 0,
+                dport: kind.into(),
+            };
+            // Only echo requests and replies (a timestamp request is tracked too).
+            if echo.reversed().dport == echo.dport {
+                return None;
+            }
+            (be16(find(l4, id)?)?, kind.into())
+        }
+        _ => return None,
+    };
     Some(Tuple {
         proto,
-        src: v4(find(ip, CTA_IP_V4_SRC)?)?,
-        dst: v4(find(ip, CTA_IP_V4_DST)?)?,
-        sport: be16(find(l4, CTA_PROTO_SRC_PORT)?)?,
-        dport: be16(find(l4, CTA_PROTO_DST_PORT)?)?,
+        src,
+        dst,
+        sport,
+        dport,
     })
 }
 
@@ -206,15 +263,16 @@ struct Request {
 }
 
 impl Request {
-    fn new(msg: u16, flags: u16, seq: u32) -> Self {
+    fn new(msg: u16, flags: u16, seq: u32, family: u8) -> Self {
         let mut buf = Vec::with_capacity(128);
         buf.extend_from_slice(&0u32.to_ne_bytes());
         buf.extend_from_slice(&((NFNL_SUBSYS_CTNETLINK << 8) | msg).to_ne_bytes());
         buf.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
         buf.extend_from_slice(&seq.to_ne_bytes());
         buf.extend_from_slice(&0u32.to_ne_bytes());
-        // nfgenmsg: family, version 0, resource id 0.
-        buf.extend_from_slice(&[AF_INET, 0, 0, 0]);
+        // nfgenmsg: family (the tuples' for a request that names one), version 0, resource
+        // id 0.
+        buf.extend_from_slice(&[family, 0, 0, 0]);
         Self {
             buf,
             open: Vec::new(),
@@ -247,17 +305,28 @@ impl Request {
     }
 
     fn tuple(&mut self, kind: u16, t: &Tuple) -> &mut Self {
-        self.begin(kind)
-            .begin(CTA_TUPLE_IP)
-            .attr(CTA_IP_V4_SRC, &t.src.octets())
-            .attr(CTA_IP_V4_DST, &t.dst.octets())
-            .end()
+        self.begin(kind).begin(CTA_TUPLE_IP);
+        match (t.src, t.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => self
+                .attr(CTA_IP_V4_SRC, &s.octets())
+                .attr(CTA_IP_V4_DST, &d.octets()),
+            (s, d) => self
+                .attr(CTA_IP_V6_SRC, &v6_octets(s))
+                .attr(CTA_IP_V6_DST, &v6_octets(d)),
+        };
+        self.end()
             .begin(CTA_TUPLE_PROTO)
-            .attr(CTA_PROTO_NUM, &[t.proto])
-            .attr(CTA_PROTO_SRC_PORT, &t.sport.to_be_bytes())
-            .attr(CTA_PROTO_DST_PORT, &t.dport.to_be_bytes())
-            .end()
-            .end()
+            .attr(CTA_PROTO_NUM, &[t.proto]);
+        match echo_attrs(t.proto) {
+            Some([id, kind, code]) => self
+                .attr(id, &t.sport.to_be_bytes())
+                .attr(kind, &[t.dport as u8])
+                .attr(code, &[0]),
+            None => self
+                .attr(CTA_PROTO_SRC_PORT, &t.sport.to_be_bytes())
+                .attr(CTA_PROTO_DST_PORT, &t.dport.to_be_bytes()),
+        };
+        self.end().end()
     }
 
     fn finish(mut self) -> Vec<u8> {
@@ -267,16 +336,28 @@ impl Request {
     }
 }
 
-/// A request to list every IPv4 connection.
+fn v6_octets(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// A request to list every connection, of both families.
 pub fn dump_request(seq: u32) -> Vec<u8> {
-    Request::new(IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq).finish()
+    Request::new(IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq, AF_UNSPEC).finish()
 }
 
 /// A request that sets the timeout of the connection whose original tuple is `orig` to
 /// `timeout_s` from now (as a packet through the kernel would have), and for TCP makes its
 /// window tracking liberal in both directions.
 pub fn refresh_request(orig: &Tuple, timeout_s: u32, seq: u32) -> Vec<u8> {
-    let mut r = Request::new(IPCTNL_MSG_CT_NEW, 0, seq);
+    let family = if orig.src.is_ipv6() {
+        AF_INET6
+    } else {
+        AF_INET
+    };
+    let mut r = Request::new(IPCTNL_MSG_CT_NEW, 0, seq, family);
     r.tuple(CTA_TUPLE_ORIG, orig)
         .attr(CTA_TIMEOUT, &timeout_s.to_be_bytes());
     if orig.proto == TCP {
@@ -298,8 +379,18 @@ mod tests {
     fn t(proto: u8, a: [u8; 4], b: [u8; 4], sp: u16, dp: u16) -> Tuple {
         Tuple {
             proto,
-            src: a.into(),
-            dst: b.into(),
+            src: Ipv4Addr::from(a).into(),
+            dst: Ipv4Addr::from(b).into(),
+            sport: sp,
+            dport: dp,
+        }
+    }
+
+    fn t6(proto: u8, a: u16, b: u16, sp: u16, dp: u16) -> Tuple {
+        Tuple {
+            proto,
+            src: Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, a).into(),
+            dst: Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, b).into(),
             sport: sp,
             dport: dp,
         }
@@ -308,7 +399,12 @@ mod tests {
     /// An event as the kernel builds one (ctnetlink_conntrack_event: tuples, then status,
     /// timeout, protocol info), with this module's own builder.
     fn event(msg: u16, flags: u16, c: &Conn) -> Vec<u8> {
-        let mut r = Request::new(msg, flags, 0);
+        let family = if c.orig.src.is_ipv6() {
+            AF_INET6
+        } else {
+            AF_INET
+        };
+        let mut r = Request::new(msg, flags, 0, family);
         r.tuple(CTA_TUPLE_ORIG, &c.orig)
             .tuple(CTA_TUPLE_REPLY, &c.reply)
             .attr(CTA_STATUS, &c.status.to_be_bytes())
@@ -358,6 +454,28 @@ mod tests {
         };
         // A dump's answer: NLM_F_MULTI.
         datagram.extend(event(IPCTNL_MSG_CT_NEW, 0x2, &udp));
+        // IPv6 (NAT66), and echo flows of both families: a ping through MASQUERADE whose
+        // identifier 7 became 9.
+        let tcp6 = Conn {
+            kind: Kind::Update,
+            orig: t6(TCP, 2, 0xfa, 40000, 443),
+            reply: t6(TCP, 0xfa, 1, 443, 61000),
+            ..conn
+        };
+        let ping = Conn {
+            orig: t(ICMP, [198, 19, 0, 2], [198, 18, 0, 250], 7, 8),
+            reply: t(ICMP, [198, 18, 0, 250], [198, 18, 0, 1], 9, 0),
+            tcp_state: None,
+            ..udp
+        };
+        let ping6 = Conn {
+            orig: t6(ICMPV6, 2, 0xfa, 7, 128),
+            reply: t6(ICMPV6, 0xfa, 1, 7, 129),
+            ..ping
+        };
+        for c in [&tcp6, &ping, &ping6] {
+            datagram.extend(event(IPCTNL_MSG_CT_NEW, 0x2, c));
+        }
         let got: Vec<_> = messages(&datagram).collect();
         assert_eq!(
             got,
@@ -365,22 +483,41 @@ mod tests {
                 Message::Conn(conn),
                 Message::Conn(update),
                 Message::Conn(gone),
-                Message::Conn(udp)
+                Message::Conn(udp),
+                Message::Conn(tcp6),
+                Message::Conn(ping),
+                Message::Conn(ping6),
             ]
         );
     }
 
     #[test]
     fn other_protocols_truncated_and_foreign_messages_are_not_connections() {
-        let icmp = Conn {
+        let gre = Conn {
             kind: Kind::New,
-            orig: t(1, [1, 1, 1, 1], [2, 2, 2, 2], 0, 0),
-            reply: t(1, [2, 2, 2, 2], [1, 1, 1, 1], 0, 0),
+            orig: t(47, [1, 1, 1, 1], [2, 2, 2, 2], 0, 0),
+            reply: t(47, [2, 2, 2, 2], [1, 1, 1, 1], 0, 0),
             status: 0,
             tcp_state: None,
         };
-        let m = event(IPCTNL_MSG_CT_NEW, NLM_F_CREATE, &icmp);
+        let m = event(IPCTNL_MSG_CT_NEW, NLM_F_CREATE, &gre);
         assert_eq!(messages(&m).collect::<Vec<_>>(), vec![Message::Other]);
+        // ICMP that is not echo (a timestamp request and its reply), and ICMPv6 over IPv4.
+        let timestamp = Conn {
+            orig: t(ICMP, [1, 1, 1, 1], [2, 2, 2, 2], 5, 13),
+            reply: t(ICMP, [2, 2, 2, 2], [1, 1, 1, 1], 5, 14),
+            ..gre
+        };
+        let m = event(IPCTNL_MSG_CT_NEW, NLM_F_CREATE, &timestamp);
+        assert_eq!(messages(&m).collect::<Vec<_>>(), vec![Message::Other]);
+        let mixed = Conn {
+            orig: t(ICMPV6, [1, 1, 1, 1], [2, 2, 2, 2], 5, 128),
+            reply: t(ICMPV6, [2, 2, 2, 2], [1, 1, 1, 1], 5, 129),
+            ..gre
+        };
+        let m = event(IPCTNL_MSG_CT_NEW, NLM_F_CREATE, &mixed);
+        assert_eq!(messages(&m).collect::<Vec<_>>(), vec![Message::Other]);
+        let icmp = gre;
         let tcp = Conn {
             orig: t(TCP, [1, 1, 1, 1], [2, 2, 2, 2], 1, 2),
             reply: t(TCP, [2, 2, 2, 2], [1, 1, 1, 1], 2, 1),
@@ -441,7 +578,21 @@ mod tests {
         );
         let udp = refresh_request(&Tuple { proto: UDP, ..orig }, 120, 8);
         assert!(find(&udp[20..], CTA_PROTOINFO).is_none());
+        assert_eq!(udp[16], AF_INET);
+        // IPv6: the family names the tuple's; echo: identifier, type and code.
+        let ping6 = t6(ICMPV6, 2, 0xfa, 7, 128);
+        let m = refresh_request(&ping6, 30, 9);
+        assert_eq!(m[16], AF_INET6);
+        let body = &m[20..];
+        assert_eq!(tuple(find(body, CTA_TUPLE_ORIG).unwrap()), Some(ping6));
+        let l4 = find(find(body, CTA_TUPLE_ORIG).unwrap(), CTA_TUPLE_PROTO).unwrap();
+        assert_eq!(find(l4, CTA_PROTO_ICMPV6_ID), Some(&7u16.to_be_bytes()[..]));
+        assert_eq!(find(l4, CTA_PROTO_ICMPV6_TYPE), Some(&[128u8][..]));
+        assert_eq!(find(l4, CTA_PROTO_ICMPV6_CODE), Some(&[0u8][..]));
+        assert!(find(l4, CTA_PROTO_SRC_PORT).is_none());
+        // The dump lists both families.
         let d = dump_request(9);
+        assert_eq!(d[16], AF_UNSPEC);
         assert_eq!(u16::from_ne_bytes([d[4], d[5]]), 0x101);
         assert_eq!(u16::from_ne_bytes([d[6], d[7]]), NLM_F_REQUEST | NLM_F_DUMP);
     }

@@ -8,14 +8,15 @@ use super::table::Writer;
 use super::tuple::{Tuple, TCP};
 use contract::Region;
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Flows offloaded at most (each two table entries and one WAN map entry): past it, new flows
 /// stay on the kernel's path.
 pub const MAX_FLOWS: usize = 65_536;
-/// Flows one client (one tunnel address) may have offloaded: no client fills the table.
+/// Flows one client (one peer, whatever its addresses) may have offloaded: no client fills
+/// the table.
 pub const MAX_FLOWS_PER_CLIENT: usize = 4_096;
 
 /// What the thread asks of the kernel.
@@ -24,8 +25,8 @@ pub trait Kernel {
     /// liberal window tracking).
     fn refresh(&mut self, orig: &Tuple, timeout_s: u32);
     /// Steers return packets of `key` (a reply tuple) to the workers; false if refused.
-    fn steer(&mut self, key: ebpf::abi::FlowV4) -> bool;
-    fn unsteer(&mut self, key: &ebpf::abi::FlowV4);
+    fn steer(&mut self, key: ebpf::abi::Flow) -> bool;
+    fn unsteer(&mut self, key: &ebpf::abi::Flow);
     /// Steers nothing any more (whatever an earlier run left).
     fn unsteer_all(&mut self);
 }
@@ -36,6 +37,8 @@ pub trait Kernel {
 pub struct Timeouts {
     pub tcp: u32,
     pub udp: u32,
+    /// Echo flows (ICMP and ICMPv6 alike).
+    pub icmp: u32,
 }
 
 impl Timeouts {
@@ -49,6 +52,7 @@ impl Timeouts {
         Self {
             tcp: sysctl("nf_conntrack_tcp_timeout_established", 432_000),
             udp: sysctl("nf_conntrack_udp_timeout_stream", 120),
+            icmp: sysctl("nf_conntrack_icmp_timeout", 30),
         }
     }
 }
@@ -57,22 +61,24 @@ impl Timeouts {
 #[derive(Debug)]
 struct Flow {
     reply: Tuple,
+    /// The client's peer, whose share of the table the flow takes.
+    client: u32,
     slots: [usize; 2],
     /// The workers' last use already reported to the kernel.
     refreshed_ns: u64,
 }
 
-/// Whether an address is a client's (in some peer's allowed IPs).
-pub type Clients = Box<dyn FnMut(Ipv4Addr) -> bool + Send>;
+/// The peer whose allowed IPs hold an address (a client's), if any.
+pub type Clients = Box<dyn FnMut(IpAddr) -> Option<u32> + Send>;
 
 pub struct Follower {
     writer: Writer,
     flows: HashMap<Tuple, Flow>,
-    per_client: HashMap<Ipv4Addr, usize>,
+    per_client: HashMap<u32, usize>,
     clients: Clients,
     /// This host's own addresses: flows to them are the gateway's (delivered through wg0,
     /// never by the offload), so they are not entered.
-    local: HashSet<Ipv4Addr>,
+    local: HashSet<IpAddr>,
     region: Arc<Region>,
     timeouts: Timeouts,
     max_flows: usize,
@@ -102,37 +108,49 @@ impl Follower {
         }
     }
 
-    pub fn set_local(&mut self, local: HashSet<Ipv4Addr>) {
+    pub fn set_local(&mut self, local: HashSet<IpAddr>) {
         self.local = local;
     }
 
-    /// Whether `conn` is a client's flow that the workers may carry now.
-    fn wanted(&mut self, conn: &Conn) -> bool {
+    /// The client's peer if `conn` is a client's flow that the workers may carry now.
+    fn wanted(&mut self, conn: &Conn) -> Option<u32> {
         if conn.status & conntrack::STATUS_DYING != 0
             || conn.status & conntrack::STATUS_SEEN_REPLY == 0
         {
-            return false;
+            return None;
         }
         if conn.orig.proto == TCP {
             match conn.tcp_state {
-                Some(s) if s != conntrack::TCP_ESTABLISHED => return false,
+                Some(s) if s != conntrack::TCP_ESTABLISHED => return None,
                 // A change that does not name the state keeps what the flow had.
-                None if !self.flows.contains_key(&conn.orig) => return false,
+                None if !self.flows.contains_key(&conn.orig) => return None,
                 _ => {}
             }
+        }
+        // An echo flow is carried from its request's side: the reply tuple must answer the
+        // original (a flow conntrack saw start with a reply is the kernel's).
+        if conn.orig.is_echo() && conn.orig.reversed().dport != conn.reply.dport {
+            return None;
         }
         // The original direction must come from a peer (its source in some peer's allowed
         // IPs): only then do its packets reach the workers, and only then may its return
         // packets be taken from the kernel.
-        !self.local.contains(&conn.orig.dst) && (self.clients)(conn.orig.src)
+        if self.local.contains(&conn.orig.dst) {
+            return None;
+        }
+        (self.clients)(conn.orig.src)
     }
 
     /// Follows one connection-tracking message.
     pub fn on(&mut self, conn: &Conn, k: &mut impl Kernel) {
-        if conn.kind == Kind::Destroy || !self.wanted(conn) {
+        let client = match conn.kind {
+            Kind::Destroy => None,
+            _ => self.wanted(conn),
+        };
+        let Some(client) = client else {
             self.remove(&conn.orig, k);
             return;
-        }
+        };
         if let Some(f) = self.flows.get(&conn.orig) {
             if f.reply == conn.reply {
                 return;
@@ -141,7 +159,7 @@ impl Follower {
             // list a new connection): start again.
             self.remove(&conn.orig, k);
         }
-        self.insert(conn, k);
+        self.insert(conn, client, k);
     }
 
     fn refused(&self) {
@@ -158,8 +176,7 @@ impl Follower {
             .store(self.flows.len() as u64, Ordering::Relaxed);
     }
 
-    fn insert(&mut self, conn: &Conn, k: &mut impl Kernel) {
-        let client = conn.orig.src;
+    fn insert(&mut self, conn: &Conn, client: u32, k: &mut impl Kernel) {
         let share = self.per_client.get(&client).copied().unwrap_or(0);
         if self.flows.len() >= self.max_flows || share >= self.max_per_client {
             self.refused();
@@ -180,6 +197,7 @@ impl Follower {
             conn.orig,
             Flow {
                 reply: conn.reply,
+                client,
                 slots,
                 refreshed_ns: 0,
             },
@@ -197,10 +215,10 @@ impl Follower {
         self.writer.remove(*orig);
         self.writer.remove(f.reply);
         k.unsteer(&map_key(&f.reply));
-        if let Some(n) = self.per_client.get_mut(&orig.src) {
+        if let Some(n) = self.per_client.get_mut(&f.client) {
             *n -= 1;
             if *n == 0 {
-                self.per_client.remove(&orig.src);
+                self.per_client.remove(&f.client);
             }
         }
         self.count();
@@ -225,10 +243,10 @@ impl Follower {
     }
 
     fn refresh(&self, orig: &Tuple, k: &mut impl Kernel) {
-        let timeout = if orig.proto == TCP {
-            self.timeouts.tcp
-        } else {
-            self.timeouts.udp
+        let timeout = match orig.proto {
+            TCP => self.timeouts.tcp,
+            _ if orig.is_echo() => self.timeouts.icmp,
+            _ => self.timeouts.udp,
         };
         k.refresh(orig, timeout);
     }
@@ -256,15 +274,29 @@ impl Follower {
     }
 }
 
-/// The WAN map's key for a reply tuple.
-fn map_key(reply: &Tuple) -> ebpf::abi::FlowV4 {
-    ebpf::abi::FlowV4 {
-        saddr: reply.src.octets(),
-        daddr: reply.dst.octets(),
+/// The programs' map key for a reply tuple.
+fn map_key(reply: &Tuple) -> ebpf::abi::Flow {
+    let (family, saddr, daddr) = match (reply.src, reply.dst) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => (6, s.octets(), d.octets()),
+        _ => {
+            let octets = |a: IpAddr| {
+                let mut o = [0u8; 16];
+                if let IpAddr::V4(v4) = a {
+                    o[..4].copy_from_slice(&v4.octets());
+                }
+                o
+            };
+            (4, octets(reply.src), octets(reply.dst))
+        }
+    };
+    ebpf::abi::Flow {
+        saddr,
+        daddr,
         sport_be: reply.sport.to_be(),
         dport_be: reply.dport.to_be(),
         proto: reply.proto,
-        pad: [0; 3],
+        family,
+        pad: [0; 2],
     }
 }
 
@@ -272,13 +304,13 @@ fn map_key(reply: &Tuple) -> ebpf::abi::FlowV4 {
 mod tests {
     use super::*;
     use crate::offload::table::FlowTable;
-    use crate::offload::tuple::UDP;
+    use crate::offload::tuple::{ICMP, ICMPV6, UDP};
     use contract::layout::Layout;
 
     /// The kernel as the tests see it: what is steered, what was refreshed.
     #[derive(Default)]
     struct FakeKernel {
-        steered: HashSet<ebpf::abi::FlowV4>,
+        steered: HashSet<ebpf::abi::Flow>,
         refreshed: Vec<(Tuple, u32)>,
         refuse: bool,
     }
@@ -287,10 +319,10 @@ mod tests {
         fn refresh(&mut self, orig: &Tuple, timeout_s: u32) {
             self.refreshed.push((*orig, timeout_s));
         }
-        fn steer(&mut self, key: ebpf::abi::FlowV4) -> bool {
+        fn steer(&mut self, key: ebpf::abi::Flow) -> bool {
             !self.refuse && self.steered.insert(key)
         }
-        fn unsteer(&mut self, key: &ebpf::abi::FlowV4) {
+        fn unsteer(&mut self, key: &ebpf::abi::Flow) {
             self.steered.remove(key);
         }
         fn unsteer_all(&mut self) {
@@ -298,8 +330,14 @@ mod tests {
         }
     }
 
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     const GW: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
     const INET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 250);
+    /// IPv6: the clients are 2001:2:0:19::/64 (peer = the last byte), the gateway and the
+    /// internet host in 2001:2:0:18::/64.
+    const GW6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x18, 0, 0, 0, 1);
+    const INET6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x18, 0, 0, 0, 0xfa);
 
     fn region(name: &str) -> Arc<Region> {
         let path =
@@ -319,25 +357,38 @@ mod tests {
         Arc::new(r)
     }
 
-    /// Clients are 198.19.0.0/24.
+    /// Clients are 198.19.0.0/24 and 2001:2:0:19::/64; the peer is the address's last byte.
     fn follower(name: &str) -> (Follower, Arc<FlowTable>) {
         let table = FlowTable::new(64);
-        let clients: Clients = Box::new(|a: Ipv4Addr| a.octets()[..3] == [198, 19, 0]);
+        let clients: Clients = Box::new(|a: IpAddr| match a {
+            IpAddr::V4(v4) => (v4.octets()[..3] == [198, 19, 0]).then_some(v4.octets()[3].into()),
+            IpAddr::V6(v6) => {
+                (v6.segments()[..4] == [0x2001, 2, 0, 0x19]).then_some(v6.octets()[15].into())
+            }
+        });
         let mut f = Follower::new(
             Writer::new(table.clone()),
             clients,
-            Timeouts { tcp: 300, udp: 120 },
+            Timeouts {
+                tcp: 300,
+                udp: 120,
+                icmp: 30,
+            },
             region(name),
         );
-        f.set_local([GW, Ipv4Addr::new(198, 19, 0, 1)].into_iter().collect());
+        f.set_local(
+            [GW.into(), Ipv4Addr::new(198, 19, 0, 1).into(), GW6.into()]
+                .into_iter()
+                .collect(),
+        );
         (f, table)
     }
 
     fn conn(kind: Kind, proto: u8, client: u8, port: u16, status: u32, tcp: Option<u8>) -> Conn {
         let orig = Tuple {
             proto,
-            src: Ipv4Addr::new(198, 19, 0, client),
-            dst: INET,
+            src: Ipv4Addr::new(198, 19, 0, client).into(),
+            dst: INET.into(),
             sport: port,
             dport: 443,
         };
@@ -346,8 +397,8 @@ mod tests {
             orig,
             reply: Tuple {
                 proto,
-                src: INET,
-                dst: GW,
+                src: INET.into(),
+                dst: GW.into(),
                 sport: 443,
                 // Conntrack keeps reply tuples unique: a port per client and flow.
                 dport: 60000 + u16::from(client) * 100 + port,
@@ -406,11 +457,11 @@ mod tests {
         assert!(table.lookup(&udp.orig).is_some());
         // Not a client's (an internet host's connection to the gateway, or the gateway's own).
         let mut stranger = conn(Kind::Update, UDP, 2, 2, SEEN, None);
-        stranger.orig.src = Ipv4Addr::new(198, 18, 7, 7);
+        stranger.orig.src = Ipv4Addr::new(198, 18, 7, 7).into();
         f.on(&stranger, &mut k);
         // A client's, to the gateway itself (its DNS at the tunnel address).
         let mut own = conn(Kind::Update, UDP, 2, 3, SEEN, None);
-        own.orig.dst = Ipv4Addr::new(198, 19, 0, 1);
+        own.orig.dst = Ipv4Addr::new(198, 19, 0, 1).into();
         f.on(&own, &mut k);
         // Dying.
         f.on(
@@ -490,5 +541,124 @@ mod tests {
         // Not again until used again.
         f.refresh_used(&mut k);
         assert_eq!(k.refreshed.len(), 1);
+    }
+
+    /// An IPv6 flow (NAT66 here: the reply comes back to the gateway's address) and echo
+    /// flows of both families are carried as TCP and UDP are; their map keys name the family.
+    #[test]
+    fn ipv6_and_echo_flows_are_carried_too() {
+        let (mut f, table) = follower("v6");
+        let mut k = FakeKernel::default();
+        let client6 = Ipv6Addr::new(0x2001, 2, 0, 0x19, 0, 0, 0, 2);
+        let v6 = Conn {
+            kind: Kind::Update,
+            orig: Tuple {
+                proto: UDP,
+                src: client6.into(),
+                dst: INET6.into(),
+                sport: 5353,
+                dport: 53,
+            },
+            reply: Tuple {
+                proto: UDP,
+                src: INET6.into(),
+                dst: GW6.into(),
+                sport: 53,
+                dport: 61000,
+            },
+            status: SEEN,
+            tcp_state: None,
+        };
+        f.on(&v6, &mut k);
+        assert_eq!(table.lookup(&v6.orig).unwrap().to, v6.reply.reversed());
+        assert_eq!(table.lookup(&v6.reply).unwrap().to, v6.orig.reversed());
+        let key = map_key(&v6.reply);
+        assert_eq!(
+            (key.family, key.saddr, key.daddr),
+            (6, INET6.octets(), GW6.octets())
+        );
+        assert!(k.steered.contains(&key));
+        // Ping through MASQUERADE: identifier 7 becomes 9; the reply tuple is the echo
+        // reply's. Refreshed with the ICMP timeout.
+        let ping = Conn {
+            kind: Kind::Update,
+            orig: Tuple {
+                proto: ICMP,
+                src: Ipv4Addr::new(198, 19, 0, 3).into(),
+                dst: INET.into(),
+                sport: 7,
+                dport: 8,
+            },
+            reply: Tuple {
+                proto: ICMP,
+                src: INET.into(),
+                dst: GW.into(),
+                sport: 9,
+                dport: 0,
+            },
+            status: SEEN,
+            tcp_state: None,
+        };
+        k.refreshed.clear();
+        f.on(&ping, &mut k);
+        assert_eq!(table.lookup(&ping.reply).unwrap().to, ping.orig.reversed());
+        assert_eq!(k.refreshed, [(ping.orig, 30)]);
+        let key = map_key(&ping.reply);
+        assert_eq!(
+            (key.family, key.sport_be, key.dport_be, &key.saddr[..4]),
+            (4, 9u16.to_be(), 0u16.to_be(), &INET.octets()[..])
+        );
+        assert_eq!(key.saddr[4..], [0; 12]);
+        // ICMPv6 echo too.
+        let ping6 = Conn {
+            orig: Tuple {
+                proto: ICMPV6,
+                dport: 128,
+                ..v6.orig
+            },
+            reply: Tuple {
+                proto: ICMPV6,
+                sport: 5353,
+                dport: 129,
+                ..v6.reply
+            },
+            ..v6
+        };
+        f.on(&ping6, &mut k);
+        assert!(table.lookup(&ping6.reply).is_some());
+        assert_eq!(k.steered.len(), 3);
+    }
+
+    /// A client's share is its peer's, whatever addresses it uses (an IPv6 client has a
+    /// whole prefix to choose sources from).
+    #[test]
+    fn a_peers_share_counts_all_its_addresses() {
+        let (mut f, _) = follower("share");
+        f.max_per_client = 4;
+        let mut k = FakeKernel::default();
+        for n in 0..8u16 {
+            let src = Ipv6Addr::new(0x2001, 2, 0, 0x19, n, 0, 0, 2);
+            let c = Conn {
+                kind: Kind::Update,
+                orig: Tuple {
+                    proto: UDP,
+                    src: src.into(),
+                    dst: INET6.into(),
+                    sport: 1000,
+                    dport: 53,
+                },
+                reply: Tuple {
+                    proto: UDP,
+                    src: INET6.into(),
+                    dst: src.into(),
+                    sport: 53,
+                    dport: 1000,
+                },
+                status: SEEN,
+                tcp_state: None,
+            };
+            f.on(&c, &mut k);
+        }
+        assert_eq!(k.steered.len(), 4, "peer 2's share, over 8 addresses");
     }
 }

@@ -50,11 +50,11 @@ impl Kernel for Netfilter {
             .send(&conntrack::refresh_request(orig, timeout_s, self.seq), 0);
     }
 
-    fn steer(&mut self, key: ebpf::abi::FlowV4) -> bool {
+    fn steer(&mut self, key: ebpf::abi::Flow) -> bool {
         self.map.insert(key).is_ok()
     }
 
-    fn unsteer(&mut self, key: &ebpf::abi::FlowV4) {
+    fn unsteer(&mut self, key: &ebpf::abi::Flow) {
         self.map.remove(key);
     }
 
@@ -88,15 +88,11 @@ fn open_socket() -> std::io::Result<Socket> {
     Ok(sock)
 }
 
-/// This host's IPv4 addresses (flows to them are the gateway's own: never offloaded).
-fn local_v4() -> HashSet<std::net::Ipv4Addr> {
+/// This host's addresses (flows to them are the gateway's own: never offloaded).
+fn local_addrs() -> HashSet<IpAddr> {
     crate::neigh::local_addrs()
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|a| match a {
-            IpAddr::V4(v4) => Some(v4),
-            IpAddr::V6(_) => None,
-        })
         .collect()
 }
 
@@ -111,8 +107,7 @@ pub fn spawn(
     let sock = open_socket()?;
     let mut reader = allowedips::Reader::attach(region.clone())
         .map_err(|e| std::io::Error::other(format!("allowed IPs: {e}")))?;
-    let clients =
-        Box::new(move |a: std::net::Ipv4Addr| reader.pin().lookup(IpAddr::V4(a)).is_some());
+    let clients = Box::new(move |a: IpAddr| reader.pin().lookup(a));
     let mut f = Follower::new(writer, clients, follower::Timeouts::read(), region);
     let mut kernel = Netfilter { sock, map, seq: 0 };
     std::thread::Builder::new()
@@ -122,7 +117,7 @@ pub fn spawn(
 
 fn follow(f: &mut Follower, k: &mut Netfilter, stop: &AtomicBool) {
     let mut buf = vec![0u8; 1 << 16];
-    f.set_local(local_v4());
+    f.set_local(local_addrs());
     let _ = k.sock.send(&conntrack::dump_request(0), 0);
     let mut last_refresh = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -155,7 +150,7 @@ fn follow(f: &mut Follower, k: &mut Netfilter, stop: &AtomicBool) {
         }
         if last_refresh.elapsed() >= REFRESH {
             last_refresh = std::time::Instant::now();
-            f.set_local(local_v4());
+            f.set_local(local_addrs());
             f.refresh_used(k);
         }
     }

@@ -11,7 +11,7 @@
 //! (the flow stays on the kernel's path, counted by the caller). The hash is keyed per table,
 //! so a sender cannot aim its tuples at one window of another table.
 
-use super::tuple::Tuple;
+use super::tuple::{Tuple, WORDS};
 use std::hash::BuildHasher;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,8 +24,8 @@ pub const PROBES: usize = 8;
 struct Slot {
     /// Even: stable. Odd: the writer is changing the slot.
     seq: AtomicU64,
-    key: [AtomicU64; 2],
-    to: [AtomicU64; 2],
+    key: [AtomicU64; WORDS],
+    to: [AtomicU64; WORDS],
     /// Monotonic ns a worker last carried a packet of this entry (for the writer's timeout
     /// refresh); written only when it moved by more than [`TOUCH_NS`].
     used_ns: AtomicU64,
@@ -71,13 +71,17 @@ impl FlowTable {
         })
     }
 
-    fn home(&self, key: [u64; 2]) -> usize {
-        let h = (key[0] ^ self.seeds[0]).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            ^ (key[1] ^ self.seeds[1]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-        (h ^ (h >> 29)) as usize & self.mask
+    fn home(&self, key: [u64; WORDS]) -> usize {
+        let mut h = self.seeds[0];
+        for w in key {
+            h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 29;
+        }
+        h = (h ^ self.seeds[1]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+        (h ^ (h >> 32)) as usize & self.mask
     }
 
-    fn window(&self, key: [u64; 2]) -> impl Iterator<Item = usize> + '_ {
+    fn window(&self, key: [u64; WORDS]) -> impl Iterator<Item = usize> + '_ {
         let home = self.home(key);
         (0..PROBES).map(move |i| (home + i) & self.mask)
     }
@@ -96,17 +100,10 @@ impl FlowTable {
             if seq & 1 == 1 {
                 continue;
             }
-            let k = [
-                s.key[0].load(Ordering::Relaxed),
-                s.key[1].load(Ordering::Relaxed),
-            ];
-            if k != key {
+            if load(&s.key) != key {
                 continue;
             }
-            let to = [
-                s.to[0].load(Ordering::Relaxed),
-                s.to[1].load(Ordering::Relaxed),
-            ];
+            let to = load(&s.to);
             fence(Ordering::Acquire);
             if s.seq.load(Ordering::Relaxed) == seq {
                 return Some(Hit {
@@ -127,7 +124,7 @@ impl FlowTable {
         }
     }
 
-    fn write(&self, i: usize, key: [u64; 2], to: [u64; 2]) {
+    fn write(&self, i: usize, key: [u64; WORDS], to: [u64; WORDS]) {
         let s = &self.slots[i];
         let seq = s.seq.load(Ordering::Relaxed);
         s.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
@@ -142,13 +139,13 @@ impl FlowTable {
         s.seq.store(seq.wrapping_add(2), Ordering::Release);
     }
 
-    fn key_at(&self, i: usize) -> [u64; 2] {
-        let s = &self.slots[i];
-        [
-            s.key[0].load(Ordering::Relaxed),
-            s.key[1].load(Ordering::Relaxed),
-        ]
+    fn key_at(&self, i: usize) -> [u64; WORDS] {
+        load(&self.slots[i].key)
     }
+}
+
+fn load(words: &[AtomicU64; WORDS]) -> [u64; WORDS] {
+    std::array::from_fn(|i| words[i].load(Ordering::Relaxed))
 }
 
 /// The table's one writer. Not `Clone`: two writers would race on a slot's sequence.
@@ -181,7 +178,7 @@ impl Writer {
                 t.write(i, key, to.to_words());
                 return Ok(i);
             }
-            if k == [0, 0] && free.is_none() {
+            if k == [0; WORDS] && free.is_none() {
                 free = Some(i);
             }
         }
@@ -198,7 +195,7 @@ impl Writer {
         let Some(i) = t.window(key).find(|&i| t.key_at(i) == key) else {
             return false;
         };
-        t.write(i, [0, 0], [0, 0]);
+        t.write(i, [0; WORDS], [0; WORDS]);
         t.entries.fetch_sub(1, Ordering::Relaxed);
         true
     }
@@ -218,13 +215,25 @@ mod tests {
     use super::*;
     use crate::offload::tuple::{TCP, UDP};
     use std::collections::HashMap;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+    /// Flow `n`'s tuple: TCP or UDP, IPv4 or (every third) IPv6.
     fn t(n: u32, port: u16) -> Tuple {
+        let (src, dst): (IpAddr, IpAddr) = if n.is_multiple_of(3) {
+            (
+                Ipv6Addr::from(0x2001_0002_0000_0001_u128 << 64 | u128::from(n)).into(),
+                Ipv6Addr::from(0x2001_0002_0000_00ff_u128 << 64 | 1).into(),
+            )
+        } else {
+            (
+                Ipv4Addr::from(0xc612_0000 | n).into(),
+                Ipv4Addr::new(198, 18, 0, 250).into(),
+            )
+        };
         Tuple {
             proto: if n.is_multiple_of(2) { TCP } else { UDP },
-            src: Ipv4Addr::from(0xc612_0000 | n),
-            dst: Ipv4Addr::new(198, 18, 0, 250),
+            src,
+            dst,
             sport: port,
             dport: 443,
         }
@@ -254,7 +263,7 @@ mod tests {
                     Err(Full) => {
                         full += 1;
                         let window: Vec<_> = table.window(k.to_words()).collect();
-                        assert!(window.iter().all(|&i| table.key_at(i) != [0, 0]));
+                        assert!(window.iter().all(|&i| table.key_at(i) != [0; WORDS]));
                         assert!(!reference.contains_key(&k));
                     }
                 }

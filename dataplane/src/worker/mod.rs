@@ -447,11 +447,18 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             let m = self.link.recv(Side::Lan, &mut received, BATCH);
             self.count(|s| &s.rx_lan, m);
             moved += m;
-            outbound.extend(
-                received
-                    .drain(..)
-                    .map(|f| outbound::Plain::new(f, now + STAGE_TIMEOUT_NS, Side::Lan)),
-            );
+            // The LAN program steers offloaded flows' return packets here too (an internet
+            // behind the LAN port): translated back first, like the WAN side's.
+            let flows = self.flows.as_ref().is_some_and(|f| !f.is_empty());
+            for mut f in received.drain(..) {
+                if flows {
+                    if let Err(e) = self.offload_return(&mut f, now, &snapshot, true) {
+                        self.drop_frame(f, e);
+                        continue;
+                    }
+                }
+                outbound.push(outbound::Plain::new(f, now + STAGE_TIMEOUT_NS, Side::Lan));
+            }
         }
         if self.link.has_local() && moved > 0 && self.local_wait > 0 {
             self.local_wait -= 1;

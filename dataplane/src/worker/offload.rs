@@ -11,7 +11,6 @@ use crate::neigh::Snapshot;
 use crate::offload::tuple;
 use crate::packet;
 use contract::DropReason;
-use std::net::IpAddr;
 
 impl<'a, L: Link<'a>> Worker<'a, L> {
     /// A decrypted packet (`chunk[off..off + len]`, the inner IP packet) of an offloaded flow:
@@ -35,7 +34,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         let Some(hit) = flows.lookup(&key) else {
             return Ok(None);
         };
-        let dst = IpAddr::V4(hit.to.dst);
+        let dst = hit.to.dst;
         let ports = [
             Some((Side::Wan, &self.cfg.wan)),
             self.cfg.lan.as_ref().map(|l| (Side::Lan, l)),
@@ -58,22 +57,23 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         Ok(Some((side, framed.0, framed.1)))
     }
 
-    /// A frame from the WAN socket that is not WireGuard: an offloaded flow's return packet
-    /// (steered by the WAN program) is rewritten in place into the flow's original tuple (its
+    /// A plaintext frame from a port's socket: an offloaded flow's return packet (steered by
+    /// the port's program) is rewritten in place into the flow's original tuple (its
     /// destination the client), so that the outbound path seals it for the client's peer. A
     /// frame that is no flow's is dropped where only flows are steered to the socket (a
     /// two-armed gateway's WAN side), or where it is for one of the gateway's own addresses:
-    /// its flow ended between the WAN program and here, and the kernel would have taken it.
-    /// One-armed, anything else is plaintext for a peer, steered as such.
+    /// its flow ended between the program and here, and the kernel would have taken it.
+    /// Where the socket also carries plaintext for peers (`plain_too`: a LAN port, or the one
+    /// port of a one-armed gateway), anything else is that, steered as such.
     pub(super) fn offload_return(
         &mut self,
         frame: &mut Frame<'a>,
         now: u64,
         snapshot: &Snapshot,
-        one_armed: bool,
+        plain_too: bool,
     ) -> Result<(), DropReason> {
         let Some(flows) = &self.flows else {
-            return if one_armed {
+            return if plain_too {
                 Ok(())
             } else {
                 Err(DropReason::FlowGone)
@@ -96,7 +96,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
                 self.count(|s| &s.offloaded_in, 1);
                 Ok(())
             }
-            None if !one_armed || snapshot.is_local(dst) => Err(DropReason::FlowGone),
+            None if !plain_too || snapshot.is_local(dst) => Err(DropReason::FlowGone),
             None => Ok(()),
         }
     }

@@ -9,7 +9,7 @@ use super::checksum::{self, Checksum, PseudoHeader};
 use super::{read_u16, write_u16, IpProtocol, WireError};
 use std::net::Ipv6Addr;
 
-mod field {
+pub mod field {
     use core::ops::Range;
 
     pub const TYPE: usize = 0;

@@ -21,15 +21,15 @@ const NAT_PORT: u16 = 61000;
 fn flow() -> (Tuple, Tuple) {
     let orig = Tuple {
         proto: UDP,
-        src: PEER_TUNNEL,
-        dst: INET,
+        src: PEER_TUNNEL.into(),
+        dst: INET.into(),
         sport: 1000,
         dport: 2000,
     };
     let reply = Tuple {
         proto: UDP,
-        src: INET,
-        dst: GW_WAN,
+        src: INET.into(),
+        dst: GW_WAN.into(),
         sport: 2000,
         dport: NAT_PORT,
     };
@@ -38,9 +38,12 @@ fn flow() -> (Tuple, Tuple) {
 
 /// The table with the flow offloaded, as the offload thread enters it.
 fn table() -> Arc<FlowTable> {
+    table_of(flow())
+}
+
+fn table_of((orig, reply): (Tuple, Tuple)) -> Arc<FlowTable> {
     let t = FlowTable::new(16);
     let mut w = Writer::new(t.clone());
-    let (orig, reply) = flow();
     w.insert(orig, reply.reversed()).unwrap();
     w.insert(reply, orig.reversed()).unwrap();
     t
@@ -62,13 +65,18 @@ fn with_router() -> Snapshot {
 
 /// The internet host's reply to the gateway's translated address, as a frame from the router.
 fn from_internet(tag: u64) -> Vec<u8> {
-    let mut ip = inner(INET, GW_WAN, tag);
+    from_internet_to(GW_WAN, WAN_MAC, tag)
+}
+
+/// The same to translated address `gw`, on the port whose MAC is `port_mac`.
+fn from_internet_to(gw: Ipv4Addr, port_mac: [u8; 6], tag: u64) -> Vec<u8> {
+    let mut ip = inner(INET, gw, tag);
     ip[20..22].copy_from_slice(&2000u16.to_be_bytes());
     ip[22..24].copy_from_slice(&NAT_PORT.to_be_bytes());
     let mut p = Ipv4Packet::new_unchecked(&mut ip[..]);
-    UdpPacket::new_unchecked(p.payload_mut()).fill_checksum(INET, GW_WAN);
+    UdpPacket::new_unchecked(p.payload_mut()).fill_checksum(INET, gw);
     let mut f = Vec::new();
-    f.extend_from_slice(&WAN_MAC);
+    f.extend_from_slice(&port_mac);
     f.extend_from_slice(&ROUTER_MAC);
     f.extend_from_slice(&[0x08, 0x00]);
     f.extend_from_slice(&ip);
@@ -222,4 +230,36 @@ fn return_packets_of_no_flow_are_dropped_and_counted() {
     assert!(link.sent.is_empty() && link.to_kernel.is_empty());
     assert_eq!((link.outstanding(), link.duplicates()), (0, 0));
     assert_eq!(gw.drops(0, DropReason::FlowGone), 1);
+}
+
+/// A two-armed gateway whose internet is behind its LAN port: the LAN program steers the
+/// flow's return packets to the LAN socket, and the worker translates them back and seals them
+/// for the client, as it does those from the WAN port.
+#[test]
+fn a_return_packet_on_the_lan_port_is_translated_and_sealed() {
+    let gw = Gateway::new("flow-lan", true);
+    let mut arena = vec![0u8; 64 * FRAME];
+    let (orig, mut reply) = flow();
+    reply.dst = GW_LAN.into();
+    let mut w = gw
+        .worker(0, FakeLink::new(&mut arena, FRAME, true), with_router())
+        .with_flows(table_of((orig, reply)));
+    assert!(w
+        .link_mut()
+        .inject(Side::Lan, &from_internet_to(GW_LAN, LAN_MAC, 5)));
+    w.poll_once(T0);
+    let sealed = w.link_mut().take_sent(Side::Wan);
+    assert_eq!(sealed.len(), 1, "sealed for the client");
+    let outer = packet::parse_outer(&sealed[0], 0, sealed[0].len()).unwrap();
+    let mut m = sealed[0][outer.msg_offset..outer.msg_offset + outer.msg_len].to_vec();
+    let n = proto::data::open(&KEY_TO_PEER, &mut m).unwrap();
+    let ip = Ipv4Packet::new_checked(&m[16..16 + n]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (INET, PEER_TUNNEL));
+    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!((udp.src_port(), udp.dst_port()), (2000, 1000));
+    assert!(checksums_verify(&m[16..16 + n]));
+    assert_eq!(counters(&gw), (0, 1));
+    let link = w.link_mut();
+    assert!(link.sent.is_empty() && link.to_kernel.is_empty());
+    assert_eq!((link.outstanding(), link.duplicates()), (0, 0));
 }
