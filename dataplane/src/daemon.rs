@@ -171,7 +171,7 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
             .take_flow_map()
             .map_err(|e| e.to_string())
             .and_then(|map| {
-                crate::offload::spawn(writer, map, region.clone(), stop.clone())
+                crate::offload::spawn(writer, map, region.clone(), opts.lan.clone(), stop.clone())
                     .map_err(|e| e.to_string())
             });
         match started {

@@ -79,6 +79,9 @@ pub struct Follower {
     /// This host's own addresses: flows to them are the gateway's (delivered through wg0,
     /// never by the offload), so they are not entered.
     local: HashSet<IpAddr>,
+    /// The LAN port's own addresses (a two-armed gateway's): a client's flow translated to one
+    /// of them leaves by the LAN port through the operator's NAT.
+    lan: HashSet<IpAddr>,
     region: Arc<Region>,
     timeouts: Timeouts,
     max_flows: usize,
@@ -101,6 +104,7 @@ impl Follower {
             per_client: HashMap::new(),
             clients,
             local: HashSet::new(),
+            lan: HashSet::new(),
             region,
             timeouts,
             max_flows: MAX_FLOWS,
@@ -110,6 +114,33 @@ impl Follower {
 
     pub fn set_local(&mut self, local: HashSet<IpAddr>) {
         self.local = local;
+    }
+
+    pub fn set_lan(&mut self, lan: HashSet<IpAddr>) {
+        self.lan = lan;
+    }
+
+    /// Whether the kernel translated a client's flow to the LAN port's address (MASQUERADE
+    /// towards the LAN, as the guides do to reach a home network): the first packet to each
+    /// LAN host takes the kernel's path (its neighbour is not known yet), so the first such
+    /// flow tells. Workers then send LAN traffic through the kernel too ([`Writer::set_lan_translated`]).
+    fn note_lan_translation(&mut self, conn: &Conn) {
+        if self.writer.table().lan_translated()
+            || conn.kind == Kind::Destroy
+            || conn.reply.dst == conn.orig.src
+            || !self.lan.contains(&conn.reply.dst)
+            || (self.clients)(conn.orig.src).is_none()
+        {
+            return;
+        }
+        self.writer.set_lan_translated();
+        tracing::info!(
+            "the kernel translates clients' traffic out of the LAN port ({} to {} leaves as {}): \
+             LAN hosts are reached through the kernel, and their established flows offloaded",
+            conn.orig.src,
+            conn.orig.dst,
+            conn.reply.dst
+        );
     }
 
     /// The client's peer if `conn` is a client's flow that the workers may carry now.
@@ -143,6 +174,7 @@ impl Follower {
 
     /// Follows one connection-tracking message.
     pub fn on(&mut self, conn: &Conn, k: &mut impl Kernel) {
+        self.note_lan_translation(conn);
         let client = match conn.kind {
             Kind::Destroy => None,
             _ => self.wanted(conn),
@@ -660,5 +692,31 @@ mod tests {
             f.on(&c, &mut k);
         }
         assert_eq!(k.steered.len(), 4, "peer 2's share, over 8 addresses");
+    }
+
+    /// A client's flow translated to the LAN port's address tells that the operator NATs
+    /// towards the LAN: the table says so from then on. A translation to another address (the
+    /// WAN's), an untranslated flow to a LAN host, and a stranger's flow do not.
+    #[test]
+    fn a_client_flow_translated_to_the_lan_address_marks_the_lan_translated() {
+        let (mut f, table) = follower("lan-nat");
+        let lan: IpAddr = Ipv4Addr::new(198, 18, 1, 1).into();
+        f.set_lan([lan].into_iter().collect());
+        let mut k = FakeKernel::default();
+        let new = |client: u8, reply_dst: IpAddr| {
+            let mut c = conn(Kind::New, UDP, client, 1, 0, None);
+            c.reply.dst = reply_dst;
+            c
+        };
+        f.on(&new(2, GW.into()), &mut k);
+        let mut untranslated = conn(Kind::New, UDP, 2, 2, 0, None);
+        untranslated.reply.dst = untranslated.orig.src;
+        f.on(&untranslated, &mut k);
+        let mut stranger = new(2, lan);
+        stranger.orig.src = Ipv4Addr::new(198, 18, 7, 7).into();
+        f.on(&stranger, &mut k);
+        assert!(!table.lan_translated());
+        f.on(&new(3, lan), &mut k);
+        assert!(table.lan_translated());
     }
 }

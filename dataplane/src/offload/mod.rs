@@ -96,12 +96,33 @@ fn local_addrs() -> HashSet<IpAddr> {
         .collect()
 }
 
+/// The addresses of interface `name` (none if it is `None` or gone).
+fn addrs_of(name: Option<&str>) -> HashSet<IpAddr> {
+    let Some(name) = name else {
+        return HashSet::new();
+    };
+    nix::ifaddrs::getifaddrs()
+        .map(|all| {
+            all.filter(|a| a.interface_name == name)
+                .filter_map(|a| {
+                    let s = a.address?;
+                    s.as_sockaddr_in()
+                        .map(|x| IpAddr::V4(x.ip()))
+                        .or_else(|| s.as_sockaddr_in6().map(|x| IpAddr::V6(x.ip())))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Starts the offload thread: it follows connection tracking until `stop` is set, keeping the
-/// workers' table (`writer`) and the WAN programs' map in step with the flows it offloads.
+/// workers' table (`writer`) and the programs' map in step with the flows it offloads. `lan`
+/// names a two-armed gateway's LAN port.
 pub fn spawn(
     writer: Writer,
     map: FlowMap,
     region: Arc<Region>,
+    lan: Option<String>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let sock = open_socket()?;
@@ -112,12 +133,13 @@ pub fn spawn(
     let mut kernel = Netfilter { sock, map, seq: 0 };
     std::thread::Builder::new()
         .name("wgxdp-offload".into())
-        .spawn(move || follow(&mut f, &mut kernel, &stop))
+        .spawn(move || follow(&mut f, &mut kernel, lan.as_deref(), &stop))
 }
 
-fn follow(f: &mut Follower, k: &mut Netfilter, stop: &AtomicBool) {
+fn follow(f: &mut Follower, k: &mut Netfilter, lan: Option<&str>, stop: &AtomicBool) {
     let mut buf = vec![0u8; 1 << 16];
     f.set_local(local_addrs());
+    f.set_lan(addrs_of(lan));
     let _ = k.sock.send(&conntrack::dump_request(0), 0);
     let mut last_refresh = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -151,6 +173,7 @@ fn follow(f: &mut Follower, k: &mut Netfilter, stop: &AtomicBool) {
         if last_refresh.elapsed() >= REFRESH {
             last_refresh = std::time::Instant::now();
             f.set_local(local_addrs());
+            f.set_lan(addrs_of(lan));
             f.refresh_used(k);
         }
     }

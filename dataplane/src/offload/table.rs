@@ -41,6 +41,10 @@ pub struct FlowTable {
     seeds: [u64; 2],
     /// Entries present (the writer's count): while there are none, workers skip the lookup.
     entries: std::sync::atomic::AtomicUsize,
+    /// The kernel was seen translating a client's flow out of the LAN port (the operator NATs
+    /// towards it): workers then no longer serve LAN hosts directly (see
+    /// [`Writer::set_lan_translated`]).
+    lan_translated: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for FlowTable {
@@ -68,6 +72,7 @@ impl FlowTable {
             mask: n - 1,
             seeds: [state.hash_one(1u8), state.hash_one(2u8)],
             entries: std::sync::atomic::AtomicUsize::new(0),
+            lan_translated: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -89,6 +94,11 @@ impl FlowTable {
     /// Whether no flow is offloaded (a packet need not even be parsed for a lookup).
     pub fn is_empty(&self) -> bool {
         self.entries.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether packets to LAN hosts must take the kernel's path (its NAT applies to them).
+    pub fn lan_translated(&self) -> bool {
+        self.lan_translated.load(Ordering::Relaxed)
     }
 
     /// The rewrite for a packet of tuple `t`, if its flow is offloaded.
@@ -186,6 +196,14 @@ impl Writer {
         t.write(i, key, to.to_words());
         t.entries.fetch_add(1, Ordering::Relaxed);
         Ok(i)
+    }
+
+    /// From now on, packets to LAN hosts take the kernel's path (and the offload, once their
+    /// flow is established) instead of being served directly: the kernel translates what
+    /// leaves by the LAN port, and a flow whose packets went round its NAT would otherwise
+    /// leave partly translated, partly not.
+    pub fn set_lan_translated(&mut self) {
+        self.table.lan_translated.store(true, Ordering::Relaxed);
     }
 
     /// Takes tuple `from`'s entry out; false if there was none.

@@ -254,7 +254,11 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         // gateway's own interface when there is one, so that its routing and the operator's
         // filter and NAT rules (`-i wg0`, `-o eth0 -j MASQUERADE`) decide, as for kernel
         // WireGuard's traffic (docs/egress.md); the kernel takes the hop off when it forwards.
+        // Not where the operator translates what leaves by the LAN port: the kernel's path then,
+        // as for the internet, and the offload once the flow is established.
+        let lan_translated = self.flows.as_ref().is_some_and(|f| f.lan_translated());
         let inside = match (&self.cfg.lan, self.link.has_local()) {
+            (Some(_), true) if lan_translated => None,
             (Some(lan), _) => Some(lan),
             (None, false) => Some(&self.cfg.wan),
             (None, true) => None,

@@ -263,3 +263,45 @@ fn a_return_packet_on_the_lan_port_is_translated_and_sealed() {
     assert!(link.sent.is_empty() && link.to_kernel.is_empty());
     assert_eq!((link.outstanding(), link.duplicates()), (0, 0));
 }
+
+/// Once the kernel was seen translating clients' traffic out of the LAN port, a packet to a
+/// LAN host whose next hop is known takes the kernel's path (through wg0, untouched) instead of
+/// being served directly: its NAT must apply to every packet of the flow, not to some.
+#[test]
+fn lan_hosts_take_the_kernels_path_where_the_lan_is_translated() {
+    let gw = Gateway::new("flow-lan-nat", true);
+    for translated in [false, true] {
+        let mut arena = vec![0u8; 64 * FRAME];
+        let t = table();
+        if translated {
+            Writer::new(t.clone()).set_lan_translated();
+        }
+        let mut w = gw
+            .worker(
+                0,
+                FakeLink::new(&mut arena, FRAME, true).with_local(),
+                neighbours(),
+            )
+            .with_flows(t);
+        let counter = if translated { 2 } else { 3 };
+        let msg = from_peer(
+            &inner(PEER_TUNNEL, LAN_HOST, 1),
+            &KEY_TO_US,
+            counter,
+            endpoint(),
+        );
+        assert!(w.link_mut().inject(Side::Wan, &msg));
+        w.poll_once(T0);
+        let (lan, local) = (
+            w.link_mut().take_sent(Side::Lan),
+            w.link_mut().take_sent(Side::Local),
+        );
+        if translated {
+            assert_eq!((lan.len(), local.len()), (0, 1), "through the kernel");
+            let ip = Ipv4Packet::new_checked(&local[0][..]).unwrap();
+            assert_eq!((ip.src_addr(), ip.ttl()), (PEER_TUNNEL, 64), "untouched");
+        } else {
+            assert_eq!((lan.len(), local.len()), (1, 0), "served directly");
+        }
+    }
+}
