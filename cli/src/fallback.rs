@@ -155,6 +155,8 @@ pub fn run(
             mac: [0; 6],
             v4: Some(Ipv4Addr::UNSPECIFIED),
             v6: Some(Ipv6Addr::UNSPECIFIED),
+            // Unused: no next hop is ever known, so the workers never send out of these.
+            mtu: usize::from(u16::MAX),
         },
         lan: Some(Iface {
             name: tun.to_string(),
@@ -162,6 +164,7 @@ pub fn run(
             mac: [0; 6],
             v4: tunnel_v4,
             v6: tunnel_v6,
+            mtu: usize::from(u16::MAX),
         }),
         listen_port: port,
         mtu,

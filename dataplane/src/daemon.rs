@@ -90,12 +90,17 @@ pub fn iface(name: &str) -> Result<Iface, DataplaneError> {
         .ok()
         .and_then(|t| t.trim().parse().ok())
         .ok_or_else(|| err("unreadable interface index".into()))?;
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| err("unreadable MTU".into()))?;
     Ok(Iface {
         name: name.to_string(),
         index,
         mac,
         v4,
         v6,
+        mtu,
     })
 }
 

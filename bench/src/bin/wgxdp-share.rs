@@ -115,6 +115,7 @@ fn config(id: usize) -> WorkerConfig {
         mac,
         v4: Some(v4),
         v6: None,
+        mtu: 1500,
     };
     WorkerConfig {
         id,

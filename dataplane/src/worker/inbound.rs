@@ -263,7 +263,11 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             (None, false) => Some(&self.cfg.wan),
             (None, true) => None,
         };
-        let next_hop = inside.and_then(|i| Some((i.mac, snapshot.lookup(dst, i.index)?)));
+        // A packet longer than the LAN port carries takes the kernel's path too: it fragments
+        // it or tells the peer the MTU.
+        let next_hop = inside
+            .filter(|i| inner_len <= i.mtu)
+            .and_then(|i| Some((i.mac, snapshot.lookup(dst, i.index)?)));
         let Some((our_mac, mac)) = next_hop else {
             // A destination the resolver has not looked up yet: ask, so that the next packets
             // to an inside host are served directly (the kernel resolves its neighbour as it

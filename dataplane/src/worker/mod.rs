@@ -57,6 +57,9 @@ pub struct Iface {
     pub mac: [u8; 6],
     pub v4: Option<Ipv4Addr>,
     pub v6: Option<Ipv6Addr>,
+    /// Its MTU when the data path started: a packet the workers would send out of it must fit
+    /// (a longer one takes the kernel's path, which fragments it or reports the MTU).
+    pub mtu: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -42,13 +42,19 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         let hop = ports
             .into_iter()
             .flatten()
-            .find_map(|(side, i)| Some((side, i.mac, snapshot.lookup(dst, i.index)?)));
-        let Some((side, our_mac, mac)) = hop else {
+            .find_map(|(side, i)| Some((side, i, snapshot.lookup(dst, i.index)?)));
+        let Some((side, port, mac)) = hop else {
             // The kernel's path this time (it resolves the neighbour); the next packets of
             // the flow find the hop once the resolver has learned it.
             self.neigh.request(dst);
             return Ok(None);
         };
+        // Longer than the port carries: the kernel fragments it or tells the client the MTU
+        // (through its NAT: the error quotes the translated packet).
+        if len > port.mtu {
+            return Ok(None);
+        }
+        let our_mac = port.mac;
         packet::decrement_ttl(chunk, off)?;
         tuple::rewrite(&mut chunk[off..off + len], hit.to);
         flows.touch(hit.slot, now);

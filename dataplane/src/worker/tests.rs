@@ -121,6 +121,7 @@ impl Gateway {
                     mac: WAN_MAC,
                     v4: Some(GW_WAN),
                     v6: None,
+                    mtu: 1500,
                 },
                 lan: Some(Iface {
                     name: "lan".into(),
@@ -128,6 +129,7 @@ impl Gateway {
                     mac: LAN_MAC,
                     v4: Some(GW_LAN),
                     v6: None,
+                    mtu: 1500,
                 }),
                 listen_port: PORT,
                 mtu: 1420,

@@ -305,3 +305,44 @@ fn lan_hosts_take_the_kernels_path_where_the_lan_is_translated() {
         }
     }
 }
+
+/// A packet longer than the port it would leave by takes the kernel's path (which fragments
+/// it or tells the client the MTU), whether it is an offloaded flow's or for a LAN host.
+#[test]
+fn packets_longer_than_the_port_take_the_kernels_path() {
+    let gw = Gateway::new("flow-mtu", true);
+    let mut arena = vec![0u8; 64 * FRAME];
+    let mut w = gw
+        .worker(
+            0,
+            FakeLink::new(&mut arena, FRAME, true).with_local(),
+            with_router(),
+        )
+        .with_flows(table());
+    // `inner()` packets are 36 bytes long.
+    w.cfg.wan.mtu = 35;
+    if let Some(lan) = w.cfg.lan.as_mut() {
+        lan.mtu = 35;
+    }
+    for (counter, dst) in [(0, INET), (1, LAN_HOST)] {
+        let msg = from_peer(&inner(PEER_TUNNEL, dst, 1), &KEY_TO_US, counter, endpoint());
+        assert!(w.link_mut().inject(Side::Wan, &msg));
+        w.poll_once(T0);
+        let link = w.link_mut();
+        assert_eq!(link.take_sent(Side::Local).len(), 1, "{dst}: to the kernel");
+        assert!(link.take_sent(Side::Wan).is_empty() && link.take_sent(Side::Lan).is_empty());
+    }
+    assert_eq!(counters(&gw), (0, 0));
+    // At the MTU, both leave directly.
+    w.cfg.wan.mtu = 36;
+    if let Some(lan) = w.cfg.lan.as_mut() {
+        lan.mtu = 36;
+    }
+    for (counter, dst, side) in [(2, INET, Side::Wan), (3, LAN_HOST, Side::Lan)] {
+        let msg = from_peer(&inner(PEER_TUNNEL, dst, 1), &KEY_TO_US, counter, endpoint());
+        assert!(w.link_mut().inject(Side::Wan, &msg));
+        w.poll_once(T0);
+        assert_eq!(w.link_mut().take_sent(side).len(), 1, "{dst}: directly");
+    }
+    assert_eq!(counters(&gw).0, 1);
+}
