@@ -176,7 +176,10 @@ pub fn run(opts: &DataplaneOptions, stop: &Arc<AtomicBool>) -> Result<(), Datapl
             .take_flow_map()
             .map_err(|e| e.to_string())
             .and_then(|map| {
-                crate::offload::spawn(writer, map, region.clone(), opts.lan.clone(), stop.clone())
+                // The port that carries plaintext for peers: the WAN one of a one-armed
+                // gateway.
+                let lan = opts.lan.clone().unwrap_or_else(|| opts.wan.clone());
+                crate::offload::spawn(writer, map, region.clone(), lan, stop.clone())
                     .map_err(|e| e.to_string())
             });
         match started {
@@ -423,6 +426,7 @@ fn run_workers<'s, 'u: 's>(
 
     let mut port_now = port;
     let mut last_stats = std::time::Instant::now();
+    let mut lan_via_kernel = false;
     let mut died = None;
     while !stop.load(Ordering::Relaxed) {
         // A worker that is gone (a panic) leaves its queue's peer-bound traffic to nobody:
@@ -437,6 +441,14 @@ fn run_workers<'s, 'u: 's>(
             break;
         }
         prefixes::sync(region, steering);
+        // The kernel translates LAN traffic (the offload thread saw it): the LAN programs pass
+        // what they steered to peers to it as well, so that it tracks both directions.
+        if !lan_via_kernel && flows.as_ref().is_some_and(|f| f.lan_translated()) {
+            lan_via_kernel = true;
+            if let Err(e) = steering.set_lan_via_kernel() {
+                tracing::warn!("passing LAN traffic to the kernel: {e}");
+            }
+        }
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = std::time::Instant::now();
             // Addresses come and go (DHCP, an operator's `ip addr`): follow them.

@@ -192,6 +192,13 @@ impl Steering {
         self.write_config()
     }
 
+    /// Plaintext for peers passes to the kernel (unless it is an offloaded flow's): the
+    /// kernel translates LAN traffic, so its connection tracking must see it.
+    pub fn set_lan_via_kernel(&mut self) -> Result<(), XdpError> {
+        self.config.flags |= ebpf::abi::F_LAN_VIA_KERNEL;
+        self.write_config()
+    }
+
     fn write_config(&mut self) -> Result<(), XdpError> {
         let name = ebpf::maps::CONFIG;
         let value = self.config;

@@ -660,6 +660,86 @@ fn flow_return_fixtures() {
     );
 }
 
+/// Where the kernel translates LAN traffic (`set_lan_via_kernel`), plaintext for peers passes
+/// to the kernel (which tracks both directions of every LAN flow) unless it is an offloaded
+/// flow's: then it goes to the socket (none here: passed and counted as such).
+#[test]
+fn lan_traffic_for_peers_passes_to_the_kernel_where_it_translates() {
+    if !privileged() {
+        return;
+    }
+    let mut s = Steering::load(PORT).unwrap();
+    let prefix = |s: &str| {
+        let (a, l) = s.split_once('/').unwrap();
+        Prefix::new(a.parse().unwrap(), l.parse().unwrap()).unwrap()
+    };
+    s.insert_peer_prefix(prefix("10.20.0.0/16"), 1).unwrap();
+    s.insert_peer_prefix(prefix("2001:2:0:10::/64"), 1).unwrap();
+    s.set_flow_mtu(1420).unwrap();
+    let mut flows = s.take_flow_map().unwrap();
+    let client = Ipv4Addr::new(10, 20, 3, 4);
+    let v4 = ipv4(IpProtocol::UDP, client, None, &udp(5201, b"x"));
+    let v6 = ipv6(
+        IpProtocol::UDP,
+        "2001:2:0:10::4".parse().unwrap(),
+        &udp(5201, b"x"),
+    );
+    for role in [Role::Lan, Role::OneArmed] {
+        expect(&mut s, role, &v4, XDP_DROP, Verdict::LanNoSocket, "steered");
+    }
+    s.set_lan_via_kernel().unwrap();
+    for role in [Role::Lan, Role::OneArmed] {
+        expect(
+            &mut s,
+            role,
+            &v4,
+            XDP_PASS,
+            Verdict::LanPassViaKernel,
+            "v4 to the kernel",
+        );
+        expect(
+            &mut s,
+            role,
+            &v6,
+            XDP_PASS,
+            Verdict::LanPassViaKernel,
+            "v6 to the kernel",
+        );
+    }
+    // A LAN host's flow to the client, offloaded: steered by its original tuple.
+    let mut saddr = [0u8; 16];
+    saddr[..4].copy_from_slice(&[198, 18, 0, 2]);
+    let mut daddr = [0u8; 16];
+    daddr[..4].copy_from_slice(&client.octets());
+    flows
+        .insert(ebpf::abi::Flow {
+            saddr,
+            daddr,
+            sport_be: 40000u16.to_be(),
+            dport_be: 5201u16.to_be(),
+            proto: 17,
+            family: 4,
+            pad: [0; 2],
+        })
+        .unwrap();
+    expect(
+        &mut s,
+        Role::Lan,
+        &v4,
+        XDP_PASS,
+        Verdict::LanFlowNoSocket,
+        "lan flow",
+    );
+    expect(
+        &mut s,
+        Role::OneArmed,
+        &v4,
+        XDP_PASS,
+        Verdict::WanFlowNoSocket,
+        "one-armed flow",
+    );
+}
+
 /// Attached natively on veth (which supports XDP), visible to `ip link`, and gone once the
 /// `Steering` drops; a missing interface is a clear error that attaches nothing.
 #[test]

@@ -19,6 +19,12 @@ struct wgxdp_config {
 
 /* One-armed mode: the same interface carries WireGuard and plaintext for peers. */
 #define WGXDP_F_ONE_ARMED 1
+/*
+ * The kernel translates clients' traffic out of the LAN port (the operator NATs towards it):
+ * plaintext for peers passes to the kernel too, unless it is an offloaded flow's, so that its
+ * connection tracking sees both directions of every LAN flow.
+ */
+#define WGXDP_F_LAN_VIA_KERNEL 2
 
 /* Keys of the peer-prefix LPM tries (kept in step with every peer's AllowedIPs). */
 struct wgxdp_lpm_v4 {
@@ -80,6 +86,7 @@ enum wgxdp_verdict {
 	/* LAN program: an offloaded flow's return packet arriving on a two-armed gateway's LAN */
 	LAN_FLOW_REDIRECT,
 	LAN_FLOW_NO_SOCKET,
+	LAN_PASS_VIA_KERNEL,     /* for a peer, but LAN traffic goes through the kernel (its NAT) */
 	WGXDP_VERDICT_MAX,
 };
 

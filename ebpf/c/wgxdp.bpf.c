@@ -373,6 +373,22 @@ static __always_inline int lan_pass(struct xdp_md *ctx, int flows, enum wgxdp_ve
 	return f >= 0 ? f : count(why, XDP_PASS);
 }
 
+/*
+ * Plaintext for a peer: to the LAN socket, unless the kernel translates LAN traffic
+ * (WGXDP_F_LAN_VIA_KERNEL): then it passes to the kernel, which routes it into the gateway's
+ * own interface, unless it is an offloaded flow's.
+ */
+static __always_inline int lan_to_peer(struct xdp_md *ctx, int flows)
+{
+	struct wgxdp_config *cfg;
+	__u32 zero = 0;
+
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (cfg && (cfg->flags & WGXDP_F_LAN_VIA_KERNEL))
+		return lan_pass(ctx, flows, LAN_PASS_VIA_KERNEL);
+	return redirect(&xsks_lan, ctx, LAN_REDIRECT, LAN_NO_SOCKET, XDP_DROP);
+}
+
 static __always_inline int lan_decide(struct xdp_md *ctx, int flows)
 {
 	void *data = (void *)(long)ctx->data;
@@ -398,7 +414,7 @@ static __always_inline int lan_decide(struct xdp_md *ctx, int flows)
 		__builtin_memcpy(key.addr, &dst, 4);
 		if (!bpf_map_lookup_elem(&peer_v4, &key))
 			return lan_pass(ctx, flows, LAN_PASS_NO_PEER);
-		return redirect(&xsks_lan, ctx, LAN_REDIRECT, LAN_NO_SOCKET, XDP_DROP);
+		return lan_to_peer(ctx, flows);
 	}
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -425,7 +441,7 @@ static __always_inline int lan_decide(struct xdp_md *ctx, int flows)
 		__builtin_memcpy(key.addr, d, 16);
 		if (!bpf_map_lookup_elem(&peer_v6, &key))
 			return lan_pass(ctx, flows, LAN_PASS_NO_PEER);
-		return redirect(&xsks_lan, ctx, LAN_REDIRECT, LAN_NO_SOCKET, XDP_DROP);
+		return lan_to_peer(ctx, flows);
 	}
 	return count(LAN_PASS_NOT_IP, XDP_PASS);
 }

@@ -54,6 +54,9 @@ unsafe impl aya::Pod for Config {}
 
 /// One-armed mode (`WGXDP_F_ONE_ARMED`).
 pub const F_ONE_ARMED: u16 = 1;
+/// Plaintext for peers passes to the kernel unless it is an offloaded flow's
+/// (`WGXDP_F_LAN_VIA_KERNEL`).
+pub const F_LAN_VIA_KERNEL: u16 = 2;
 
 pub const MAX_QUEUES: u32 = 64;
 pub const MAX_PEER_PREFIXES: u32 = 1 << 20;
@@ -104,6 +107,7 @@ verdicts! {
     WanFlowNoSocket = "WAN_FLOW_NO_SOCKET",
     LanFlowRedirect = "LAN_FLOW_REDIRECT",
     LanFlowNoSocket = "LAN_FLOW_NO_SOCKET",
+    LanPassViaKernel = "LAN_PASS_VIA_KERNEL",
 }
 
 #[cfg(test)]
@@ -146,6 +150,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<Config>(), 8);
         assert!(HEADER.contains("__u16 listen_port;") && HEADER.contains("__u16 flags;"));
         assert!(HEADER.contains("#define WGXDP_F_ONE_ARMED 1"));
+        assert!(HEADER.contains("#define WGXDP_F_LAN_VIA_KERNEL 2"));
+        assert_eq!(F_LAN_VIA_KERNEL, 2);
         assert!(HEADER.contains("#define WGXDP_MAX_QUEUES 64"));
         assert!(HEADER.contains("#define WGXDP_MAX_PEER_PREFIXES (1 << 20)"));
         assert!(HEADER.contains("#define WGXDP_MAX_LOCAL_ADDRS 256"));

@@ -54,8 +54,11 @@ mod tests {
             maps::XSKS_LAN,
             maps::FLOWS,
         ] {
+            // Whole names (NUL on both sides in the string table): "flows" must not be found
+            // inside a stale object's "flows_v4".
+            let whole = format!("\0{name}\0");
             assert!(
-                OBJECT.windows(name.len()).any(|w| w == name.as_bytes()),
+                OBJECT.windows(whole.len()).any(|w| w == whole.as_bytes()),
                 "{name} missing"
             );
         }

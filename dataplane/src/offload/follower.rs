@@ -5,7 +5,7 @@
 
 use super::conntrack::{self, Conn, Kind};
 use super::table::Writer;
-use super::tuple::{Tuple, TCP};
+use super::tuple::{Tuple, ICMP, ICMPV6, TCP};
 use contract::Region;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -37,8 +37,8 @@ pub trait Kernel {
 pub struct Timeouts {
     pub tcp: u32,
     pub udp: u32,
-    /// Echo flows (ICMP and ICMPv6 alike).
     pub icmp: u32,
+    pub icmpv6: u32,
 }
 
 impl Timeouts {
@@ -53,6 +53,7 @@ impl Timeouts {
             tcp: sysctl("nf_conntrack_tcp_timeout_established", 432_000),
             udp: sysctl("nf_conntrack_udp_timeout_stream", 120),
             icmp: sysctl("nf_conntrack_icmp_timeout", 30),
+            icmpv6: sysctl("nf_conntrack_icmpv6_timeout", 30),
         }
     }
 }
@@ -61,6 +62,10 @@ impl Timeouts {
 #[derive(Debug)]
 struct Flow {
     reply: Tuple,
+    /// The tuple of its packets that arrive from a port (not through the tunnel): the reply
+    /// tuple of a client's flow, the original tuple of one a host started towards a client.
+    /// The programs' map holds it.
+    from_port: Tuple,
     /// The client's peer, whose share of the table the flow takes.
     client: u32,
     slots: [usize; 2],
@@ -127,7 +132,6 @@ impl Follower {
     fn note_lan_translation(&mut self, conn: &Conn) {
         if self.writer.table().lan_translated()
             || conn.kind == Kind::Destroy
-            || conn.reply.dst == conn.orig.src
             || !self.lan.contains(&conn.reply.dst)
             || (self.clients)(conn.orig.src).is_none()
         {
@@ -143,8 +147,9 @@ impl Follower {
         );
     }
 
-    /// The client's peer if `conn` is a client's flow that the workers may carry now.
-    fn wanted(&mut self, conn: &Conn) -> Option<u32> {
+    /// The client's peer and the tuple that arrives from a port, if `conn` is a flow between
+    /// a client and a host beyond a port that the workers may carry now.
+    fn wanted(&mut self, conn: &Conn) -> Option<(u32, Tuple)> {
         if conn.status & conntrack::STATUS_DYING != 0
             || conn.status & conntrack::STATUS_SEEN_REPLY == 0
         {
@@ -163,13 +168,22 @@ impl Follower {
         if conn.orig.is_echo() && conn.orig.reversed().dport != conn.reply.dport {
             return None;
         }
-        // The original direction must come from a peer (its source in some peer's allowed
-        // IPs): only then do its packets reach the workers, and only then may its return
-        // packets be taken from the kernel.
-        if self.local.contains(&conn.orig.dst) {
-            return None;
+        // One end must be a client (in some peer's allowed IPs): only then do that end's
+        // packets reach the workers, and only then may the other end's be taken from the
+        // kernel. The other end must be a host beyond a port: not the gateway itself (its own
+        // traffic and services go through wg0), and not another client (the kernel hairpins
+        // that: no port carries it).
+        let local = |a: &IpAddr| self.local.contains(a);
+        let (o, r) = (&conn.orig, &conn.reply);
+        match ((self.clients)(o.src), (self.clients)(r.src)) {
+            // A client's flow: its answers arrive from a port, to the address the kernel's NAT
+            // chose (often the gateway's own).
+            (Some(client), None) if !local(&o.dst) && !local(&r.src) => Some((client, *r)),
+            // A host's flow to a client (a LAN host, or a port the operator forwards: its
+            // original destination may be the gateway's).
+            (None, Some(client)) if !local(&o.src) && !local(&r.dst) => Some((client, *o)),
+            _ => None,
         }
-        (self.clients)(conn.orig.src)
     }
 
     /// Follows one connection-tracking message.
@@ -179,7 +193,7 @@ impl Follower {
             Kind::Destroy => None,
             _ => self.wanted(conn),
         };
-        let Some(client) = client else {
+        let Some((client, from_port)) = client else {
             self.remove(&conn.orig, k);
             return;
         };
@@ -191,7 +205,7 @@ impl Follower {
             // list a new connection): start again.
             self.remove(&conn.orig, k);
         }
-        self.insert(conn, client, k);
+        self.insert(conn, client, from_port, k);
     }
 
     fn refused(&self) {
@@ -208,7 +222,7 @@ impl Follower {
             .store(self.flows.len() as u64, Ordering::Relaxed);
     }
 
-    fn insert(&mut self, conn: &Conn, client: u32, k: &mut impl Kernel) {
+    fn insert(&mut self, conn: &Conn, client: u32, from_port: Tuple, k: &mut impl Kernel) {
         let share = self.per_client.get(&client).copied().unwrap_or(0);
         if self.flows.len() >= self.max_flows || share >= self.max_per_client {
             self.refused();
@@ -217,7 +231,7 @@ impl Follower {
         let out = self.writer.insert(conn.orig, conn.reply.reversed());
         let ret = self.writer.insert(conn.reply, conn.orig.reversed());
         let slots = match (out, ret) {
-            (Ok(a), Ok(b)) if k.steer(map_key(&conn.reply)) => [a, b],
+            (Ok(a), Ok(b)) if k.steer(map_key(&from_port)) => [a, b],
             _ => {
                 self.writer.remove(conn.orig);
                 self.writer.remove(conn.reply);
@@ -229,6 +243,7 @@ impl Follower {
             conn.orig,
             Flow {
                 reply: conn.reply,
+                from_port,
                 client,
                 slots,
                 refreshed_ns: 0,
@@ -246,7 +261,7 @@ impl Follower {
         };
         self.writer.remove(*orig);
         self.writer.remove(f.reply);
-        k.unsteer(&map_key(&f.reply));
+        k.unsteer(&map_key(&f.from_port));
         if let Some(n) = self.per_client.get_mut(&f.client) {
             *n -= 1;
             if *n == 0 {
@@ -277,7 +292,8 @@ impl Follower {
     fn refresh(&self, orig: &Tuple, k: &mut impl Kernel) {
         let timeout = match orig.proto {
             TCP => self.timeouts.tcp,
-            _ if orig.is_echo() => self.timeouts.icmp,
+            ICMP => self.timeouts.icmp,
+            ICMPV6 => self.timeouts.icmpv6,
             _ => self.timeouts.udp,
         };
         k.refresh(orig, timeout);
@@ -306,9 +322,9 @@ impl Follower {
     }
 }
 
-/// The programs' map key for a reply tuple.
-fn map_key(reply: &Tuple) -> ebpf::abi::Flow {
-    let (family, saddr, daddr) = match (reply.src, reply.dst) {
+/// The programs' map key for a tuple that arrives from a port.
+fn map_key(t: &Tuple) -> ebpf::abi::Flow {
+    let (family, saddr, daddr) = match (t.src, t.dst) {
         (IpAddr::V6(s), IpAddr::V6(d)) => (6, s.octets(), d.octets()),
         _ => {
             let octets = |a: IpAddr| {
@@ -318,15 +334,15 @@ fn map_key(reply: &Tuple) -> ebpf::abi::Flow {
                 }
                 o
             };
-            (4, octets(reply.src), octets(reply.dst))
+            (4, octets(t.src), octets(t.dst))
         }
     };
     ebpf::abi::Flow {
         saddr,
         daddr,
-        sport_be: reply.sport.to_be(),
-        dport_be: reply.dport.to_be(),
-        proto: reply.proto,
+        sport_be: t.sport.to_be(),
+        dport_be: t.dport.to_be(),
+        proto: t.proto,
         family,
         pad: [0; 2],
     }
@@ -336,7 +352,7 @@ fn map_key(reply: &Tuple) -> ebpf::abi::Flow {
 mod tests {
     use super::*;
     use crate::offload::table::FlowTable;
-    use crate::offload::tuple::{ICMP, ICMPV6, UDP};
+    use crate::offload::tuple::UDP;
     use contract::layout::Layout;
 
     /// The kernel as the tests see it: what is steered, what was refreshed.
@@ -405,6 +421,7 @@ mod tests {
                 tcp: 300,
                 udp: 120,
                 icmp: 30,
+                icmpv6: 31,
             },
             region(name),
         );
@@ -658,6 +675,11 @@ mod tests {
         };
         f.on(&ping6, &mut k);
         assert!(table.lookup(&ping6.reply).is_some());
+        assert_eq!(
+            k.refreshed.last(),
+            Some(&(ping6.orig, 31)),
+            "ICMPv6's timeout"
+        );
         assert_eq!(k.steered.len(), 3);
     }
 
@@ -696,7 +718,7 @@ mod tests {
 
     /// A client's flow translated to the LAN port's address tells that the operator NATs
     /// towards the LAN: the table says so from then on. A translation to another address (the
-    /// WAN's), an untranslated flow to a LAN host, and a stranger's flow do not.
+    /// WAN's) and a stranger's flow do not.
     #[test]
     fn a_client_flow_translated_to_the_lan_address_marks_the_lan_translated() {
         let (mut f, table) = follower("lan-nat");
@@ -709,14 +731,75 @@ mod tests {
             c
         };
         f.on(&new(2, GW.into()), &mut k);
-        let mut untranslated = conn(Kind::New, UDP, 2, 2, 0, None);
-        untranslated.reply.dst = untranslated.orig.src;
-        f.on(&untranslated, &mut k);
         let mut stranger = new(2, lan);
         stranger.orig.src = Ipv4Addr::new(198, 18, 7, 7).into();
         f.on(&stranger, &mut k);
         assert!(!table.lan_translated());
         f.on(&new(3, lan), &mut k);
         assert!(table.lan_translated());
+    }
+
+    /// A flow a host beyond a port starts towards a client (a LAN host's, or a forwarded
+    /// port's) is carried too: its original packets arrive from the port, so those are the
+    /// ones steered. A flow between two clients is the kernel's (no port carries it).
+    #[test]
+    fn flows_towards_clients_are_steered_by_their_original_tuple() {
+        let (mut f, table) = follower("towards");
+        let mut k = FakeKernel::default();
+        let lan_host: IpAddr = Ipv4Addr::new(198, 18, 1, 9).into();
+        let client: IpAddr = Ipv4Addr::new(198, 19, 0, 2).into();
+        let orig = Tuple {
+            proto: UDP,
+            src: lan_host,
+            dst: client,
+            sport: 5000,
+            dport: 53,
+        };
+        let towards = Conn {
+            kind: Kind::Update,
+            orig,
+            reply: orig.reversed(),
+            status: SEEN,
+            tcp_state: None,
+        };
+        f.on(&towards, &mut k);
+        assert_eq!(k.steered, [map_key(&orig)].into_iter().collect());
+        assert_eq!(table.lookup(&orig).unwrap().to, orig);
+        assert_eq!(table.lookup(&orig.reversed()).unwrap().to, orig.reversed());
+        f.on(
+            &Conn {
+                kind: Kind::Destroy,
+                ..towards
+            },
+            &mut k,
+        );
+        assert!(k.steered.is_empty() && table.lookup(&orig).is_none());
+        // Client to client, and a client's flow to the gateway's own address.
+        let between = Tuple {
+            src: Ipv4Addr::new(198, 19, 0, 3).into(),
+            ..orig
+        };
+        f.on(
+            &Conn {
+                orig: between,
+                reply: between.reversed(),
+                ..towards
+            },
+            &mut k,
+        );
+        let own = Tuple {
+            src: client,
+            dst: Ipv4Addr::new(198, 19, 0, 1).into(),
+            ..orig
+        };
+        f.on(
+            &Conn {
+                orig: own,
+                reply: own.reversed(),
+                ..towards
+            },
+            &mut k,
+        );
+        assert!(k.steered.is_empty());
     }
 }

@@ -96,11 +96,8 @@ fn local_addrs() -> HashSet<IpAddr> {
         .collect()
 }
 
-/// The addresses of interface `name` (none if it is `None` or gone).
-fn addrs_of(name: Option<&str>) -> HashSet<IpAddr> {
-    let Some(name) = name else {
-        return HashSet::new();
-    };
+/// The addresses of interface `name` (none if it is gone).
+fn addrs_of(name: &str) -> HashSet<IpAddr> {
     nix::ifaddrs::getifaddrs()
         .map(|all| {
             all.filter(|a| a.interface_name == name)
@@ -117,12 +114,12 @@ fn addrs_of(name: Option<&str>) -> HashSet<IpAddr> {
 
 /// Starts the offload thread: it follows connection tracking until `stop` is set, keeping the
 /// workers' table (`writer`) and the programs' map in step with the flows it offloads. `lan`
-/// names a two-armed gateway's LAN port.
+/// names the port that carries plaintext for peers (a one-armed gateway's only one).
 pub fn spawn(
     writer: Writer,
     map: FlowMap,
     region: Arc<Region>,
-    lan: Option<String>,
+    lan: String,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let sock = open_socket()?;
@@ -133,10 +130,10 @@ pub fn spawn(
     let mut kernel = Netfilter { sock, map, seq: 0 };
     std::thread::Builder::new()
         .name("wgxdp-offload".into())
-        .spawn(move || follow(&mut f, &mut kernel, lan.as_deref(), &stop))
+        .spawn(move || follow(&mut f, &mut kernel, &lan, &stop))
 }
 
-fn follow(f: &mut Follower, k: &mut Netfilter, lan: Option<&str>, stop: &AtomicBool) {
+fn follow(f: &mut Follower, k: &mut Netfilter, lan: &str, stop: &AtomicBool) {
     let mut buf = vec![0u8; 1 << 16];
     f.set_local(local_addrs());
     f.set_lan(addrs_of(lan));

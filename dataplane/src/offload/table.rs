@@ -3,9 +3,10 @@
 //! readers (every worker, per packet).
 //!
 //! Each flow is two entries: its original direction's tuple (client to the internet) and its
-//! reply direction's (the internet to the translated address). An entry is a seqlock over
-//! four words (key, then target); a reader that sees a write in progress treats the entry as
-//! absent, so the packet takes the kernel's path, which is always correct. Entries live in
+//! reply direction's (the internet to the translated address). An entry is a seqlock over its
+//! key's and its target's words (five each: [`Tuple::to_words`]), in a slot of 128 bytes (two
+//! cache lines, with the sequence and the last use); a reader that sees a write in progress
+//! treats the entry as absent, so the packet takes the kernel's path, which is always correct. Entries live in
 //! a window of [`PROBES`] slots from their hash, with no moving on removal: a lookup costs at
 //! most that many slots, present or not, and an insertion that finds its window full fails
 //! (the flow stays on the kernel's path, counted by the caller). The hash is keyed per table,
