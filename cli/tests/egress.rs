@@ -32,6 +32,7 @@ fn egress(one_armed: bool, kind: Kind) {
         a_host,
         b_host,
         inet,
+        srv,
         a,
         _sock,
     }) = setup(one_armed, kind, false)
@@ -283,13 +284,17 @@ fn egress(one_armed: bool, kind: Kind) {
          for i in range(200):\n    s.sendto(str(i).encode(), ('{INET}', {echo_port}))\n    \
          n += s.recv(100) == str(i).encode()\n    time.sleep(0.05)\nprint(n)\n"
     );
-    let offloaded = || g.counter("offloaded flows");
+    let offloaded_flows = || g.counter("offloaded flows");
     // 10 s of exchange: `wgxdp show` (the counter) takes a second of it to sample rates.
     let answered = std::thread::scope(|s| {
         let h = s.spawn(|| python(&a_host.ns, &exchange));
         std::thread::sleep(Duration::from_millis(1500));
         if kind == Kind::Wgxdp {
-            assert!(offloaded() >= 1, "the exchange is offloaded\n{}", g.show());
+            assert!(
+                offloaded_flows() >= 1,
+                "the exchange is offloaded\n{}",
+                g.show()
+            );
         }
         ok(g.gw.exec(["conntrack", "-F"]));
         // The kernel has the flow again: its packets reached it after the flush (had the
@@ -317,6 +322,88 @@ fn egress(one_armed: bool, kind: Kind) {
             g.show()
         );
     }
+    // The guides' other NAT, towards the LAN (so that LAN hosts need no route back): a
+    // client's connection to a LAN host then leaves with the gateway's LAN address, every
+    // packet of it (the workers send LAN traffic through the kernel once they know); a LAN
+    // host's own flow to a client still works untranslated (the kernel sees it from its first
+    // packet); and established flows are carried by the workers again.
+    if !one_armed {
+        let masquerade = |verb: &str| {
+            ok(g.gw.exec([
+                "iptables",
+                "-t",
+                "nat",
+                verb,
+                "POSTROUTING",
+                "-o",
+                &g.lan_if,
+                "-j",
+                "MASQUERADE",
+            ]))
+        };
+        masquerade("-A");
+        let srv_port = tcp_port + 4;
+        tcp_server(&srv.ns, srv_port, 1, "c.sendall(a[0].encode())", false);
+        let seen = tcp_client(
+            &a_host.ns,
+            LAN_V4,
+            srv_port,
+            "print(s.recv(100).decode())\n",
+        );
+        assert_eq!(
+            seen.trim(),
+            "198.18.1.1",
+            "the LAN host sees the gateway's LAN address"
+        );
+        // The LAN host's own flow to a client: a UDP exchange, answered from the client's
+        // address (the kernel, seeing only the answer, would have translated it).
+        let lan_echo = srv_port + 2;
+        a_host
+            .ns
+            .spawn([
+                "python3",
+                "-c",
+                &format!(
+                    "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {lan_echo}))\ns.settimeout(30)\n\
+                     d, a = s.recvfrom(100)\ns.sendto(d, a)\n"
+                ),
+            ])
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let from = python(
+            &srv.ns,
+            &format!(
+                "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\n\
+                 s.sendto(b'hi', ('{A_TUN}', {lan_echo}))\nd, a = s.recvfrom(100)\nprint(a[0])\n"
+            ),
+        );
+        assert_eq!(
+            from.trim(),
+            A_TUN.to_string(),
+            "LAN host -> client\n{}",
+            g.show()
+        );
+        let before = offloaded(&g);
+        tcp_server(&srv.ns, srv_port + 1, 1, "c.sendall(b'x' * 2000000)", false);
+        let got = tcp_client(&a_host.ns, LAN_V4, srv_port + 1, DOWNLOAD);
+        assert_eq!(
+            got.trim(),
+            "2000000",
+            "the download from the LAN completed\n{}",
+            g.show()
+        );
+        if kind == Kind::Wgxdp {
+            let now = offloaded(&g);
+            let (out, back) = (now.0 - before.0, now.1 - before.1);
+            assert!(
+                back >= 1000 && out >= 100,
+                "the LAN flow was offloaded: {out} out, {back} in\n{}",
+                g.show()
+            );
+            assert!(g.counter("lan_pass_via_kernel") >= 1, "{}", g.show());
+        }
+        masquerade("-D");
+    }
     drop(a);
 }
 
@@ -331,6 +418,7 @@ fn egress_v6(one_armed: bool, kind: Kind) {
         inet,
         a,
         _sock,
+        ..
     }) = setup(one_armed, kind, true)
     else {
         return;

@@ -225,6 +225,8 @@ pub(crate) struct Setup {
     pub(crate) a_host: testbed::Host,
     pub(crate) b_host: testbed::Host,
     pub(crate) inet: testbed::Host,
+    /// The LAN's server (two-armed; on the WAN segment one-armed).
+    pub(crate) srv: testbed::Host,
     pub(crate) a: WireguardGo,
     /// boringtun stops when its socket goes: removed after the test, whatever the outcome.
     pub(crate) _sock: RemoveOnDrop,
@@ -334,7 +336,7 @@ pub(crate) fn setup(one_armed: bool, kind: Kind, v6: bool) -> Option<Setup> {
         kind,
         dir,
         lan_if,
-        _keep: vec![sw.ns, srv.ns],
+        _keep: vec![sw.ns],
     };
     assert!(
         out.status.success(),
@@ -431,6 +433,7 @@ pub(crate) fn setup(one_armed: bool, kind: Kind, v6: bool) -> Option<Setup> {
         a_host,
         b_host,
         inet,
+        srv,
         a,
         _sock: RemoveOnDrop(sock),
     })
