@@ -18,33 +18,61 @@ pub enum WorkerEvent {
     /// An authenticated packet of peer slot `peer` came from `from`, which is not the endpoint
     /// its record holds (roaming).
     Endpoint { peer: u32, from: SocketAddr },
+    /// A data message for a receiver index no session here holds came from `from`
+    /// (unauthenticated: anyone can send one). If `from` is a known peer's endpoint, that peer
+    /// may be sending on a session another gateway of a cluster held (it died, and the
+    /// router sent the flow here): control may start a handshake with it at once instead of
+    /// waiting for the peer's own timers. Workers report a source at most once a second.
+    UnknownIndex { from: SocketAddr },
 }
 
 const NEED_SESSION: u64 = 1;
 const ENDPOINT: u64 = 2;
+const UNKNOWN_INDEX: u64 = 3;
 const FAMILY_V4: u64 = 4;
 const FAMILY_V6: u64 = 6;
 
+/// `[kind | family << 8 | port << 16 | peer << 32, addr hi, addr lo, 0]` with the address
+/// IPv6 or IPv4-mapped, big-endian halves.
+fn encode_addr(kind: u64, peer: u32, from: SocketAddr) -> Msg {
+    let (family, octets) = match from.ip() {
+        IpAddr::V4(a) => (FAMILY_V4, a.to_ipv6_mapped().octets()),
+        IpAddr::V6(a) => (FAMILY_V6, a.octets()),
+    };
+    let (hi, lo) = octets.split_at(8);
+    [
+        kind | family << 8 | u64::from(from.port()) << 16 | u64::from(peer) << 32,
+        u64::from_be_bytes(hi.try_into().unwrap_or([0; 8])),
+        u64::from_be_bytes(lo.try_into().unwrap_or([0; 8])),
+        0,
+    ]
+}
+
+/// The peer field and the address of a message [`encode_addr`] wrote.
+fn decode_addr(msg: &Msg) -> Option<(u32, SocketAddr)> {
+    let family = (msg[0] >> 8) & 0xff;
+    let port = (msg[0] >> 16) as u16;
+    let peer = (msg[0] >> 32) as u32;
+    let mut octets = [0u8; 16];
+    octets[..8].copy_from_slice(&msg[1].to_be_bytes());
+    octets[8..].copy_from_slice(&msg[2].to_be_bytes());
+    let v6 = Ipv6Addr::from(octets);
+    let ip = match family {
+        FAMILY_V4 => IpAddr::V4(v6.to_ipv4_mapped()?),
+        FAMILY_V6 => IpAddr::V6(v6),
+        _ => return None,
+    };
+    Some((peer, SocketAddr::new(ip, port)))
+}
+
 impl WorkerEvent {
-    /// `[NEED_SESSION, peer, 0, 0]`, or
-    /// `[ENDPOINT | family << 8 | port << 16 | peer << 32, addr hi, addr lo, 0]` with the
-    /// address IPv6 or IPv4-mapped, big-endian halves.
+    /// `[NEED_SESSION, peer, 0, 0]`, or [`encode_addr`]'s form for the others (peer 0 for
+    /// `UnknownIndex`).
     pub fn encode(&self) -> Msg {
         match *self {
             WorkerEvent::NeedSession { peer } => [NEED_SESSION, u64::from(peer), 0, 0],
-            WorkerEvent::Endpoint { peer, from } => {
-                let (family, octets) = match from.ip() {
-                    IpAddr::V4(a) => (FAMILY_V4, a.to_ipv6_mapped().octets()),
-                    IpAddr::V6(a) => (FAMILY_V6, a.octets()),
-                };
-                let (hi, lo) = octets.split_at(8);
-                [
-                    ENDPOINT | family << 8 | u64::from(from.port()) << 16 | u64::from(peer) << 32,
-                    u64::from_be_bytes(hi.try_into().unwrap_or([0; 8])),
-                    u64::from_be_bytes(lo.try_into().unwrap_or([0; 8])),
-                    0,
-                ]
-            }
+            WorkerEvent::Endpoint { peer, from } => encode_addr(ENDPOINT, peer, from),
+            WorkerEvent::UnknownIndex { from } => encode_addr(UNKNOWN_INDEX, 0, from),
         }
     }
 
@@ -55,23 +83,13 @@ impl WorkerEvent {
                 peer: u32::try_from(msg[1]).ok()?,
             }),
             ENDPOINT => {
-                let family = (msg[0] >> 8) & 0xff;
-                let port = (msg[0] >> 16) as u16;
-                let peer = (msg[0] >> 32) as u32;
-                let mut octets = [0u8; 16];
-                octets[..8].copy_from_slice(&msg[1].to_be_bytes());
-                octets[8..].copy_from_slice(&msg[2].to_be_bytes());
-                let v6 = Ipv6Addr::from(octets);
-                let ip = match family {
-                    FAMILY_V4 => IpAddr::V4(v6.to_ipv4_mapped()?),
-                    FAMILY_V6 => IpAddr::V6(v6),
-                    _ => return None,
-                };
-                Some(WorkerEvent::Endpoint {
-                    peer,
-                    from: SocketAddr::new(ip, port),
-                })
+                let (peer, from) = decode_addr(msg)?;
+                Some(WorkerEvent::Endpoint { peer, from })
             }
+            UNKNOWN_INDEX => match decode_addr(msg)? {
+                (0, from) => Some(WorkerEvent::UnknownIndex { from }),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -95,6 +113,12 @@ mod tests {
                 peer: u32::MAX,
                 from: "[2001:2::1]:1".parse().unwrap(),
             },
+            WorkerEvent::UnknownIndex {
+                from: "198.18.0.2:51820".parse().unwrap(),
+            },
+            WorkerEvent::UnknownIndex {
+                from: "[2001:2::1]:65535".parse().unwrap(),
+            },
         ] {
             assert_eq!(WorkerEvent::decode(&e.encode()), Some(e));
         }
@@ -111,6 +135,11 @@ mod tests {
             None
         );
         assert_eq!(WorkerEvent::decode(&[NEED_SESSION, 1 << 40, 0, 0]), None);
+        // An unknown index never names a peer.
+        assert_eq!(
+            WorkerEvent::decode(&[UNKNOWN_INDEX | FAMILY_V6 << 8 | 1 << 32, 0, 1, 0]),
+            None
+        );
     }
 
     proptest! {

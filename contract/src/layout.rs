@@ -22,7 +22,7 @@ use std::sync::atomic::AtomicU64;
 pub const MAGIC: u64 = u64::from_le_bytes(*b"WGXDPSHM");
 /// 10: the workers' crypto-sharing counters (one tunnel across cores). 9: offloaded flows' counters and drop reason. 8: the allowed-IPs table itself in the region, and the prefix log in place of the list
 /// (7: the receiver-index table's probe limit, `Header::index_probe_limit`).
-pub const VERSION: u64 = 10;
+pub const VERSION: u64 = 11;
 pub const RING_CAP: usize = 1024;
 pub type EventRing = Ring<RING_CAP>;
 

@@ -15,6 +15,7 @@
 //! RNG), so that tests drive it on a clock they move.
 
 mod configure;
+mod failover;
 mod lanes;
 mod observe;
 mod restart;
@@ -117,6 +118,8 @@ pub struct Control {
     metrics_cache: Option<(u64, String)>,
     /// Peers allowed at once (`--max-peers`, at least the configured ones).
     max_peers: usize,
+    /// Handshakes started for peers failing over from another gateway ([`failover`]).
+    failover: failover::Failover,
 }
 
 impl std::fmt::Debug for Control {
@@ -249,6 +252,7 @@ impl Control {
             },
             metrics_cache: None,
             max_peers: opts.max_peers.max(config.peers.len()),
+            failover: failover::Failover::default(),
         };
         control.reconcile(config)?;
         control.publish_prefixes();
@@ -550,6 +554,7 @@ impl Control {
                             self.publish_peer(id);
                         }
                     }
+                    WorkerEvent::UnknownIndex { from } => self.unknown_index(from),
                 }
             }
         }

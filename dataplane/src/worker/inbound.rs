@@ -126,10 +126,10 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             .ok_or(DropReason::Malformed)?;
         let m = Data::new_checked(msg).map_err(|_| DropReason::Malformed)?;
         let (receiver, counter) = (m.receiver(), m.counter());
-        let slot = self
-            .region
-            .index_lookup(receiver)
-            .ok_or(DropReason::UnknownIndex)?;
+        let Some(slot) = self.region.index_lookup(receiver) else {
+            self.note_unknown_index(outer.src, now);
+            return Err(DropReason::UnknownIndex);
+        };
         // As the kernel's decrypt_packet: a keypair whose receiving counters are used up
         // takes nothing more (not even a message that would authenticate).
         if self
@@ -140,10 +140,13 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
         {
             return Err(DropReason::CounterExhausted);
         }
-        let s = self.session(slot).ok_or(DropReason::UnknownIndex)?;
-        if !s.record.is_valid() || s.record.local_index != receiver {
+        let known = self
+            .session(slot)
+            .filter(|s| s.record.is_valid() && s.record.local_index == receiver);
+        let Some(s) = known else {
+            self.note_unknown_index(outer.src, now);
             return Err(DropReason::UnknownIndex);
-        }
+        };
         if now.saturating_sub(s.record.birth_ns) >= REJECT_AFTER_TIME.as_nanos() as u64 {
             return Err(DropReason::KeyExpired);
         }

@@ -35,6 +35,7 @@ mod outbound;
 mod share;
 #[cfg(test)]
 mod tests;
+mod unknown;
 
 pub use share::{Exchange, Share, SHARE_MIN_BYTES};
 
@@ -133,6 +134,8 @@ pub struct Worker<'a, L: Link<'a>> {
     /// version then. A packet from the same source is not checked again until the record
     /// changes (control moved the endpoint, e.g. after a handshake from elsewhere).
     endpoints_checked: crate::FastMap<u32, (u64, SocketAddr)>,
+    /// Sources of data for unknown indices reported to control (bounded).
+    unknown: unknown::Reporter,
     /// The round's frames as received, by direction (with a staging deadline for outbound
     /// ones), and what is queued for each side (kept between rounds so that a round
     /// allocates nothing).
@@ -192,6 +195,7 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             need_session_sent: crate::FastMap::default(),
             last_sweep_ns: 0,
             endpoints_checked: crate::FastMap::default(),
+            unknown: unknown::Reporter::default(),
             received: Vec::with_capacity(BATCH),
             inbound: Vec::with_capacity(BATCH),
             outbound: Vec::with_capacity(2 * BATCH + MAX_STAGED),
@@ -592,6 +596,14 @@ impl<'a, L: Link<'a>> Worker<'a, L> {
             self.count_drop(DropReason::EventRingFull);
         }
         pushed
+    }
+
+    /// Data for a receiver index no session holds came from `from`: control hears of it
+    /// (bounded, [`unknown::Reporter`]); it may be a peer failing over from another gateway.
+    fn note_unknown_index(&mut self, from: SocketAddr, now: u64) {
+        if self.unknown.should_report(from, now) {
+            let _ = self.push_event(WorkerEvent::UnknownIndex { from });
+        }
     }
 
     fn need_session(&mut self, peer: u32, now: u64) {

@@ -733,6 +733,7 @@ fn frames_leave_only_by_the_interface_the_route_names() {
     assert_eq!((link.outstanding(), link.duplicates()), (0, 0));
 }
 
+mod failover;
 mod local;
 mod mss;
 mod offload;
