@@ -2,6 +2,7 @@
 //! the record format, and `wgxdp sync`, which applies the records to a gateway.
 
 pub mod apply;
+pub mod endpoints;
 pub mod etcd;
 pub mod record;
 pub mod sync;

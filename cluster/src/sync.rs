@@ -304,6 +304,9 @@ pub fn run(opts: Options) -> Result<(), String> {
             })
             .map_err(|e| e.to_string())?;
     }
+    // Peers' endpoints, shared for failing over (crate::endpoints): threads of their own.
+    crate::endpoints::spawn(opts.name.clone(), opts.endpoints.clone(), &opts.prefix)
+        .map_err(|e| format!("starting the endpoint sharing: {e}"))?;
     let mut s = Sync {
         etcd: Etcd::new(opts.endpoints.clone()),
         peers_prefix: record::peers_prefix(&opts.prefix),

@@ -13,8 +13,8 @@
 //! it did not ask for, which that peer answers or ignores: nothing more.
 
 use super::Control;
-use proto::time::Instant;
 use proto::device::PeerId;
+use proto::time::Instant;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,8 +43,7 @@ impl Control {
             return;
         };
         let f = &mut self.failover;
-        if f
-            .window
+        if f.window
             .is_none_or(|w| now.mono.has_expired(w, Duration::from_secs(1)))
         {
             f.window = Some(now.mono);
@@ -62,9 +61,8 @@ impl Control {
     /// The peer whose endpoint is `from`, checked against the peer itself (the index may be
     /// up to [`REBUILD_AFTER`] old).
     fn peer_at_endpoint(&mut self, from: SocketAddr, now: Instant) -> Option<PeerId> {
-        let holds = |c: &Control, id: PeerId| {
-            c.device.peer(id).and_then(|p| p.endpoint()) == Some(from)
-        };
+        let holds =
+            |c: &Control, id: PeerId| c.device.peer(id).and_then(|p| p.endpoint()) == Some(from);
         if let Some(&id) = self.failover.endpoints.get(&from) {
             if holds(self, id) {
                 return Some(id);
