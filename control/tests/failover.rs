@@ -7,13 +7,20 @@ mod common;
 use contract::{Region, WorkerEvent};
 use proto::keys::PrivateKey;
 use rand_core::OsRng;
-use std::net::UdpSocket;
+use std::io::{Read as _, Write as _};
+use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
 
 #[test]
 fn data_for_an_unknown_index_from_a_peers_endpoint_starts_a_handshake() {
     let peer = PrivateKey::generate(&mut OsRng);
-    let mut gw = common::gateway("failover", &[peer.public_key()], 4);
+    let mut gw = common::gateway_with(
+        "failover",
+        &[peer.public_key()],
+        4,
+        None,
+        Some("127.0.0.1:0".parse().unwrap()),
+    );
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
@@ -45,4 +52,23 @@ fn data_for_an_unknown_index_from_a_peers_endpoint_starts_a_handshake() {
     // Again at once: the peer's rate limit (REKEY_TIMEOUT) holds.
     assert!(region.push_event(0, &WorkerEvent::UnknownIndex { from: endpoint }));
     assert_eq!(initiations(&mut gw), 0);
+    // Counted, once.
+    let addr = gw.control.metrics_addr().unwrap();
+    let client = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).unwrap();
+        page
+    });
+    while !client.is_finished() {
+        gw.control.step();
+    }
+    let page = client.join().unwrap();
+    assert!(
+        page.lines()
+            .any(|l| l == "wgxdp_failover_handshakes_total 1"),
+        "{page}"
+    );
 }

@@ -53,9 +53,14 @@ impl Control {
             return;
         }
         f.in_window += 1;
-        f.started += 1;
-        tracing::debug!(%from, "data for an unknown index from a peer's endpoint: handshaking");
+        let sent = |c: &Control| c.device.peer(id).and_then(|p| p.last_sent_handshake());
+        let before = sent(self);
         self.device.external_needs_session(now, id);
+        // Not if the peer's own rate limit held it back.
+        if sent(self) != before {
+            self.failover.started += 1;
+            tracing::debug!(%from, "data for an unknown index from a peer's endpoint: handshaking");
+        }
     }
 
     /// The peer whose endpoint is `from`, checked against the peer itself (the index may be

@@ -332,6 +332,17 @@ impl Control {
             &[],
             self.lane_messages as f64,
         );
+        p.family(
+            "wgxdp_failover_handshakes_total",
+            "counter",
+            "Handshakes this gateway started because a known peer's data for an unknown index \
+             reached it (the peer failing over from another gateway).",
+        );
+        p.sample(
+            "wgxdp_failover_handshakes_total",
+            &[],
+            self.failover.started as f64,
+        );
         p.family("wgxdp_peers", "gauge", "Configured peers.");
         p.sample("wgxdp_peers", &[], keys.len() as f64);
         p.family(
