@@ -593,7 +593,9 @@ fn ecmp_spreads_clients_and_a_dead_gateways_clients_come_back() {
     // The busiest gateway dies: the router loses its next hop (as a BGP session would drop),
     // and it goes down.
     let victim = (0..GATEWAYS).max_by_key(|g| per[*g]).unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    // Time for `wgxdp sync` to share the clients' endpoints (read every 0.5 s, one etcd write,
+    // one watch event), with room for a loaded machine.
+    std::thread::sleep(Duration::from_secs(3));
     let t0 = unix_now();
     ok(c.router.ip(["link", "set", &format!("r{victim}"), "down"]));
     let _ = c.gateways[victim]

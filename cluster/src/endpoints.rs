@@ -6,20 +6,21 @@
 //! ```
 //!
 //! The gateway a peer is on (a handshake within [`ACTIVE`]) writes the endpoint it sees when it
-//! changes; every other gateway sets it on its own copy of the peer, through its UAPI socket
-//! (`update_only`, as `wg set` would), unless the peer is on it too. No key is stored: an
-//! endpoint tells nobody anything they can use to impersonate a peer, and a gateway only ever
-//! sends it a handshake initiation, which the peer answers or ignores.
+//! changes; every gateway hands it to its control process as a hint,
+//! `wgxdp_failover_endpoint=IP:PORT` on the peer in a UAPI `set=1` (a wgxdp extension, with
+//! `update_only`). A hint is not the peer's endpoint: nothing is sent to the peer because of it,
+//! only a single handshake initiation if the peer's data for another gateway's session arrives
+//! from there (control/src/daemon/failover.rs). No key is stored: an endpoint tells nobody
+//! anything they can use to impersonate a peer.
 //!
 //! Two threads of `wgxdp sync`: one reads the gateway (`get=1`, every [`EVERY`]) and writes
-//! what changed, the other watches the prefix and applies what the others wrote.
+//! what changed, the other watches the prefix and hands the hints over.
 
 use crate::etcd::{Etcd, EtcdError, Event};
 use control::InterfaceName;
 use proto::keys::PublicKey;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where the endpoints are, under a cluster's prefix.
@@ -127,17 +128,20 @@ pub fn parse_entry(
     Some((hex::encode(peer.as_bytes()), endpoint))
 }
 
-/// The `set=1` request that gives each of `entries`' peers its endpoint, skipping peers on
-/// this gateway (`active`); `None` if there is nothing to set.
-pub fn set_request(entries: &[(String, SocketAddr)], active: &HashSet<String>) -> Option<String> {
+/// The `set=1` request that hands over each of `entries`' endpoints as a failover hint (to
+/// peers that exist only); `None` if there is nothing to hand over.
+pub fn set_request(entries: &[(String, SocketAddr)]) -> Option<String> {
+    if entries.is_empty() {
+        return None;
+    }
     let mut r = String::from("set=1\n");
-    let mut any = false;
-    for (k, e) in entries.iter().filter(|(k, _)| !active.contains(k)) {
-        r.push_str(&format!("public_key={k}\nupdate_only=true\nendpoint={e}\n"));
-        any = true;
+    for (k, e) in entries {
+        r.push_str(&format!(
+            "public_key={k}\nupdate_only=true\nwgxdp_failover_endpoint={e}\n"
+        ));
     }
     r.push('\n');
-    any.then_some(r)
+    Some(r)
 }
 
 fn now_unix() -> u64 {
@@ -149,27 +153,21 @@ fn now_unix() -> u64 {
 /// Starts both threads for gateway `name`; they run as long as the process.
 pub fn spawn(name: InterfaceName, endpoints: Vec<String>, prefix: &str) -> std::io::Result<()> {
     let prefix = endpoints_prefix(prefix);
-    let active = Arc::new(Mutex::new(HashSet::new()));
     {
-        let (name, etcd, prefix, active) = (
-            name.clone(),
-            Etcd::new(endpoints.clone()),
-            prefix.clone(),
-            active.clone(),
-        );
+        let (name, etcd, prefix) = (name.clone(), Etcd::new(endpoints.clone()), prefix.clone());
         std::thread::Builder::new()
             .name("wgxdp-endpoints-out".into())
-            .spawn(move || write_loop(&name, &etcd, &prefix, &active))?;
+            .spawn(move || write_loop(&name, &etcd, &prefix))?;
     }
     let etcd = Etcd::new(endpoints);
     std::thread::Builder::new()
         .name("wgxdp-endpoints-in".into())
-        .spawn(move || apply_loop(&name, &etcd, &prefix, &active))?;
+        .spawn(move || apply_loop(&name, &etcd, &prefix))?;
     Ok(())
 }
 
 /// Reads the gateway and writes the endpoints of the peers on it that changed.
-fn write_loop(name: &InterfaceName, etcd: &Etcd, prefix: &str, active: &Mutex<HashSet<String>>) {
+fn write_loop(name: &InterfaceName, etcd: &Etcd, prefix: &str) {
     let mut written = HashMap::new();
     loop {
         std::thread::sleep(EVERY);
@@ -178,14 +176,6 @@ fn write_loop(name: &InterfaceName, etcd: &Etcd, prefix: &str, active: &Mutex<Ha
         };
         let now = now_unix();
         let seen = parse_get(&get);
-        let here: HashSet<String> = seen
-            .iter()
-            .filter(|(_, s)| is_active(s, now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        if let Ok(mut a) = active.lock() {
-            *a = here;
-        }
         let changed = to_write(&seen, &written, now);
         let kvs: Vec<(Vec<u8>, String)> = changed
             .iter()
@@ -201,12 +191,11 @@ fn write_loop(name: &InterfaceName, etcd: &Etcd, prefix: &str, active: &Mutex<Ha
     }
 }
 
-/// Applies the endpoints the other gateways wrote: all of them at start (and after a broken
+/// Hands over the endpoints the gateways wrote: all of them at start (and after a broken
 /// watch), then each change.
-fn apply_loop(name: &InterfaceName, etcd: &Etcd, prefix: &str, active: &Mutex<HashSet<String>>) {
+fn apply_loop(name: &InterfaceName, etcd: &Etcd, prefix: &str) {
     let apply = |entries: &[(String, SocketAddr)]| {
-        let here = active.lock().map(|a| a.clone()).unwrap_or_default();
-        if let Some(r) = set_request(entries, &here) {
+        if let Some(r) = set_request(entries) {
             if let Err(e) = control::uapi::request(name, &r) {
                 tracing::debug!("setting shared endpoints: {e}");
             }
@@ -260,6 +249,8 @@ fn apply_loop(name: &InterfaceName, etcd: &Etcd, prefix: &str, active: &Mutex<Ha
                 }
             };
             if !quiet {
+                // Broken (or compacted): read everything again, not at once in a loop.
+                std::thread::sleep(Duration::from_secs(1));
                 break;
             }
         }
@@ -315,16 +306,25 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_are_set_only_on_peers_not_on_this_gateway() {
+    fn endpoints_are_handed_over_as_hints_never_as_endpoints() {
         let e: SocketAddr = "198.18.0.10:40000".parse().unwrap();
-        let entries = [(A.to_string(), e), (B.to_string(), e)];
-        let active: HashSet<String> = [A.to_string()].into_iter().collect();
-        let r = set_request(&entries, &active).unwrap();
+        let r = set_request(&[(A.to_string(), e), (B.to_string(), e)]).unwrap();
         assert_eq!(
             r,
-            format!("set=1\npublic_key={B}\nupdate_only=true\nendpoint={e}\n\n")
+            format!(
+                "set=1\npublic_key={A}\nupdate_only=true\nwgxdp_failover_endpoint={e}\n\
+                 public_key={B}\nupdate_only=true\nwgxdp_failover_endpoint={e}\n\n"
+            )
         );
-        let all: HashSet<String> = [A.to_string(), B.to_string()].into_iter().collect();
-        assert_eq!(set_request(&entries, &all), None);
+        assert!(!r.contains("\nendpoint="));
+        // The gateway's own parser takes it.
+        assert_eq!(
+            control::uapi::set::parse(r["set=1\n".len()..].trim_end())
+                .unwrap()
+                .peers
+                .len(),
+            2
+        );
+        assert_eq!(set_request(&[]), None);
     }
 }

@@ -74,11 +74,6 @@ impl Peer {
         self.handshake.preshared_key()
     }
 
-    /// When this device last sent the peer a handshake initiation.
-    pub fn last_sent_handshake(&self) -> Option<Instant> {
-        self.last_sent_handshake
-    }
-
     pub fn endpoint(&self) -> Option<SocketAddr> {
         self.endpoint
     }

@@ -165,6 +165,7 @@ impl Control {
                 PeerOp::Endpoint(e) => {
                     let _ = self.device.set_endpoint(id, *e);
                 }
+                PeerOp::FailoverEndpoint(e) => self.failover.hint(id, *e),
                 PeerOp::PersistentKeepalive(s) => {
                     let _ = self.device.set_persistent_keepalive(
                         now,

@@ -317,6 +317,7 @@ impl Control {
     /// Removes a peer everywhere: its sessions are wiped (through the device's retire
     /// events, at once), its record invalidated, its prefixes dropped from the next list.
     pub(crate) fn destroy_peer(&mut self, id: PeerId) {
+        self.failover.forget(id);
         let _ = self.device.remove_peer(id);
         self.drain_events();
         self.sessions.forget_peer(id);

@@ -74,6 +74,11 @@ pub enum PeerOp {
     Remove,
     PresharedKey(PresharedKey),
     Endpoint(SocketAddr),
+    /// `wgxdp_failover_endpoint=IP:PORT` (a wgxdp extension, written by `wgxdp sync`): where
+    /// the peer is, as the gateway of the cluster it is on sees it. Not the peer's endpoint
+    /// here (nothing is sent to it because of this line): only where to start a handshake if
+    /// the peer's data for another gateway's session arrives here from that address.
+    FailoverEndpoint(SocketAddr),
     /// Seconds; 0 turns it off.
     PersistentKeepalive(u16),
     ReplaceAllowedIps,
@@ -247,6 +252,12 @@ fn peer_line(key: &str, value: &str) -> Result<Option<PeerOp>, UapiError> {
             error(
                 Errno::Invalid,
                 format!("endpoint: bad address {value:?} (IP:port or [IPv6]:port)"),
+            )
+        })?),
+        "wgxdp_failover_endpoint" => PeerOp::FailoverEndpoint(value.parse().map_err(|_| {
+            error(
+                Errno::Invalid,
+                format!("wgxdp_failover_endpoint: bad address {value:?}"),
             )
         })?),
         "persistent_keepalive_interval" => PeerOp::PersistentKeepalive(number(key, value)?),

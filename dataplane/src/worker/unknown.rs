@@ -38,8 +38,10 @@ impl Default for Reporter {
 impl Reporter {
     /// Whether data from `from` for an unknown index, at `now` (ns), is to be reported.
     pub fn should_report(&mut self, from: SocketAddr, now: u64) -> bool {
-        let h = self.hasher.hash_one(from) | 1;
-        let slot = &mut self.slots[(h as usize) % SLOTS];
+        let hash = self.hasher.hash_one(from);
+        // The slot from the low bits, the tag (never 0) from the whole hash.
+        let (slot, h) = ((hash as usize) % SLOTS, hash | 1);
+        let slot = &mut self.slots[slot];
         if slot.0 == h && slot.1 != 0 && now.saturating_sub(slot.1) < PER_SOURCE_NS {
             return false;
         }

@@ -100,4 +100,22 @@ impl<R: CryptoRngCore> Device<R> {
     pub fn external_needs_session(&mut self, now: Now, id: PeerId) {
         self.send_queued_initiation(now, id, false);
     }
+
+    /// A peer's data for a session this device does not hold came from where it is believed
+    /// to be (it failed over from another gateway of a cluster): one initiation (at most one
+    /// per REKEY_TIMEOUT), not retransmitted. The trigger is unauthenticated, so it gets no
+    /// more than one message per trigger; a peer that does not answer starts the handshake
+    /// itself, by its own timers. Returns whether an initiation was sent.
+    pub fn external_failover_initiation(&mut self, now: Now, id: PeerId) -> bool {
+        let before = self.peer(id).and_then(|p| p.last_sent_handshake);
+        self.send_queued_initiation(now, id, false);
+        let Some(peer) = self.peer_mut(id) else {
+            return false;
+        };
+        if peer.last_sent_handshake == before {
+            return false;
+        }
+        peer.timers.retransmit_handshake = None;
+        true
+    }
 }

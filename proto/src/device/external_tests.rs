@@ -326,3 +326,40 @@ fn a_data_message_reaching_the_device_is_not_opened_there() {
     );
     assert_eq!(s.a.peer(peer).unwrap().endpoint(), endpoint, "no roaming");
 }
+
+/// A failover initiation (the peer's data for another gateway's session arrived): one
+/// message, not retransmitted when nobody answers, at most one per REKEY_TIMEOUT; answered, the
+/// session is up and confirmed at once.
+#[test]
+fn a_failover_initiation_is_one_message_and_is_not_retransmitted() {
+    let mut s = Sim::new(41);
+    let peer = s.a_peer;
+    let mut buf = vec![0u8; 2048];
+    let mut initiations = |s: &mut Sim| {
+        let mut n = 0;
+        while let Some(t) = s.a.poll_transmit(s.now, &mut buf) {
+            assert_eq!((buf[0], t.len), (1, 148));
+            n += 1;
+        }
+        n
+    };
+    assert!(s.a.external_failover_initiation(s.now, peer));
+    assert_eq!(initiations(&mut s), 1);
+    assert!(
+        !s.a.external_failover_initiation(s.now, peer),
+        "REKEY_TIMEOUT"
+    );
+    // Nobody answers: 30 s of timers send nothing more.
+    for _ in 0..300 {
+        s.now.advance(Duration::from_millis(100));
+        s.a.handle_timeout(s.now);
+        assert_eq!(initiations(&mut s), 0);
+    }
+    // Again, and B answers: the session is confirmed (A's keepalive) and carries data.
+    assert!(s.a.external_failover_initiation(s.now, peer));
+    s.pump();
+    assert!(s.w.current.contains_key(&peer));
+    s.b.send(s.now, &ipv4(B_TUN, A_TUN, b"back")).unwrap();
+    s.pump();
+    assert_eq!(s.delivered_a, vec![ipv4(B_TUN, A_TUN, b"back")]);
+}
