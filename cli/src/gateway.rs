@@ -104,7 +104,7 @@ fn up_name(args: &[String], config_path: &str) -> Result<InterfaceName, String> 
 
 /// The run directory of gateway `name`: one entry of RUN_ROOT, whatever the name (it has no
 /// `/` and is not `.` or `..`).
-fn run_dir(name: &InterfaceName) -> PathBuf {
+pub(crate) fn run_dir(name: &InterfaceName) -> PathBuf {
     Path::new(RUN_ROOT).join(name)
 }
 

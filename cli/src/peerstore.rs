@@ -17,11 +17,13 @@ fn open(url: &str) -> Result<(Etcd, String), String> {
 pub fn sync(name: &str, url: &str, metrics: Option<SocketAddr>) -> Result<(), String> {
     let name = crate::gateway::interface_name(name)?;
     let (endpoints, prefix) = parse_url(url)?;
+    let region = crate::gateway::run_dir(&name).join("region");
     cluster::sync::run(cluster::sync::Options {
         name,
         endpoints,
         prefix,
         metrics,
+        region,
     })
 }
 

@@ -5,7 +5,7 @@
 //! PREFIX endpoints/ PUBLIC-KEY-IN-BASE64  ->  IP:PORT
 //! ```
 //!
-//! The gateway a peer is on (a handshake within [`ACTIVE`]) writes the endpoint it sees when it
+//! The gateway a peer is on (it has a current session there) writes the endpoint it sees when it
 //! changes; every gateway hands it to its control process as a hint,
 //! `wgxdp_failover_endpoint=IP:PORT` on the peer in a UAPI `set=1` (a wgxdp extension, with
 //! `update_only`). A hint is not the peer's endpoint: nothing is sent to the peer because of it,
@@ -13,21 +13,23 @@
 //! from there (control/src/daemon/failover.rs). No key is stored: an endpoint tells nobody
 //! anything they can use to impersonate a peer.
 //!
-//! Two threads of `wgxdp sync`: one reads the gateway (`get=1`, every [`EVERY`]) and writes
-//! what changed, the other watches the prefix and hands the hints over.
+//! Two threads of `wgxdp sync`: one reads which peers are on the gateway and where from the
+//! key-free part of its shared region (every [`EVERY`]; no request to control, whose loop a
+//! full `get=1` of every peer would hold up) and writes what changed; the other watches the
+//! prefix and hands the hints over.
 
 use crate::etcd::{Etcd, EtcdError, Event};
+use contract::layout::{PeerRecord, NO_SLOT};
 use control::InterfaceName;
 use proto::keys::PublicKey;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Where the endpoints are, under a cluster's prefix.
 pub const ENDPOINTS: &str = "endpoints/";
-/// A peer whose last handshake on this gateway is this recent is on it (REJECT_AFTER_TIME:
-/// its session may still be in use).
-pub const ACTIVE: Duration = Duration::from_secs(180);
 /// How often the gateway's peers are read for endpoints to write.
 pub const EVERY: Duration = Duration::from_millis(500);
 /// Largest value accepted ("[IPv6%scope]:port" is far shorter).
@@ -38,64 +40,57 @@ pub fn endpoints_prefix(prefix: &str) -> String {
     format!("{prefix}{ENDPOINTS}")
 }
 
-/// What `get=1` says of each peer (by public key, hex) that matters here.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Seen {
-    pub endpoint: Option<SocketAddr>,
-    /// Unix seconds; 0 if never.
-    pub last_handshake: u64,
-}
+/// The peers' public keys (hex) by the tag the region names them with (the first eight
+/// bytes, little-endian, as control writes it), from the records `wgxdp sync` applies.
+#[derive(Debug, Clone, Default)]
+pub struct Tags(Arc<Mutex<HashMap<u64, String>>>);
 
-/// Reads a `get=1` answer.
-pub fn parse_get(get: &str) -> HashMap<String, Seen> {
-    let mut peers = HashMap::new();
-    let mut current: Option<(String, Seen)> = None;
-    for (k, v) in get.lines().filter_map(|l| l.split_once('=')) {
-        match k {
-            "public_key" => {
-                if let Some((key, s)) = current.take() {
-                    peers.insert(key, s);
-                }
-                current = Some((v.to_string(), Seen::default()));
-            }
-            "endpoint" => {
-                if let Some((_, s)) = current.as_mut() {
-                    s.endpoint = v.parse().ok();
-                }
-            }
-            "last_handshake_time_sec" => {
-                if let Some((_, s)) = current.as_mut() {
-                    s.last_handshake = v.parse().unwrap_or(0);
-                }
-            }
-            _ => {}
+impl Tags {
+    fn tag(hex_key: &str) -> Option<u64> {
+        let b = hex::decode(hex_key.get(..16)?).ok()?;
+        Some(u64::from_le_bytes(b.try_into().ok()?))
+    }
+
+    pub fn insert(&self, hex_key: &str) {
+        if let (Some(t), Ok(mut m)) = (Self::tag(hex_key), self.0.lock()) {
+            m.insert(t, hex_key.to_string());
         }
     }
-    if let Some((key, s)) = current {
-        peers.insert(key, s);
+
+    pub fn replace<'a>(&self, keys: impl Iterator<Item = &'a String>) {
+        let map = keys
+            .filter_map(|k| Some((Self::tag(k)?, k.clone())))
+            .collect();
+        if let Ok(mut m) = self.0.lock() {
+            *m = map;
+        }
     }
-    peers
+
+    fn get(&self, tag: u64) -> Option<String> {
+        self.0.lock().ok()?.get(&tag).cloned()
+    }
 }
 
-/// Whether a peer seen so is on this gateway at `now` (Unix seconds).
-pub fn is_active(s: &Seen, now: u64) -> bool {
-    s.last_handshake != 0 && now.saturating_sub(s.last_handshake) < ACTIVE.as_secs()
-}
-
-/// The endpoints to write: those of the peers on this gateway that differ from what was
-/// written (`written`, by hex key).
-pub fn to_write(
-    seen: &HashMap<String, Seen>,
-    written: &HashMap<String, SocketAddr>,
-    now: u64,
-) -> Vec<(String, SocketAddr)> {
-    let mut out: Vec<_> = seen
+/// The peers on the gateway (a current session) and their endpoints, by public key (hex), as
+/// the region's peer records say.
+pub fn on_gateway(records: &[PeerRecord], tags: &Tags) -> HashMap<String, SocketAddr> {
+    records
         .iter()
-        .filter(|(_, s)| is_active(s, now))
-        .filter_map(|(k, s)| {
-            let e = s.endpoint?;
-            (written.get(k) != Some(&e)).then(|| (k.clone(), e))
-        })
+        .filter(|r| r.valid && r.current_session != NO_SLOT)
+        .filter_map(|r| Some((tags.get(r.key_tag)?, r.endpoint?)))
+        .collect()
+}
+
+/// The endpoints to write: those of the peers on the gateway (`here`) that differ from what
+/// was written (`written`, by hex key).
+pub fn to_write(
+    here: &HashMap<String, SocketAddr>,
+    written: &HashMap<String, SocketAddr>,
+) -> Vec<(String, SocketAddr)> {
+    let mut out: Vec<_> = here
+        .iter()
+        .filter(|(k, e)| written.get(*k) != Some(e))
+        .map(|(k, e)| (k.clone(), *e))
         .collect();
     out.sort();
     out
@@ -144,20 +139,21 @@ pub fn set_request(entries: &[(String, SocketAddr)]) -> Option<String> {
     Some(r)
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Starts both threads for gateway `name`; they run as long as the process.
-pub fn spawn(name: InterfaceName, endpoints: Vec<String>, prefix: &str) -> std::io::Result<()> {
+/// Starts both threads for gateway `name`, whose region is at `region`; they run as long as
+/// the process.
+pub fn spawn(
+    name: InterfaceName,
+    endpoints: Vec<String>,
+    prefix: &str,
+    region: PathBuf,
+    tags: Tags,
+) -> std::io::Result<()> {
     let prefix = endpoints_prefix(prefix);
     {
-        let (name, etcd, prefix) = (name.clone(), Etcd::new(endpoints.clone()), prefix.clone());
+        let (etcd, prefix) = (Etcd::new(endpoints.clone()), prefix.clone());
         std::thread::Builder::new()
             .name("wgxdp-endpoints-out".into())
-            .spawn(move || write_loop(&name, &etcd, &prefix))?;
+            .spawn(move || write_loop(&region, &tags, &etcd, &prefix))?;
     }
     let etcd = Etcd::new(endpoints);
     std::thread::Builder::new()
@@ -166,17 +162,30 @@ pub fn spawn(name: InterfaceName, endpoints: Vec<String>, prefix: &str) -> std::
     Ok(())
 }
 
-/// Reads the gateway and writes the endpoints of the peers on it that changed.
-fn write_loop(name: &InterfaceName, etcd: &Etcd, prefix: &str) {
+/// Reads which peers are on the gateway and writes the endpoints that changed.
+fn write_loop(region: &std::path::Path, tags: &Tags, etcd: &Etcd, prefix: &str) {
     let mut written = HashMap::new();
+    let mut attach_logged = false;
     loop {
         std::thread::sleep(EVERY);
-        let Ok(get) = control::uapi::request(name, "get=1\n\n") else {
-            continue;
+        // Mapped afresh each time (a restarted gateway may have put a new region in place).
+        let s = match contract::Status::attach(region) {
+            Ok(s) => s,
+            Err(e) => {
+                if !attach_logged {
+                    tracing::info!("endpoint sharing waits for {}: {e}", region.display());
+                    attach_logged = true;
+                }
+                continue;
+            }
         };
-        let now = now_unix();
-        let seen = parse_get(&get);
-        let changed = to_write(&seen, &written, now);
+        let records: Vec<PeerRecord> = s
+            .peers()
+            .iter()
+            .filter_map(|p| p.record.read().map(|w| PeerRecord::decode(&w)))
+            .collect();
+        let here = on_gateway(&records, tags);
+        let changed = to_write(&here, &written);
         let kvs: Vec<(Vec<u8>, String)> = changed
             .iter()
             .filter_map(|(k, e)| Some((key_of(prefix, k)?.into_bytes(), e.to_string())))
@@ -187,7 +196,7 @@ fn write_loop(name: &InterfaceName, etcd: &Etcd, prefix: &str) {
             Err(err) => tracing::debug!("writing endpoints: {err}"),
         }
         // Peers that left the gateway are forgotten, so that their next visit is written.
-        written.retain(|k, _| seen.get(k).is_some_and(|s| is_active(s, now)));
+        written.retain(|k, _| here.contains_key(k));
     }
 }
 
@@ -264,29 +273,40 @@ mod tests {
     const A: &str = "0101010101010101010101010101010101010101010101010101010101010101";
     const B: &str = "0202020202020202020202020202020202020202020202020202020202020202";
 
-    fn get(now: u64) -> String {
-        format!(
-            "private_key=x\nlisten_port=1\npublic_key={A}\nendpoint=198.18.0.10:40000\n\
-             last_handshake_time_sec={}\nlast_handshake_time_nsec=0\n\
-             public_key={B}\nendpoint=[2001:2::11]:40001\nlast_handshake_time_sec={}\nerrno=0\n",
-            now - 10,
-            now - 200
-        )
+    fn record(key: &str, endpoint: &str, session: u32) -> PeerRecord {
+        let b = hex::decode(&key[..16]).unwrap();
+        PeerRecord {
+            valid: true,
+            endpoint: Some(endpoint.parse().unwrap()),
+            current_session: session,
+            key_tag: u64::from_le_bytes(b.try_into().unwrap()),
+        }
     }
 
     #[test]
     fn only_peers_on_this_gateway_are_written_and_only_when_changed() {
-        let now = 1_000_000;
-        let seen = parse_get(&get(now));
-        assert_eq!(seen[A].endpoint, Some("198.18.0.10:40000".parse().unwrap()));
-        assert_eq!(seen[B].last_handshake, now - 200);
+        let tags = Tags::default();
+        tags.replace([A.to_string(), B.to_string()].iter());
+        // A has a current session here; B has none; C is no peer the records know.
+        let c = "0303030303030303030303030303030303030303030303030303030303030303";
+        let records = [
+            record(A, "198.18.0.10:40000", 3),
+            record(B, "[2001:2::11]:40001", NO_SLOT),
+            record(c, "198.18.0.12:1", 4),
+            PeerRecord::default(),
+        ];
+        let here = on_gateway(&records, &tags);
+        assert_eq!(here.len(), 1);
         let mut written = HashMap::new();
-        let out = to_write(&seen, &written, now);
+        let out = to_write(&here, &written);
         assert_eq!(out, [(A.to_string(), "198.18.0.10:40000".parse().unwrap())]);
         written.extend(out);
-        assert!(to_write(&seen, &written, now).is_empty(), "unchanged");
+        assert!(to_write(&here, &written).is_empty(), "unchanged");
         written.insert(A.into(), "198.18.0.10:1".parse().unwrap());
-        assert_eq!(to_write(&seen, &written, now).len(), 1, "roamed");
+        assert_eq!(to_write(&here, &written).len(), 1, "roamed");
+        // A peer added later is named once its record is known.
+        tags.insert(c);
+        assert_eq!(on_gateway(&records, &tags).len(), 2);
     }
 
     #[test]

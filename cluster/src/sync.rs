@@ -33,6 +33,9 @@ pub struct Options {
     /// The cluster's prefix, ending in `/`.
     pub prefix: String,
     pub metrics: Option<SocketAddr>,
+    /// The gateway's shared region, whose key-free part says which peers are on it and where
+    /// (for sharing endpoints: [`crate::endpoints`]).
+    pub region: std::path::PathBuf,
 }
 
 /// What the sync has done, for its metrics endpoint.
@@ -124,6 +127,8 @@ struct Applied {
 
 struct Sync {
     opts: Options,
+    /// The peers' keys by the tag the region names them with, for [`crate::endpoints`].
+    tags: crate::endpoints::Tags,
     etcd: Etcd,
     peers_prefix: String,
     status: Arc<Status>,
@@ -219,6 +224,7 @@ impl Sync {
         self.status.revision.store(next.revision, Relaxed);
         self.status.peers.store(next.records.len() as u64, Relaxed);
         self.status.last_change.store(now_unix(), Relaxed);
+        self.tags.replace(next.records.keys());
         *applied = next;
         Ok(())
     }
@@ -245,6 +251,7 @@ impl Sync {
                             let hex = hex::encode(p.public_key.as_bytes());
                             applied.unreadable.remove(&hex);
                             if applied.records.get(&hex) != Some(&p) {
+                                self.tags.insert(&hex);
                                 apply::write_peer(&mut request, &p);
                                 applied.records.insert(hex, p);
                                 changes += 1;
@@ -305,9 +312,17 @@ pub fn run(opts: Options) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     // Peers' endpoints, shared for failing over (crate::endpoints): threads of their own.
-    crate::endpoints::spawn(opts.name.clone(), opts.endpoints.clone(), &opts.prefix)
-        .map_err(|e| format!("starting the endpoint sharing: {e}"))?;
+    let tags = crate::endpoints::Tags::default();
+    crate::endpoints::spawn(
+        opts.name.clone(),
+        opts.endpoints.clone(),
+        &opts.prefix,
+        opts.region.clone(),
+        tags.clone(),
+    )
+    .map_err(|e| format!("starting the endpoint sharing: {e}"))?;
     let mut s = Sync {
+        tags,
         etcd: Etcd::new(opts.endpoints.clone()),
         peers_prefix: record::peers_prefix(&opts.prefix),
         opts,
