@@ -6,8 +6,9 @@
 //!   each time, made outside the timed part).
 //! - `responder/cookie_reply`: the flood case, under load: MAC1 checked, no MAC2, so a cookie
 //!   reply is written instead (no DH).
-//! - `x25519/dh`: one Diffie-Hellman as the protocol's code does it, the unit most of the
-//!   first case is made of.
+//! - `x25519/dh`: one Diffie-Hellman as the protocol's code does it (aws-lc), the unit most
+//!   of the first case is made of; `x25519/dh_reference`: the same by x25519-dalek, in the
+//!   same run.
 //!
 //! `cargo bench -p proto --bench handshake`
 
@@ -139,6 +140,9 @@ fn x25519(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("dh", |bench| {
         bench.iter(|| proto::crypto::dh(a.as_bytes(), b.as_bytes()).map(drop))
+    });
+    g.bench_function("dh_reference", |bench| {
+        bench.iter(|| proto::crypto::dh_reference(a.as_bytes(), b.as_bytes()).map(drop))
     });
     g.finish();
 }

@@ -144,7 +144,36 @@ pub fn xaead_open(
 pub struct LowOrderPoint;
 
 /// DH(private, public) = X25519, refusing the all-zero result in constant time.
+///
+/// aws-lc's X25519 (s2n-bignum, MULX/ADX where the CPU has them), about twice x25519-dalek's
+/// speed per DH: DH is most of a handshake's cost (bench/RESULTS.md, "Handshakes per control
+/// core"). x25519-dalek stays the reference it is tested against ([`dh_reference`]) and derives
+/// public keys (a fixed-base multiplication with precomputed tables, already fast).
 pub fn dh(private: &[u8; 32], public: &[u8; 32]) -> Result<Key, LowOrderPoint> {
+    use aws_lc_rs::agreement::{self, UnparsedPublicKey, X25519};
+    use subtle::ConstantTimeEq as _;
+    // Any 32 bytes are an X25519 private key (clamped as RFC 7748 says); a refusal here would
+    // be aws-lc's failure, and is treated as no DH result at all.
+    let secret =
+        agreement::PrivateKey::from_private_key(&X25519, private).map_err(|_| LowOrderPoint)?;
+    // aws-lc refuses the all-zero result itself; it is checked here too, as the kernel does.
+    agreement::agree(
+        &secret,
+        UnparsedPublicKey::new(&X25519, public),
+        LowOrderPoint,
+        |shared| {
+            let shared: &[u8; 32] = shared.try_into().map_err(|_| LowOrderPoint)?;
+            if bool::from(shared.ct_eq(&[0u8; 32])) {
+                return Err(LowOrderPoint);
+            }
+            Ok(Zeroizing::new(*shared))
+        },
+    )
+}
+
+/// [`dh`] by x25519-dalek: the reference the fast one is tested against (and benchmarked
+/// beside).
+pub fn dh_reference(private: &[u8; 32], public: &[u8; 32]) -> Result<Key, LowOrderPoint> {
     let secret = x25519_dalek::StaticSecret::from(*private);
     let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*public));
     if shared.was_contributory() {
@@ -337,5 +366,60 @@ mod tests {
             *dh(&private, &other).unwrap(),
             *dh(&[0x22u8; 32], &dh_public(&private)).unwrap()
         );
+    }
+
+    /// RFC 7748 §6.1: Alice's and Bob's keys and their shared secret.
+    #[test]
+    fn dh_matches_rfc_7748() {
+        let a: [u8; 32] = h("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+            .try_into()
+            .unwrap();
+        let b_pub: [u8; 32] = h("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+            .try_into()
+            .unwrap();
+        let k = h("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+        assert_eq!(dh(&a, &b_pub).unwrap().to_vec(), k);
+        assert_eq!(dh_reference(&a, &b_pub).unwrap().to_vec(), k);
+    }
+
+    /// The small-order points of Curve25519 (and their non-canonical encodings, as listed by
+    /// libsodium and the kernel's tests): both implementations refuse every one.
+    #[test]
+    fn both_refuse_every_small_order_point() {
+        let points = [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ];
+        for p in points {
+            let p: [u8; 32] = h(p).try_into().unwrap();
+            for k in [[0x11u8; 32], [0xffu8; 32], [0u8; 32]] {
+                assert_eq!(dh(&k, &p), Err(LowOrderPoint), "{}", hex::encode(p));
+                assert_eq!(
+                    dh_reference(&k, &p),
+                    Err(LowOrderPoint),
+                    "{}",
+                    hex::encode(p)
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The fast DH against the reference: the same secret (or the same refusal) for any
+        /// private key and any 32 bytes as a public key (non-canonical ones included).
+        #[test]
+        fn dh_equals_the_reference(
+            k in proptest::prelude::any::<[u8; 32]>(),
+            p in proptest::prelude::any::<[u8; 32]>(),
+        ) {
+            let fast = dh(&k, &p).map(|s| *s);
+            let reference = dh_reference(&k, &p).map(|s| *s);
+            proptest::prop_assert_eq!(fast, reference);
+        }
     }
 }
