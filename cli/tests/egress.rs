@@ -25,6 +25,39 @@ mod setup;
 use common::*;
 use setup::*;
 use std::time::Duration;
+use testbed::Netns;
+
+/// A 2 MB download from `server` (its TCP service on `port`, IPv6 if `v6`, reached at `host`)
+/// to `client`, which must complete. On wgxdp, once conntrack has the connection established
+/// the workers carry it: the segments (about 1,450) come back translated by them, not by the
+/// kernel, and the client's ACKs go out translated by them.
+fn download_is_carried(
+    g: &Gateway,
+    server: &Netns,
+    client: &Netns,
+    host: &str,
+    port: u32,
+    v6: bool,
+) {
+    let before = offloaded(g);
+    tcp_server(server, port, 1, "c.sendall(b'x' * 2000000)", v6);
+    let got = tcp_client(client, host, port, DOWNLOAD);
+    assert_eq!(
+        got.trim(),
+        "2000000",
+        "the download from {host} completed\n{}",
+        g.show()
+    );
+    if g.kind == Kind::Wgxdp {
+        let now = offloaded(g);
+        let (out, back) = (now.0 - before.0, now.1 - before.1);
+        assert!(
+            back >= 1000 && out >= 100,
+            "the download from {host} was offloaded: {out} out, {back} in\n{}",
+            g.show()
+        );
+    }
+}
 
 fn egress(one_armed: bool, kind: Kind) {
     let Some(Setup {
@@ -197,33 +230,21 @@ fn egress(one_armed: bool, kind: Kind) {
     // tunnel MTU (1500) is above the gateway's (1420): only a clamped MSS keeps the
     // segments small enough.
     let clamped_before = g.counter("MSS clamped");
-    let offloaded_before = offloaded(&g);
     ok(inet
         .ns
         .exec(["iptables", "-A", "INPUT", "-p", "icmp", "-j", "DROP"]));
-    let bulk_port = tcp_port + 1;
-    tcp_server(&inet.ns, bulk_port, 1, "c.sendall(b'x' * 2000000)", false);
-    let got = tcp_client(&a_host.ns, &INET.to_string(), bulk_port, DOWNLOAD);
-    assert_eq!(
-        got.trim(),
-        "2000000",
-        "the download completed\n{}",
-        g.show()
+    download_is_carried(
+        &g,
+        &inet.ns,
+        &a_host.ns,
+        &INET.to_string(),
+        tcp_port + 1,
+        false,
     );
     if kind == Kind::Wgxdp {
         assert!(
             g.counter("MSS clamped") > clamped_before,
             "the SYN's MSS was clamped\n{}",
-            g.show()
-        );
-        // Once conntrack had the connection established, the workers carried it: the
-        // download's segments (about 1,450) came back translated by them, not by the kernel,
-        // and the client's ACKs went out translated by them.
-        let now = offloaded(&g);
-        let (out, back) = (now.0 - offloaded_before.0, now.1 - offloaded_before.1);
-        assert!(
-            back >= 1000 && out >= 100,
-            "the flow was offloaded: {out} out, {back} in\n{}",
             g.show()
         );
     }
@@ -383,23 +404,8 @@ fn egress(one_armed: bool, kind: Kind) {
             "LAN host -> client\n{}",
             g.show()
         );
-        let before = offloaded(&g);
-        tcp_server(&srv.ns, srv_port + 1, 1, "c.sendall(b'x' * 2000000)", false);
-        let got = tcp_client(&a_host.ns, LAN_V4, srv_port + 1, DOWNLOAD);
-        assert_eq!(
-            got.trim(),
-            "2000000",
-            "the download from the LAN completed\n{}",
-            g.show()
-        );
+        download_is_carried(&g, &srv.ns, &a_host.ns, LAN_V4, srv_port + 1, false);
         if kind == Kind::Wgxdp {
-            let now = offloaded(&g);
-            let (out, back) = (now.0 - before.0, now.1 - before.1);
-            assert!(
-                back >= 1000 && out >= 100,
-                "the LAN flow was offloaded: {out} out, {back} in\n{}",
-                g.show()
-            );
             assert!(g.counter("lan_pass_via_kernel") >= 1, "{}", g.show());
         }
         masquerade("-D");
@@ -439,23 +445,8 @@ fn egress_v6(one_armed: bool, kind: Kind) {
             "the internet host sees the gateway (NAT66)"
         );
     }
-    let before = offloaded(&g);
-    tcp_server(&inet.ns, tcp_port + 1, 1, "c.sendall(b'x' * 2000000)", true);
-    let got = tcp_client(&a_host.ns, INET6, tcp_port + 1, DOWNLOAD);
-    assert_eq!(
-        got.trim(),
-        "2000000",
-        "the download completed\n{}",
-        g.show()
-    );
+    download_is_carried(&g, &inet.ns, &a_host.ns, INET6, tcp_port + 1, true);
     if kind == Kind::Wgxdp {
-        let now = offloaded(&g);
-        let (out, back) = (now.0 - before.0, now.1 - before.1);
-        assert!(
-            back >= 1000 && out >= 100,
-            "the IPv6 flow was offloaded: {out} out, {back} in\n{}",
-            g.show()
-        );
         pings_are_offloaded(&g, &b_host.ns, INET6);
     }
     drop(a);

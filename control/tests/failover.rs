@@ -8,8 +8,7 @@ mod common;
 use contract::{Region, WorkerEvent};
 use proto::keys::PrivateKey;
 use rand_core::OsRng;
-use std::io::{Read as _, Write as _};
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::time::Duration;
 
 #[test]
@@ -58,19 +57,7 @@ fn data_for_an_unknown_index_from_a_peers_endpoint_starts_a_handshake() {
     assert!(region.push_event(0, &WorkerEvent::UnknownIndex { from: endpoint }));
     assert_eq!(initiations(&mut gw), 0);
     // Counted, once.
-    let addr = gw.control.metrics_addr().unwrap();
-    let client = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut page = String::new();
-        s.read_to_string(&mut page).unwrap();
-        page
-    });
-    while !client.is_finished() {
-        gw.control.step();
-    }
-    let page = client.join().unwrap();
+    let page = gw.scrape();
     assert!(
         page.lines()
             .any(|l| l == "wgxdp_failover_handshakes_total 1"),

@@ -121,6 +121,25 @@ impl Gw {
         format_get(&self.control.view())
     }
 
+    /// One scrape of the metrics endpoint (the gateway must have one), answered while the
+    /// control loop steps: the whole HTTP answer.
+    pub fn scrape(&mut self) -> String {
+        use std::io::{Read as _, Write as _};
+        let addr = self.control.metrics_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut page = String::new();
+            s.read_to_string(&mut page).unwrap();
+            page
+        });
+        while !client.is_finished() {
+            self.control.step();
+        }
+        client.join().unwrap()
+    }
+
     /// Allowed IPs of `peer` as `get=1` lists them.
     pub fn allowed(&self, peer: &PublicKey) -> Vec<String> {
         let v = self.control.view();

@@ -205,12 +205,9 @@ pub fn rewrite(ip: &mut [u8], to: Tuple) {
             let Ok(mut p) = Ipv4Packet::new_checked(&mut *ip) else {
                 return;
             };
-            let mut old = [0u8; 8];
-            old[..4].copy_from_slice(&p.src_addr().octets());
-            old[4..].copy_from_slice(&p.dst_addr().octets());
-            let mut new = [0u8; 8];
-            new[..4].copy_from_slice(&src.octets());
-            new[4..].copy_from_slice(&dst.octets());
+            let (mut old, mut new) = ([0u8; 8], [0u8; 8]);
+            both(&p.src_addr().octets(), &p.dst_addr().octets(), &mut old);
+            both(&src.octets(), &dst.octets(), &mut new);
             let sum = checksum::update(p.checksum(), &old, &new);
             p.set_src_addr(src);
             p.set_dst_addr(dst);
@@ -226,18 +223,23 @@ pub fn rewrite(ip: &mut [u8], to: Tuple) {
             let Ok(mut p) = Ipv6Packet::new_checked(&mut *ip) else {
                 return;
             };
-            let mut old = [0u8; 32];
-            old[..16].copy_from_slice(&p.src_addr().octets());
-            old[16..].copy_from_slice(&p.dst_addr().octets());
-            let mut new = [0u8; 32];
-            new[..16].copy_from_slice(&src.octets());
-            new[16..].copy_from_slice(&dst.octets());
+            let (mut old, mut new) = ([0u8; 32], [0u8; 32]);
+            both(&p.src_addr().octets(), &p.dst_addr().octets(), &mut old);
+            both(&src.octets(), &dst.octets(), &mut new);
             p.set_src_addr(src);
             p.set_dst_addr(dst);
             let proto = p.next_header().0;
             rewrite_l4(p.payload_mut(), proto, Some((&old, &new)), &to);
         }
         _ => {}
+    }
+}
+
+/// Source then destination address, as the pseudo-header orders them, into `out` (of exactly
+/// their length: 8 or 32 bytes at the callers).
+fn both<const N: usize>(src: &[u8; N], dst: &[u8; N], out: &mut [u8]) {
+    for (o, b) in out.iter_mut().zip(src.iter().chain(dst)) {
+        *o = *b;
     }
 }
 
