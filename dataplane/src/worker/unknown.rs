@@ -80,4 +80,18 @@ mod tests {
         // The next second has a new budget.
         assert!(r.should_report(SocketAddr::new(a.ip(), 60_000), t0 + 1_000_000_000));
     }
+
+    /// Every slot of the table is used: sources spread over all of them, not over half.
+    #[test]
+    fn sources_spread_over_every_slot() {
+        let mut r = Reporter::default();
+        let ip: std::net::IpAddr = "198.18.0.2".parse().unwrap();
+        // One source a second: the budget never holds any back.
+        for port in 0..4096u16 {
+            let at = 1_000_000_000 * (u64::from(port) + 1);
+            assert!(r.should_report(SocketAddr::new(ip, port), at));
+        }
+        let used = r.slots.iter().filter(|s| s.1 != 0).count();
+        assert!(used > SLOTS * 9 / 10, "{used} of {SLOTS} slots used");
+    }
 }
