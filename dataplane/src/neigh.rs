@@ -83,8 +83,14 @@ impl Snapshot {
 
 /// This host's addresses, on every interface of the calling thread's namespace.
 pub fn local_addrs() -> std::io::Result<crate::FastSet<IpAddr>> {
+    addrs(None)
+}
+
+/// The addresses of interface `only` (or of every interface, for `None`).
+pub fn addrs<C: FromIterator<IpAddr>>(only: Option<&str>) -> std::io::Result<C> {
     Ok(nix::ifaddrs::getifaddrs()
         .map_err(std::io::Error::from)?
+        .filter(|a| only.is_none_or(|n| a.interface_name == n))
         .filter_map(|a| {
             a.address.and_then(|s| {
                 s.as_sockaddr_in()

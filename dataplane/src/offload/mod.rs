@@ -98,18 +98,7 @@ fn local_addrs() -> HashSet<IpAddr> {
 
 /// The addresses of interface `name` (none if it is gone).
 fn addrs_of(name: &str) -> HashSet<IpAddr> {
-    nix::ifaddrs::getifaddrs()
-        .map(|all| {
-            all.filter(|a| a.interface_name == name)
-                .filter_map(|a| {
-                    let s = a.address?;
-                    s.as_sockaddr_in()
-                        .map(|x| IpAddr::V4(x.ip()))
-                        .or_else(|| s.as_sockaddr_in6().map(|x| IpAddr::V6(x.ip())))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::neigh::addrs(Some(name)).unwrap_or_default()
 }
 
 /// Starts the offload thread: it follows connection tracking until `stop` is set, keeping the
