@@ -4,13 +4,17 @@
 //! The batch kernels win where their lanes span packets: small packets, and every size on the
 //! AVX-512 level. On the AVX2 level ring's stitched single-packet assembly is faster from
 //! some size up (its ChaCha20 and Poly1305 interleave within one packet, which 8-lane
-//! ChaCha20 and 4-lane radix-2^26 Poly1305 across packets do not beat there). [`Dispatch`]
-//! sends each packet of a batch to the faster one, by its text length, with the crossovers
-//! measured by `benches/aead.rs` (figures in bench/RESULTS.md).
+//! ChaCha20 and 4-lane radix-2^26 Poly1305 across packets do not beat there). The AVX2
+//! level's stitched lanes (`x86_avx2_stitch`) beat ring there too, but only on sets of long
+//! packets that keep 8 lanes busy. So per chunk [`Dispatch`] gives the stitched lanes the
+//! long packets where they pay, then sends each remaining packet to the faster of ring and
+//! the batch kernels, by its text length, with the crossovers measured by `benches/aead.rs`
+//! (figures in bench/RESULTS.md).
 //!
-//! Both give the same bytes (RFC 8439 with WireGuard's nonce). One difference: a packet that
-//! fails authentication on ring's path has its text zeroed (ring's rule) instead of left as
-//! it was; either way no plaintext is released, and the workers drop the packet.
+//! All give the same bytes (RFC 8439 with WireGuard's nonce). One difference: a packet that
+//! fails authentication on ring's path or the stitched lanes has its text zeroed (ring's
+//! rule) instead of left as it was; either way no plaintext is released, and the workers drop
+//! the packet.
 
 use crate::{check_lengths, Backend, Level, Packet, Verdict, CHUNK, TAG_LEN};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
@@ -77,25 +81,27 @@ impl Dispatch {
 
     /// Seals every packet in place (as [`crate::seal_batch`]); returns how many were sealed.
     pub fn seal(self, packets: &mut [Packet<'_>]) -> usize {
-        self.each_chunk(packets, ring_seal, Backend::seal_pending)
+        self.each_chunk(packets, true, ring_seal, Backend::seal_pending)
     }
 
     /// Opens every packet in place (as [`crate::open_batch`], but see the module's note on
     /// failed packets); returns how many were authentic.
     pub fn open(self, packets: &mut [Packet<'_>]) -> usize {
-        self.each_chunk(packets, ring_open, Backend::open_pending)
+        self.each_chunk(packets, false, ring_open, Backend::open_pending)
     }
 
-    /// Per chunk: ring for the long packets, then the batch kernels for what is left;
-    /// returns how many came out `Ok`.
+    /// Per chunk: the level's group kernels where they pay, ring for the long packets left,
+    /// then the batch kernels for what is left; returns how many came out `Ok`.
     fn each_chunk(
         self,
         packets: &mut [Packet<'_>],
+        seal: bool,
         ring: fn(&mut Packet<'_>),
         batch: fn(Backend, &mut [Packet<'_>]),
     ) -> usize {
         for chunk in packets.chunks_mut(CHUNK) {
             check_lengths(chunk);
+            self.batch.groups_pending(chunk, seal);
             for p in chunk.iter_mut().filter(|p| self.for_ring(p)) {
                 ring(p);
             }

@@ -16,16 +16,22 @@
 //! - Few packets: a row-wise 4-block AVX-512 ChaCha20 kernel for up to 4 blocks (about a third
 //!   of the 16-lane kernel's work); one or two packets' Poly1305 runs 8 blocks of the same
 //!   packet per IFMA step (powers r^8..r^1) when long, on the scalar code when short.
+//! - AVX2, packets of 256 bytes and more in sets that keep 8 lanes busy: one packet per lane
+//!   from its first block to its last, with an integer Poly1305 stitched into the vector
+//!   ChaCha20 rounds (`x86_avx2_stitch`), as ring does within one packet.
 //!
 //! The batch is worked through in chunks of [`CHUNK`] packets so that a chunk's data stays in L1
 //! between the ChaCha20 and the Poly1305 pass.
 //!
-//! # Failure leaves the packet untouched
+//! # Failure releases no plaintext
 //! [`open_batch`] computes every tag over the ciphertext first and decrypts only the packets
 //! whose tag matched (compared in constant time). A packet that fails authentication still
 //! holds its ciphertext: no plaintext is released, nothing has to be re-encrypted or zeroed.
 //! (A small chunk computes its keystream into a scratch buffer in the same pass as the Poly1305
 //! keys, and XORs it into the authentic packets only; the scratch is wiped.)
+//! The exception is the AVX2 stitched path, which decrypts during its one pass (the tag is
+//! known only at the end) and zeroes the text of a packet whose tag fails, as ring does; so on
+//! a CPU with AVX2, a failed packet holds either its ciphertext or zeroes, never plaintext.
 //!
 //! # Performance
 //! On the AVX-512 level, from batches of 8 up, sealing and opening run at about 1.3x to 4.8x
@@ -53,6 +59,8 @@ mod portable;
 mod sched;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2_stitch;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx512;
 
@@ -239,6 +247,18 @@ impl Backend {
     }
 
     /// Seals the packets of `chunk` (at most [`CHUNK`]) whose verdict is `Pending`.
+    /// Seals or opens the chunk's pending packets that this level's group kernels take
+    /// (where they pay; see `sched::groups`).
+    fn groups_pending(self, chunk: &mut [Packet<'_>], seal: bool) {
+        match self.0 {
+            Level::Portable => {}
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => sched::groups::<x86_avx2::Avx2>(chunk, seal),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => sched::groups::<x86_avx512::Avx512>(chunk, seal),
+        }
+    }
+
     fn seal_pending(self, chunk: &mut [Packet<'_>]) {
         match self.0 {
             Level::Portable => {

@@ -78,6 +78,95 @@ pub(crate) trait Kernels {
     /// # Safety
     /// The CPU supports the level; every job's pointers are valid as `PolyJob` states.
     unsafe fn poly(jobs: &[PolyJob], tags: &mut [[u8; 16]]);
+
+    /// Texts from this length up to [`Kernels::GROUP_MAX`] go to the group kernels
+    /// (`usize::MAX`: the level has none).
+    const GROUP_FROM: usize = usize::MAX;
+
+    /// The longest text the group kernels take.
+    const GROUP_MAX: usize = 0;
+
+    /// Whether packets of these text lengths keep the group kernels' lanes busy enough to
+    /// beat the lane-filling kernels.
+    fn group_worth_it(_lens: &mut dyn Iterator<Item = usize>) -> bool {
+        true
+    }
+
+    /// Whether this CPU can run the group kernels (checked per chunk; the detection is
+    /// cached).
+    fn groups_supported() -> bool {
+        false
+    }
+
+    /// Seals a group of packets (texts in the group range) in place, tags included.
+    ///
+    /// # Safety
+    /// The CPU supports the level and `groups_supported`; `jobs.len() <= CHUNK`; every job's key is 32 readable
+    /// bytes and its text `len + TAG_LEN` writable bytes not otherwise borrowed.
+    unsafe fn seal_group(_jobs: &[GroupJob]) {}
+
+    /// Opens a group: `ok[i]` says whether job `i` was authentic (then it is decrypted in
+    /// place; otherwise its ciphertext is left as it was).
+    ///
+    /// # Safety
+    /// As `seal_group`.
+    unsafe fn open_group(_jobs: &[GroupJob], _ok: &mut [bool]) {}
+}
+
+/// One packet of a group kernel's call.
+#[derive(Clone, Copy)]
+pub(crate) struct GroupJob {
+    /// The 32-byte session key.
+    pub(crate) key: *const u8,
+    pub(crate) counter: u64,
+    /// `len` bytes of text, then the 16-byte tag.
+    pub(crate) text: *mut u8,
+    pub(crate) len: usize,
+}
+
+/// Seals or opens, in one call of `K`'s group kernels, the chunk's packets they take, if
+/// they keep its lanes busy enough. Sets their verdicts; the rest stay pending.
+pub(crate) fn groups<K: Kernels>(chunk: &mut [Packet<'_>], seal: bool) {
+    if K::GROUP_FROM == usize::MAX || !K::groups_supported() {
+        return;
+    }
+    let mut jobs = [GroupJob {
+        key: core::ptr::null(),
+        counter: 0,
+        text: core::ptr::null_mut(),
+        len: 0,
+    }; CHUNK];
+    let mut at = [0usize; CHUNK];
+    let mut n = 0;
+    for (i, p) in chunk.iter_mut().enumerate() {
+        if p.verdict == Verdict::Pending && (K::GROUP_FROM..=K::GROUP_MAX).contains(&p.text_len()) {
+            jobs[n] = GroupJob {
+                key: p.key.as_ptr(),
+                counter: p.counter,
+                len: p.text_len(),
+                text: p.buf.as_mut_ptr(),
+            };
+            at[n] = i;
+            n += 1;
+        }
+    }
+    if n == 0 || !K::group_worth_it(&mut jobs[..n].iter().map(|j| j.len)) {
+        return;
+    }
+    let mut ok = [true; CHUNK];
+    // SAFETY: `K` exists only for a supported level and `groups_supported` held; each job is
+    // a distinct packet of the chunk (distinct, exclusively borrowed buffers), text plus tag,
+    // with its key; `n <= CHUNK`.
+    unsafe {
+        if seal {
+            K::seal_group(&jobs[..n]);
+        } else {
+            K::open_group(&jobs[..n], &mut ok);
+        }
+    }
+    for (&i, &ok) in at[..n].iter().zip(&ok) {
+        chunk[i].verdict = if ok { Verdict::Ok } else { Verdict::Auth };
+    }
 }
 
 /// One job's tag with the portable Poly1305.
@@ -380,7 +469,7 @@ impl Stage {
 /// and ORed, then one constant-time comparison with zero (subtle's comparison of the two
 /// 16-byte slices, byte by byte behind optimisation barriers, was 5% of a worker's time at
 /// 64-byte packets).
-fn tag_matches(computed: &[u8; TAG_LEN], received: &[u8]) -> bool {
+pub(crate) fn tag_matches(computed: &[u8; TAG_LEN], received: &[u8]) -> bool {
     let Ok(received) = <&[u8; TAG_LEN]>::try_from(received) else {
         return false;
     };

@@ -34,12 +34,32 @@ impl Kernels for Avx2 {
             unsafe { poly8(j, t) }
         }
     }
+
+    const GROUP_FROM: usize = 256;
+    const GROUP_MAX: usize = usize::MAX;
+    fn group_worth_it(lens: &mut dyn Iterator<Item = usize>) -> bool {
+        crate::x86_avx2_stitch::worth_it(lens)
+    }
+
+    fn groups_supported() -> bool {
+        crate::x86_avx2_stitch::supported()
+    }
+
+    unsafe fn seal_group(jobs: &[crate::sched::GroupJob]) {
+        // SAFETY: forwarded contract of `Kernels::seal_group`.
+        unsafe { crate::x86_avx2_stitch::seal(jobs) }
+    }
+
+    unsafe fn open_group(jobs: &[crate::sched::GroupJob], ok: &mut [bool]) {
+        // SAFETY: forwarded contract of `Kernels::open_group`.
+        unsafe { crate::x86_avx2_stitch::open(jobs, ok) }
+    }
 }
 
 /// Transposes 8 rows of 8 words: `out[c]` word `r` is `rows[r]` word `c`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn transpose8(rows: &[__m256i; 8]) -> [__m256i; 8] {
+pub(crate) fn transpose8(rows: &[__m256i; 8]) -> [__m256i; 8] {
     let t: [__m256i; 8] = core::array::from_fn(|i| {
         let (a, b) = (rows[(i / 2) * 2], rows[(i / 2) * 2 + 1]);
         if i % 2 == 0 {
@@ -92,6 +112,39 @@ fn quarter(
     v[b] = rol::<7, 25>(_mm256_xor_si256(v[b], v[c]));
 }
 
+/// The byte shuffles that rotate each 32-bit word left by 16 and by 8, for [`double_round`].
+///
+/// `black_box` hides the constants from LLVM, which would otherwise turn the 16-bit rotation
+/// into a `vpshuflw`/`vpshufhw` pair: two shuffle-port uops where `vpshufb` is one, on the
+/// two ports that the shifts of the 12- and 7-bit rotations also need.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn rotations() -> (__m256i, __m256i) {
+    let r16 = _mm256_setr_epi8(
+        2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9,
+        14, 15, 12, 13,
+    );
+    let r8 = _mm256_setr_epi8(
+        3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9, 10, 15, 12, 13, 14, 3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9, 10,
+        15, 12, 13, 14,
+    );
+    (core::hint::black_box(r16), core::hint::black_box(r8))
+}
+
+/// One ChaCha20 double round (a column round, then a diagonal round) on 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn double_round(v: &mut [__m256i; 16], r16: __m256i, r8: __m256i) {
+    quarter(v, 0, 4, 8, 12, r16, r8);
+    quarter(v, 1, 5, 9, 13, r16, r8);
+    quarter(v, 2, 6, 10, 14, r16, r8);
+    quarter(v, 3, 7, 11, 15, r16, r8);
+    quarter(v, 0, 5, 10, 15, r16, r8);
+    quarter(v, 1, 6, 11, 12, r16, r8);
+    quarter(v, 2, 7, 8, 13, r16, r8);
+    quarter(v, 3, 4, 9, 14, r16, r8);
+}
+
 /// # Safety
 /// As `Kernels::chacha`, for 8 lanes, on a CPU with AVX2.
 #[target_feature(enable = "avx2")]
@@ -109,25 +162,10 @@ unsafe fn chacha8(stage: &Stage) {
         // SAFETY: `row` has 16 u32, the first 8 are 32 readable bytes.
         init[12 + r] = unsafe { _mm256_loadu_si256(row.as_ptr().cast()) };
     }
-    // Byte shuffles that rotate each 32-bit word left by 16 and by 8.
-    let r16 = _mm256_setr_epi8(
-        2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9,
-        14, 15, 12, 13,
-    );
-    let r8 = _mm256_setr_epi8(
-        3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9, 10, 15, 12, 13, 14, 3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9, 10,
-        15, 12, 13, 14,
-    );
+    let (r16, r8) = rotations();
     let mut v = init;
     for _ in 0..10 {
-        quarter(&mut v, 0, 4, 8, 12, r16, r8);
-        quarter(&mut v, 1, 5, 9, 13, r16, r8);
-        quarter(&mut v, 2, 6, 10, 14, r16, r8);
-        quarter(&mut v, 3, 7, 11, 15, r16, r8);
-        quarter(&mut v, 0, 5, 10, 15, r16, r8);
-        quarter(&mut v, 1, 6, 11, 12, r16, r8);
-        quarter(&mut v, 2, 7, 8, 13, r16, r8);
-        quarter(&mut v, 3, 4, 9, 14, r16, r8);
+        double_round(&mut v, r16, r8);
     }
     for (w, x) in v.iter_mut().enumerate() {
         *x = _mm256_add_epi32(*x, init[w]);

@@ -1,0 +1,598 @@
+//! AVX2 ChaCha20-Poly1305 for long packets: one packet per lane, Poly1305 stitched into the
+//! ChaCha20 rounds.
+//!
+//! Why: on the AVX2 level the 8-lane ChaCha20 kernel keeps the vector ports busy while the
+//! integer multipliers idle, and the radix-2^26 vector Poly1305 then runs as a second pass on
+//! the same vector ports; at 1420 bytes that lost to ring (0.63-0.78x), whose single-packet
+//! assembly interleaves a vector ChaCha20 with an integer Poly1305. Here the same is done
+//! across packets: each of the 8 lanes carries one packet from its first keystream block to
+//! its last, then takes the next queued one (longest first). During a call's double rounds
+//! the integer side absorbs one 64-byte chunk of each lane's packet in radix 2^64 (64x64-bit
+//! `mulx`). The lanes are eight independent Poly1305 chains, so neither port set waits for
+//! the other and the chains' latency overlaps.
+//!
+//! Lanes idle once the queue is empty; [`worth_it`] turns away sets of packets (IMIX's few
+//! long ones among short ones) that would leave too many idle, and those go where they did
+//! before.
+//!
+//! Sealing absorbs the chunk the previous call encrypted; opening absorbs the chunk of this
+//! call's block before decrypting it. An opened packet whose tag fails has its text zeroed
+//! (ring's rule), not its ciphertext restored: see [`open`].
+
+use crate::chacha::{BLOCK_LEN, SIGMA};
+use crate::poly1305;
+use crate::sched::{tag_matches, wipe};
+use crate::x86_avx2::{double_round, rotations, transpose8};
+use crate::TAG_LEN;
+use core::arch::x86_64::*;
+
+/// Packets in flight: one per 32-bit lane.
+pub(crate) const LANES: usize = 8;
+
+/// Whether the CPU has what the group kernels use: AVX2, and BMI2 for `mulx` (a 64x64-bit
+/// multiply that leaves the flags alone, so the compiler need not shuffle `rax`/`rdx`).
+pub(crate) fn supported() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("bmi2")
+}
+
+/// One packet of a group.
+type Job = crate::sched::GroupJob;
+
+/// A Poly1305 accumulator in radix 2^64 (h = h0 + h1 2^64 + h2 2^128, h2 a few bits), with
+/// `r` clamped and `s1 = 5 r1 / 4` (r1 is a multiple of 4), as in OpenSSL's scalar code.
+#[derive(Default)]
+struct Poly64 {
+    h: [u64; 3],
+    r0: u64,
+    r1: u64,
+    s1: u64,
+}
+
+fn le64(p: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&p[..8]);
+    u64::from_le_bytes(w)
+}
+
+impl Poly64 {
+    /// The accumulator for a one-time key (RFC 8439 §2.5: `r` clamped).
+    fn new(key: &[u8; 32]) -> Self {
+        let r0 = le64(&key[0..8]) & 0x0fff_fffc_0fff_ffff;
+        let r1 = le64(&key[8..16]) & 0x0fff_fffc_0fff_fffc;
+        Self {
+            h: [0; 3],
+            r0,
+            r1,
+            s1: r1 + (r1 >> 2),
+        }
+    }
+
+    /// h = (h + m + 2^128) * r, partially reduced mod 2^130 - 5.
+    ///
+    /// Bounds: r0, r1 < 2^60 and s1 < 2^61 (clamping); h2 <= 4 on entry (each block leaves
+    /// at most 3 plus a carry), so h2 + 1 + carry <= 6 and every product and sum fits its u128
+    /// or u64.
+    #[inline(always)]
+    fn block(&mut self, m0: u64, m1: u64) {
+        let (r0, r1, s1) = (self.r0 as u128, self.r1 as u128, self.s1 as u128);
+        let t = self.h[0] as u128 + m0 as u128;
+        let h0 = t as u64 as u128;
+        let t = self.h[1] as u128 + m1 as u128 + (t >> 64);
+        let h1 = t as u64 as u128;
+        let h2 = self.h[2] + 1 + (t >> 64) as u64;
+        // 2^128 r1 = 2^130 (r1 / 4) = 5 r1 / 4 = s1 (mod p), and likewise at 2^192.
+        let d0 = h0 * r0 + h1 * s1;
+        let d1 = h0 * r1 + h1 * r0 + (h2 as u128) * s1 + (d0 >> 64);
+        let d2 = h2 * self.r0 + (d1 >> 64) as u64;
+        // Bits from 2^130 up wrap around times 5: (d2 >> 2) * 5 = (d2 & !3) + (d2 >> 2).
+        let c = (d2 & !3) + (d2 >> 2);
+        let t = d0 as u64 as u128 + c as u128;
+        self.h[0] = t as u64;
+        let t = d1 as u64 as u128 + (t >> 64);
+        self.h[1] = t as u64;
+        self.h[2] = (d2 & 3) + (t >> 64) as u64;
+    }
+
+    /// Absorbs the two 16-byte blocks at `p`.
+    ///
+    /// # Safety
+    /// `p` points to 32 readable bytes.
+    #[inline(always)]
+    unsafe fn two(&mut self, p: *const u8) {
+        // SAFETY: four words inside the 32 readable bytes.
+        let m: [u64; 4] =
+            core::array::from_fn(|i| unsafe { p.add(8 * i).cast::<u64>().read_unaligned() });
+        let mut h = Self { ..*self };
+        h.block(m[0], m[1]);
+        h.block(m[2], m[3]);
+        *self = h;
+    }
+
+    /// Absorbs `text` zero-padded to 16 bytes.
+    fn padded(&mut self, text: &[u8]) {
+        let mut blocks = text.chunks_exact(16);
+        for b in &mut blocks {
+            self.block(le64(&b[..8]), le64(&b[8..]));
+        }
+        let rest = blocks.remainder();
+        if !rest.is_empty() {
+            let mut pad = [0u8; 16];
+            pad[..rest.len()].copy_from_slice(rest);
+            self.block(le64(&pad[..8]), le64(&pad[8..]));
+        }
+    }
+
+    /// Absorbs the length block (no AAD, `total` bytes of text) and returns the tag with `s`
+    /// from the one-time key.
+    fn finish(mut self, total: usize, key: &[u8; 32]) -> [u8; 16] {
+        self.block(0, total as u64);
+        let [h0, h1, h2] = self.h;
+        let h44 = [
+            h0 & poly1305::M44,
+            ((h0 >> 44) | (h1 << 20)) & poly1305::M44,
+            (h1 >> 24) | (h2 << 40),
+        ];
+        let tag = poly1305::finish(h44, poly1305::s_words(key));
+        self.wipe();
+        tag
+    }
+
+    fn wipe(&mut self) {
+        self.h = [0; 3];
+        self.r0 = 0;
+        self.r1 = 0;
+        self.s1 = 0;
+        core::hint::black_box(&mut *self);
+    }
+}
+
+static ZERO_KEY: [u8; 32] = [0; 32];
+
+/// Where each lane's absorb of this call reads (null: nothing this call).
+type Work = [*const u8; LANES];
+
+/// One keystream block per lane from the state rows `init`, with `work`'s chunks absorbed
+/// into `polys` during the rounds. Returns lane `i`'s block as (words 0..8, words 8..16).
+///
+/// # Safety
+/// AVX2 and BMI2 are available; every non-null `work[i]` points to 64 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,bmi2")]
+unsafe fn call(
+    init: &[__m256i; 16],
+    polys: &mut [Poly64; LANES],
+    work: &Work,
+) -> ([__m256i; 8], [__m256i; 8]) {
+    let (r16, r8) = rotations();
+    let mut v = *init;
+    // Double round d < 8 absorbs two blocks of lanes 2(d % 4) and 2(d % 4) + 1: blocks 0-1 of
+    // the chunk in rounds 0-3, blocks 2-3 in rounds 4-7. Two independent chains per round,
+    // about as much integer work as the round's vector work, close enough together for the
+    // core to run both at once; two blocks per visit keep a lane's state in registers.
+    for d in 0..10 {
+        double_round(&mut v, r16, r8);
+        if d < 8 {
+            let (lane, at) = (2 * (d % 4), 32 * (d / 4));
+            for (p, &w) in polys[lane..lane + 2].iter_mut().zip(&work[lane..lane + 2]) {
+                if !w.is_null() {
+                    // SAFETY: non-null work points to 64 readable bytes (the caller's
+                    // contract); `at + 32 <= 64`.
+                    unsafe { p.two(w.add(at)) };
+                }
+            }
+        }
+    }
+    for (w, x) in v.iter_mut().enumerate() {
+        *x = _mm256_add_epi32(*x, init[w]);
+    }
+    let lo: [__m256i; 8] = core::array::from_fn(|i| v[i]);
+    let hi: [__m256i; 8] = core::array::from_fn(|i| v[8 + i]);
+    (transpose8(&lo), transpose8(&hi))
+}
+
+/// A lane's packet: which job, the keystream block it is at (0: the one-time key), its data
+/// blocks, and how many whole 64-byte chunks of it Poly1305 has absorbed.
+#[derive(Clone, Copy)]
+struct Slot {
+    job: usize,
+    block: usize,
+    blocks: usize,
+    absorbed: usize,
+}
+
+/// The lanes' packets, refilled from a queue as packets finish.
+struct Lanes<'a> {
+    jobs: &'a [Job],
+    /// Job indices, longest first: the lanes start on the longest packets and drain on the
+    /// shortest, so little of a lane idles at the end.
+    queue: [usize; MAX_JOBS],
+    next: usize,
+    slot: [Option<Slot>; LANES],
+    /// The one-time keys of the lanes' packets (`s` is needed for the tag).
+    otk: [[u8; 32]; LANES],
+    polys: [Poly64; LANES],
+    /// State rows: the constants, the keys (transposed; re-done when a lane changes packet),
+    /// the block counters and the nonces.
+    init: [__m256i; 16],
+    keys_changed: bool,
+}
+
+/// Most jobs one `seal` or `open` takes (the scheduler's chunk).
+pub(crate) const MAX_JOBS: usize = crate::CHUNK;
+
+/// The share of lane-calls a run must use for the lanes to pay: a set of packets of mixed
+/// lengths leaves lanes idle once their short packets end and nothing is queued (IMIX's few
+/// long packets per chunk), where the lane-filling kernels would give the long packets every
+/// lane.
+const MIN_USE: (usize, usize) = (3, 4);
+
+/// Whether the lanes keep busy enough on packets of these text lengths: the run assigns
+/// packets longest first to the first free lane, as [`Lanes`] does, and is worth it if at
+/// least [`MIN_USE`] of its lane-calls do work.
+pub(crate) fn worth_it(lens: impl Iterator<Item = usize>) -> bool {
+    let mut calls = [0usize; MAX_JOBS];
+    let mut n = 0;
+    for (c, len) in calls.iter_mut().zip(lens) {
+        // Block 0 (the one-time key), then the data blocks.
+        *c = len.div_ceil(BLOCK_LEN) + 1;
+        n += 1;
+    }
+    let calls = &mut calls[..n];
+    calls.sort_unstable_by(|a, b| b.cmp(a));
+    let mut lane = [0usize; LANES];
+    for &c in calls.iter() {
+        let free = lane.iter_mut().min().expect("LANES > 0");
+        *free += c;
+    }
+    let used: usize = calls.iter().sum();
+    let span = lane.iter().copied().max().unwrap_or(0);
+    used * MIN_USE.1 >= span * LANES * MIN_USE.0
+}
+
+impl<'a> Lanes<'a> {
+    #[target_feature(enable = "avx2")]
+    fn new(jobs: &'a [Job]) -> Self {
+        let mut queue = [0usize; MAX_JOBS];
+        for (i, q) in queue.iter_mut().enumerate().take(jobs.len()) {
+            *q = i;
+        }
+        // Lengths are public: sorting by them leaks nothing.
+        queue[..jobs.len()].sort_unstable_by_key(|&i| core::cmp::Reverse(jobs[i].len));
+        let mut init = [_mm256_setzero_si256(); 16];
+        for (i, &c) in SIGMA.iter().enumerate() {
+            init[i] = _mm256_set1_epi32(c as i32);
+        }
+        let mut l = Self {
+            jobs,
+            queue,
+            next: 0,
+            slot: [None; LANES],
+            otk: [[0; 32]; LANES],
+            polys: Default::default(),
+            init,
+            keys_changed: true,
+        };
+        for lane in 0..LANES {
+            l.refill(lane);
+        }
+        l
+    }
+
+    /// Gives `lane` the next queued packet, or leaves it idle.
+    fn refill(&mut self, lane: usize) {
+        self.slot[lane] = (self.next < self.jobs.len()).then(|| {
+            let job = self.queue[self.next];
+            self.next += 1;
+            Slot {
+                job,
+                block: 0,
+                blocks: self.jobs[job].len.div_ceil(BLOCK_LEN),
+                absorbed: 0,
+            }
+        });
+        self.keys_changed = true;
+    }
+
+    /// Sets the per-lane rows for the next call: all of them after a lane changed packet,
+    /// else only the block counters, which every lane advances by one.
+    ///
+    /// # Safety
+    /// Every job's key points to 32 readable bytes.
+    #[target_feature(enable = "avx2")]
+    unsafe fn rows(&mut self) {
+        if !self.keys_changed {
+            self.init[12] = _mm256_add_epi32(self.init[12], _mm256_set1_epi32(1));
+            return;
+        }
+        self.keys_changed = false;
+        let mut block = [0u32; LANES];
+        let mut lo = [0u32; LANES];
+        let mut hi = [0u32; LANES];
+        let mut key = [ZERO_KEY.as_ptr(); LANES];
+        for (i, s) in self.slot.iter().enumerate() {
+            if let Some(s) = s {
+                let j = &self.jobs[s.job];
+                // `check_lengths` keeps texts under 2^32 blocks.
+                block[i] = s.block as u32;
+                lo[i] = j.counter as u32;
+                hi[i] = (j.counter >> 32) as u32;
+                key[i] = j.key;
+            }
+        }
+        // SAFETY: the arrays are 32 readable bytes each; the keys per the contract.
+        unsafe {
+            let keys: [__m256i; 8] = core::array::from_fn(|i| _mm256_loadu_si256(key[i].cast()));
+            self.init[4..12].copy_from_slice(&transpose8(&keys));
+            self.init[12] = _mm256_loadu_si256(block.as_ptr().cast());
+            self.init[14] = _mm256_loadu_si256(lo.as_ptr().cast());
+            self.init[15] = _mm256_loadu_si256(hi.as_ptr().cast());
+        }
+    }
+}
+
+impl Drop for Lanes<'_> {
+    fn drop(&mut self) {
+        wipe(self.otk.as_flattened_mut());
+        for p in &mut self.polys {
+            p.wipe();
+        }
+    }
+}
+
+/// Seals `jobs` in place and writes their tags.
+///
+/// # Safety
+/// AVX2 and BMI2 are available ([`supported`]); `jobs.len() <= MAX_JOBS`; every job's key
+/// points to 32 readable bytes and its text to `len + TAG_LEN` writable bytes not otherwise
+/// borrowed, distinct from every other job's.
+#[target_feature(enable = "avx2,bmi2")]
+pub(crate) unsafe fn seal(jobs: &[Job]) {
+    // SAFETY: forwarded contract; `run` writes the tags and ignores `ok` when sealing.
+    unsafe { run::<true>(jobs, &mut []) }
+}
+
+/// Opens `jobs`: sets `ok[i]` and leaves packet `i` decrypted in place if its tag matched;
+/// zeroes the text of a packet whose tag did not match (as ring does), so none of its
+/// plaintext is released.
+///
+/// Decrypting during the pass (the tag is known only at its end) spares a second pass over
+/// a keystream kept aside, and zeroing costs a forged packet no more than a genuine one.
+///
+/// # Safety
+/// As [`seal`]; the tag follows each text; `ok.len() >= jobs.len()`.
+#[target_feature(enable = "avx2,bmi2")]
+pub(crate) unsafe fn open(jobs: &[Job], ok: &mut [bool]) {
+    // SAFETY: forwarded contract.
+    unsafe { run::<false>(jobs, ok) }
+}
+
+/// The lanes' loop. Sealing absorbs, during a call, the chunk its lane encrypted the call
+/// before; opening absorbs the chunk of this call's block, before the block is decrypted (the
+/// partial last chunk, which the rounds do not take, just before its XOR).
+///
+/// # Safety
+/// As [`seal`] / [`open`].
+#[target_feature(enable = "avx2,bmi2")]
+unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
+    debug_assert!(jobs.len() <= MAX_JOBS);
+    let mut l = Lanes::new(jobs);
+    while l.slot.iter().any(Option::is_some) {
+        let mut work: Work = [core::ptr::null(); LANES];
+        for (w, s) in work.iter_mut().zip(&mut l.slot) {
+            let Some(s) = s else { continue };
+            let job = &jobs[s.job];
+            // The chunk to absorb: sealing, the one encrypted by the last call; opening, this
+            // call's. Only whole chunks, in order.
+            let c = s.absorbed;
+            let ready = if SEAL {
+                c + 2 <= s.block
+            } else {
+                c + 1 == s.block
+            };
+            if ready && (c + 1) * BLOCK_LEN <= job.len {
+                // SAFETY: the chunk lies inside the text.
+                *w = unsafe { job.text.add(c * BLOCK_LEN) };
+                s.absorbed += 1;
+            }
+        }
+        // SAFETY: the keys per the contract.
+        unsafe { l.rows() };
+        // SAFETY: every work pointer names a whole chunk of text: encrypted already when
+        // sealing, still ciphertext when opening (decrypted only below).
+        let (lo, hi) = unsafe { call(&l.init, &mut l.polys, &work) };
+        for lane in 0..LANES {
+            let Some(mut s) = l.slot[lane] else { continue };
+            let job = &jobs[s.job];
+            if s.block == 0 {
+                // SAFETY: `otk[lane]` is 32 writable bytes.
+                unsafe { _mm256_storeu_si256(l.otk[lane].as_mut_ptr().cast(), lo[lane]) };
+                l.polys[lane] = Poly64::new(&l.otk[lane]);
+            } else {
+                let at = (s.block - 1) * BLOCK_LEN;
+                let len = (job.len - at).min(BLOCK_LEN);
+                // SAFETY: `at + len <= job.len`: inside the text.
+                let dst = unsafe { job.text.add(at) };
+                if !SEAL && len < BLOCK_LEN {
+                    // SAFETY: as above.
+                    l.polys[lane].padded(unsafe { core::slice::from_raw_parts(dst, len) });
+                }
+                // SAFETY: as above.
+                unsafe { xor_block(dst, len, lo[lane], hi[lane]) };
+            }
+            s.block += 1;
+            if s.block <= s.blocks {
+                l.slot[lane] = Some(s);
+                continue;
+            }
+            // The packet is done: the rest of its Poly1305, its tag, and the lane's next one.
+            // SAFETY: text and tag are `len + TAG_LEN` bytes, exclusively ours.
+            let buf = unsafe { core::slice::from_raw_parts_mut(job.text, job.len + TAG_LEN) };
+            let (text, tag) = buf.split_at_mut(job.len);
+            let mut poly = core::mem::take(&mut l.polys[lane]);
+            if SEAL {
+                poly.padded(&text[s.absorbed * BLOCK_LEN..]);
+                tag.copy_from_slice(&poly.finish(job.len, &l.otk[lane]));
+            } else {
+                // Every whole chunk was absorbed in its call, the partial one before its XOR.
+                ok[s.job] = tag_matches(&poly.finish(job.len, &l.otk[lane]), tag);
+                if !ok[s.job] {
+                    wipe(text);
+                }
+            }
+            l.refill(lane);
+        }
+    }
+}
+
+/// XORs the first `len` bytes of a keystream block into `dst`.
+///
+/// # Safety
+/// AVX2 is available; `dst` points to `len <= 64` writable bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn xor_block(dst: *mut u8, len: usize, lo: __m256i, hi: __m256i) {
+    if len == BLOCK_LEN {
+        // SAFETY: 64 writable bytes at `dst`.
+        unsafe {
+            let p0 = dst.cast::<__m256i>();
+            let p1 = dst.add(32).cast::<__m256i>();
+            _mm256_storeu_si256(p0, _mm256_xor_si256(_mm256_loadu_si256(p0), lo));
+            _mm256_storeu_si256(p1, _mm256_xor_si256(_mm256_loadu_si256(p1), hi));
+        }
+        return;
+    }
+    let mut ks = [0u8; BLOCK_LEN];
+    // SAFETY: `ks` is 64 writable bytes; `dst` has `len` (the contract).
+    let d = unsafe {
+        _mm256_storeu_si256(ks.as_mut_ptr().cast(), lo);
+        _mm256_storeu_si256(ks.as_mut_ptr().add(32).cast(), hi);
+        core::slice::from_raw_parts_mut(dst, len)
+    };
+    for (b, k) in d.iter_mut().zip(&ks) {
+        *b ^= k;
+    }
+    wipe(&mut ks);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng as _, SeedableRng as _};
+    use rand_chacha::ChaCha8Rng;
+
+    /// The radix-2^64 Poly1305 against the portable one, on random keys and texts and on the
+    /// values where carries and the final reduction are hardest: all-ones texts and keys whose
+    /// clamped r is the largest allowed.
+    #[test]
+    fn lanes_are_worth_it_only_when_they_stay_busy() {
+        // A burst at one size: every lane busy to the end.
+        assert!(worth_it([1420; 16].into_iter()));
+        assert!(worth_it([256; 8].into_iter()));
+        // Twelve: four lanes take a second packet while four idle, 3/4 of the lane-calls.
+        assert!(worth_it([1420; 12].into_iter()));
+        assert!(!worth_it([1420; 11].into_iter()));
+        // IMIX's long packets of a chunk: two of 1420 bytes, five of 576.
+        assert!(!worth_it([1420, 1420, 576, 576, 576, 576, 576].into_iter()));
+        // One packet: seven lanes idle.
+        assert!(!worth_it([9000].into_iter()));
+        // Refilling evens out mixed lengths when there are enough of them.
+        let mixed = [
+            1420, 1420, 1420, 1420, 700, 700, 700, 700, 700, 700, 700, 700,
+        ];
+        assert!(worth_it(mixed.into_iter()));
+    }
+
+    /// `h` (radix 2^64, under 2^131) fully reduced mod 2^130 - 5.
+    fn reduced(h: [u64; 3]) -> [u64; 3] {
+        let [mut h0, mut h1, mut h2] = h;
+        for _ in 0..2 {
+            let c = (h2 >> 2) * 5;
+            h2 &= 3;
+            let t = h0 as u128 + c as u128;
+            h0 = t as u64;
+            let t = h1 as u128 + (t >> 64);
+            h1 = t as u64;
+            h2 += (t >> 64) as u64;
+        }
+        // p = 2^130 - 5 = (3, 2^64 - 1, 2^64 - 5) in limbs.
+        let ge_p = h2 > 3 || (h2 == 3 && h1 == u64::MAX && h0 >= u64::MAX - 4);
+        if ge_p {
+            let t = h0 as u128 + 5;
+            h0 = t as u64;
+            let t = h1 as u128 + (t >> 64);
+            h1 = t as u64;
+            h2 = (h2 + (t >> 64) as u64) & 3;
+        }
+        [h0, h1, h2]
+    }
+
+    /// One block through `Poly64::block` against the portable radix-2^44 `mul_mod`, both fully
+    /// reduced: random states and blocks, the extremes, and a state whose last carry (into h2)
+    /// only a crafted r reaches (r = 1: (2^128 - 1) + 3 * 2^128 + 2^128 wraps twice).
+    #[test]
+    fn one_block_matches_the_portable_multiply_even_at_the_last_carry() {
+        let mut rng = ChaCha8Rng::seed_from_u64(130);
+        let mut unit = [0u8; 32];
+        unit[0] = 1;
+        let mut cases = vec![([u64::MAX, u64::MAX, 3], (0, 0), unit)];
+        for _ in 0..20_000 {
+            let pick = |rng: &mut ChaCha8Rng| match rng.gen_range(0..4) {
+                0 => u64::MAX,
+                1 => 0,
+                _ => rng.gen(),
+            };
+            let h = [pick(&mut rng), pick(&mut rng), rng.gen_range(0..=4)];
+            let m = (pick(&mut rng), pick(&mut rng));
+            let mut key: [u8; 32] = rng.gen();
+            if rng.gen_range(0..4) == 0 {
+                key[..16].fill(0xff);
+            }
+            cases.push((h, m, key));
+        }
+        for (h, (m0, m1), key) in cases {
+            let mut p = Poly64::new(&key);
+            p.h = h;
+            p.block(m0, m1);
+            // x = h + m + 2^128, then x * r in radix 2^44.
+            let t = h[0] as u128 + m0 as u128;
+            let x0 = t as u64;
+            let t = h[1] as u128 + m1 as u128 + (t >> 64);
+            let x1 = t as u64;
+            let x2 = h[2] + 1 + (t >> 64) as u64;
+            let x44 = [
+                x0 & poly1305::M44,
+                ((x0 >> 44) | (x1 << 20)) & poly1305::M44,
+                (x1 >> 24) | (x2 << 40),
+            ];
+            let [a, b, c] = poly1305::mul_mod(x44, poly1305::clamp_r(&key));
+            // a + b 2^44 + c 2^88 in radix 2^64; b may carry past its 44 bits.
+            let lo = a as u128 + ((b as u128) << 44);
+            let hi = (lo >> 64) + ((c as u128) << 24);
+            let want = [lo as u64, hi as u64, (hi >> 64) as u64];
+            assert_eq!(reduced(p.h), reduced(want), "h {h:x?} m {m0:x} {m1:x}");
+        }
+    }
+
+    #[test]
+    fn radix_64_poly1305_matches_the_portable_one() {
+        let mut rng = ChaCha8Rng::seed_from_u64(64);
+        for case in 0..2000 {
+            let len = rng.gen_range(0..300);
+            let mut key: [u8; 32] = rng.gen();
+            let mut text: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            if case % 4 == 0 {
+                text.fill(0xff);
+            }
+            if case % 8 == 0 {
+                key[..16].fill(0xff);
+            }
+            let mut p64 = Poly64::new(&key);
+            p64.padded(&text);
+            let got = p64.finish(len, &key);
+            let mut p = poly1305::Poly1305::new(&key);
+            p.update_padded(&text);
+            p.update_lengths(0, len as u64);
+            assert_eq!(got, p.finish(), "case {case}, {len} bytes");
+        }
+    }
+}
