@@ -82,7 +82,8 @@ impl Poly64 {
         let h2 = self.h[2] + 1 + (t >> 64) as u64;
         // 2^128 r1 = 2^130 (r1 / 4) = 5 r1 / 4 = s1 (mod p), and likewise at 2^192.
         let d0 = h0 * r0 + h1 * s1;
-        let d1 = h0 * r1 + h1 * r0 + (h2 as u128) * s1 + (d0 >> 64);
+        // h2 * s1 < 7 * 2^61: one 64-bit multiply.
+        let d1 = h0 * r1 + h1 * r0 + (h2 * self.s1) as u128 + (d0 >> 64);
         let d2 = h2 * self.r0 + (d1 >> 64) as u64;
         // Bits from 2^130 up wrap around times 5: (d2 >> 2) * 5 = (d2 & !3) + (d2 >> 2).
         let c = (d2 & !3) + (d2 >> 2);
@@ -195,6 +196,9 @@ unsafe fn call(
 #[derive(Clone, Copy)]
 struct Slot {
     job: usize,
+    /// The job's text and its length, copied here so the per-call loops index nothing.
+    text: *mut u8,
+    len: usize,
     block: usize,
     blocks: usize,
     absorbed: usize,
@@ -283,10 +287,13 @@ impl<'a> Lanes<'a> {
         self.slot[lane] = (self.next < self.jobs.len()).then(|| {
             let job = self.queue[self.next];
             self.next += 1;
+            let j = &self.jobs[job];
             Slot {
                 job,
+                text: j.text,
+                len: j.len,
                 block: 0,
-                blocks: self.jobs[job].len.div_ceil(BLOCK_LEN),
+                blocks: j.len.div_ceil(BLOCK_LEN),
                 absorbed: 0,
             }
         });
@@ -380,7 +387,6 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
         let mut work: Work = [core::ptr::null(); LANES];
         for (w, s) in work.iter_mut().zip(&mut l.slot) {
             let Some(s) = s else { continue };
-            let job = &jobs[s.job];
             // The chunk to absorb: sealing, the one encrypted by the last call; opening, this
             // call's. Only whole chunks, in order.
             let c = s.absorbed;
@@ -389,9 +395,9 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
             } else {
                 c + 1 == s.block
             };
-            if ready && (c + 1) * BLOCK_LEN <= job.len {
+            if ready && (c + 1) * BLOCK_LEN <= s.len {
                 // SAFETY: the chunk lies inside the text.
-                *w = unsafe { job.text.add(c * BLOCK_LEN) };
+                *w = unsafe { s.text.add(c * BLOCK_LEN) };
                 s.absorbed += 1;
             }
         }
@@ -402,16 +408,15 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
         let (lo, hi) = unsafe { call(&l.init, &mut l.polys, &work) };
         for lane in 0..LANES {
             let Some(mut s) = l.slot[lane] else { continue };
-            let job = &jobs[s.job];
             if s.block == 0 {
                 // SAFETY: `otk[lane]` is 32 writable bytes.
                 unsafe { _mm256_storeu_si256(l.otk[lane].as_mut_ptr().cast(), lo[lane]) };
                 l.polys[lane] = Poly64::new(&l.otk[lane]);
             } else {
                 let at = (s.block - 1) * BLOCK_LEN;
-                let len = (job.len - at).min(BLOCK_LEN);
-                // SAFETY: `at + len <= job.len`: inside the text.
-                let dst = unsafe { job.text.add(at) };
+                let len = (s.len - at).min(BLOCK_LEN);
+                // SAFETY: `at + len <= s.len`: inside the text.
+                let dst = unsafe { s.text.add(at) };
                 if !SEAL && len < BLOCK_LEN {
                     // SAFETY: as above.
                     l.polys[lane].padded(unsafe { core::slice::from_raw_parts(dst, len) });
@@ -426,15 +431,15 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
             }
             // The packet is done: the rest of its Poly1305, its tag, and the lane's next one.
             // SAFETY: text and tag are `len + TAG_LEN` bytes, exclusively ours.
-            let buf = unsafe { core::slice::from_raw_parts_mut(job.text, job.len + TAG_LEN) };
-            let (text, tag) = buf.split_at_mut(job.len);
+            let buf = unsafe { core::slice::from_raw_parts_mut(s.text, s.len + TAG_LEN) };
+            let (text, tag) = buf.split_at_mut(s.len);
             let mut poly = core::mem::take(&mut l.polys[lane]);
             if SEAL {
                 poly.padded(&text[s.absorbed * BLOCK_LEN..]);
-                tag.copy_from_slice(&poly.finish(job.len, &l.otk[lane]));
+                tag.copy_from_slice(&poly.finish(s.len, &l.otk[lane]));
             } else {
                 // Every whole chunk was absorbed in its call, the partial one before its XOR.
-                ok[s.job] = tag_matches(&poly.finish(job.len, &l.otk[lane]), tag);
+                ok[s.job] = tag_matches(&poly.finish(s.len, &l.otk[lane]), tag);
                 if !ok[s.job] {
                     wipe(text);
                 }
