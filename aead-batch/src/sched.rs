@@ -79,12 +79,17 @@ pub(crate) trait Kernels {
     /// The CPU supports the level; every job's pointers are valid as `PolyJob` states.
     unsafe fn poly(jobs: &[PolyJob], tags: &mut [[u8; 16]]);
 
-    /// Texts from this length up to [`Kernels::GROUP_MAX`] go to the group kernels
+    /// Texts from this length up to [`Kernels::GROUP_MAX`] (sealing) or
+    /// [`Kernels::GROUP_OPEN_MAX`] (opening) go to the group kernels
     /// (`usize::MAX`: the level has none).
     const GROUP_FROM: usize = usize::MAX;
 
-    /// The longest text the group kernels take.
+    /// The longest text the group kernels seal.
     const GROUP_MAX: usize = 0;
+
+    /// The longest text the group kernels open (opening may stop paying earlier than
+    /// sealing: ring's single-packet open is faster than its seal).
+    const GROUP_OPEN_MAX: usize = 0;
 
     /// Whether packets of these text lengths keep the group kernels' lanes busy enough to
     /// beat the lane-filling kernels.
@@ -139,7 +144,12 @@ pub(crate) fn groups<K: Kernels>(chunk: &mut [Packet<'_>], seal: bool) {
     let mut at = [0usize; CHUNK];
     let mut n = 0;
     for (i, p) in chunk.iter_mut().enumerate() {
-        if p.verdict == Verdict::Pending && (K::GROUP_FROM..=K::GROUP_MAX).contains(&p.text_len()) {
+        let most = if seal {
+            K::GROUP_MAX
+        } else {
+            K::GROUP_OPEN_MAX
+        };
+        if p.verdict == Verdict::Pending && (K::GROUP_FROM..=most).contains(&p.text_len()) {
             jobs[n] = GroupJob {
                 key: p.key.as_ptr(),
                 counter: p.counter,

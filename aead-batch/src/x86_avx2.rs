@@ -37,6 +37,10 @@ impl Kernels for Avx2 {
 
     const GROUP_FROM: usize = 256;
     const GROUP_MAX: usize = usize::MAX;
+    // Zen 3, 2026-12-04 (bench/RESULTS.md): opening 768-byte texts ran at 1.13x ring, 1024
+    // and 1420 bytes at 0.8-0.9x, where ring (the dispatch's next choice) runs at 0.96x.
+    const GROUP_OPEN_MAX: usize = 1023;
+
     fn group_worth_it(lens: &mut dyn Iterator<Item = usize>) -> bool {
         crate::x86_avx2_stitch::worth_it(lens)
     }
