@@ -362,11 +362,6 @@ fn run_workers<'s, 'u: 's>(
                             return;
                         }
                     };
-                    for port in std::iter::once(&wan_port).chain(lan_port.as_ref()) {
-                        if let Err(why) = port.busy_poll() {
-                            tracing::info!(queue = q, "AF_XDP busy polling off: {why}");
-                        }
-                    }
                     let _ = fd_tx.send((q, Ok((wan_port.fd(), lan_port.as_ref().map(Port::fd)))));
                     while !go.load(Ordering::Acquire) {
                         if stop.load(Ordering::Relaxed) {

@@ -290,7 +290,6 @@ pub struct Port<'u> {
     _user: User,
     interface: String,
     queue: u32,
-    busy_poll: Result<(), String>,
 }
 
 impl std::fmt::Debug for Port<'_> {
@@ -415,7 +414,6 @@ impl<'u> Port<'u> {
         let rx = user.map_rx().map_err(err("mapping RX ring"))?;
         let tx = user.map_tx().map_err(err("mapping TX ring"))?;
         umem.umem.0.bind(&user).map_err(err("binding"))?;
-        let busy_poll = busy_poll(rx.as_raw_fd());
         Ok(Self {
             umem,
             device,
@@ -424,13 +422,7 @@ impl<'u> Port<'u> {
             _user: user,
             interface: interface.to_string(),
             queue,
-            busy_poll,
         })
-    }
-
-    /// Whether the kernel took the busy-polling options (see [`busy_poll`]), or why not.
-    pub fn busy_poll(&self) -> Result<(), String> {
-        self.busy_poll.clone()
     }
 
     /// The socket's fd, for the XSKMAP.
@@ -582,47 +574,6 @@ impl<'u> Port<'u> {
             self.tx.wake();
         }
     }
-}
-
-/// How long a busy-polling syscall on the socket may poll the device, in microseconds. The
-/// worker's syscalls (the transmit kick, the fill ring's wakeup, `poll`) are non-blocking, so
-/// the kernel polls once per call; the value only has to be non-zero.
-const BUSY_POLL_US: libc::c_int = 50;
-
-/// Packets one busy poll may take: the worker's batch.
-const BUSY_POLL_BUDGET: libc::c_int = 64;
-
-/// Asks the kernel to busy-poll the socket's device queue from the worker's own syscalls
-/// (`SO_BUSY_POLL`, `SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL_BUDGET`; Linux 5.11 and later), so
-/// received packets are moved into the socket in the worker's time, in batches. Kept because
-/// it measured better (bench/RESULTS.md, "busy polling"). A kernel that refuses it costs
-/// nothing but this: the socket works as before, and the reason is reported.
-fn busy_poll(fd: i32) -> Result<(), String> {
-    for (name, opt, value) in [
-        ("SO_PREFER_BUSY_POLL", libc::SO_PREFER_BUSY_POLL, 1),
-        ("SO_BUSY_POLL", libc::SO_BUSY_POLL, BUSY_POLL_US),
-        (
-            "SO_BUSY_POLL_BUDGET",
-            libc::SO_BUSY_POLL_BUDGET,
-            BUSY_POLL_BUDGET,
-        ),
-    ] {
-        // SAFETY: `fd` is the socket's open descriptor; the value is a c_int on this stack
-        // frame and its size is passed with it.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(format!("{name}: {}", std::io::Error::last_os_error()));
-        }
-    }
-    Ok(())
 }
 
 /// Frames kept out of the fill rings for packets the worker generates (ICMP errors), so that

@@ -46,27 +46,6 @@ fn worker_side(steering: &mut Steering, ifname: &str, sock: &UdpSocket, gw_addr:
     };
     let umem = Umem::new(spec).unwrap();
     let mut port = Port::bind(&umem, ifname, 0, BindMode::Copy, spec.ring_size).unwrap();
-    // All three set (the budget has no getsockopt to read it back with).
-    assert_eq!(
-        port.busy_poll(),
-        Ok(()),
-        "the kernel takes the busy-polling options"
-    );
-    for (opt, want) in [(libc::SO_PREFER_BUSY_POLL, 1), (libc::SO_BUSY_POLL, 50)] {
-        let mut got: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: the port's open socket; `got` and `len` are valid for the call.
-        let r = unsafe {
-            libc::getsockopt(
-                port.fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&mut got as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!((r, got), (0, want), "socket option {opt}");
-    }
     let mut pool = umem.pool().unwrap();
     assert!(umem.pool().is_none(), "one pool per UMEM");
     steering.set_socket(Role::Wan, 0, port.fd()).unwrap();
