@@ -86,7 +86,9 @@ pub enum Verdict {
     Pending,
     /// Sealed, or opened and authentic: the buffer holds ciphertext || tag, or plaintext.
     Ok,
-    /// Failed authentication: the buffer is unchanged (still ciphertext).
+    /// Failed authentication: no plaintext was released. The buffer is unchanged (still
+    /// ciphertext), except on the AVX2 level's stitched lanes and ring's path (see
+    /// [`Dispatch`]), which zero the text and leave the tag.
     Auth,
     /// The buffer is shorter than a tag.
     TooShort,
@@ -246,7 +248,6 @@ impl Backend {
         Dispatch::from(self).seal(packets)
     }
 
-    /// Seals the packets of `chunk` (at most [`CHUNK`]) whose verdict is `Pending`.
     /// Seals or opens the chunk's pending packets that this level's group kernels take
     /// (where they pay; see `sched::groups`).
     fn groups_pending(self, chunk: &mut [Packet<'_>], seal: bool) {
@@ -259,6 +260,7 @@ impl Backend {
         }
     }
 
+    /// Seals the packets of `chunk` (at most [`CHUNK`]) whose verdict is `Pending`.
     fn seal_pending(self, chunk: &mut [Packet<'_>]) {
         match self.0 {
             Level::Portable => {
@@ -309,8 +311,8 @@ pub fn seal_batch(packets: &mut [Packet<'_>]) -> usize {
 
 /// Opens every packet in place with the best level this CPU has. Each packet's verdict says
 /// whether it was authentic ([`Verdict::Ok`], its buffer now holds the plaintext followed by
-/// the unchanged tag) or not ([`Verdict::Auth`], its buffer is unchanged). Returns how many
-/// were authentic.
+/// the unchanged tag) or not ([`Verdict::Auth`]: its buffer holds no plaintext, see there).
+/// Returns how many were authentic.
 pub fn open_batch(packets: &mut [Packet<'_>]) -> usize {
     Backend::detect().open(packets)
 }

@@ -111,7 +111,7 @@ pub(crate) trait Kernels {
     unsafe fn seal_group(_jobs: &[GroupJob]) {}
 
     /// Opens a group: `ok[i]` says whether job `i` was authentic (then it is decrypted in
-    /// place; otherwise its ciphertext is left as it was).
+    /// place; otherwise no plaintext of it is left: the kernels may zero its text).
     ///
     /// # Safety
     /// As `seal_group`.
@@ -163,7 +163,8 @@ pub(crate) fn groups<K: Kernels>(chunk: &mut [Packet<'_>], seal: bool) {
     if n == 0 || !K::group_worth_it(&mut jobs[..n].iter().map(|j| j.len)) {
         return;
     }
-    let mut ok = [true; CHUNK];
+    // Sealing marks every job; opening marks each job it finds authentic.
+    let mut ok = [seal; CHUNK];
     // SAFETY: `K` exists only for a supported level and `groups_supported` held; each job is
     // a distinct packet of the chunk (distinct, exclusively borrowed buffers), text plus tag,
     // with its key; `n <= CHUNK`.

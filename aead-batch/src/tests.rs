@@ -230,7 +230,10 @@ fn a_forged_packet_among_the_lanes_fails_alone_and_releases_nothing() {
         .map(|(i, &l)| ([i as u8 + 1; 32], 1000 + i as u64, vec![0x5a ^ i as u8; l]))
         .collect();
     let sealed: Vec<Vec<u8>> = items.iter().map(|(k, c, t)| ring_seal(k, *c, t)).collect();
+    #[cfg(target_arch = "x86_64")]
     let stitched = crate::x86_avx2_stitch::supported();
+    #[cfg(not(target_arch = "x86_64"))]
+    let stitched = false;
     for b in Backend::all() {
         for (victim, byte) in [(0, 0), (3, 500), (2, 1020), (6, 1003), (7, 999 + 15)] {
             let mut bufs = sealed.clone();
@@ -251,7 +254,7 @@ fn a_forged_packet_among_the_lanes_fails_alone_and_releases_nothing() {
                 }
                 assert_eq!(p.verdict(), Verdict::Auth, "{what}");
                 let text = &p.buf()[..p.text_len()];
-                if b == Backend::avx2().expect("listed") && stitched {
+                if Backend::avx2() == Some(b) && stitched {
                     assert!(text.iter().all(|&x| x == 0), "{what}: zeroed");
                 } else {
                     assert_eq!(text, &forged[..forged.len() - TAG_LEN], "{what}: kept");
