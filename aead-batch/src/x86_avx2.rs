@@ -361,8 +361,10 @@ unsafe fn finish(l: &Lanes, jobs: &[PolyJob], tags: &mut [[u8; 16]]) {
     for (i, (j, t)) in jobs.iter().zip(tags.iter_mut()).enumerate() {
         // SAFETY: the caller guarantees the key.
         let key: &[u8; 32] = unsafe { &*j.key.cast() };
-        let h44 = poly1305::from_radix26([h[0][i], h[1][i], h[2][i], h[3][i], h[4][i]]);
-        *t = poly1305::finish(h44, poly1305::s_words(key));
+        *t = poly1305::finish26(
+            [h[0][i], h[1][i], h[2][i], h[3][i], h[4][i]],
+            poly1305::s_words(key),
+        );
     }
 }
 
