@@ -9,7 +9,6 @@ use proto::keys::PrivateKey;
 use proto::messages::{Initiation, INITIATION_LEN};
 use rand_core::OsRng;
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
 
@@ -103,18 +102,7 @@ fn auth_log_and_metrics_tell_accepted_from_rejected() {
     let _silent = TcpStream::connect(addr).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let started = std::time::Instant::now();
-    let client = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut page = String::new();
-        s.read_to_string(&mut page).unwrap();
-        page
-    });
-    while !client.is_finished() {
-        gw.control.step();
-    }
-    let page = client.join().unwrap();
+    let page = gw.scrape();
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "the scrape waited {:?} behind a silent client",
