@@ -80,8 +80,8 @@ pub(crate) trait Kernels {
     unsafe fn poly(jobs: &[PolyJob], tags: &mut [[u8; 16]]);
 
     /// Texts from this length up to [`Kernels::GROUP_MAX`] (sealing) or
-    /// [`Kernels::GROUP_OPEN_MAX`] (opening) go to the group kernels
-    /// (`usize::MAX`: the level has none).
+    /// [`Kernels::GROUP_OPEN_MAX`] (opening) go to the group kernels, on a CPU where
+    /// [`Kernels::groups_supported`] holds.
     const GROUP_FROM: usize = usize::MAX;
 
     /// The longest text the group kernels seal.
@@ -97,8 +97,8 @@ pub(crate) trait Kernels {
         true
     }
 
-    /// Whether this CPU can run the group kernels (checked per chunk; the detection is
-    /// cached).
+    /// Whether this level has group kernels this CPU can run (checked per chunk; the
+    /// detection is cached).
     fn groups_supported() -> bool {
         false
     }
@@ -106,8 +106,9 @@ pub(crate) trait Kernels {
     /// Seals a group of packets (texts in the group range) in place, tags included.
     ///
     /// # Safety
-    /// The CPU supports the level and `groups_supported`; `jobs.len() <= CHUNK`; every job's key is 32 readable
-    /// bytes and its text `len + TAG_LEN` writable bytes not otherwise borrowed.
+    /// The CPU supports the level and `groups_supported`; `jobs.len() <= CHUNK`; every job's
+    /// key is 32 readable bytes and its text `len + TAG_LEN` writable bytes not otherwise
+    /// borrowed.
     unsafe fn seal_group(_jobs: &[GroupJob]) {}
 
     /// Opens a group: `ok[i]` says whether job `i` was authentic (then it is decrypted in
@@ -132,9 +133,14 @@ pub(crate) struct GroupJob {
 /// Seals or opens, in one call of `K`'s group kernels, the chunk's packets they take, if
 /// they keep its lanes busy enough. Sets their verdicts; the rest stay pending.
 pub(crate) fn groups<K: Kernels>(chunk: &mut [Packet<'_>], seal: bool) {
-    if K::GROUP_FROM == usize::MAX || !K::groups_supported() {
+    if !K::groups_supported() {
         return;
     }
+    let most = if seal {
+        K::GROUP_MAX
+    } else {
+        K::GROUP_OPEN_MAX
+    };
     let mut jobs = [GroupJob {
         key: core::ptr::null(),
         counter: 0,
@@ -144,11 +150,6 @@ pub(crate) fn groups<K: Kernels>(chunk: &mut [Packet<'_>], seal: bool) {
     let mut at = [0usize; CHUNK];
     let mut n = 0;
     for (i, p) in chunk.iter_mut().enumerate() {
-        let most = if seal {
-            K::GROUP_MAX
-        } else {
-            K::GROUP_OPEN_MAX
-        };
         if p.verdict == Verdict::Pending && (K::GROUP_FROM..=most).contains(&p.text_len()) {
             jobs[n] = GroupJob {
                 key: p.key.as_ptr(),
