@@ -218,7 +218,8 @@ struct Lanes<'a> {
     /// State rows: the constants, the keys (transposed; re-done when a lane changes packet),
     /// the block counters and the nonces.
     init: [__m256i; 16],
-    keys_changed: bool,
+    /// A lane changed packet (or went idle) since `init`'s per-lane rows were built.
+    rows_stale: bool,
 }
 
 /// Most jobs one `seal` or `open` takes (the scheduler's chunk).
@@ -274,7 +275,7 @@ impl<'a> Lanes<'a> {
             otk: [[0; 32]; LANES],
             polys: Default::default(),
             init,
-            keys_changed: true,
+            rows_stale: true,
         };
         for lane in 0..LANES {
             l.refill(lane);
@@ -297,7 +298,7 @@ impl<'a> Lanes<'a> {
                 absorbed: 0,
             }
         });
-        self.keys_changed = true;
+        self.rows_stale = true;
     }
 
     /// Sets the per-lane rows for the next call: all of them after a lane changed packet,
@@ -307,11 +308,11 @@ impl<'a> Lanes<'a> {
     /// Every job's key points to 32 readable bytes.
     #[target_feature(enable = "avx2")]
     unsafe fn rows(&mut self) {
-        if !self.keys_changed {
+        if !self.rows_stale {
             self.init[12] = _mm256_add_epi32(self.init[12], _mm256_set1_epi32(1));
             return;
         }
-        self.keys_changed = false;
+        self.rows_stale = false;
         let mut block = [0u32; LANES];
         let mut lo = [0u32; LANES];
         let mut hi = [0u32; LANES];
