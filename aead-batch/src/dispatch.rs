@@ -16,7 +16,7 @@
 //! rule) instead of left as it was; either way no plaintext is released, and the workers drop
 //! the packet.
 
-use crate::{check_lengths, Backend, Level, Packet, Verdict, CHUNK, TAG_LEN};
+use crate::{check_lengths, Backend, Level, Packet, Verdict, CHUNK, GROUP, TAG_LEN};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
 /// The per-size choice between a level's batch kernels and ring.
@@ -90,8 +90,9 @@ impl Dispatch {
         self.each_chunk(packets, false, ring_open, Backend::open_pending)
     }
 
-    /// Per chunk: the level's group kernels where they pay, ring for the long packets left,
-    /// then the batch kernels for what is left; returns how many came out `Ok`.
+    /// Per window of [`GROUP`] packets, the level's group kernels where they pay; then
+    /// per chunk, ring for the long packets left and the batch kernels for the rest. Returns
+    /// how many came out `Ok`.
     fn each_chunk(
         self,
         packets: &mut [Packet<'_>],
@@ -99,13 +100,15 @@ impl Dispatch {
         ring: fn(&mut Packet<'_>),
         batch: fn(Backend, &mut [Packet<'_>]),
     ) -> usize {
-        for chunk in packets.chunks_mut(CHUNK) {
-            check_lengths(chunk);
-            self.batch.groups_pending(chunk, seal);
-            for p in chunk.iter_mut().filter(|p| self.for_ring(p)) {
-                ring(p);
+        for window in packets.chunks_mut(GROUP) {
+            check_lengths(window);
+            self.batch.groups_pending(window, seal);
+            for chunk in window.chunks_mut(CHUNK) {
+                for p in chunk.iter_mut().filter(|p| self.for_ring(p)) {
+                    ring(p);
+                }
+                batch(self.batch, chunk);
             }
-            batch(self.batch, chunk);
         }
         packets.iter().filter(|p| p.verdict == Verdict::Ok).count()
     }

@@ -16,9 +16,10 @@
 //! - Few packets: a row-wise 4-block AVX-512 ChaCha20 kernel for up to 4 blocks (about a third
 //!   of the 16-lane kernel's work); one or two packets' Poly1305 runs 8 blocks of the same
 //!   packet per IFMA step (powers r^8..r^1) when long, on the scalar code when short.
-//! - AVX2, packets of 256 bytes and more in sets that keep 8 lanes busy: one packet per lane
-//!   from its first block to its last, with an integer Poly1305 stitched into the vector
-//!   ChaCha20 rounds (`x86_avx2_stitch`), as ring does within one packet.
+//! - AVX2, in sets of packets that keep 8 lanes busy (a burst of one size, or enough mixed
+//!   ones): one packet per lane from its first block to its last, with an integer Poly1305
+//!   stitched into the vector ChaCha20 rounds (`x86_avx2_stitch`), as ring does within one
+//!   packet. A call takes up to 64 packets, a worker's whole batch.
 //!
 //! The batch is worked through in chunks of [`CHUNK`] packets so that a chunk's data stays in L1
 //! between the ChaCha20 and the Poly1305 pass.
@@ -78,6 +79,12 @@ pub const TAG_LEN: usize = 16;
 /// Packets per internal chunk: the ChaCha20 pass and the Poly1305 pass of a chunk run back to
 /// back, so a chunk of full-size packets (16 x 1.5 KB) stays in L1.
 pub const CHUNK: usize = 16;
+
+/// Most packets one group kernel call takes: a worker's whole batch. The lanes stream each
+/// packet chunk by chunk, so they need no L1-sized chunk; the more packets a call has, the
+/// fewer of its lanes idle at the end, and the fewer sealed packets finish their Poly1305
+/// outside the rounds (see `x86_avx2_stitch::run`).
+pub(crate) const GROUP: usize = 64;
 
 /// What became of one packet in the last batch call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,15 +255,15 @@ impl Backend {
         Dispatch::from(self).seal(packets)
     }
 
-    /// Seals or opens the chunk's pending packets that this level's group kernels take
-    /// (where they pay; see `sched::groups`).
-    fn groups_pending(self, chunk: &mut [Packet<'_>], seal: bool) {
+    /// Seals or opens the window's pending packets (at most [`GROUP`]) that this level's
+    /// group kernels take (where they pay; see `sched::groups`).
+    fn groups_pending(self, window: &mut [Packet<'_>], seal: bool) {
         match self.0 {
             Level::Portable => {}
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => sched::groups::<x86_avx2::Avx2>(chunk, seal),
+            Level::Avx2 => sched::groups::<x86_avx2::Avx2>(window, seal),
             #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => sched::groups::<x86_avx512::Avx512>(chunk, seal),
+            Level::Avx512 => sched::groups::<x86_avx512::Avx512>(window, seal),
         }
     }
 

@@ -3,7 +3,7 @@
 //! only see raw pointers prepared here from the packets' `&mut` buffers.
 
 use crate::chacha::{wireguard_tail, BLOCK_LEN};
-use crate::{Packet, Verdict, CHUNK, TAG_LEN};
+use crate::{Packet, Verdict, CHUNK, GROUP, TAG_LEN};
 use subtle::ConstantTimeEq as _;
 
 /// Most lanes any kernel has (AVX-512: 16 x 32 bits).
@@ -91,13 +91,13 @@ pub(crate) trait Kernels {
     /// sealing: ring's single-packet open is faster than its seal).
     const GROUP_OPEN_MAX: usize = 0;
 
-    /// Whether packets of these text lengths keep the group kernels' lanes busy enough to
-    /// beat the lane-filling kernels.
-    fn group_worth_it(_lens: &mut dyn Iterator<Item = usize>) -> bool {
+    /// Whether these jobs (longest first) keep the group kernels' lanes busy enough to beat
+    /// the lane-filling kernels.
+    fn group_worth_it(_jobs: &[GroupJob]) -> bool {
         true
     }
 
-    /// Whether this level has group kernels this CPU can run (checked per chunk; the
+    /// Whether this level has group kernels this CPU can run (checked per window; the
     /// detection is cached).
     fn groups_supported() -> bool {
         false
@@ -106,7 +106,8 @@ pub(crate) trait Kernels {
     /// Seals a group of packets (texts in the group range) in place, tags included.
     ///
     /// # Safety
-    /// The CPU supports the level and `groups_supported`; `jobs.len() <= CHUNK`; every job's
+    /// The CPU supports the level and `groups_supported`; `jobs.len() <= GROUP`, longest
+    /// first; every job's
     /// key is 32 readable bytes and its text `len + TAG_LEN` writable bytes not otherwise
     /// borrowed.
     unsafe fn seal_group(_jobs: &[GroupJob]) {}
@@ -130,9 +131,10 @@ pub(crate) struct GroupJob {
     pub(crate) len: usize,
 }
 
-/// Seals or opens, in one call of `K`'s group kernels, the chunk's packets they take, if
+/// Seals or opens, in one call of `K`'s group kernels, the window's packets (at most [`GROUP`]) they take, if
 /// they keep its lanes busy enough. Sets their verdicts; the rest stay pending.
-pub(crate) fn groups<K: Kernels>(chunk: &mut [Packet<'_>], seal: bool) {
+pub(crate) fn groups<K: Kernels>(window: &mut [Packet<'_>], seal: bool) {
+    debug_assert!(window.len() <= GROUP);
     if !K::groups_supported() {
         return;
     }
@@ -141,34 +143,45 @@ pub(crate) fn groups<K: Kernels>(chunk: &mut [Packet<'_>], seal: bool) {
     } else {
         K::GROUP_OPEN_MAX
     };
-    let mut jobs = [GroupJob {
+    const NONE: GroupJob = GroupJob {
         key: core::ptr::null(),
         counter: 0,
         text: core::ptr::null_mut(),
         len: 0,
-    }; CHUNK];
-    let mut at = [0usize; CHUNK];
+    };
+    // The jobs and where each sits in the window.
+    let mut picked = [(NONE, 0usize); GROUP];
     let mut n = 0;
-    for (i, p) in chunk.iter_mut().enumerate() {
+    for (i, p) in window.iter_mut().enumerate() {
         if p.verdict == Verdict::Pending && (K::GROUP_FROM..=most).contains(&p.text_len()) {
-            jobs[n] = GroupJob {
+            let job = GroupJob {
                 key: p.key.as_ptr(),
                 counter: p.counter,
                 len: p.text_len(),
                 text: p.buf.as_mut_ptr(),
             };
-            at[n] = i;
+            picked[n] = (job, i);
             n += 1;
         }
     }
-    if n == 0 || !K::group_worth_it(&mut jobs[..n].iter().map(|j| j.len)) {
+    // Longest first, as the kernels fill their lanes; a burst of one size is sorted already.
+    // Lengths are public: sorting by them leaks nothing.
+    let picked = &mut picked[..n];
+    if !picked.is_sorted_by(|a, b| a.0.len >= b.0.len) {
+        picked.sort_unstable_by_key(|(j, _)| core::cmp::Reverse(j.len));
+    }
+    let mut jobs = [NONE; GROUP];
+    for (j, (job, _)) in jobs.iter_mut().zip(picked.iter()) {
+        *j = *job;
+    }
+    if n == 0 || !K::group_worth_it(&jobs[..n]) {
         return;
     }
     // Sealing marks every job; opening marks each job it finds authentic.
-    let mut ok = [seal; CHUNK];
+    let mut ok = [seal; GROUP];
     // SAFETY: `K` exists only for a supported level and `groups_supported` held; each job is
-    // a distinct packet of the chunk (distinct, exclusively borrowed buffers), text plus tag,
-    // with its key; `n <= CHUNK`.
+    // a distinct packet of the window (distinct, exclusively borrowed buffers), text plus tag,
+    // with its key; `n <= GROUP`.
     unsafe {
         if seal {
             K::seal_group(&jobs[..n]);
@@ -176,8 +189,8 @@ pub(crate) fn groups<K: Kernels>(chunk: &mut [Packet<'_>], seal: bool) {
             K::open_group(&jobs[..n], &mut ok);
         }
     }
-    for (&i, &ok) in at[..n].iter().zip(&ok) {
-        chunk[i].verdict = if ok { Verdict::Ok } else { Verdict::Auth };
+    for (&(_, i), &ok) in picked.iter().zip(&ok) {
+        window[i].verdict = if ok { Verdict::Ok } else { Verdict::Auth };
     }
 }
 

@@ -135,6 +135,28 @@ fn batch_sizes_1_to_64_with_mixed_lengths_match_ring() {
 }
 
 #[test]
+fn bursts_of_one_size_in_whole_and_split_windows_match_ring() {
+    // A worker's burst: every packet one size, 64 to a window (and a window of 66 split 64 +
+    // 2). On AVX2 these take the stitched lanes, where a sealed packet ending on a whole
+    // 64-byte chunk leaves its last chunk and length block to the next call, and the last
+    // eight of a window finish outside the rounds.
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for len in [16, 64, 100, 128, 512, 576, 1420] {
+        for n in [8, 64, 66] {
+            let items: Vec<_> = (0..n)
+                .map(|_| {
+                    let text: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+                    (rng.gen::<[u8; 32]>(), rng.gen::<u64>(), text)
+                })
+                .collect();
+            for b in Backend::all() {
+                roundtrip(b, &items);
+            }
+        }
+    }
+}
+
+#[test]
 fn lone_and_paired_packets_of_every_shape_match_ring() {
     // One or two packets per batch take the single-packet paths (wide or scalar Poly1305,
     // narrow ChaCha20): lengths around the group boundaries, odd ones, and jumbo.

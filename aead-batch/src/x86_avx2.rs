@@ -35,14 +35,17 @@ impl Kernels for Avx2 {
         }
     }
 
-    const GROUP_FROM: usize = 256;
+    // Zen 3, 2026-12-04 (bench/RESULTS.md): since sealed packets' last chunks and every
+    // length block are absorbed inside the rounds, the lanes beat the lane-filling kernels at
+    // every size they are worth it for, 64 and 128 bytes included.
+    const GROUP_FROM: usize = 0;
     const GROUP_MAX: usize = usize::MAX;
     // Zen 3, 2026-12-04 (bench/RESULTS.md): opening 768-byte texts ran at 1.13x ring, 1024
     // and 1420 bytes at 0.8-0.9x, where ring (the dispatch's next choice) runs at 0.96x.
     const GROUP_OPEN_MAX: usize = 1023;
 
-    fn group_worth_it(lens: &mut dyn Iterator<Item = usize>) -> bool {
-        crate::x86_avx2_stitch::worth_it(lens)
+    fn group_worth_it(jobs: &[crate::sched::GroupJob]) -> bool {
+        crate::x86_avx2_stitch::worth_it(jobs)
     }
 
     fn groups_supported() -> bool {

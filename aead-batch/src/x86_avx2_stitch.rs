@@ -1,5 +1,5 @@
-//! AVX2 ChaCha20-Poly1305 for long packets: one packet per lane, Poly1305 stitched into the
-//! ChaCha20 rounds.
+//! AVX2 ChaCha20-Poly1305 for bursts of packets: one packet per lane, Poly1305 stitched into
+//! the ChaCha20 rounds.
 //!
 //! Why: on the AVX2 level the 8-lane ChaCha20 kernel keeps the vector ports busy while the
 //! integer multipliers idle, and the radix-2^26 vector Poly1305 then runs as a second pass on
@@ -16,8 +16,12 @@
 //! before.
 //!
 //! Sealing absorbs the chunk the previous call encrypted; opening absorbs the chunk of this
-//! call's block before decrypting it. An opened packet whose tag fails has its text zeroed
-//! (ring's rule), not its ciphertext restored: see [`open`].
+//! call's block before decrypting it. The length block of a text that ends on a whole chunk
+//! is absorbed in the rounds too, and a sealed packet's last chunk in the call after its last
+//! block (its successor's key block, which absorbs nothing), so that little of Poly1305 is
+//! left outside the rounds; that is what makes the lanes pay for 64-byte packets, whose
+//! Poly1305 is half their work. An opened packet whose tag fails has its text zeroed (ring's
+//! rule), not its ciphertext restored: see [`open`].
 
 use crate::chacha::{BLOCK_LEN, SIGMA};
 use crate::poly1305;
@@ -127,13 +131,33 @@ impl Poly64 {
     /// from the one-time key.
     fn finish(mut self, total: usize, key: &[u8; 32]) -> [u8; 16] {
         self.block(0, total as u64);
+        self.emit(key)
+    }
+
+    /// The tag once every block, the length block included, is in: h fully reduced mod
+    /// p = 2^130 - 5, plus `s`, mod 2^128 (RFC 8439 §2.5.1). Wipes the state.
+    ///
+    /// After [`Self::block`], h2 <= 4, so h < 5 * 2^128 < 2p and one conditional subtraction
+    /// of p reduces it: h >= p exactly when h + 5 reaches 2^130, and then h - p is h + 5 with
+    /// bit 130 cleared, which the final mod 2^128 drops anyway. The choice is a mask, not a
+    /// branch.
+    fn emit(&mut self, key: &[u8; 32]) -> [u8; 16] {
         let [h0, h1, h2] = self.h;
-        let h44 = [
-            h0 & poly1305::M44,
-            ((h0 >> 44) | (h1 << 20)) & poly1305::M44,
-            (h1 >> 24) | (h2 << 40),
-        ];
-        let tag = poly1305::finish(h44, poly1305::s_words(key));
+        let t = h0 as u128 + 5;
+        let g0 = t as u64;
+        let t = h1 as u128 + (t >> 64);
+        let g1 = t as u64;
+        let g2 = h2 + (t >> 64) as u64;
+        // g2 <= 5: bit 2 is the "h >= p" bit.
+        let ge_p = 0u64.wrapping_sub(g2 >> 2);
+        let f0 = (h0 & !ge_p) | (g0 & ge_p);
+        let f1 = (h1 & !ge_p) | (g1 & ge_p);
+        let [s0, s1] = poly1305::s_words(key);
+        let t = f0 as u128 + s0 as u128;
+        let t1 = f1.wrapping_add(s1).wrapping_add((t >> 64) as u64);
+        let mut tag = [0u8; 16];
+        tag[..8].copy_from_slice(&(t as u64).to_le_bytes());
+        tag[8..].copy_from_slice(&t1.to_le_bytes());
         self.wipe();
         tag
     }
@@ -149,14 +173,29 @@ impl Poly64 {
 
 static ZERO_KEY: [u8; 32] = [0; 32];
 
-/// Where each lane's absorb of this call reads (null: nothing this call).
-type Work = [*const u8; LANES];
+/// What each lane's Poly1305 absorbs during a call.
+struct Work {
+    /// A whole 64-byte chunk of text (null: none this call).
+    chunk: [*const u8; LANES],
+    /// The length block, after the chunk (`None`: not this call). Taken when the chunk is the
+    /// text's last, so that only the final reduction is left after the call.
+    length: [Option<u64>; LANES],
+}
 
-/// One keystream block per lane from the state rows `init`, with `work`'s chunks absorbed
-/// into `polys` during the rounds. Returns lane `i`'s block as (words 0..8, words 8..16).
+impl Work {
+    fn new() -> Self {
+        Self {
+            chunk: [core::ptr::null(); LANES],
+            length: [None; LANES],
+        }
+    }
+}
+
+/// One keystream block per lane from the state rows `init`, with `work` absorbed into `polys`
+/// during the rounds. Returns lane `i`'s block as (words 0..8, words 8..16).
 ///
 /// # Safety
-/// AVX2 and BMI2 are available; every non-null `work[i]` points to 64 readable bytes.
+/// AVX2 and BMI2 are available; every non-null `work.chunk[i]` points to 64 readable bytes.
 #[inline]
 #[target_feature(enable = "avx2,bmi2")]
 unsafe fn call(
@@ -170,15 +209,29 @@ unsafe fn call(
     // the chunk in rounds 0-3, blocks 2-3 in rounds 4-7. Two independent chains per round,
     // about as much integer work as the round's vector work, close enough together for the
     // core to run both at once; two blocks per visit keep a lane's state in registers.
+    // Rounds 8 and 9 take the length blocks of lanes 0-3 and 4-7, after their chunks.
     for d in 0..10 {
         double_round(&mut v, r16, r8);
         if d < 8 {
             let (lane, at) = (2 * (d % 4), 32 * (d / 4));
-            for (p, &w) in polys[lane..lane + 2].iter_mut().zip(&work[lane..lane + 2]) {
+            for (p, &w) in polys[lane..lane + 2]
+                .iter_mut()
+                .zip(&work.chunk[lane..lane + 2])
+            {
                 if !w.is_null() {
                     // SAFETY: non-null work points to 64 readable bytes (the caller's
                     // contract); `at + 32 <= 64`.
                     unsafe { p.two(w.add(at)) };
+                }
+            }
+        } else {
+            let lane = 4 * (d - 8);
+            for (p, &n) in polys[lane..lane + 4]
+                .iter_mut()
+                .zip(&work.length[lane..lane + 4])
+            {
+                if let Some(n) = n {
+                    p.block(0, n);
                 }
             }
         }
@@ -207,9 +260,8 @@ struct Slot {
 /// The lanes' packets, refilled from a queue as packets finish.
 struct Lanes<'a> {
     jobs: &'a [Job],
-    /// Job indices, longest first: the lanes start on the longest packets and drain on the
-    /// shortest, so little of a lane idles at the end.
-    queue: [usize; MAX_JOBS],
+    /// The next job to start. Jobs come longest first: the lanes start on the longest
+    /// packets and drain on the shortest, so little of a lane idles at the end.
     next: usize,
     slot: [Option<Slot>; LANES],
     /// The one-time keys of the lanes' packets (`s` is needed for the tag).
@@ -222,8 +274,8 @@ struct Lanes<'a> {
     rows_stale: bool,
 }
 
-/// Most jobs one `seal` or `open` takes (the scheduler's chunk).
-pub(crate) const MAX_JOBS: usize = crate::CHUNK;
+/// Most jobs one `seal` or `open` takes.
+pub(crate) const MAX_JOBS: usize = crate::GROUP;
 
 /// The share of lane-calls a run must use for the lanes to pay: a set of packets of mixed
 /// lengths leaves lanes idle once their short packets end and nothing is queued (IMIX's few
@@ -231,45 +283,42 @@ pub(crate) const MAX_JOBS: usize = crate::CHUNK;
 /// lane.
 const MIN_USE: (usize, usize) = (3, 4);
 
-/// Whether the lanes keep busy enough on packets of these text lengths: the run assigns
-/// packets longest first to the first free lane, as [`Lanes`] does, and is worth it if at
-/// least [`MIN_USE`] of its lane-calls do work.
-pub(crate) fn worth_it(lens: impl Iterator<Item = usize>) -> bool {
-    let mut calls = [0usize; MAX_JOBS];
-    let mut n = 0;
-    for (c, len) in calls.iter_mut().zip(lens) {
-        // Block 0 (the one-time key), then the data blocks.
-        *c = len.div_ceil(BLOCK_LEN) + 1;
-        n += 1;
-    }
-    let calls = &mut calls[..n];
-    calls.sort_unstable_by(|a, b| b.cmp(a));
-    let mut lane = [0usize; LANES];
-    for &c in calls.iter() {
-        let free = lane.iter_mut().min().expect("LANES > 0");
-        *free += c;
-    }
-    let used: usize = calls.iter().sum();
-    let span = lane.iter().copied().max().unwrap_or(0);
+/// Whether the lanes keep busy enough on these jobs (longest first): the run assigns them in
+/// order to the first free lane, as [`Lanes`] does, and is worth it if at least [`MIN_USE`]
+/// of its lane-calls do work.
+pub(crate) fn worth_it(jobs: &[Job]) -> bool {
+    debug_assert!(jobs.is_sorted_by(|a, b| a.len >= b.len));
+    // Block 0 (the one-time key), then the data blocks.
+    let calls = |j: &Job| j.len.div_ceil(BLOCK_LEN) + 1;
+    let (Some(first), Some(last)) = (jobs.first(), jobs.last()) else {
+        return false;
+    };
+    let (used, span) = if calls(first) == calls(last) {
+        // One size (a burst): the lanes take rounds of 8, the last one partly idle.
+        let c = calls(first);
+        (jobs.len() * c, jobs.len().div_ceil(LANES) * c)
+    } else {
+        let mut lane = [0usize; LANES];
+        for j in jobs {
+            let free = lane.iter_mut().min().expect("LANES > 0");
+            *free += calls(j);
+        }
+        let used = lane.iter().sum();
+        (used, lane.iter().copied().max().unwrap_or(0))
+    };
     used * MIN_USE.1 >= span * LANES * MIN_USE.0
 }
 
 impl<'a> Lanes<'a> {
     #[target_feature(enable = "avx2")]
     fn new(jobs: &'a [Job]) -> Self {
-        let mut queue = [0usize; MAX_JOBS];
-        for (i, q) in queue.iter_mut().enumerate().take(jobs.len()) {
-            *q = i;
-        }
-        // Lengths are public: sorting by them leaks nothing.
-        queue[..jobs.len()].sort_unstable_by_key(|&i| core::cmp::Reverse(jobs[i].len));
+        debug_assert!(jobs.is_sorted_by(|a, b| a.len >= b.len));
         let mut init = [_mm256_setzero_si256(); 16];
         for (i, &c) in SIGMA.iter().enumerate() {
             init[i] = _mm256_set1_epi32(c as i32);
         }
         let mut l = Self {
             jobs,
-            queue,
             next: 0,
             slot: [None; LANES],
             otk: [[0; 32]; LANES],
@@ -286,7 +335,7 @@ impl<'a> Lanes<'a> {
     /// Gives `lane` the next queued packet, or leaves it idle.
     fn refill(&mut self, lane: usize) {
         self.slot[lane] = (self.next < self.jobs.len()).then(|| {
-            let job = self.queue[self.next];
+            let job = self.next;
             self.next += 1;
             let j = &self.jobs[job];
             Slot {
@@ -356,7 +405,8 @@ impl Drop for Lanes<'_> {
 /// # Safety
 /// AVX2 and BMI2 are available ([`supported`]); `jobs.len() <= MAX_JOBS`; every job's key
 /// points to 32 readable bytes and its text to `len + TAG_LEN` writable bytes not otherwise
-/// borrowed, distinct from every other job's.
+/// borrowed, distinct from every other job's. (The jobs come longest first: any order is
+/// correct, but that is the order the lanes' schedule and [`worth_it`] assume.)
 #[target_feature(enable = "avx2,bmi2")]
 pub(crate) unsafe fn seal(jobs: &[Job]) {
     // SAFETY: forwarded contract; `run` writes the tags and ignores `ok` when sealing.
@@ -378,9 +428,23 @@ pub(crate) unsafe fn open(jobs: &[Job], ok: &mut [bool]) {
     unsafe { run::<false>(jobs, ok) }
 }
 
+/// Whether a text of `len` bytes ends on a whole chunk: then its last chunk and the length
+/// block can both be absorbed in one call's rounds (the partial last chunk of other lengths
+/// is absorbed outside them, zero-padded).
+fn ends_whole(len: usize) -> bool {
+    len > 0 && len.is_multiple_of(BLOCK_LEN)
+}
+
 /// The lanes' loop. Sealing absorbs, during a call, the chunk its lane encrypted the call
 /// before; opening absorbs the chunk of this call's block, before the block is decrypted (the
 /// partial last chunk, which the rounds do not take, just before its XOR).
+///
+/// A sealed packet that ends on a whole chunk leaves its last chunk and length block to the
+/// call after its last block (its "tail"): that call is its successor's block 0, which
+/// absorbs nothing, so the lane's integer side is free for them. The tail's Poly1305 state
+/// and one-time key stay in the lane's `polys` and `otk` until the tag is taken, before the
+/// successor's key block replaces them. Tails left when no packet needs a call are finished
+/// outside the rounds.
 ///
 /// # Safety
 /// As [`seal`] / [`open`].
@@ -388,10 +452,17 @@ pub(crate) unsafe fn open(jobs: &[Job], ok: &mut [bool]) {
 unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
     debug_assert!(jobs.len() <= MAX_JOBS);
     let mut l = Lanes::new(jobs);
+    let mut tail: [Option<Slot>; LANES] = [None; LANES];
     while l.slot.iter().any(Option::is_some) {
-        let mut work: Work = [core::ptr::null(); LANES];
-        for (w, s) in work.iter_mut().zip(&mut l.slot) {
-            let Some(s) = s else { continue };
+        let mut work = Work::new();
+        for (lane, t) in tail.iter().enumerate() {
+            if let Some(t) = t {
+                // SAFETY: the tail's last chunk lies inside its text.
+                work.chunk[lane] = unsafe { t.text.add(t.absorbed * BLOCK_LEN) };
+                work.length[lane] = Some(t.len as u64);
+                continue;
+            }
+            let Some(s) = &mut l.slot[lane] else { continue };
             // The chunk to absorb: sealing, the one encrypted by the last call; opening, this
             // call's. Only whole chunks, in order.
             let c = s.absorbed;
@@ -402,16 +473,26 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
             };
             if ready && (c + 1) * BLOCK_LEN <= s.len {
                 // SAFETY: the chunk lies inside the text.
-                *w = unsafe { s.text.add(c * BLOCK_LEN) };
+                work.chunk[lane] = unsafe { s.text.add(c * BLOCK_LEN) };
                 s.absorbed += 1;
+                if !SEAL && s.absorbed * BLOCK_LEN == s.len {
+                    work.length[lane] = Some(s.len as u64);
+                }
             }
         }
         // SAFETY: the keys per the contract.
         unsafe { l.rows() };
-        // SAFETY: every work pointer names a whole chunk of text: encrypted already when
+        // SAFETY: every chunk pointer names a whole chunk of text: encrypted already when
         // sealing, still ciphertext when opening (decrypted only below).
         let (lo, hi) = unsafe { call(&l.init, &mut l.polys, &work) };
         for lane in 0..LANES {
+            if let Some(t) = tail[lane].take() {
+                // SAFETY: the tag follows the text, exclusively ours.
+                let tag = unsafe { t.text.add(t.len) };
+                let computed = l.polys[lane].emit(&l.otk[lane]);
+                // SAFETY: as above, 16 bytes.
+                unsafe { core::ptr::copy_nonoverlapping(computed.as_ptr(), tag, TAG_LEN) };
+            }
             let Some(mut s) = l.slot[lane] else { continue };
             if s.block == 0 {
                 // SAFETY: `otk[lane]` is 32 writable bytes.
@@ -434,25 +515,66 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
                 l.slot[lane] = Some(s);
                 continue;
             }
-            // The packet is done: the rest of its Poly1305, its tag, and the lane's next one.
-            // SAFETY: text and tag are `len + TAG_LEN` bytes, exclusively ours.
-            let buf = unsafe { core::slice::from_raw_parts_mut(s.text, s.len + TAG_LEN) };
-            let (text, tag) = buf.split_at_mut(s.len);
-            let mut poly = core::mem::take(&mut l.polys[lane]);
-            if SEAL {
-                poly.padded(&text[s.absorbed * BLOCK_LEN..]);
-                tag.copy_from_slice(&poly.finish(s.len, &l.otk[lane]));
+            if SEAL && ends_whole(s.len) {
+                tail[lane] = Some(s);
             } else {
-                // Every whole chunk was absorbed in its call, the partial one before its XOR.
-                let mut computed = poly.finish(s.len, &l.otk[lane]);
-                ok[s.job] = tag_matches(&computed, tag);
-                // For a forged packet this is the valid tag of its ciphertext.
-                wipe(&mut computed);
-                if !ok[s.job] {
-                    wipe(text);
-                }
+                // SAFETY: as `finish`'s contract, from the slot of this call.
+                unsafe { l.finish::<SEAL>(lane, s, ok) };
             }
             l.refill(lane);
+        }
+    }
+    // Nothing needs another call: the tails' last chunks outside the rounds, a block pair of
+    // every tail in turn (their chains are independent, so they overlap), then the tags.
+    for at in [0, 32] {
+        for (p, t) in l.polys.iter_mut().zip(&tail) {
+            if let Some(t) = t {
+                // SAFETY: the tail's last chunk is 64 bytes inside its text; `at + 32 <= 64`.
+                unsafe { p.two(t.text.add(t.absorbed * BLOCK_LEN + at)) };
+            }
+        }
+    }
+    for (lane, t) in tail.iter().enumerate() {
+        if let Some(t) = t {
+            let computed = core::mem::take(&mut l.polys[lane]).finish(t.len, &l.otk[lane]);
+            // SAFETY: the tag's 16 bytes follow the text, exclusively ours.
+            unsafe {
+                core::ptr::copy_nonoverlapping(computed.as_ptr(), t.text.add(t.len), TAG_LEN)
+            };
+        }
+    }
+}
+
+impl Lanes<'_> {
+    /// The rest of a packet's Poly1305 outside the rounds (sealing: the chunks not absorbed
+    /// yet; opening: the length block, unless the last call took it) and its tag: written
+    /// when sealing, checked when opening (a forged packet's text is zeroed).
+    ///
+    /// # Safety
+    /// `s` is `lane`'s packet, every block of it encrypted or decrypted, its Poly1305 state
+    /// and one-time key in `lane`'s `polys` and `otk`; `ok` as [`run`]'s.
+    unsafe fn finish<const SEAL: bool>(&mut self, lane: usize, s: Slot, ok: &mut [bool]) {
+        // SAFETY: text and tag are `len + TAG_LEN` bytes, exclusively ours.
+        let buf = unsafe { core::slice::from_raw_parts_mut(s.text, s.len + TAG_LEN) };
+        let (text, tag) = buf.split_at_mut(s.len);
+        let mut poly = core::mem::take(&mut self.polys[lane]);
+        if SEAL {
+            poly.padded(&text[s.absorbed * BLOCK_LEN..]);
+            tag.copy_from_slice(&poly.finish(s.len, &self.otk[lane]));
+            return;
+        }
+        // Every whole chunk was absorbed in its call, the partial one before its XOR; the
+        // length block too if the text ends on a whole chunk.
+        let mut computed = if ends_whole(s.len) {
+            poly.emit(&self.otk[lane])
+        } else {
+            poly.finish(s.len, &self.otk[lane])
+        };
+        ok[s.job] = tag_matches(&computed, tag);
+        // For a forged packet this is the valid tag of its ciphertext.
+        wipe(&mut computed);
+        if !ok[s.job] {
+            wipe(text);
         }
     }
 }
@@ -488,183 +610,4 @@ unsafe fn xor_block(dst: *mut u8, len: usize, lo: __m256i, hi: __m256i) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::{Rng as _, SeedableRng as _};
-    use rand_chacha::ChaCha8Rng;
-
-    /// `seal` and `open` called directly: 16 jobs of staggered lengths (0, 1, 63, 64, 65 and up
-    /// to 3000 bytes, some that `sched::groups` never sends here), each with its own key and
-    /// counter, so lanes refill one at a time while the others are mid-packet and idle at the
-    /// end. Sealed as the portable code seals; opened back, with one forged packet among them
-    /// that alone fails and is zeroed.
-    #[test]
-    fn staggered_lanes_match_the_portable_code() {
-        if !supported() {
-            eprintln!("skipped: this CPU lacks AVX2 or BMI2, so it has no stitched lanes");
-            return;
-        }
-        let lens = [
-            0, 1, 63, 64, 65, 128, 300, 777, 1420, 1500, 2000, 3000, 448, 449, 17, 1024,
-        ];
-        let mut rng = ChaCha8Rng::seed_from_u64(16);
-        let items: Vec<([u8; 32], u64, Vec<u8>)> = lens
-            .iter()
-            .map(|&l| (rng.gen(), rng.gen(), (0..l).map(|_| rng.gen()).collect()))
-            .collect();
-        let mut bufs: Vec<Vec<u8>> = items
-            .iter()
-            .map(|(_, _, t)| [&t[..], &[0; TAG_LEN]].concat())
-            .collect();
-        let jobs = |bufs: &mut Vec<Vec<u8>>| -> Vec<Job> {
-            items
-                .iter()
-                .zip(bufs.iter_mut())
-                .map(|((k, c, t), b)| Job {
-                    key: k.as_ptr(),
-                    counter: *c,
-                    text: b.as_mut_ptr(),
-                    len: t.len(),
-                })
-                .collect()
-        };
-        // SAFETY: AVX2 and BMI2 are there (checked); 16 jobs, each key 32 bytes and each
-        // buffer its own, text plus tag.
-        unsafe { seal(&jobs(&mut bufs)) };
-        for ((k, c, t), b) in items.iter().zip(&bufs) {
-            let mut want = [&t[..], &[0; TAG_LEN]].concat();
-            crate::portable::seal(k, *c, &mut want);
-            assert_eq!(b, &want, "{} bytes", t.len());
-        }
-        let forged = 9;
-        bufs[forged][700] ^= 1;
-        let mut ok = [false; MAX_JOBS];
-        // SAFETY: as above.
-        unsafe { open(&jobs(&mut bufs), &mut ok) };
-        for (i, ((_, _, t), b)) in items.iter().zip(&bufs).enumerate() {
-            if i == forged {
-                assert!(!ok[i], "the forged packet fails");
-                assert!(b[..t.len()].iter().all(|&x| x == 0), "and is zeroed");
-            } else {
-                assert!(ok[i], "{} bytes", t.len());
-                assert_eq!(&b[..t.len()], &t[..], "{} bytes", t.len());
-            }
-        }
-    }
-
-    #[test]
-    fn lanes_are_worth_it_only_when_they_stay_busy() {
-        // A burst at one size: every lane busy to the end.
-        assert!(worth_it([1420; 16].into_iter()));
-        assert!(worth_it([256; 8].into_iter()));
-        // Twelve: four lanes take a second packet while four idle, 3/4 of the lane-calls.
-        assert!(worth_it([1420; 12].into_iter()));
-        assert!(!worth_it([1420; 11].into_iter()));
-        // IMIX's long packets of a chunk: two of 1420 bytes, five of 576.
-        assert!(!worth_it([1420, 1420, 576, 576, 576, 576, 576].into_iter()));
-        // One packet: seven lanes idle.
-        assert!(!worth_it([9000].into_iter()));
-        // Refilling evens out mixed lengths when there are enough of them.
-        let mixed = [
-            1420, 1420, 1420, 1420, 700, 700, 700, 700, 700, 700, 700, 700,
-        ];
-        assert!(worth_it(mixed.into_iter()));
-    }
-
-    /// `h` (radix 2^64, under 2^131) fully reduced mod 2^130 - 5.
-    fn reduced(h: [u64; 3]) -> [u64; 3] {
-        let [mut h0, mut h1, mut h2] = h;
-        for _ in 0..2 {
-            let c = (h2 >> 2) * 5;
-            h2 &= 3;
-            let t = h0 as u128 + c as u128;
-            h0 = t as u64;
-            let t = h1 as u128 + (t >> 64);
-            h1 = t as u64;
-            h2 += (t >> 64) as u64;
-        }
-        // p = 2^130 - 5 = (3, 2^64 - 1, 2^64 - 5) in limbs.
-        let ge_p = h2 > 3 || (h2 == 3 && h1 == u64::MAX && h0 >= u64::MAX - 4);
-        if ge_p {
-            let t = h0 as u128 + 5;
-            h0 = t as u64;
-            let t = h1 as u128 + (t >> 64);
-            h1 = t as u64;
-            h2 = (h2 + (t >> 64) as u64) & 3;
-        }
-        [h0, h1, h2]
-    }
-
-    /// One block through `Poly64::block` against the portable radix-2^44 `mul_mod`, both fully
-    /// reduced: random states and blocks, the extremes, and a state whose last carry (into h2)
-    /// only a crafted r reaches (r = 1: (2^128 - 1) + 3 * 2^128 + 2^128 wraps twice).
-    #[test]
-    fn one_block_matches_the_portable_multiply_even_at_the_last_carry() {
-        let mut rng = ChaCha8Rng::seed_from_u64(130);
-        let mut unit = [0u8; 32];
-        unit[0] = 1;
-        let mut cases = vec![([u64::MAX, u64::MAX, 3], (0, 0), unit)];
-        for _ in 0..20_000 {
-            let pick = |rng: &mut ChaCha8Rng| match rng.gen_range(0..4) {
-                0 => u64::MAX,
-                1 => 0,
-                _ => rng.gen(),
-            };
-            let h = [pick(&mut rng), pick(&mut rng), rng.gen_range(0..=4)];
-            let m = (pick(&mut rng), pick(&mut rng));
-            let mut key: [u8; 32] = rng.gen();
-            if rng.gen_range(0..4) == 0 {
-                key[..16].fill(0xff);
-            }
-            cases.push((h, m, key));
-        }
-        for (h, (m0, m1), key) in cases {
-            let mut p = Poly64::new(&key);
-            p.h = h;
-            p.block(m0, m1);
-            // x = h + m + 2^128, then x * r in radix 2^44.
-            let t = h[0] as u128 + m0 as u128;
-            let x0 = t as u64;
-            let t = h[1] as u128 + m1 as u128 + (t >> 64);
-            let x1 = t as u64;
-            let x2 = h[2] + 1 + (t >> 64) as u64;
-            let x44 = [
-                x0 & poly1305::M44,
-                ((x0 >> 44) | (x1 << 20)) & poly1305::M44,
-                (x1 >> 24) | (x2 << 40),
-            ];
-            let [a, b, c] = poly1305::mul_mod(x44, poly1305::clamp_r(&key));
-            // a + b 2^44 + c 2^88 in radix 2^64; b may carry past its 44 bits.
-            let lo = a as u128 + ((b as u128) << 44);
-            let hi = (lo >> 64) + ((c as u128) << 24);
-            let want = [lo as u64, hi as u64, (hi >> 64) as u64];
-            assert_eq!(reduced(p.h), reduced(want), "h {h:x?} m {m0:x} {m1:x}");
-        }
-    }
-
-    /// The radix-2^64 Poly1305 against the portable one, on random keys and texts and on the
-    /// values where carries and the final reduction are hardest: all-ones texts and keys whose
-    /// clamped r is the largest allowed.
-    #[test]
-    fn radix_64_poly1305_matches_the_portable_one() {
-        let mut rng = ChaCha8Rng::seed_from_u64(64);
-        for case in 0..2000 {
-            let len = rng.gen_range(0..300);
-            let mut key: [u8; 32] = rng.gen();
-            let mut text: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
-            if case % 4 == 0 {
-                text.fill(0xff);
-            }
-            if case % 8 == 0 {
-                key[..16].fill(0xff);
-            }
-            let mut p64 = Poly64::new(&key);
-            p64.padded(&text);
-            let got = p64.finish(len, &key);
-            let mut p = poly1305::Poly1305::new(&key);
-            p.update_padded(&text);
-            p.update_lengths(0, len as u64);
-            assert_eq!(got, p.finish(), "case {case}, {len} bytes");
-        }
-    }
-}
+mod tests;
