@@ -1,0 +1,357 @@
+//! `xsk-libs-ceiling`: `wgxdp-ceiling` (bench/src/bin/wgxdp-ceiling.rs) written twice over the
+//! bare ring libraries, for issue 14 item 4 ("measure xsk-rs against xdpilone on the same
+//! worker loop"): `--lib xsk-rs` takes its UMEM, sockets and rings from xsk-rs (libxdp's ring
+//! code, through FFI), `--lib xdpilone` from xdpilone (what wgxdp's `dataplane::xsk` wraps),
+//! one loop shape for both. Both use wgxdp's XDP program and steering map, the UMEM and ring
+//! sizes of `dataplane::xsk::UmemSpec::default()`, copy mode with need-wakeup, and per turn:
+//! take the LAN socket's completions back and refill the WAN fill ring; receive up to 64;
+//! rewrite the Ethernet addresses; transmit them on LAN and `sendto` once per 32 (the copy-mode
+//! kernel's batch); wait 1 ms in poll when nothing came. (`wgxdp-ceiling` runs the same turn
+//! through wgxdp's link layer: owned frames, a pool, and fill rings on both sockets.)
+//!
+//! ```text
+//! xsk-libs-ceiling --lib xsk-rs|xdpilone --wan IF --lan IF --to-mac MAC [--port 51820] [--seconds S]
+//! ```
+
+use dataplane::xdp::{Role, Steering};
+use std::num::NonZeroU32;
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{FrameDesc, Socket, Umem};
+
+/// As `dataplane::xsk::UmemSpec::default()`.
+const FRAMES: u32 = 4096;
+const FRAME_SIZE: u32 = 2048;
+const RING: u32 = 2048;
+/// The worker's batch.
+const BATCH: usize = 64;
+/// Descriptors the kernel's copy-mode transmit takes per `sendto` (`TX_BATCH_SIZE`); wgxdp's
+/// `Port::kick` repeats its `sendto` while the ring drains, about once per 32 frames.
+const KERNEL_TX_BATCH: usize = 32;
+
+fn arg(args: &[String], key: &str) -> Option<String> {
+    args.windows(2).find(|w| w[0] == key).map(|w| w[1].clone())
+}
+
+fn mac(text: &str) -> Option<[u8; 6]> {
+    let mut m = [0u8; 6];
+    let mut parts = text.split(':');
+    for b in &mut m {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(m)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(n) => {
+            println!("forwarded={n}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xsk-libs-ceiling: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The forwarder's setting: where from, where to, for how long.
+struct Setup {
+    wan: String,
+    lan: String,
+    /// Destination and source Ethernet addresses written into every frame.
+    to: [u8; 6],
+    from: [u8; 6],
+    end: Instant,
+}
+
+fn run(args: &[String]) -> Result<u64, String> {
+    let lib = arg(args, "--lib").ok_or("--lib xsk-rs|xdpilone is required")?;
+    let wan = arg(args, "--wan").ok_or("--wan IF is required")?;
+    let lan = arg(args, "--lan").ok_or("--lan IF is required")?;
+    let to = arg(args, "--to-mac")
+        .and_then(|m| mac(&m))
+        .ok_or("--to-mac MAC is required (aa:bb:cc:dd:ee:ff)")?;
+    let port: u16 = arg(args, "--port")
+        .unwrap_or_else(|| "51820".into())
+        .parse()
+        .map_err(|e| format!("--port: {e}"))?;
+    let seconds: f64 = arg(args, "--seconds")
+        .unwrap_or_else(|| "3600".into())
+        .parse()
+        .map_err(|e| format!("--seconds: {e}"))?;
+    let lan_if = dataplane::daemon::iface(&lan).map_err(|x| x.to_string())?;
+    let mut steering = Steering::load(port).map_err(|x| x.to_string())?;
+    for a in dataplane::neigh::local_addrs().map_err(|x| x.to_string())? {
+        steering.add_local_addr(a).map_err(|x| x.to_string())?;
+    }
+    steering
+        .attach(Role::Wan, &wan)
+        .map_err(|x| x.to_string())?;
+    let setup = Setup {
+        wan,
+        lan,
+        to,
+        from: lan_if.mac,
+        end: Instant::now() + Duration::from_secs_f64(seconds),
+    };
+    match lib.as_str() {
+        "xsk-rs" => with_xsk_rs(&setup, &mut steering),
+        "xdpilone" => with_xdpilone(&setup, &mut steering),
+        other => Err(format!("--lib {other}: xsk-rs or xdpilone")),
+    }
+}
+
+/// Writes the frame's Ethernet addresses.
+fn readdress(eth: &mut [u8], s: &Setup) {
+    if let Some(eth) = eth.get_mut(..12) {
+        eth[..6].copy_from_slice(&s.to);
+        eth[6..12].copy_from_slice(&s.from);
+    }
+}
+
+fn with_xsk_rs(s: &Setup, steering: &mut Steering) -> Result<u64, String> {
+    let e = |what: &'static str| move |err: String| format!("{what}: {err}");
+    let umem_config = UmemConfig::builder()
+        .frame_size(FrameSize::new(FRAME_SIZE).map_err(|x| e("frame size")(x.to_string()))?)
+        .fill_queue_size(QueueSize::new(RING).map_err(|x| e("fill ring")(x.to_string()))?)
+        .comp_queue_size(QueueSize::new(RING).map_err(|x| e("completion ring")(x.to_string()))?)
+        .build()
+        .map_err(|x| e("UMEM config")(x.to_string()))?;
+    let frames = NonZeroU32::new(FRAMES).ok_or("no frames")?;
+    let (umem, descs) =
+        Umem::new(umem_config, frames, false).map_err(|x| e("UMEM")(x.to_string()))?;
+    let ring = QueueSize::new(RING).map_err(|x| e("ring")(x.to_string()))?;
+    let socket_config = SocketConfig::builder()
+        .rx_queue_size(ring)
+        .tx_queue_size(ring)
+        // wgxdp's program steers; libxdp must not load its own.
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP)
+        .build();
+    let wan_name: Interface = s.wan.parse().map_err(|_| "--wan: not an interface name")?;
+    let lan_name: Interface = s.lan.parse().map_err(|_| "--lan: not an interface name")?;
+    // SAFETY: the sockets and their rings are used only with descriptors of this UMEM, which
+    // outlives them (both live until the end of this function, the UMEM declared first).
+    let (_wan_tx, mut wan_rx, wan_rings) =
+        unsafe { Socket::new(socket_config, &umem, &wan_name, 0) }
+            .map_err(|x| e("WAN socket")(x.to_string()))?;
+    // SAFETY: as above; the second socket shares the UMEM (libxdp binds it with
+    // XDP_SHARED_UMEM and its own fill and completion rings).
+    let (mut lan_tx, _lan_rx, lan_rings) =
+        unsafe { Socket::new(socket_config, &umem, &lan_name, 0) }
+            .map_err(|x| e("LAN socket")(x.to_string()))?;
+    let (mut wan_fill, _wan_comp) = wan_rings.ok_or("no WAN fill/completion rings")?;
+    let (_lan_fill, mut lan_comp) = lan_rings.ok_or("no LAN fill/completion rings")?;
+    steering
+        .set_socket(Role::Wan, 0, wan_rx.fd().as_raw_fd())
+        .map_err(|x| x.to_string())?;
+
+    // Free frames; the WAN fill ring takes as many as it holds.
+    let mut free: Vec<FrameDesc> = descs;
+    let mut batch = [FrameDesc::default(); BATCH];
+    let mut done = [FrameDesc::default(); 2 * BATCH];
+    let mut forwarded = 0u64;
+    while Instant::now() < s.end {
+        // Completions back to the free frames, free frames into the fill ring.
+        // SAFETY: every descriptor here is of this UMEM's frames, each in one place at a time
+        // (free, a ring, or `batch`).
+        unsafe {
+            let n = lan_comp.consume(&mut done);
+            free.extend_from_slice(&done[..n]);
+            let given = wan_fill.produce(&free[free.len().saturating_sub(RING as usize)..]);
+            free.truncate(free.len() - given);
+            if wan_fill.needs_wakeup() {
+                // Errors (EAGAIN and the like) are the kernel's "not now": as wgxdp's `wake`.
+                let _ = wan_fill.wakeup(wan_rx.fd_mut(), 0);
+            }
+        }
+        // SAFETY: as above.
+        let n = unsafe { wan_rx.consume(&mut batch) };
+        for d in &mut batch[..n] {
+            // SAFETY: a received frame of this UMEM, ours until it is transmitted.
+            readdress(unsafe { umem.data_mut(d) }.contents_mut(), s);
+        }
+        // SAFETY: as above; what the TX ring takes is the kernel's until it completes.
+        let sent = unsafe { lan_tx.produce(&batch[..n]) };
+        for _ in 0..sent.div_ceil(KERNEL_TX_BATCH) {
+            let _ = lan_tx.wakeup();
+        }
+        forwarded += sent as u64;
+        // What the TX ring refused is dropped: back to the free frames.
+        free.extend_from_slice(&batch[sent..n]);
+        if n == 0 {
+            let _ = wan_rx.poll(1);
+        }
+    }
+    Ok(forwarded)
+}
+
+/// Anonymous page-aligned memory for xdpilone's UMEM, unmapped on drop.
+struct Area {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Area {
+    fn new(len: usize) -> Result<Self, String> {
+        // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or("mmap gave a null mapping")?;
+        Ok(Self { ptr, len })
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `new`; the UMEM on it is gone (declared after
+        // the area in `with_xdpilone`, so dropped first).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+fn with_xdpilone(s: &Setup, steering: &mut Steering) -> Result<u64, String> {
+    use xdpilone::{IfInfo, Socket, SocketConfig, UmemConfig};
+    let e = |what: &'static str| move |err: xdpilone::Errno| format!("{what}: {err}");
+    let len = (FRAMES * FRAME_SIZE) as usize;
+    let area = Area::new(len)?;
+    let config = UmemConfig {
+        fill_size: RING,
+        complete_size: RING,
+        frame_size: FRAME_SIZE,
+        headroom: 0,
+        flags: 0,
+    };
+    // SAFETY: a page-aligned mapping of exactly `len` bytes that outlives the UMEM.
+    let umem = unsafe { xdpilone::Umem::new(config, NonNull::slice_from_raw_parts(area.ptr, len)) }
+        .map_err(e("UMEM"))?;
+    let info = |name: &str| -> Result<IfInfo, String> {
+        let mut info = IfInfo::invalid();
+        let c = std::ffi::CString::new(name).map_err(|_| "interface name has a NUL")?;
+        info.from_name(&c).map_err(e("interface"))?;
+        info.set_queue(0);
+        Ok(info)
+    };
+    let ring = NonZeroU32::new(RING);
+    // The first socket is the UMEM's own fd; the second shares it (XDP_SHARED_UMEM), and
+    // inherits copy mode and need-wakeup: the kernel refuses those flags on it.
+    let wan_socket = Socket::with_shared(&info(&s.wan)?, &umem).map_err(e("WAN socket"))?;
+    let mut wan_dev = umem.fq_cq(&wan_socket).map_err(e("WAN fill/completion"))?;
+    let wan_user = umem
+        .rx_tx(
+            &wan_socket,
+            &SocketConfig {
+                rx_size: ring,
+                tx_size: ring,
+                bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP | SocketConfig::XDP_BIND_COPY,
+            },
+        )
+        .map_err(e("WAN rings"))?;
+    let mut wan_rx = wan_user.map_rx().map_err(e("WAN RX ring"))?;
+    umem.bind(&wan_user).map_err(e("WAN bind"))?;
+    let lan_socket = Socket::new(&info(&s.lan)?).map_err(e("LAN socket"))?;
+    let mut lan_dev = umem.fq_cq(&lan_socket).map_err(e("LAN fill/completion"))?;
+    let lan_user = umem
+        .rx_tx(
+            &lan_socket,
+            &SocketConfig {
+                rx_size: ring,
+                tx_size: ring,
+                bind_flags: 0,
+            },
+        )
+        .map_err(e("LAN rings"))?;
+    let mut lan_tx = lan_user.map_tx().map_err(e("LAN TX ring"))?;
+    umem.bind(&lan_user).map_err(e("LAN bind"))?;
+    steering
+        .set_socket(Role::Wan, 0, wan_rx.as_raw_fd())
+        .map_err(|x| x.to_string())?;
+
+    // Free frames, by their chunk's address.
+    let mut free: Vec<u64> = (0..FRAMES).map(|i| u64::from(i * FRAME_SIZE)).collect();
+    let mut batch = [xdpilone::xdp::XdpDesc {
+        addr: 0,
+        len: 0,
+        options: 0,
+    }; BATCH];
+    let mut forwarded = 0u64;
+    while Instant::now() < s.end {
+        {
+            let mut done = lan_dev.complete(2 * BATCH as u32);
+            while let Some(a) = done.read() {
+                free.push(a);
+            }
+            done.release();
+        }
+        {
+            let mut fill = wan_dev.fill(RING);
+            let room = (fill.capacity() as usize).min(free.len());
+            let given = fill.insert(free[free.len() - room..].iter().copied()) as usize;
+            fill.commit();
+            drop(fill);
+            free.truncate(free.len() - given);
+        }
+        if wan_dev.needs_wakeup() {
+            wan_dev.wake();
+        }
+        let mut n = 0;
+        {
+            let mut rx = wan_rx.receive(BATCH as u32);
+            while let Some(d) = rx.read() {
+                batch[n] = d;
+                n += 1;
+            }
+            rx.release();
+        }
+        for d in &batch[..n] {
+            let (at, len) = (d.addr as usize, d.len as usize);
+            if at + len <= area.len {
+                // SAFETY: a received frame: `len` bytes at `addr` inside the UMEM, ours until
+                // it is transmitted.
+                readdress(
+                    unsafe { std::slice::from_raw_parts_mut(area.ptr.as_ptr().add(at), len) },
+                    s,
+                );
+            }
+        }
+        let sent = {
+            let mut tx = lan_tx.transmit(n as u32);
+            let sent = tx.insert(batch[..n].iter().copied()) as usize;
+            tx.commit();
+            sent
+        };
+        for _ in 0..sent.div_ceil(KERNEL_TX_BATCH) {
+            lan_tx.wake();
+        }
+        forwarded += sent as u64;
+        free.extend(
+            batch[sent..n]
+                .iter()
+                .map(|d| d.addr & !u64::from(FRAME_SIZE - 1)),
+        );
+        if n == 0 {
+            dataplane::xsk::wait_readable(&[wan_rx.as_raw_fd()], 1);
+        }
+    }
+    drop(lan_dev);
+    drop(wan_dev);
+    Ok(forwarded)
+}
