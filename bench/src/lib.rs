@@ -16,11 +16,13 @@
 //! - [`sink`]: the LAN-side receiver that counts and verifies;
 //! - [`outbound`]: the other direction: plaintext from the LAN side to every peer, opened and
 //!   counted by the generator;
-//! - [`netns`]: opening a socket inside a named network namespace.
+//! - [`netns`]: opening a socket inside a named network namespace;
+//! - [`ceiling`]: what the ceiling forwarders share (arguments, steering, re-addressing).
 //!
 //! Results are kept in `bench/RESULTS.md` with the command, date and machine of each run.
 
 pub mod afxdp;
+pub mod ceiling;
 pub mod handshake;
 pub mod inner;
 pub mod mmsg;

@@ -13,12 +13,13 @@
 //! xsk-libs-ceiling --lib xsk-rs|xdpilone --wan IF --lan IF --to-mac MAC [--port 51820] [--seconds S]
 //! ```
 
-use dataplane::xdp::{Role, Steering};
+use bench::ceiling::{arg, Ceiling};
+use dataplane::xdp::Role;
 use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::ptr::NonNull;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
@@ -34,89 +35,25 @@ const BATCH: usize = 64;
 /// `Port::kick` repeats its `sendto` while the ring drains, about once per 32 frames.
 const KERNEL_TX_BATCH: usize = 32;
 
-fn arg(args: &[String], key: &str) -> Option<String> {
-    args.windows(2).find(|w| w[0] == key).map(|w| w[1].clone())
-}
-
-fn mac(text: &str) -> Option<[u8; 6]> {
-    let mut m = [0u8; 6];
-    let mut parts = text.split(':');
-    for b in &mut m {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(m)
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
-        Ok(n) => {
-            println!("forwarded={n}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("xsk-libs-ceiling: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The forwarder's setting: where from, where to, for how long.
-struct Setup {
-    wan: String,
-    lan: String,
-    /// Destination and source Ethernet addresses written into every frame.
-    to: [u8; 6],
-    from: [u8; 6],
-    end: Instant,
+    Ceiling::report("xsk-libs-ceiling", run(&args))
 }
 
 fn run(args: &[String]) -> Result<u64, String> {
     let lib = arg(args, "--lib").ok_or("--lib xsk-rs|xdpilone is required")?;
-    let wan = arg(args, "--wan").ok_or("--wan IF is required")?;
-    let lan = arg(args, "--lan").ok_or("--lan IF is required")?;
-    let to = arg(args, "--to-mac")
-        .and_then(|m| mac(&m))
-        .ok_or("--to-mac MAC is required (aa:bb:cc:dd:ee:ff)")?;
-    let port: u16 = arg(args, "--port")
-        .unwrap_or_else(|| "51820".into())
-        .parse()
-        .map_err(|e| format!("--port: {e}"))?;
-    let seconds: f64 = arg(args, "--seconds")
-        .unwrap_or_else(|| "3600".into())
-        .parse()
-        .map_err(|e| format!("--seconds: {e}"))?;
-    let lan_if = dataplane::daemon::iface(&lan).map_err(|x| x.to_string())?;
-    let mut steering = Steering::load(port).map_err(|x| x.to_string())?;
-    for a in dataplane::neigh::local_addrs().map_err(|x| x.to_string())? {
-        steering.add_local_addr(a).map_err(|x| x.to_string())?;
+    if lib != "xsk-rs" && lib != "xdpilone" {
+        return Err(format!("--lib {lib}: xsk-rs or xdpilone"));
     }
-    steering
-        .attach(Role::Wan, &wan)
-        .map_err(|x| x.to_string())?;
-    let setup = Setup {
-        wan,
-        lan,
-        to,
-        from: lan_if.mac,
-        end: Instant::now() + Duration::from_secs_f64(seconds),
-    };
-    match lib.as_str() {
-        "xsk-rs" => with_xsk_rs(&setup, &mut steering),
-        "xdpilone" => with_xdpilone(&setup, &mut steering),
-        other => Err(format!("--lib {other}: xsk-rs or xdpilone")),
+    let mut c = Ceiling::from_args(args)?;
+    if lib == "xsk-rs" {
+        with_xsk_rs(&mut c)
+    } else {
+        with_xdpilone(&mut c)
     }
 }
 
-/// Writes the frame's Ethernet addresses.
-fn readdress(eth: &mut [u8], s: &Setup) {
-    if let Some(eth) = eth.get_mut(..12) {
-        eth[..6].copy_from_slice(&s.to);
-        eth[6..12].copy_from_slice(&s.from);
-    }
-}
-
-fn with_xsk_rs(s: &Setup, steering: &mut Steering) -> Result<u64, String> {
+fn with_xsk_rs(s: &mut Ceiling) -> Result<u64, String> {
     let e = |what: &'static str| move |err: String| format!("{what}: {err}");
     let umem_config = UmemConfig::builder()
         .frame_size(FrameSize::new(FRAME_SIZE).map_err(|x| e("frame size")(x.to_string()))?)
@@ -149,7 +86,7 @@ fn with_xsk_rs(s: &Setup, steering: &mut Steering) -> Result<u64, String> {
             .map_err(|x| e("LAN socket")(x.to_string()))?;
     let (mut wan_fill, _wan_comp) = wan_rings.ok_or("no WAN fill/completion rings")?;
     let (_lan_fill, mut lan_comp) = lan_rings.ok_or("no LAN fill/completion rings")?;
-    steering
+    s.steering
         .set_socket(Role::Wan, 0, wan_rx.fd().as_raw_fd())
         .map_err(|x| x.to_string())?;
 
@@ -176,7 +113,7 @@ fn with_xsk_rs(s: &Setup, steering: &mut Steering) -> Result<u64, String> {
         let n = unsafe { wan_rx.consume(&mut batch) };
         for d in &mut batch[..n] {
             // SAFETY: a received frame of this UMEM, ours until it is transmitted.
-            readdress(unsafe { umem.data_mut(d) }.contents_mut(), s);
+            s.readdress(unsafe { umem.data_mut(d) }.contents_mut());
         }
         // SAFETY: as above; what the TX ring takes is the kernel's until it completes.
         let sent = unsafe { lan_tx.produce(&batch[..n]) };
@@ -228,7 +165,7 @@ impl Drop for Area {
     }
 }
 
-fn with_xdpilone(s: &Setup, steering: &mut Steering) -> Result<u64, String> {
+fn with_xdpilone(s: &mut Ceiling) -> Result<u64, String> {
     use xdpilone::{IfInfo, Socket, SocketConfig, UmemConfig};
     let e = |what: &'static str| move |err: xdpilone::Errno| format!("{what}: {err}");
     let len = (FRAMES * FRAME_SIZE) as usize;
@@ -281,7 +218,7 @@ fn with_xdpilone(s: &Setup, steering: &mut Steering) -> Result<u64, String> {
         .map_err(e("LAN rings"))?;
     let mut lan_tx = lan_user.map_tx().map_err(e("LAN TX ring"))?;
     umem.bind(&lan_user).map_err(e("LAN bind"))?;
-    steering
+    s.steering
         .set_socket(Role::Wan, 0, wan_rx.as_raw_fd())
         .map_err(|x| x.to_string())?;
 
@@ -326,10 +263,9 @@ fn with_xdpilone(s: &Setup, steering: &mut Steering) -> Result<u64, String> {
             if at + len <= area.len {
                 // SAFETY: a received frame: `len` bytes at `addr` inside the UMEM, ours until
                 // it is transmitted.
-                readdress(
-                    unsafe { std::slice::from_raw_parts_mut(area.ptr.as_ptr().add(at), len) },
-                    s,
-                );
+                s.readdress(unsafe {
+                    std::slice::from_raw_parts_mut(area.ptr.as_ptr().add(at), len)
+                });
             }
         }
         let sent = {
