@@ -5,11 +5,11 @@
 //! AVX-512 level. On the AVX2 level ring's stitched single-packet assembly is faster from
 //! some size up (its ChaCha20 and Poly1305 interleave within one packet, which 8-lane
 //! ChaCha20 and 4-lane radix-2^26 Poly1305 across packets do not beat there). The AVX2
-//! level's stitched lanes (`x86_avx2_stitch`) beat ring there too, but only on sets of long
-//! packets that keep 8 lanes busy. So per chunk [`Dispatch`] gives the stitched lanes the
-//! long packets where they pay, then sends each remaining packet to the faster of ring and
-//! the batch kernels, by its text length, with the crossovers measured by `benches/aead.rs`
-//! (figures in bench/RESULTS.md).
+//! level's stitched lanes (`x86_avx2_stitch`) beat both, at every size, on sets of packets
+//! that keep their 8 lanes busy. So per window of up to 64 packets [`Dispatch`] gives the
+//! stitched lanes the packets where they pay, then per chunk sends each remaining packet to
+//! the faster of ring and the batch kernels, by its text length, with the crossovers measured
+//! by `benches/aead.rs` (figures in bench/RESULTS.md).
 //!
 //! All give the same bytes (RFC 8439 with WireGuard's nonce). One difference: a packet that
 //! fails authentication on ring's path or the stitched lanes has its text zeroed (ring's
@@ -218,6 +218,79 @@ mod tests {
                     if i % 2 == 0 {
                         let text = &items[i].2;
                         assert_eq!(&p.buf()[..p.text_len()], &text[..text.len() - TAG_LEN]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the workers run (each level with its own crossover) on batches larger than a
+    /// chunk and a window: bursts of one size and mixed lengths, some buffers too short for a
+    /// tag, every fifth packet forged. On AVX2 a window's packets go partly to the stitched
+    /// lanes and partly to ring and the kernels, chunk by chunk; every packet must come out
+    /// as the portable code seals it, and open back with its own verdict.
+    #[test]
+    fn batches_of_many_windows_match_the_portable_code_on_every_level() {
+        let mut rng = ChaCha8Rng::seed_from_u64(64);
+        for b in Backend::all() {
+            let d = Dispatch::new(b, Dispatch::crossover(b));
+            for n in [17usize, 64, 100, 130] {
+                let burst = [0usize, 16, 64, 128, 300, 1420][rng.gen_range(0..6)];
+                let lens: Vec<Option<usize>> = (0..n)
+                    .map(|i| match (i % 13, rng.gen_range(0..3)) {
+                        (12, _) => None,
+                        (_, 0) => Some(rng.gen_range(0..1500)),
+                        _ => Some(burst),
+                    })
+                    .collect();
+                let keys: Vec<([u8; 32], u64)> = (0..n).map(|_| (rng.gen(), rng.gen())).collect();
+                let plain: Vec<Vec<u8>> = lens
+                    .iter()
+                    .map(|l| match l {
+                        Some(l) => (0..l + TAG_LEN).map(|_| rng.gen()).collect(),
+                        None => vec![7; rng.gen_range(0..TAG_LEN)],
+                    })
+                    .collect();
+                let mut bufs = plain.clone();
+                let mut ps: Vec<_> = keys
+                    .iter()
+                    .zip(bufs.iter_mut())
+                    .map(|(k, buf)| Packet::new(&k.0, k.1, buf))
+                    .collect();
+                let whole = lens.iter().filter(|l| l.is_some()).count();
+                assert_eq!(d.seal(&mut ps), whole, "{}: {n}", d.name());
+                drop(ps);
+                for (i, ((k, buf), l)) in keys.iter().zip(&bufs).zip(&lens).enumerate() {
+                    let mut want = plain[i].clone();
+                    if l.is_some() {
+                        crate::portable::seal(&k.0, k.1, &mut want);
+                    }
+                    assert_eq!(buf, &want, "{}: packet {i} of {n}, {l:?} bytes", d.name());
+                }
+                let forged = |i: usize| i % 5 == 3 && lens[i].is_some();
+                for (i, buf) in bufs.iter_mut().enumerate() {
+                    if forged(i) {
+                        let at = rng.gen_range(0..buf.len());
+                        buf[at] ^= 1 << rng.gen_range(0..8);
+                    }
+                }
+                let mut ps: Vec<_> = keys
+                    .iter()
+                    .zip(bufs.iter_mut())
+                    .map(|(k, buf)| Packet::new(&k.0, k.1, buf))
+                    .collect();
+                let authentic = (0..n).filter(|&i| lens[i].is_some() && !forged(i)).count();
+                assert_eq!(d.open(&mut ps), authentic, "{}: {n}", d.name());
+                for (i, p) in ps.iter().enumerate() {
+                    let want = match lens[i] {
+                        None => Verdict::TooShort,
+                        Some(_) if forged(i) => Verdict::Auth,
+                        Some(_) => Verdict::Ok,
+                    };
+                    assert_eq!(p.verdict(), want, "{}: packet {i} of {n}", d.name());
+                    if want == Verdict::Ok {
+                        let t = p.text_len();
+                        assert_eq!(&p.buf()[..t], &plain[i][..t], "{}: packet {i}", d.name());
                     }
                 }
             }

@@ -106,10 +106,10 @@ pub(crate) trait Kernels {
     /// Seals a group of packets (texts in the group range) in place, tags included.
     ///
     /// # Safety
-    /// The CPU supports the level and `groups_supported`; `jobs.len() <= GROUP`, longest
-    /// first; every job's
+    /// The CPU supports the level and `groups_supported`; `jobs.len() <= GROUP`; every job's
     /// key is 32 readable bytes and its text `len + TAG_LEN` writable bytes not otherwise
-    /// borrowed.
+    /// borrowed. (The jobs come longest first, as the lanes' schedule assumes; that is not a
+    /// safety condition.)
     unsafe fn seal_group(_jobs: &[GroupJob]) {}
 
     /// Opens a group: `ok[i]` says whether job `i` was authentic (then it is decrypted in
@@ -131,8 +131,9 @@ pub(crate) struct GroupJob {
     pub(crate) len: usize,
 }
 
-/// Seals or opens, in one call of `K`'s group kernels, the window's packets (at most [`GROUP`]) they take, if
-/// they keep its lanes busy enough. Sets their verdicts; the rest stay pending.
+/// Seals or opens, in one call of `K`'s group kernels, the window's packets (at most
+/// [`GROUP`]) they take, if they keep its lanes busy enough. Sets their verdicts; the rest
+/// stay pending.
 pub(crate) fn groups<K: Kernels>(window: &mut [Packet<'_>], seal: bool) {
     debug_assert!(window.len() <= GROUP);
     if !K::groups_supported() {

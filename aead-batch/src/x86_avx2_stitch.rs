@@ -278,34 +278,47 @@ struct Lanes<'a> {
 pub(crate) const MAX_JOBS: usize = crate::GROUP;
 
 /// The share of lane-calls a run must use for the lanes to pay: a set of packets of mixed
-/// lengths leaves lanes idle once their short packets end and nothing is queued (IMIX's few
-/// long packets per chunk), where the lane-filling kernels would give the long packets every
-/// lane.
+/// lengths leaves lanes idle once their short packets end and nothing is queued (a few long
+/// packets among many short ones), where the lane-filling kernels would give the long
+/// packets every lane.
 const MIN_USE: (usize, usize) = (3, 4);
 
-/// Whether the lanes keep busy enough on these jobs (longest first): the run assigns them in
-/// order to the first free lane, as [`Lanes`] does, and is worth it if at least [`MIN_USE`]
-/// of its lane-calls do work.
+/// Lane-calls a job takes: block 0 (the one-time key), then the data blocks.
+fn calls(j: &Job) -> usize {
+    j.len.div_ceil(BLOCK_LEN) + 1
+}
+
+/// The run's schedule as [`Lanes`] makes it, simulated: jobs (longest first) go in order to
+/// the lane that frees first. Returns (lane-calls that do work, calls the run lasts).
+fn simulate(jobs: &[Job]) -> (usize, usize) {
+    let mut lane = [0usize; LANES];
+    for j in jobs {
+        let free = lane.iter_mut().min().expect("LANES > 0");
+        *free += calls(j);
+    }
+    (lane.iter().sum(), lane.iter().copied().max().unwrap_or(0))
+}
+
+/// As [`simulate`], in closed form when every job takes as many calls (a burst of one size):
+/// the lanes take rounds of 8, the last one partly idle.
+fn lane_use(jobs: &[Job]) -> (usize, usize) {
+    match (jobs.first(), jobs.last()) {
+        (Some(first), Some(last)) if calls(first) == calls(last) => {
+            let c = calls(first);
+            (jobs.len() * c, jobs.len().div_ceil(LANES) * c)
+        }
+        _ => simulate(jobs),
+    }
+}
+
+/// Whether the lanes keep busy enough on these jobs (longest first): at least [`MIN_USE`]
+/// of the run's lane-calls do work.
 pub(crate) fn worth_it(jobs: &[Job]) -> bool {
     debug_assert!(jobs.is_sorted_by(|a, b| a.len >= b.len));
-    // Block 0 (the one-time key), then the data blocks.
-    let calls = |j: &Job| j.len.div_ceil(BLOCK_LEN) + 1;
-    let (Some(first), Some(last)) = (jobs.first(), jobs.last()) else {
+    if jobs.is_empty() {
         return false;
-    };
-    let (used, span) = if calls(first) == calls(last) {
-        // One size (a burst): the lanes take rounds of 8, the last one partly idle.
-        let c = calls(first);
-        (jobs.len() * c, jobs.len().div_ceil(LANES) * c)
-    } else {
-        let mut lane = [0usize; LANES];
-        for j in jobs {
-            let free = lane.iter_mut().min().expect("LANES > 0");
-            *free += calls(j);
-        }
-        let used = lane.iter().sum();
-        (used, lane.iter().copied().max().unwrap_or(0))
-    };
+    }
+    let (used, span) = lane_use(jobs);
     used * MIN_USE.1 >= span * LANES * MIN_USE.0
 }
 
@@ -405,8 +418,9 @@ impl Drop for Lanes<'_> {
 /// # Safety
 /// AVX2 and BMI2 are available ([`supported`]); `jobs.len() <= MAX_JOBS`; every job's key
 /// points to 32 readable bytes and its text to `len + TAG_LEN` writable bytes not otherwise
-/// borrowed, distinct from every other job's. (The jobs come longest first: any order is
-/// correct, but that is the order the lanes' schedule and [`worth_it`] assume.)
+/// borrowed, distinct from every other job's. The jobs come longest first (the order the
+/// lanes' schedule and [`worth_it`] assume; debug builds check it); any order gives correct
+/// results.
 #[target_feature(enable = "avx2,bmi2")]
 pub(crate) unsafe fn seal(jobs: &[Job]) {
     // SAFETY: forwarded contract; `run` writes the tags and ignores `ok` when sealing.

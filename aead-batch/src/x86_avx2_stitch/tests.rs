@@ -5,7 +5,7 @@ use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
 /// `seal` and `open` called directly: 16 jobs of staggered lengths (0, 1, 63, 64, 65 and up
-/// to 3000 bytes, some that `sched::groups` never sends here), each with its own key and
+/// to 3000 bytes, some longer than `sched::groups` opens here), each with its own key and
 /// counter, so lanes refill one at a time while the others are mid-packet and idle at the
 /// end. Sealed as the portable code seals; opened back, with one forged packet among them
 /// that alone fails and is zeroed.
@@ -80,6 +80,67 @@ fn sorted(lens: &[usize]) -> Vec<Job> {
         .collect()
 }
 
+/// The tails' corner cases, by construction: 192 bytes on lane 0 and 128 on lanes 1-7, then
+/// an empty packet. Lanes 1-7 end together with tails (their last chunk and length block go
+/// into the next call); lane 1 takes the empty packet in that call, so a tail is finished
+/// just before its successor's tag on the same lane, while lanes 2-7 idle with theirs; lane 0
+/// ends last, alone, and its tail is finished after the loop. Opened back with the empty
+/// packet and a 128-byte one (whose tag opening takes in the rounds) forged.
+#[test]
+fn tails_beside_idle_lanes_an_empty_successor_and_the_last_call() {
+    if !supported() {
+        eprintln!("skipped: this CPU lacks AVX2 or BMI2, so it has no stitched lanes");
+        return;
+    }
+    let lens = [192, 128, 128, 128, 128, 128, 128, 128, 0];
+    let mut rng = ChaCha8Rng::seed_from_u64(192);
+    let items: Vec<([u8; 32], u64, Vec<u8>)> = lens
+        .iter()
+        .map(|&l| (rng.gen(), rng.gen(), (0..l).map(|_| rng.gen()).collect()))
+        .collect();
+    let mut bufs: Vec<Vec<u8>> = items
+        .iter()
+        .map(|(_, _, t)| [&t[..], &[0; TAG_LEN]].concat())
+        .collect();
+    let jobs = |bufs: &mut Vec<Vec<u8>>| -> Vec<Job> {
+        items
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|((k, c, t), b)| Job {
+                key: k.as_ptr(),
+                counter: *c,
+                text: b.as_mut_ptr(),
+                len: t.len(),
+            })
+            .collect()
+    };
+    // SAFETY: AVX2 and BMI2 are there (checked); 9 jobs, each key 32 bytes and each buffer
+    // its own, text plus tag.
+    unsafe { seal(&jobs(&mut bufs)) };
+    for ((k, c, t), b) in items.iter().zip(&bufs) {
+        let mut want = [&t[..], &[0; TAG_LEN]].concat();
+        crate::portable::seal(k, *c, &mut want);
+        assert_eq!(b, &want, "{} bytes", t.len());
+    }
+    let forged = [3, 8];
+    bufs[3][100] ^= 0x80;
+    bufs[8][0] ^= 1;
+    let mut ok = [false; MAX_JOBS];
+    // SAFETY: as above.
+    unsafe { open(&jobs(&mut bufs), &mut ok) };
+    for (i, ((_, _, t), b)) in items.iter().zip(&bufs).enumerate() {
+        assert_eq!(ok[i], !forged.contains(&i), "packet {i}, {} bytes", t.len());
+        if ok[i] {
+            assert_eq!(&b[..t.len()], &t[..]);
+        } else {
+            assert!(
+                b[..t.len()].iter().all(|&x| x == 0),
+                "a forged text is zeroed"
+            );
+        }
+    }
+}
+
 #[test]
 fn lanes_are_worth_it_only_when_they_stay_busy() {
     // A burst at one size: every lane busy to the end.
@@ -90,9 +151,9 @@ fn lanes_are_worth_it_only_when_they_stay_busy() {
     assert!(worth_it(&sorted(&[1420; 12])));
     assert!(!worth_it(&sorted(&[1420; 11])));
     assert!(!worth_it(&sorted(&[64; 11])));
-    // Sizes that differ in bytes but not in blocks count as one size.
+    // Sizes that differ in bytes but not in blocks (22 each) count as one size.
     assert!(worth_it(&sorted(&[
-        1420, 1400, 1390, 1380, 1370, 1360, 1350, 1345
+        1408, 1400, 1390, 1380, 1370, 1360, 1350, 1345
     ])));
     // IMIX's long packets of a chunk: two of 1420 bytes, five of 576.
     assert!(!worth_it(&sorted(&[1420, 1420, 576, 576, 576, 576, 576])));
@@ -104,6 +165,31 @@ fn lanes_are_worth_it_only_when_they_stay_busy() {
         1420, 1420, 1420, 1420, 700, 700, 700, 700, 700, 700, 700, 700,
     ];
     assert!(worth_it(&sorted(&mixed)));
+}
+
+/// The closed form for a burst of one size against the simulated schedule: any number of
+/// jobs up to a window, lengths that differ in bytes but take the same calls.
+#[test]
+fn one_size_shortcut_matches_the_simulated_schedule() {
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    for n in 1..=MAX_JOBS {
+        for blocks in [0usize, 1, 2, 7, 23, 140] {
+            let lo = if blocks == 0 {
+                0
+            } else {
+                (blocks - 1) * BLOCK_LEN + 1
+            };
+            let lens: Vec<usize> = (0..n)
+                .map(|_| rng.gen_range(lo..=blocks * BLOCK_LEN))
+                .collect();
+            let jobs = sorted(&lens);
+            assert_eq!(
+                lane_use(&jobs),
+                simulate(&jobs),
+                "{n} jobs of {blocks} blocks"
+            );
+        }
+    }
 }
 
 /// `h` (radix 2^64, under 2^131) fully reduced mod 2^130 - 5.
