@@ -4,7 +4,7 @@
 //! code, through FFI), `--lib xdpilone` from xdpilone (what wgxdp's `dataplane::xsk` wraps),
 //! one loop shape for both. Both use wgxdp's XDP program and steering map, the UMEM and ring
 //! sizes of `dataplane::xsk::UmemSpec::default()`, copy mode with need-wakeup, and per turn:
-//! take the LAN socket's completions back and refill the WAN fill ring; receive up to 64;
+//! take the LAN socket's completions back and top up the WAN fill ring; receive up to 64;
 //! rewrite the Ethernet addresses; transmit them on LAN and `sendto` once per 32 (the copy-mode
 //! kernel's batch); wait 1 ms in poll when nothing came. (`wgxdp-ceiling` runs the same turn
 //! through wgxdp's link layer: owned frames, a pool, and fill rings on both sockets.)
@@ -96,14 +96,26 @@ fn with_xsk_rs(s: &mut Ceiling) -> Result<u64, String> {
     let mut done = [FrameDesc::default(); 2 * BATCH];
     let mut forwarded = 0u64;
     while Instant::now() < s.end {
-        // Completions back to the free frames, free frames into the fill ring.
+        // Completions back to the free frames, free frames into the fill ring as far as it has
+        // room. libxdp reserves all or nothing, so the frames go in batches, halved when the
+        // ring refuses one, down to single frames: as full a top-up as xdpilone's, which takes
+        // what fits.
         // SAFETY: every descriptor here is of this UMEM's frames, each in one place at a time
-        // (free, a ring, or `batch`).
+        // (free, a ring, or `batch`): `produce` takes all of the slice it is given or none of
+        // it, so the frames it took are exactly the `given` ones cut from the end of `free`.
         unsafe {
             let n = lan_comp.consume(&mut done);
             free.extend_from_slice(&done[..n]);
-            let given = wan_fill.produce(&free[free.len().saturating_sub(RING as usize)..]);
-            free.truncate(free.len() - given);
+            let mut k = free.len().min(BATCH);
+            while k > 0 {
+                let given = wan_fill.produce(&free[free.len() - k..]);
+                free.truncate(free.len() - given);
+                if given == 0 {
+                    k /= 2;
+                } else {
+                    k = k.min(free.len());
+                }
+            }
             if wan_fill.needs_wakeup() {
                 // Errors (EAGAIN and the like) are the kernel's "not now": as wgxdp's `wake`.
                 let _ = wan_fill.wakeup(wan_rx.fd_mut(), 0);
@@ -115,8 +127,16 @@ fn with_xsk_rs(s: &mut Ceiling) -> Result<u64, String> {
             // SAFETY: a received frame of this UMEM, ours until it is transmitted.
             s.readdress(unsafe { umem.data_mut(d) }.contents_mut());
         }
-        // SAFETY: as above; what the TX ring takes is the kernel's until it completes.
-        let sent = unsafe { lan_tx.produce(&batch[..n]) };
+        // SAFETY: as above; what the TX ring takes is the kernel's until it completes. All or
+        // nothing again: with too little room for the batch, frame by frame, as xdpilone
+        // inserts what fits.
+        let mut sent = unsafe { lan_tx.produce(&batch[..n]) };
+        if sent == 0 {
+            // SAFETY: as above, one descriptor at a time, in order.
+            while sent < n && unsafe { lan_tx.produce_one(&batch[sent]) } == 1 {
+                sent += 1;
+            }
+        }
         for _ in 0..sent.div_ceil(KERNEL_TX_BATCH) {
             let _ = lan_tx.wakeup();
         }
@@ -238,13 +258,21 @@ fn with_xdpilone(s: &mut Ceiling) -> Result<u64, String> {
             }
             done.release();
         }
-        {
+        // Twice at most, as wgxdp's `Port::fill`: xdpilone re-reads the kernel's consumer head
+        // only once its cached free count is used up, so a first reservation can be short of
+        // the real room.
+        for _ in 0..2 {
             let mut fill = wan_dev.fill(RING);
             let room = (fill.capacity() as usize).min(free.len());
-            let given = fill.insert(free[free.len() - room..].iter().copied()) as usize;
+            if room == 0 {
+                break;
+            }
+            let from = free.len() - room;
+            let given = fill.insert(free[from..].iter().copied()) as usize;
             fill.commit();
             drop(fill);
-            free.truncate(free.len() - given);
+            // The first `given` of those went in.
+            free.drain(from..from + given);
         }
         if wan_dev.needs_wakeup() {
             wan_dev.wake();
@@ -268,12 +296,16 @@ fn with_xdpilone(s: &mut Ceiling) -> Result<u64, String> {
                 });
             }
         }
-        let sent = {
-            let mut tx = lan_tx.transmit(n as u32);
-            let sent = tx.insert(batch[..n].iter().copied()) as usize;
+        // Twice at most, for the same reason (wgxdp's `Port::send`).
+        let mut sent = 0;
+        for _ in 0..2 {
+            if sent == n {
+                break;
+            }
+            let mut tx = lan_tx.transmit((n - sent) as u32);
+            sent += tx.insert(batch[sent..n].iter().copied()) as usize;
             tx.commit();
-            sent
-        };
+        }
         for _ in 0..sent.div_ceil(KERNEL_TX_BATCH) {
             lan_tx.wake();
         }
