@@ -102,7 +102,7 @@ impl Dispatch {
     ) -> usize {
         for window in packets.chunks_mut(GROUP) {
             check_lengths(window);
-            self.batch.groups_pending(window, seal);
+            self.batch.groups_pending(window, seal, self.ring_from);
             for chunk in window.chunks_mut(CHUNK) {
                 for p in chunk.iter_mut().filter(|p| self.for_ring(p)) {
                     ring(p);

@@ -261,14 +261,16 @@ impl Backend {
     }
 
     /// Seals or opens the window's pending packets (at most [`GROUP`]) that this level's
-    /// group kernels take (where they pay; see `sched::groups`).
-    fn groups_pending(self, window: &mut [Packet<'_>], seal: bool) {
+    /// group kernels take (where they pay; see `sched::groups`, and there for `ring_from`).
+    fn groups_pending(self, window: &mut [Packet<'_>], seal: bool, ring_from: usize) {
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = ring_from;
         match self.0 {
             Level::Portable => {}
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => sched::groups::<x86_avx2::Avx2>(window, seal),
+            Level::Avx2 => sched::groups::<x86_avx2::Avx2>(window, seal, ring_from),
             #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => sched::groups::<x86_avx512::Avx512>(window, seal),
+            Level::Avx512 => sched::groups::<x86_avx512::Avx512>(window, seal, ring_from),
         }
     }
 

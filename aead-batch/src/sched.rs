@@ -87,8 +87,9 @@ pub(crate) trait Kernels {
     /// The longest text the group kernels seal.
     const GROUP_MAX: usize = 0;
 
-    /// The longest text the group kernels open (opening may stop paying earlier than
-    /// sealing: ring's single-packet open is faster than its seal).
+    /// The longest text the group kernels open where ring takes the longer ones (opening may
+    /// stop paying against ring earlier than sealing: ring's single-packet open is faster than
+    /// its seal). Without ring, they open up to [`Kernels::GROUP_MAX`].
     const GROUP_OPEN_MAX: usize = 0;
 
     /// Whether these jobs (longest first) keep the group kernels' lanes busy enough to beat
@@ -134,7 +135,11 @@ pub(crate) struct GroupJob {
 /// Seals or opens, in one call of `K`'s group kernels, the window's packets (at most
 /// [`GROUP`]) they take, if they keep its lanes busy enough. Sets their verdicts; the rest
 /// stay pending.
-pub(crate) fn groups<K: Kernels>(window: &mut [Packet<'_>], seal: bool) {
+///
+/// `ring_from`: the text length from which the caller opens with ring. The group kernels stop
+/// opening at [`Kernels::GROUP_OPEN_MAX`] because ring is faster there; texts that would not
+/// go to ring (a caller without it) they still open faster than the lane-filling kernels.
+pub(crate) fn groups<K: Kernels>(window: &mut [Packet<'_>], seal: bool, ring_from: usize) {
     debug_assert!(window.len() <= GROUP);
     if !K::groups_supported() {
         return;
@@ -143,6 +148,8 @@ pub(crate) fn groups<K: Kernels>(window: &mut [Packet<'_>], seal: bool) {
         K::GROUP_MAX
     } else {
         K::GROUP_OPEN_MAX
+            .max(ring_from.saturating_sub(1))
+            .min(K::GROUP_MAX)
     };
     const NONE: GroupJob = GroupJob {
         key: core::ptr::null(),

@@ -43,6 +43,8 @@ impl Kernels for Avx2 {
     const GROUP_MAX: usize = usize::MAX;
     // Zen 3, 2026-12-04 (bench/RESULTS.md): opening 768-byte texts ran at 1.13x ring, 1024
     // and 1420 bytes at 0.8-0.9x, where ring (the dispatch's next choice) runs at 0.96x.
+    // Without ring the lanes open every length: 1420 bytes at 0.92x ring against the
+    // lane-filling kernels' 0.72x.
     const GROUP_OPEN_MAX: usize = 1023;
 
     fn group_worth_it(jobs: &[crate::sched::GroupJob]) -> bool {
