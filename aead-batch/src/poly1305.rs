@@ -40,59 +40,50 @@ pub(crate) fn block_limbs(lo: u64, hi: u64) -> [u64; 3] {
 /// Reduces `h` fully mod 2^130 - 5, adds `s` mod 2^128 and returns the tag (RFC 8439 §2.5.1).
 /// `h` may be partially reduced (limbs a little over their width), as the kernels leave it.
 pub(crate) fn finish(h: [u64; 3], s: [u64; 2]) -> [u8; 16] {
-    let [mut h0, mut h1, mut h2] = h;
-    let mut c;
-    c = h0 >> 44;
-    h0 &= M44;
-    h1 += c;
-    c = h1 >> 44;
-    h1 &= M44;
-    h2 += c;
-    c = h2 >> 42;
-    h2 &= M42;
-    h0 += c * 5;
-    c = h0 >> 44;
-    h0 &= M44;
-    h1 += c;
-    c = h1 >> 44;
-    h1 &= M44;
-    h2 += c;
-    c = h2 >> 42;
-    h2 &= M42;
-    h0 += c * 5;
-    c = h0 >> 44;
-    h0 &= M44;
-    h1 += c;
+    finish_limbs(h, 44, s)
+}
 
+/// The final reduction for `N` limbs of `bits` bits (the top one holding the rest of 130
+/// bits), each perhaps a little over its width: [`finish`] in radix 2^44 and [`finish26`] in
+/// radix 2^26 are this one computation, the limb loops unrolled for their `N`.
+#[inline(always)]
+fn finish_limbs<const N: usize>(mut h: [u64; N], bits: u32, s: [u64; 2]) -> [u8; 16] {
+    let top = 130 - bits * (N as u32 - 1);
+    let width = |i: usize| if i == N - 1 { top } else { bits };
+    let mask = |w: u32| (1u64 << w) - 1;
+    // Carry twice round the limbs (2^130 = 5 mod p), then once into limb 1: h < 2^130 + 2^bits,
+    // limb 1 perhaps one carry over its width.
+    for _ in 0..2 {
+        for i in 0..N {
+            let c = h[i] >> width(i);
+            h[i] &= mask(width(i));
+            if i + 1 < N {
+                h[i + 1] += c;
+            } else {
+                h[0] += c * 5;
+            }
+        }
+    }
+    let c = h[0] >> bits;
+    h[0] &= mask(bits);
+    h[1] += c;
     // g = h + 5 - 2^130; pick g if it did not go negative, in constant time.
-    let mut g0 = h0 + 5;
-    c = g0 >> 44;
-    g0 &= M44;
-    let mut g1 = h1 + c;
-    c = g1 >> 44;
-    g1 &= M44;
-    let g2 = (h2 + c).wrapping_sub(1 << 42);
-    let mask = (g2 >> 63).wrapping_sub(1); // all ones when g2 >= 0
-    h0 = (h0 & !mask) | (g0 & mask);
-    h1 = (h1 & !mask) | (g1 & mask);
-    h2 = (h2 & !mask) | (g2 & mask & M42);
-
-    let [s0, s1] = s;
-    h0 += s0 & M44;
-    c = h0 >> 44;
-    h0 &= M44;
-    h1 += (((s0 >> 44) | (s1 << 20)) & M44) + c;
-    c = h1 >> 44;
-    h1 &= M44;
-    h2 += (s1 >> 24) + c;
-    h2 &= M42;
-
-    let lo = h0 | (h1 << 44);
-    let hi = (h1 >> 20) | (h2 << 24);
-    let mut tag = [0u8; 16];
-    tag[..8].copy_from_slice(&lo.to_le_bytes());
-    tag[8..].copy_from_slice(&hi.to_le_bytes());
-    tag
+    let mut g = [0u64; N];
+    let mut c = 5;
+    for i in 0..N - 1 {
+        g[i] = h[i] + c;
+        c = g[i] >> bits;
+        g[i] &= mask(bits);
+    }
+    g[N - 1] = (h[N - 1] + c).wrapping_sub(1 << top);
+    let pick_g = (g[N - 1] >> 63).wrapping_sub(1); // all ones when g >= 0
+                                                   // h mod 2^128 (limbs may overlap by a carry: add, not or), plus s.
+    let h = (0..N).fold(0u128, |acc, i| {
+        let l = (h[i] & !pick_g) | (g[i] & pick_g & mask(width(i)));
+        acc.wrapping_add(u128::from(l) << (bits * i as u32))
+    });
+    h.wrapping_add(u128::from(s[0]) | (u128::from(s[1]) << 64))
+        .to_le_bytes()
 }
 
 pub(crate) const M26: u64 = (1 << 26) - 1;
@@ -120,56 +111,7 @@ pub(crate) fn clamp_r26(key: &[u8; 32]) -> [u64; 5] {
 /// without going through radix 2^44 (`finish` after `from_radix26` cost the AVX2 kernel
 /// about 130 instructions per packet, a tenth of a 64-byte seal).
 pub(crate) fn finish26(h: [u64; 5], s: [u64; 2]) -> [u8; 16] {
-    let [mut h0, mut h1, mut h2, mut h3, mut h4] = h;
-    let mut c;
-    c = h0 >> 26;
-    h0 &= M26;
-    h1 += c;
-    c = h1 >> 26;
-    h1 &= M26;
-    h2 += c;
-    c = h2 >> 26;
-    h2 &= M26;
-    h3 += c;
-    c = h3 >> 26;
-    h3 &= M26;
-    h4 += c;
-    c = h4 >> 26;
-    h4 &= M26;
-    h0 += c * 5;
-    c = h0 >> 26;
-    h0 &= M26;
-    h1 += c;
-    // h < 2^130 + 2^26 now, h1 perhaps a carry over its 26 bits. g = h + 5 - 2^130; pick g
-    // if it did not go negative, in constant time (as `finish`).
-    let mut g0 = h0 + 5;
-    c = g0 >> 26;
-    g0 &= M26;
-    let mut g1 = h1 + c;
-    c = g1 >> 26;
-    g1 &= M26;
-    let mut g2 = h2 + c;
-    c = g2 >> 26;
-    g2 &= M26;
-    let mut g3 = h3 + c;
-    c = g3 >> 26;
-    g3 &= M26;
-    let g4 = (h4 + c).wrapping_sub(1 << 26);
-    let mask = (g4 >> 63).wrapping_sub(1); // all ones when g4 >= 0
-    let pick = |h: u64, g: u64| (h & !mask) | (g & mask);
-    let limbs = [
-        pick(h0, g0),
-        pick(h1, g1),
-        pick(h2, g2),
-        pick(h3, g3),
-        pick(h4, g4 & M26),
-    ];
-    // h mod 2^128 (limbs may overlap by a carry: add, not or), plus s.
-    let h = limbs.iter().enumerate().fold(0u128, |acc, (i, &l)| {
-        acc.wrapping_add(u128::from(l) << (26 * i))
-    });
-    let tag = h.wrapping_add(u128::from(s[0]) | (u128::from(s[1]) << 64));
-    tag.to_le_bytes()
+    finish_limbs(h, 26, s)
 }
 
 /// A partially reduced radix-2^26 accumulator (limbs of up to ~32 bits) as radix-2^44 limbs,
