@@ -4,23 +4,12 @@ use super::*;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 
-/// `seal` and `open` called directly: 16 jobs of staggered lengths (0, 1, 63, 64, 65 and up
-/// to 3000 bytes, some longer than `sched::groups` opens here), each with its own key and
-/// counter, so lanes refill one at a time while the others are mid-packet and idle at the
-/// end. Sealed as the portable code seals; opened back, with one forged packet among them
-/// that alone fails and is zeroed.
-#[test]
-fn staggered_lanes_match_the_portable_code() {
-    if !supported() {
-        eprintln!("skipped: this CPU lacks AVX2 or BMI2, so it has no stitched lanes");
-        return;
-    }
-    // Longest first, as `sched::groups` passes them.
-    let mut lens = [
-        0, 1, 63, 64, 65, 128, 300, 777, 1420, 1500, 2000, 3000, 448, 449, 17, 1024,
-    ];
-    lens.sort_unstable_by(|a, b| b.cmp(a));
-    let mut rng = ChaCha8Rng::seed_from_u64(16);
+/// `seal` and `open` called directly on jobs of these text lengths (longest first), each with
+/// its own key and counter from `seed`: sealed as the portable code seals; opened back with
+/// the buffer bytes `forge` names flipped (packet, byte, bits), after which exactly those
+/// packets fail and have their texts zeroed, and the others hold their plaintext.
+fn seal_and_open_back(lens: &[usize], seed: u64, forge: &[(usize, usize, u8)]) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let items: Vec<([u8; 32], u64, Vec<u8>)> = lens
         .iter()
         .map(|&l| (rng.gen(), rng.gen(), (0..l).map(|_| rng.gen()).collect()))
@@ -41,29 +30,47 @@ fn staggered_lanes_match_the_portable_code() {
             })
             .collect()
     };
-    // SAFETY: AVX2 and BMI2 are there (checked); 16 jobs, each key 32 bytes and each
-    // buffer its own, text plus tag.
+    // SAFETY: the callers checked AVX2 and BMI2; at most MAX_JOBS jobs, each key 32 bytes
+    // and each buffer its own, text plus tag.
     unsafe { seal(&jobs(&mut bufs)) };
     for ((k, c, t), b) in items.iter().zip(&bufs) {
         let mut want = [&t[..], &[0; TAG_LEN]].concat();
         crate::portable::seal(k, *c, &mut want);
         assert_eq!(b, &want, "{} bytes", t.len());
     }
-    // The 1500-byte packet.
-    let forged = 2;
-    bufs[forged][700] ^= 1;
+    for &(i, at, bits) in forge {
+        bufs[i][at] ^= bits;
+    }
     let mut ok = [false; MAX_JOBS];
     // SAFETY: as above.
     unsafe { open(&jobs(&mut bufs), &mut ok) };
     for (i, ((_, _, t), b)) in items.iter().zip(&bufs).enumerate() {
-        if i == forged {
-            assert!(!ok[i], "the forged packet fails");
+        if forge.iter().any(|f| f.0 == i) {
+            assert!(!ok[i], "the forged packet {i} ({} bytes) fails", t.len());
             assert!(b[..t.len()].iter().all(|&x| x == 0), "and is zeroed");
         } else {
             assert!(ok[i], "{} bytes", t.len());
             assert_eq!(&b[..t.len()], &t[..], "{} bytes", t.len());
         }
     }
+}
+
+/// 16 jobs of staggered lengths (0, 1, 63, 64, 65 and up to 3000 bytes, some longer than
+/// `sched::groups` opens here when ring is there), so lanes refill one at a time while the
+/// others are mid-packet and idle at the end; one forged packet (1500 bytes) among them.
+#[test]
+fn staggered_lanes_match_the_portable_code() {
+    if !supported() {
+        eprintln!("skipped: this CPU lacks AVX2 or BMI2, so it has no stitched lanes");
+        return;
+    }
+    // Longest first, as `sched::groups` passes them.
+    let mut lens = [
+        0, 1, 63, 64, 65, 128, 300, 777, 1420, 1500, 2000, 3000, 448, 449, 17, 1024,
+    ];
+    lens.sort_unstable_by(|a, b| b.cmp(a));
+    // Index 2 is the 1500-byte packet.
+    seal_and_open_back(&lens, 16, &[(2, 700, 1)]);
 }
 
 /// Jobs of these text lengths, longest first, as `sched::groups` passes them.
@@ -93,52 +100,7 @@ fn tails_beside_idle_lanes_an_empty_successor_and_the_last_call() {
         return;
     }
     let lens = [192, 128, 128, 128, 128, 128, 128, 128, 0];
-    let mut rng = ChaCha8Rng::seed_from_u64(192);
-    let items: Vec<([u8; 32], u64, Vec<u8>)> = lens
-        .iter()
-        .map(|&l| (rng.gen(), rng.gen(), (0..l).map(|_| rng.gen()).collect()))
-        .collect();
-    let mut bufs: Vec<Vec<u8>> = items
-        .iter()
-        .map(|(_, _, t)| [&t[..], &[0; TAG_LEN]].concat())
-        .collect();
-    let jobs = |bufs: &mut Vec<Vec<u8>>| -> Vec<Job> {
-        items
-            .iter()
-            .zip(bufs.iter_mut())
-            .map(|((k, c, t), b)| Job {
-                key: k.as_ptr(),
-                counter: *c,
-                text: b.as_mut_ptr(),
-                len: t.len(),
-            })
-            .collect()
-    };
-    // SAFETY: AVX2 and BMI2 are there (checked); 9 jobs, each key 32 bytes and each buffer
-    // its own, text plus tag.
-    unsafe { seal(&jobs(&mut bufs)) };
-    for ((k, c, t), b) in items.iter().zip(&bufs) {
-        let mut want = [&t[..], &[0; TAG_LEN]].concat();
-        crate::portable::seal(k, *c, &mut want);
-        assert_eq!(b, &want, "{} bytes", t.len());
-    }
-    let forged = [3, 8];
-    bufs[3][100] ^= 0x80;
-    bufs[8][0] ^= 1;
-    let mut ok = [false; MAX_JOBS];
-    // SAFETY: as above.
-    unsafe { open(&jobs(&mut bufs), &mut ok) };
-    for (i, ((_, _, t), b)) in items.iter().zip(&bufs).enumerate() {
-        assert_eq!(ok[i], !forged.contains(&i), "packet {i}, {} bytes", t.len());
-        if ok[i] {
-            assert_eq!(&b[..t.len()], &t[..]);
-        } else {
-            assert!(
-                b[..t.len()].iter().all(|&x| x == 0),
-                "a forged text is zeroed"
-            );
-        }
-    }
+    seal_and_open_back(&lens, 192, &[(3, 100, 0x80), (8, 0, 1)]);
 }
 
 #[test]
