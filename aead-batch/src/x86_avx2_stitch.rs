@@ -501,11 +501,8 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
         let (lo, hi) = unsafe { call(&l.init, &mut l.polys, &work) };
         for lane in 0..LANES {
             if let Some(t) = tail[lane].take() {
-                // SAFETY: the tag follows the text, exclusively ours.
-                let tag = unsafe { t.text.add(t.len) };
-                let computed = l.polys[lane].emit(&l.otk[lane]);
-                // SAFETY: as above, 16 bytes.
-                unsafe { core::ptr::copy_nonoverlapping(computed.as_ptr(), tag, TAG_LEN) };
+                // SAFETY: a sealed slot of this run.
+                unsafe { t.write_tag(l.polys[lane].emit(&l.otk[lane])) };
             }
             let Some(mut s) = l.slot[lane] else { continue };
             if s.block == 0 {
@@ -550,12 +547,21 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
     }
     for (lane, t) in tail.iter().enumerate() {
         if let Some(t) = t {
-            let computed = core::mem::take(&mut l.polys[lane]).finish(t.len, &l.otk[lane]);
-            // SAFETY: the tag's 16 bytes follow the text, exclusively ours.
-            unsafe {
-                core::ptr::copy_nonoverlapping(computed.as_ptr(), t.text.add(t.len), TAG_LEN)
-            };
+            let tag = core::mem::take(&mut l.polys[lane]).finish(t.len, &l.otk[lane]);
+            // SAFETY: a sealed slot of this run.
+            unsafe { t.write_tag(tag) };
         }
+    }
+}
+
+impl Slot {
+    /// Writes a sealed packet's tag after its text.
+    ///
+    /// # Safety
+    /// The slot is a job's of [`seal`]: `len + TAG_LEN` writable bytes at `text`, ours.
+    unsafe fn write_tag(&self, tag: [u8; TAG_LEN]) {
+        // SAFETY: the tag's 16 bytes follow the text (the contract).
+        unsafe { core::ptr::copy_nonoverlapping(tag.as_ptr(), self.text.add(self.len), TAG_LEN) };
     }
 }
 
