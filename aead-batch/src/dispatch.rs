@@ -224,6 +224,14 @@ mod tests {
         }
     }
 
+    /// A batch of packets over `bufs`, with these keys and counters.
+    fn packets<'a>(keys: &'a [([u8; 32], u64)], bufs: &'a mut [Vec<u8>]) -> Vec<Packet<'a>> {
+        keys.iter()
+            .zip(bufs.iter_mut())
+            .map(|(k, buf)| Packet::new(&k.0, k.1, buf))
+            .collect()
+    }
+
     /// What the workers run (each level with its own crossover) on batches larger than a
     /// chunk and a window: bursts of one size and mixed lengths, some buffers too short for a
     /// tag, every fifth packet forged. On AVX2 a window's packets go partly to the stitched
@@ -252,11 +260,7 @@ mod tests {
                     })
                     .collect();
                 let mut bufs = plain.clone();
-                let mut ps: Vec<_> = keys
-                    .iter()
-                    .zip(bufs.iter_mut())
-                    .map(|(k, buf)| Packet::new(&k.0, k.1, buf))
-                    .collect();
+                let mut ps = packets(&keys, &mut bufs);
                 let whole = lens.iter().filter(|l| l.is_some()).count();
                 assert_eq!(d.seal(&mut ps), whole, "{}: {n}", d.name());
                 drop(ps);
@@ -274,11 +278,7 @@ mod tests {
                         buf[at] ^= 1 << rng.gen_range(0..8);
                     }
                 }
-                let mut ps: Vec<_> = keys
-                    .iter()
-                    .zip(bufs.iter_mut())
-                    .map(|(k, buf)| Packet::new(&k.0, k.1, buf))
-                    .collect();
+                let mut ps = packets(&keys, &mut bufs);
                 let authentic = (0..n).filter(|&i| lens[i].is_some() && !forged(i)).count();
                 assert_eq!(d.open(&mut ps), authentic, "{}: {n}", d.name());
                 for (i, p) in ps.iter().enumerate() {
