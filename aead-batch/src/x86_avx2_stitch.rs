@@ -173,13 +173,17 @@ impl Poly64 {
 
 static ZERO_KEY: [u8; 32] = [0; 32];
 
-/// What each lane's Poly1305 absorbs during a call.
+/// What each lane's Poly1305 absorbs during a call, and where its keystream block goes.
 struct Work {
     /// A whole 64-byte chunk of text (null: none this call).
     chunk: [*const u8; LANES],
     /// The length block, after the chunk (`None`: not this call). Taken when the chunk is the
     /// text's last, so that only the final reduction is left after the call.
     length: [Option<u64>; LANES],
+    /// A whole 64-byte block of text that the keystream block is XORed into (null: the
+    /// block goes to the lane's keystream buffer instead: a one-time key, a partial last
+    /// block, or an idle lane). Done in the call, while the block is still in registers.
+    xor: [*mut u8; LANES],
 }
 
 impl Work {
@@ -187,22 +191,27 @@ impl Work {
         Self {
             chunk: [core::ptr::null(); LANES],
             length: [None; LANES],
+            xor: [core::ptr::null_mut(); LANES],
         }
     }
 }
 
 /// One keystream block per lane from the state rows `init`, with `work` absorbed into `polys`
-/// during the rounds. Returns lane `i`'s block as (words 0..8, words 8..16).
+/// during the rounds. Lane `i`'s block is XORed into `work.xor[i]`, or written to `ks[i]`
+/// where that is null.
 ///
 /// # Safety
-/// AVX2 and BMI2 are available; every non-null `work.chunk[i]` points to 64 readable bytes.
+/// AVX2 and BMI2 are available; every non-null `work.chunk[i]` points to 64 readable bytes,
+/// every non-null `work.xor[i]` to 64 writable ones not otherwise borrowed. A destination may
+/// be its own lane's chunk (opening): the rounds read the chunk before the XOR writes it.
 #[inline]
 #[target_feature(enable = "avx2,bmi2")]
 unsafe fn call(
     init: &[__m256i; 16],
     polys: &mut [Poly64; LANES],
     work: &Work,
-) -> ([__m256i; 8], [__m256i; 8]) {
+    ks: &mut [[u8; BLOCK_LEN]; LANES],
+) {
     let (r16, r8) = rotations();
     let mut v = *init;
     // Double round d < 8 absorbs two blocks of lanes 2(d % 4) and 2(d % 4) + 1: blocks 0-1 of
@@ -241,7 +250,21 @@ unsafe fn call(
     }
     let lo: [__m256i; 8] = core::array::from_fn(|i| v[i]);
     let hi: [__m256i; 8] = core::array::from_fn(|i| v[8 + i]);
-    (transpose8(&lo), transpose8(&hi))
+    let (lo, hi) = (transpose8(&lo), transpose8(&hi));
+    for (lane, (&dst, ks)) in work.xor.iter().zip(ks).enumerate() {
+        // SAFETY: a non-null destination is 64 writable bytes (the contract); `ks` is 64.
+        unsafe {
+            if dst.is_null() {
+                let p = ks.as_mut_ptr();
+                _mm256_storeu_si256(p.cast(), lo[lane]);
+                _mm256_storeu_si256(p.add(32).cast(), hi[lane]);
+            } else {
+                let (p0, p1) = (dst.cast::<__m256i>(), dst.add(32).cast::<__m256i>());
+                _mm256_storeu_si256(p0, _mm256_xor_si256(_mm256_loadu_si256(p0), lo[lane]));
+                _mm256_storeu_si256(p1, _mm256_xor_si256(_mm256_loadu_si256(p1), hi[lane]));
+            }
+        }
+    }
 }
 
 /// A lane's packet: which job, the keystream block it is at (0: the one-time key), its data
@@ -467,6 +490,8 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
     debug_assert!(jobs.len() <= MAX_JOBS);
     let mut l = Lanes::new(jobs);
     let mut tail: [Option<Slot>; LANES] = [None; LANES];
+    // Keystream blocks the call does not XOR itself (one-time keys, partial last blocks).
+    let mut ks = [[0u8; BLOCK_LEN]; LANES];
     while l.slot.iter().any(Option::is_some) {
         let mut work = Work::new();
         for (lane, t) in tail.iter().enumerate() {
@@ -493,39 +518,45 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
                     work.length[lane] = Some(s.len as u64);
                 }
             }
+            // A whole block of text is XORed in the call.
+            if s.block > 0 && s.block * BLOCK_LEN <= s.len {
+                // SAFETY: the block lies inside the text.
+                work.xor[lane] = unsafe { s.text.add((s.block - 1) * BLOCK_LEN) };
+            }
         }
         // SAFETY: the keys per the contract.
         unsafe { l.rows() };
         // SAFETY: every chunk pointer names a whole chunk of text: encrypted already when
-        // sealing, still ciphertext when opening (decrypted only below).
-        let (lo, hi) = unsafe { call(&l.init, &mut l.polys, &work) };
+        // sealing, still ciphertext when opening (its block is the lane's XOR destination,
+        // which the call writes after the rounds have read it); every XOR destination is a
+        // whole block of its lane's own text, and sealing's chunks are blocks of earlier calls.
+        unsafe { call(&l.init, &mut l.polys, &work, &mut ks) };
         for lane in 0..LANES {
             if let Some(t) = tail[lane].take() {
                 // SAFETY: a sealed slot of this run.
                 unsafe { t.write_tag(l.polys[lane].emit(&l.otk[lane])) };
             }
-            let Some(mut s) = l.slot[lane] else { continue };
+            let Some(s) = &mut l.slot[lane] else { continue };
             if s.block == 0 {
-                // SAFETY: `otk[lane]` is 32 writable bytes.
-                unsafe { _mm256_storeu_si256(l.otk[lane].as_mut_ptr().cast(), lo[lane]) };
+                l.otk[lane].copy_from_slice(&ks[lane][..32]);
                 l.polys[lane] = Poly64::new(&l.otk[lane]);
-            } else {
+            } else if work.xor[lane].is_null() {
+                // The partial last block.
                 let at = (s.block - 1) * BLOCK_LEN;
-                let len = (s.len - at).min(BLOCK_LEN);
-                // SAFETY: `at + len <= s.len`: inside the text.
-                let dst = unsafe { s.text.add(at) };
-                if !SEAL && len < BLOCK_LEN {
-                    // SAFETY: as above.
-                    l.polys[lane].padded(unsafe { core::slice::from_raw_parts(dst, len) });
+                // SAFETY: `at < s.len`, and the rest of the text is ours.
+                let text = unsafe { core::slice::from_raw_parts_mut(s.text.add(at), s.len - at) };
+                if !SEAL {
+                    l.polys[lane].padded(text);
                 }
-                // SAFETY: as above.
-                unsafe { xor_block(dst, len, lo[lane], hi[lane]) };
+                for (b, k) in text.iter_mut().zip(&ks[lane]) {
+                    *b ^= k;
+                }
             }
             s.block += 1;
             if s.block <= s.blocks {
-                l.slot[lane] = Some(s);
                 continue;
             }
+            let s = *s;
             if SEAL && ends_whole(s.len) {
                 tail[lane] = Some(s);
             } else {
@@ -552,6 +583,7 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
             unsafe { t.write_tag(tag) };
         }
     }
+    wipe(ks.as_flattened_mut());
 }
 
 impl Slot {
@@ -597,36 +629,6 @@ impl Lanes<'_> {
             wipe(text);
         }
     }
-}
-
-/// XORs the first `len` bytes of a keystream block into `dst`.
-///
-/// # Safety
-/// AVX2 is available; `dst` points to `len <= 64` writable bytes.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn xor_block(dst: *mut u8, len: usize, lo: __m256i, hi: __m256i) {
-    if len == BLOCK_LEN {
-        // SAFETY: 64 writable bytes at `dst`.
-        unsafe {
-            let p0 = dst.cast::<__m256i>();
-            let p1 = dst.add(32).cast::<__m256i>();
-            _mm256_storeu_si256(p0, _mm256_xor_si256(_mm256_loadu_si256(p0), lo));
-            _mm256_storeu_si256(p1, _mm256_xor_si256(_mm256_loadu_si256(p1), hi));
-        }
-        return;
-    }
-    let mut ks = [0u8; BLOCK_LEN];
-    // SAFETY: `ks` is 64 writable bytes; `dst` has `len` (the contract).
-    let d = unsafe {
-        _mm256_storeu_si256(ks.as_mut_ptr().cast(), lo);
-        _mm256_storeu_si256(ks.as_mut_ptr().add(32).cast(), hi);
-        core::slice::from_raw_parts_mut(dst, len)
-    };
-    for (b, k) in d.iter_mut().zip(&ks) {
-        *b ^= k;
-    }
-    wipe(&mut ks);
 }
 
 #[cfg(test)]
