@@ -24,7 +24,6 @@
 //! rule), not its ciphertext restored: see [`open`].
 
 use crate::chacha::{BLOCK_LEN, SIGMA};
-use crate::poly1305;
 use crate::sched::{tag_matches, wipe};
 use crate::x86_avx2::{double_round, rotations, transpose8};
 use crate::TAG_LEN;
@@ -43,13 +42,16 @@ pub(crate) fn supported() -> bool {
 type Job = crate::sched::GroupJob;
 
 /// A Poly1305 accumulator in radix 2^64 (h = h0 + h1 2^64 + h2 2^128, h2 a few bits), with
-/// `r` clamped and `s1 = 5 r1 / 4` (r1 is a multiple of 4), as in OpenSSL's scalar code.
+/// `r` clamped and `s1 = 5 r1 / 4` (r1 is a multiple of 4), as in OpenSSL's scalar code, and
+/// the one-time key's `s` for the tag (kept here, so the key block itself need not outlive
+/// the call that made it).
 #[derive(Default)]
 struct Poly64 {
     h: [u64; 3],
     r0: u64,
     r1: u64,
     s1: u64,
+    s: [u64; 2],
 }
 
 fn le64(p: &[u8]) -> u64 {
@@ -59,8 +61,10 @@ fn le64(p: &[u8]) -> u64 {
 }
 
 impl Poly64 {
-    /// The accumulator for a one-time key (RFC 8439 §2.5: `r` clamped).
-    fn new(key: &[u8; 32]) -> Self {
+    /// The accumulator for the one-time key at the start of `key` (RFC 8439 §2.5: `r`
+    /// clamped): the key itself, or the keystream block that begins with it.
+    fn new<const N: usize>(key: &[u8; N]) -> Self {
+        const { assert!(N >= 32) };
         let r0 = le64(&key[0..8]) & 0x0fff_fffc_0fff_ffff;
         let r1 = le64(&key[8..16]) & 0x0fff_fffc_0fff_fffc;
         Self {
@@ -68,6 +72,7 @@ impl Poly64 {
             r0,
             r1,
             s1: r1 + (r1 >> 2),
+            s: [le64(&key[16..24]), le64(&key[24..32])],
         }
     }
 
@@ -127,11 +132,10 @@ impl Poly64 {
         }
     }
 
-    /// Absorbs the length block (no AAD, `total` bytes of text) and returns the tag with `s`
-    /// from the one-time key.
-    fn finish(mut self, total: usize, key: &[u8; 32]) -> [u8; 16] {
+    /// Absorbs the length block (no AAD, `total` bytes of text) and returns the tag.
+    fn finish(mut self, total: usize) -> [u8; 16] {
         self.block(0, total as u64);
-        self.emit(key)
+        self.emit()
     }
 
     /// The tag once every block, the length block included, is in: h fully reduced mod
@@ -141,7 +145,7 @@ impl Poly64 {
     /// of p reduces it: h >= p exactly when h + 5 reaches 2^130, and then h - p is h + 5 with
     /// bit 130 cleared, which the final mod 2^128 drops anyway. The choice is a mask, not a
     /// branch.
-    fn emit(&mut self, key: &[u8; 32]) -> [u8; 16] {
+    fn emit(&mut self) -> [u8; 16] {
         let [h0, h1, h2] = self.h;
         let t = h0 as u128 + 5;
         let g0 = t as u64;
@@ -152,7 +156,7 @@ impl Poly64 {
         let ge_p = 0u64.wrapping_sub(g2 >> 2);
         let f0 = (h0 & !ge_p) | (g0 & ge_p);
         let f1 = (h1 & !ge_p) | (g1 & ge_p);
-        let [s0, s1] = poly1305::s_words(key);
+        let [s0, s1] = self.s;
         let t = f0 as u128 + s0 as u128;
         let t1 = f1.wrapping_add(s1).wrapping_add((t >> 64) as u64);
         let mut tag = [0u8; 16];
@@ -167,6 +171,7 @@ impl Poly64 {
         self.r0 = 0;
         self.r1 = 0;
         self.s1 = 0;
+        self.s = [0; 2];
         core::hint::black_box(&mut *self);
     }
 }
@@ -287,8 +292,6 @@ struct Lanes<'a> {
     /// packets and drain on the shortest, so little of a lane idles at the end.
     next: usize,
     slot: [Option<Slot>; LANES],
-    /// The one-time keys of the lanes' packets (`s` is needed for the tag).
-    otk: [[u8; 32]; LANES],
     polys: [Poly64; LANES],
     /// State rows: the constants, the keys (transposed; re-done when a lane changes packet),
     /// the block counters and the nonces.
@@ -357,7 +360,6 @@ impl<'a> Lanes<'a> {
             jobs,
             next: 0,
             slot: [None; LANES],
-            otk: [[0; 32]; LANES],
             polys: Default::default(),
             init,
             rows_stale: true,
@@ -429,7 +431,6 @@ impl Drop for Lanes<'_> {
         // 16 elements are this array's own.
         unsafe { core::ptr::write_bytes(self.init.as_mut_ptr(), 0, self.init.len()) };
         core::hint::black_box(&mut self.init);
-        wipe(self.otk.as_flattened_mut());
         for p in &mut self.polys {
             p.wipe();
         }
@@ -479,8 +480,8 @@ fn ends_whole(len: usize) -> bool {
 /// A sealed packet that ends on a whole chunk leaves its last chunk and length block to the
 /// call after its last block (its "tail"): that call is its successor's block 0, which
 /// absorbs nothing, so the lane's integer side is free for them. The tail's Poly1305 state
-/// and one-time key stay in the lane's `polys` and `otk` until the tag is taken, before the
-/// successor's key block replaces them. Tails left when no packet needs a call are finished
+/// (with its one-time key's `s`) stays in the lane's `polys` until the tag is taken, before the
+/// successor's key block replaces it. Tails left when no packet needs a call are finished
 /// outside the rounds.
 ///
 /// # Safety
@@ -534,12 +535,11 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
         for lane in 0..LANES {
             if let Some(t) = tail[lane].take() {
                 // SAFETY: a sealed slot of this run.
-                unsafe { t.write_tag(l.polys[lane].emit(&l.otk[lane])) };
+                unsafe { t.write_tag(l.polys[lane].emit()) };
             }
             let Some(s) = &mut l.slot[lane] else { continue };
             if s.block == 0 {
-                l.otk[lane].copy_from_slice(&ks[lane][..32]);
-                l.polys[lane] = Poly64::new(&l.otk[lane]);
+                l.polys[lane] = Poly64::new(&ks[lane]);
             } else if work.xor[lane].is_null() {
                 // The partial last block.
                 let at = (s.block - 1) * BLOCK_LEN;
@@ -578,7 +578,7 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
     }
     for (lane, t) in tail.iter().enumerate() {
         if let Some(t) = t {
-            let tag = core::mem::take(&mut l.polys[lane]).finish(t.len, &l.otk[lane]);
+            let tag = core::mem::take(&mut l.polys[lane]).finish(t.len);
             // SAFETY: a sealed slot of this run.
             unsafe { t.write_tag(tag) };
         }
@@ -604,7 +604,7 @@ impl Lanes<'_> {
     ///
     /// # Safety
     /// `s` is `lane`'s packet, every block of it encrypted or decrypted, its Poly1305 state
-    /// and one-time key in `lane`'s `polys` and `otk`; `ok` as [`run`]'s.
+    /// in `lane`'s `polys`; `ok` as [`run`]'s.
     unsafe fn finish<const SEAL: bool>(&mut self, lane: usize, s: Slot, ok: &mut [bool]) {
         // SAFETY: text and tag are `len + TAG_LEN` bytes, exclusively ours.
         let buf = unsafe { core::slice::from_raw_parts_mut(s.text, s.len + TAG_LEN) };
@@ -612,15 +612,15 @@ impl Lanes<'_> {
         let mut poly = core::mem::take(&mut self.polys[lane]);
         if SEAL {
             poly.padded(&text[s.absorbed * BLOCK_LEN..]);
-            tag.copy_from_slice(&poly.finish(s.len, &self.otk[lane]));
+            tag.copy_from_slice(&poly.finish(s.len));
             return;
         }
         // Every whole chunk was absorbed in its call, the partial one before its XOR; the
         // length block too if the text ends on a whole chunk.
         let mut computed = if ends_whole(s.len) {
-            poly.emit(&self.otk[lane])
+            poly.emit()
         } else {
-            poly.finish(s.len, &self.otk[lane])
+            poly.finish(s.len)
         };
         ok[s.job] = tag_matches(&computed, tag);
         // For a forged packet this is the valid tag of its ciphertext.
