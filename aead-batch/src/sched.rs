@@ -79,13 +79,18 @@ pub(crate) trait Kernels {
     /// The CPU supports the level; every job's pointers are valid as `PolyJob` states.
     unsafe fn poly(jobs: &[PolyJob], tags: &mut [[u8; 16]]);
 
-    /// Texts from this length up to [`Kernels::GROUP_MAX`] (sealing) or
+    /// Texts from this length up to [`Kernels::GROUP_SEAL_MAX`] (sealing) or
     /// [`Kernels::GROUP_OPEN_MAX`] (opening) go to the group kernels, on a CPU where
-    /// [`Kernels::groups_supported`] holds.
+    /// [`Kernels::groups_supported`] holds; up to [`Kernels::GROUP_MAX`] for a caller
+    /// without ring.
     const GROUP_FROM: usize = usize::MAX;
 
-    /// The longest text the group kernels seal.
+    /// The longest text the group kernels take at all.
     const GROUP_MAX: usize = 0;
+
+    /// The longest text the group kernels seal where ring takes the longer ones (ring's
+    /// fixed cost per packet shrinks against its per-byte rate as texts grow).
+    const GROUP_SEAL_MAX: usize = 0;
 
     /// The longest text the group kernels open where ring takes the longer ones (opening may
     /// stop paying against ring earlier than sealing: ring's single-packet open is faster than
@@ -132,25 +137,32 @@ pub(crate) struct GroupJob {
     pub(crate) len: usize,
 }
 
+/// The longest text the group kernels take (see [`groups`]): their own limit where ring takes
+/// the longer texts, up to the text ring starts at where it starts later.
+fn group_most<K: Kernels>(seal: bool, ring_from: usize) -> usize {
+    if seal {
+        K::GROUP_SEAL_MAX
+    } else {
+        K::GROUP_OPEN_MAX
+    }
+    .max(ring_from.saturating_sub(1))
+    .min(K::GROUP_MAX)
+}
+
 /// Seals or opens, in one call of `K`'s group kernels, the window's packets (at most
 /// [`GROUP`]) they take, if they keep its lanes busy enough. Sets their verdicts; the rest
 /// stay pending.
 ///
-/// `ring_from`: the text length from which the caller opens with ring. The group kernels stop
-/// opening at [`Kernels::GROUP_OPEN_MAX`] because ring is faster there; texts that would not
-/// go to ring (a caller without it) they still open faster than the lane-filling kernels.
+/// `ring_from`: the text length from which the caller seals and opens with ring. The group
+/// kernels stop sealing at [`Kernels::GROUP_SEAL_MAX`] and opening at
+/// [`Kernels::GROUP_OPEN_MAX`] because ring is faster there; texts that would not go to ring
+/// (a caller without it) they still take faster than the lane-filling kernels.
 pub(crate) fn groups<K: Kernels>(window: &mut [Packet<'_>], seal: bool, ring_from: usize) {
     debug_assert!(window.len() <= GROUP);
     if !K::groups_supported() {
         return;
     }
-    let most = if seal {
-        K::GROUP_MAX
-    } else {
-        K::GROUP_OPEN_MAX
-            .max(ring_from.saturating_sub(1))
-            .min(K::GROUP_MAX)
-    };
+    let most = group_most::<K>(seal, ring_from);
     const NONE: GroupJob = GroupJob {
         key: core::ptr::null(),
         counter: 0,
@@ -538,5 +550,34 @@ mod tag_tests {
             }
         }
         assert!(!tag_matches(&t, &t[..15]), "short");
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod group_tests {
+    use super::*;
+    use crate::x86_avx2::Avx2;
+
+    /// Where the AVX2 lanes stop: at their own limits while ring takes the longer texts (the
+    /// workers' crossover, 256 bytes, or all of them), just below ring where ring starts
+    /// later, and nowhere without ring.
+    #[test]
+    fn the_lanes_leave_long_texts_to_ring_only_where_ring_is_there() {
+        for (seal, ring_from, want) in [
+            (true, 256, 1600),
+            (false, 256, 1023),
+            (true, 0, 1600),
+            (false, 0, 1023),
+            (true, 2001, 2000),
+            (false, 2001, 2000),
+            (true, usize::MAX, usize::MAX - 1),
+            (false, usize::MAX, usize::MAX - 1),
+        ] {
+            assert_eq!(
+                group_most::<Avx2>(seal, ring_from),
+                want,
+                "{seal} {ring_from}"
+            );
+        }
     }
 }

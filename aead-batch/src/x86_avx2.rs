@@ -41,6 +41,9 @@ impl Kernels for Avx2 {
     // (sealing 16 and 48 bytes 1.05x, opening 16 bytes 0.97x, 48 bytes 1.03x).
     const GROUP_FROM: usize = 0;
     const GROUP_MAX: usize = usize::MAX;
+    // Zen 3, 2026-12-04 (bench/RESULTS.md): sealing 1420-1600-byte texts ran at 1.03-1.07x
+    // ring, 1700 and 1800 bytes at 0.97-0.99x, 3000 at 0.95x, 9000 at 0.87x.
+    const GROUP_SEAL_MAX: usize = 1600;
     // Zen 3, 2026-12-04 (bench/RESULTS.md): opening 768-byte texts ran at 1.13x ring, 1024
     // and 1420 bytes at 0.8-0.9x, where ring (the dispatch's next choice) runs at 0.96x.
     // Without ring the lanes open every length: 1420 bytes at 0.92x ring against the
