@@ -5,9 +5,10 @@
 //! AVX-512 level. On the AVX2 level ring's stitched single-packet assembly is faster from
 //! some size up (its ChaCha20 and Poly1305 interleave within one packet, which 8-lane
 //! ChaCha20 and 4-lane radix-2^26 Poly1305 across packets do not beat there). The AVX2
-//! level's stitched lanes (`x86_avx2_stitch`) beat both, at every size, on sets of packets
-//! that keep their 8 lanes busy. So per window of up to 64 packets [`Dispatch`] gives the
-//! stitched lanes the packets where they pay, then per chunk sends each remaining packet to
+//! level's stitched lanes (`x86_avx2_stitch`) beat both on sets of packets that keep their 8
+//! lanes busy, up to a size (sealing 1600 bytes, opening 1023: ring's fixed cost per packet
+//! shrinks against its per-byte rate as texts grow). So per window of up to 64 packets
+//! [`Dispatch`] gives the stitched lanes the packets where they pay, then per chunk sends each remaining packet to
 //! the faster of ring and the batch kernels, by its text length, with the crossovers measured
 //! by `benches/aead.rs` (figures in bench/RESULTS.md).
 //!
@@ -93,23 +94,19 @@ impl Dispatch {
     /// Per window of [`GROUP`] packets, the level's group kernels where they pay; then
     /// per chunk, ring for the long packets left and the batch kernels for the rest. Returns
     /// how many came out `Ok`.
-    fn each_chunk<'a>(
+    fn each_chunk(
         self,
-        packets: &mut [Packet<'a>],
+        packets: &mut [Packet<'_>],
         seal: bool,
-        ring: fn(&mut Packet<'a>, &LessSafeKey),
-        batch: fn(Backend, &mut [Packet<'a>]),
+        ring: fn(&mut Packet<'_>),
+        batch: fn(Backend, &mut [Packet<'_>]),
     ) -> usize {
-        let mut keys = RingKeys::default();
         for window in packets.chunks_mut(GROUP) {
             check_lengths(window);
             self.batch.groups_pending(window, seal, self.ring_from);
             for chunk in window.chunks_mut(CHUNK) {
                 for p in chunk.iter_mut().filter(|p| self.for_ring(p)) {
-                    // A key ring refuses (none of 32 bytes is) leaves the packet to the batch.
-                    if let Some(key) = keys.get(p.key) {
-                        ring(p, key);
-                    }
+                    ring(p);
                 }
                 batch(self.batch, chunk);
             }
@@ -122,54 +119,20 @@ impl Dispatch {
     }
 }
 
-/// How many of a batch's distinct session keys [`RingKeys`] keeps.
-const RING_KEYS: usize = 8;
-
-/// ring's values of the session keys one call sends to ring, each built once and kept for
-/// the rest of the call, most recent [`RING_KEYS`] first out.
-///
-/// ring copies a key into a value of its own, sized for its largest algorithm; built for
-/// every packet, that was about 4% of opening a 1420-byte packet (callgrind: some 320
-/// instructions of 8,600 in the dispatch around ring's own). Keys are told apart by address:
-/// every packet borrows its session's key for the whole call, so one address is one key.
-#[derive(Default)]
-struct RingKeys<'a> {
-    built: [Option<(&'a [u8; 32], LessSafeKey)>; RING_KEYS],
-    /// The entry the next new key replaces.
-    next: usize,
-}
-
-impl<'a> RingKeys<'a> {
-    /// ring's value of `key`, built now unless kept; `None` if ring refuses the key.
-    fn get(&mut self, key: &'a [u8; 32]) -> Option<&LessSafeKey> {
-        let at = match self
-            .built
-            .iter()
-            .position(|e| e.as_ref().is_some_and(|(k, _)| core::ptr::eq(*k, key)))
-        {
-            Some(at) => at,
-            None => {
-                let value = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).ok()?);
-                let at = self.next;
-                self.next = (at + 1) % RING_KEYS;
-                self.built[at] = Some((key, value));
-                at
-            }
-        };
-        self.built[at].as_ref().map(|(_, value)| value)
-    }
-}
-
-/// WireGuard's nonce for `p`: 4 zero bytes, then the counter little-endian.
-fn ring_nonce(p: &Packet<'_>) -> Nonce {
+/// ring's key and WireGuard's nonce (4 zero bytes, the counter little-endian) for `p`.
+/// ring copies the key into its own value, on this stack frame, for this one packet.
+fn ring_key(p: &Packet<'_>) -> Option<(LessSafeKey, Nonce)> {
+    let key = UnboundKey::new(&CHACHA20_POLY1305, p.key).ok()?;
     let mut nonce = [0u8; 12];
     nonce[4..].copy_from_slice(&p.counter.to_le_bytes());
-    Nonce::assume_unique_for_key(nonce)
+    Some((LessSafeKey::new(key), Nonce::assume_unique_for_key(nonce)))
 }
 
-/// Seals `p` with ring.
-fn ring_seal(p: &mut Packet<'_>, key: &LessSafeKey) {
-    let nonce = ring_nonce(p);
+/// Seals `p` with ring; a key ring refuses (none of 32 bytes is) leaves it to the batch.
+fn ring_seal(p: &mut Packet<'_>) {
+    let Some((key, nonce)) = ring_key(p) else {
+        return;
+    };
     let (text, tag) = p.buf.split_at_mut(p.buf.len() - TAG_LEN);
     if let Ok(t) = key.seal_in_place_separate_tag(nonce, Aad::empty(), text) {
         tag.copy_from_slice(t.as_ref());
@@ -178,8 +141,10 @@ fn ring_seal(p: &mut Packet<'_>, key: &LessSafeKey) {
 }
 
 /// Opens `p` with ring.
-fn ring_open(p: &mut Packet<'_>, key: &LessSafeKey) {
-    let nonce = ring_nonce(p);
+fn ring_open(p: &mut Packet<'_>) {
+    let Some((key, nonce)) = ring_key(p) else {
+        return;
+    };
     p.verdict = match key.open_in_place(nonce, Aad::empty(), p.buf) {
         Ok(_) => Verdict::Ok,
         Err(_) => Verdict::Auth,
@@ -329,59 +294,6 @@ mod tests {
                         assert_eq!(&p.buf()[..t], &plain[i][..t], "{}: packet {i}", d.name());
                     }
                 }
-            }
-        }
-    }
-
-    /// Packets that share session keys, sent to ring (the portable level sends ring every
-    /// packet): eleven keys, more than [`RING_KEYS`] are kept, two of them equal in bytes at
-    /// different addresses, one on every third packet and the rest in random order, so that
-    /// keys are found kept, built anew, and built again after being replaced. Every packet
-    /// must be sealed and opened under its own key.
-    #[test]
-    fn packets_sharing_keys_each_go_to_ring_under_their_own() {
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let mut keys: Vec<[u8; 32]> = (0..11).map(|_| rng.gen()).collect();
-        keys[10] = keys[3];
-        let order: Vec<usize> = (0..90)
-            .map(|i| if i % 3 == 0 { 0 } else { rng.gen_range(0..11) })
-            .collect();
-        for b in Backend::all() {
-            let d = Dispatch::new(b, 0);
-            let plain: Vec<Vec<u8>> = order
-                .iter()
-                .map(|_| {
-                    (0..rng.gen_range(0..300) + TAG_LEN)
-                        .map(|_| rng.gen())
-                        .collect()
-                })
-                .collect();
-            let mut bufs = plain.clone();
-            fn with<'a>(
-                keys: &'a [[u8; 32]],
-                order: &[usize],
-                bufs: &'a mut [Vec<u8>],
-            ) -> Vec<Packet<'a>> {
-                order
-                    .iter()
-                    .zip(bufs.iter_mut())
-                    .enumerate()
-                    .map(|(i, (&k, buf))| Packet::new(&keys[k], i as u64, buf))
-                    .collect()
-            }
-            let mut ps = with(&keys, &order, &mut bufs);
-            assert_eq!(d.seal(&mut ps), order.len(), "{}", b.name());
-            drop(ps);
-            for (i, (&k, buf)) in order.iter().zip(&bufs).enumerate() {
-                let mut want = plain[i].clone();
-                crate::portable::seal(&keys[k], i as u64, &mut want);
-                assert_eq!(buf, &want, "{}: packet {i}, key {k}", b.name());
-            }
-            let mut ps = with(&keys, &order, &mut bufs);
-            assert_eq!(d.open(&mut ps), order.len(), "{}", b.name());
-            for (i, p) in ps.iter().enumerate() {
-                let t = p.text_len();
-                assert_eq!(&p.buf()[..t], &plain[i][..t], "{}: packet {i}", b.name());
             }
         }
     }
