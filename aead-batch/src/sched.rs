@@ -89,8 +89,9 @@ pub(crate) trait Kernels {
     const GROUP_MAX: usize = 0;
 
     /// The longest text the group kernels seal where ring takes the longer ones (ring's
-    /// fixed cost per packet shrinks against its per-byte rate as texts grow).
-    const GROUP_SEAL_MAX: usize = 0;
+    /// fixed cost per packet shrinks against its per-byte rate as texts grow); by default
+    /// [`Kernels::GROUP_MAX`].
+    const GROUP_SEAL_MAX: usize = usize::MAX;
 
     /// The longest text the group kernels open where ring takes the longer ones (opening may
     /// stop paying against ring earlier than sealing: ring's single-packet open is faster than

@@ -261,6 +261,7 @@ fn emit_reduces_every_state_a_block_leaves() {
         .to_le_bytes();
         assert_eq!(p.emit(), want, "h {h:x?}");
         assert_eq!(p.h, [0; 3], "emit wipes the state");
+        assert_eq!([p.r0, p.r1, p.s1, p.s[0], p.s[1]], [0; 5], "and the key");
     }
 }
 
