@@ -286,8 +286,11 @@ fn egress(one_armed: bool, kind: Kind) {
 
     // Connection tracking flushed under a running exchange (`conntrack -F`, or a firewall
     // reload that flushes): the data path lets go of the flows it carried, the kernel takes
-    // the next packets (a new entry, a new translation) and no answer is lost; the flow is
-    // then carried by the data path again.
+    // the next packets (a new entry, a new translation) and every request is answered; the
+    // flow is then carried by the data path again. An answer already on its way back when
+    // the entries go has no translation to meet and is lost, with the kernel alone too (seen
+    // once in CI with wireguard-go as the gateway): the client asks again after a second, as
+    // an application would, and at most one such loss is allowed.
     let echo_port = tcp_port + 3;
     inet.ns
         .spawn([
@@ -295,15 +298,17 @@ fn egress(one_armed: bool, kind: Kind) {
             "-c",
             &format!(
                 "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {echo_port}))\ns.settimeout(30)\n\
-                 for _ in range(200):\n    d, a = s.recvfrom(100)\n    s.sendto(d, a)\n"
+                 for _ in range(210):\n    d, a = s.recvfrom(100)\n    s.sendto(d, a)\n"
             ),
         ])
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let exchange = format!(
-        "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(3)\nn = 0\n\
-         for i in range(200):\n    s.sendto(str(i).encode(), ('{INET}', {echo_port}))\n    \
-         n += s.recv(100) == str(i).encode()\n    time.sleep(0.05)\nprint(n)\n"
+        "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(1)\n\
+         n = lost = 0\nfor i in range(200):\n    want = str(i).encode()\n    for _ in range(3):\n        \
+         s.sendto(want, ('{INET}', {echo_port}))\n        try:\n            \
+         while s.recv(100) != want:\n                pass\n            n += 1\n            break\n        \
+         except socket.timeout:\n            lost += 1\n    time.sleep(0.05)\nprint(n, lost)\n"
     );
     let offloaded_flows = || g.counter("offloaded flows");
     // 10 s of exchange: `wgxdp show` (the counter) takes a second of it to sample rates.
@@ -335,7 +340,13 @@ fn egress(one_armed: bool, kind: Kind) {
         );
         h.join().unwrap()
     });
-    assert_eq!(answered.trim(), "200", "every answer arrived\n{}", g.show());
+    let (answered, lost) = answered.trim().split_once(' ').expect("two counts");
+    assert_eq!(answered, "200", "every request answered\n{}", g.show());
+    assert!(
+        lost == "0" || lost == "1",
+        "{lost} answers lost\n{}",
+        g.show()
+    );
     if kind == Kind::Wgxdp {
         assert!(
             g.counter("resyncs") == 0 && g.counter("refused") == 0,
