@@ -299,8 +299,6 @@ struct Lanes<'a> {
     init: [__m256i; 16],
     /// A lane changed packet (or went idle) since `init`'s per-lane rows were built.
     rows_stale: bool,
-    /// Keystream blocks the call does not XOR itself: one-time keys, partial last blocks.
-    ks: [[u8; BLOCK_LEN]; LANES],
 }
 
 /// Most jobs one `seal` or `open` takes.
@@ -366,7 +364,6 @@ impl<'a> Lanes<'a> {
             polys: Default::default(),
             init,
             rows_stale: true,
-            ks: [[0; BLOCK_LEN]; LANES],
         };
         for lane in 0..LANES {
             l.refill(lane);
@@ -435,7 +432,6 @@ impl Drop for Lanes<'_> {
         // 16 elements are this array's own.
         unsafe { core::ptr::write_bytes(self.init.as_mut_ptr(), 0, self.init.len()) };
         core::hint::black_box(&mut self.init);
-        wipe(self.ks.as_flattened_mut());
         for p in &mut self.polys {
             p.wipe();
         }
@@ -496,6 +492,9 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
     debug_assert!(jobs.len() <= MAX_JOBS);
     let mut l = Lanes::new(jobs);
     let mut tail: [Option<Slot>; LANES] = [None; LANES];
+    // Keystream blocks the call does not XOR itself: one-time keys, partial last blocks.
+    // Wiped at the end: nothing in between can panic or return early.
+    let mut ks = [[0u8; BLOCK_LEN]; LANES];
     while l.slot.iter().any(Option::is_some) {
         let mut work = Work::new();
         for (lane, t) in tail.iter().enumerate() {
@@ -534,15 +533,15 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
         // sealing, still ciphertext when opening (its block is the lane's XOR destination,
         // which the call writes after the rounds have read it); every XOR destination is a
         // whole block of its lane's own text, and sealing's chunks are blocks of earlier calls.
-        unsafe { call(&l.init, &mut l.polys, &work, &mut l.ks) };
-        for (lane, tail) in tail.iter_mut().enumerate() {
-            if let Some(t) = tail.take() {
+        unsafe { call(&l.init, &mut l.polys, &work, &mut ks) };
+        for lane in 0..LANES {
+            if let Some(t) = tail[lane].take() {
                 // SAFETY: a sealed slot of this run.
                 unsafe { t.write_tag(l.polys[lane].emit()) };
             }
             let Some(s) = &mut l.slot[lane] else { continue };
             if s.block == 0 {
-                l.polys[lane] = Poly64::new(&l.ks[lane]);
+                l.polys[lane] = Poly64::new(&ks[lane]);
             } else if work.xor[lane].is_null() {
                 // The partial last block.
                 let at = (s.block - 1) * BLOCK_LEN;
@@ -551,7 +550,7 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
                 if !SEAL {
                     l.polys[lane].padded(text);
                 }
-                for (b, k) in text.iter_mut().zip(&l.ks[lane]) {
+                for (b, k) in text.iter_mut().zip(&ks[lane]) {
                     *b ^= k;
                 }
             }
@@ -561,7 +560,7 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
             }
             let s = *s;
             if SEAL && ends_whole(s.len) {
-                *tail = Some(s);
+                tail[lane] = Some(s);
             } else {
                 // SAFETY: as `finish`'s contract, from the slot of this call.
                 unsafe { l.finish::<SEAL>(lane, s, ok) };
@@ -586,6 +585,7 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
             unsafe { t.write_tag(tag) };
         }
     }
+    wipe(ks.as_flattened_mut());
 }
 
 impl Slot {
