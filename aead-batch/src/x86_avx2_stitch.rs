@@ -389,17 +389,13 @@ impl<'a> Lanes<'a> {
         self.rows_stale = true;
     }
 
-    /// Sets the per-lane rows for the next call: all of them after a lane changed packet,
-    /// else only the block counters, which every lane advances by one.
+    /// Sets every per-lane row for the next call, after a lane changed packet (or went idle).
+    /// Between such changes only the block counters move, which the loop does itself.
     ///
     /// # Safety
     /// Every job's key points to 32 readable bytes.
     #[target_feature(enable = "avx2")]
     unsafe fn rows(&mut self) {
-        if !self.rows_stale {
-            self.init[12] = _mm256_add_epi32(self.init[12], _mm256_set1_epi32(1));
-            return;
-        }
         self.rows_stale = false;
         let mut block = [0u32; LANES];
         let mut lo = [0u32; LANES];
@@ -527,8 +523,13 @@ unsafe fn run<const SEAL: bool>(jobs: &[Job], ok: &mut [bool]) {
                 work.xor[lane] = unsafe { s.text.add((s.block - 1) * BLOCK_LEN) };
             }
         }
-        // SAFETY: the keys per the contract.
-        unsafe { l.rows() };
+        if l.rows_stale {
+            // SAFETY: the keys per the contract.
+            unsafe { l.rows() };
+        } else {
+            // Every lane at its next block: only the counters move.
+            l.init[12] = _mm256_add_epi32(l.init[12], _mm256_set1_epi32(1));
+        }
         // SAFETY: every chunk pointer names a whole chunk of text: encrypted already when
         // sealing, still ciphertext when opening (its block is the lane's XOR destination,
         // which the call writes after the rounds have read it); every XOR destination is a
