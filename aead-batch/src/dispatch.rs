@@ -8,9 +8,9 @@
 //! level's stitched lanes (`x86_avx2_stitch`) beat both on sets of packets that keep their 8
 //! lanes busy, up to a size (sealing 1600 bytes, opening 1023: ring's fixed cost per packet
 //! shrinks against its per-byte rate as texts grow). So per window of up to 64 packets
-//! [`Dispatch`] gives the stitched lanes the packets where they pay, then per chunk sends each remaining packet to
-//! the faster of ring and the batch kernels, by its text length, with the crossovers measured
-//! by `benches/aead.rs` (figures in bench/RESULTS.md).
+//! [`Dispatch`] gives the stitched lanes the packets where they pay, then per chunk sends
+//! each remaining packet to the faster of ring and the batch kernels, by its text length,
+//! with the crossovers measured by `benches/aead.rs` (figures in bench/RESULTS.md).
 //!
 //! All give the same bytes (RFC 8439 with WireGuard's nonce). One difference: a packet that
 //! fails authentication on ring's path or the stitched lanes has its text zeroed (ring's
