@@ -9,6 +9,7 @@
 //! reproduces a crash from a file. A failed property panics, which is what both libFuzzer and
 //! the test harness report.
 
+pub mod aead;
 pub mod config;
 pub mod device;
 pub mod frames;
@@ -24,6 +25,7 @@ pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its corpus folder and libFuzzer binary.
 pub const TARGETS: &[(&str, Target)] = &[
+    ("aead", aead::run),
     ("config", config::run),
     ("device", device::run),
     ("frames", frames::run),

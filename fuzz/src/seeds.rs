@@ -186,7 +186,43 @@ pub fn all() -> Vec<Seed> {
         "prefix",
         words_bytes(&encode_prefix([10, 1, 0, 0].into(), 16, 2)),
     );
+    for (name, choice, lens) in [
+        // A window of MTU-sized packets (the lanes sealing, ring opening), then a few more.
+        ("burst-1420", 0, vec![1420; 66]),
+        // Every limit: empty, partial and whole blocks, 1023/1024, 1600/1601, past 2000;
+        // once with the workers' crossover, once without ring.
+        ("every-limit", 0, AEAD_LIMITS.to_vec()),
+        ("every-limit-no-ring", 4, AEAD_LIMITS.to_vec()),
+        // Small packets, all to ring (crossover 0).
+        ("small-ring", 1, vec![64, 16, 0, 48, 128, 80, 64, 64]),
+    ] {
+        add("aead", name, aead_input(choice, &lens));
+    }
     s
+}
+
+/// Text lengths across the AEAD's limits, for the `aead` seeds.
+const AEAD_LIMITS: [u16; 18] = [
+    0, 1, 15, 16, 63, 64, 65, 255, 256, 511, 512, 1023, 1024, 1420, 1600, 1601, 2000, 2047,
+];
+
+/// An `aead` input: three keys, the crossover choice, then per packet a key (in turn), a
+/// counter, the length and a flip (every other packet forged), then text bytes.
+fn aead_input(choice: u8, lens: &[u16]) -> Vec<u8> {
+    let mut d: Vec<u8> = (0..96u8)
+        .map(|i| i.wrapping_mul(37).wrapping_add(1))
+        .collect();
+    d.push(choice);
+    d.push(u8::try_from(lens.len() - 1).expect("at most 70 packets"));
+    for (i, &len) in lens.iter().enumerate() {
+        d.push(i as u8 % 3);
+        d.extend_from_slice(&(i as u16).to_le_bytes());
+        d.extend_from_slice(&len.to_le_bytes());
+        let flip: u16 = if i % 2 == 1 { (i as u16) << 5 | 1 } else { 0 };
+        d.extend_from_slice(&flip.to_le_bytes());
+    }
+    d.extend(b"wgxdp seals and opens whatever the batch holds.".iter());
+    d
 }
 
 fn words_bytes(words: &[u64]) -> Vec<u8> {
