@@ -40,15 +40,11 @@ pub fn neighbour_mac(ip: Ipv4Addr) -> Result<[u8; 6], String> {
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.first() == Some(&ip.to_string().as_str()) {
-            let mut mac = [0u8; 6];
-            let parts: Vec<&str> = f.get(3).copied().unwrap_or("").split(':').collect();
-            if parts.len() == 6 {
-                for (m, p) in mac.iter_mut().zip(parts) {
-                    *m = u8::from_str_radix(p, 16).map_err(|e| format!("ARP entry: {e}"))?;
-                }
-                if mac != [0; 6] {
-                    return Ok(mac);
-                }
+            let text = f.get(3).copied().unwrap_or("");
+            let mac = dataplane::daemon::parse_mac(text)
+                .ok_or_else(|| format!("ARP entry: unreadable MAC {text:?}"))?;
+            if mac != [0; 6] {
+                return Ok(mac);
             }
         }
     }

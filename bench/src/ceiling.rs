@@ -7,21 +7,13 @@
 //! --wan IF --lan IF --to-mac MAC [--port 51820] [--seconds S]
 //! ```
 
+use dataplane::daemon::parse_mac;
 use dataplane::xdp::{Role, Steering};
 use std::time::{Duration, Instant};
 
 /// `--key value` from the arguments.
 pub fn arg(args: &[String], key: &str) -> Option<String> {
     args.windows(2).find(|w| w[0] == key).map(|w| w[1].clone())
-}
-
-fn mac(text: &str) -> Option<[u8; 6]> {
-    let mut m = [0u8; 6];
-    let mut parts = text.split(':');
-    for b in &mut m {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(m)
 }
 
 /// A forwarder's setting, and wgxdp's XDP program attached to WAN, steering WireGuard data
@@ -44,7 +36,7 @@ impl Ceiling {
         let wan = arg(args, "--wan").ok_or("--wan IF is required")?;
         let lan = arg(args, "--lan").ok_or("--lan IF is required")?;
         let to = arg(args, "--to-mac")
-            .and_then(|m| mac(&m))
+            .and_then(|m| parse_mac(&m))
             .ok_or("--to-mac MAC is required (aa:bb:cc:dd:ee:ff)")?;
         let port: u16 = arg(args, "--port")
             .unwrap_or_else(|| "51820".into())
@@ -100,14 +92,6 @@ impl Ceiling {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn macs_parse_only_whole() {
-        assert_eq!(mac("02:00:00:00:00:0a"), Some([2, 0, 0, 0, 0, 10]));
-        assert_eq!(mac("02:00:00:00:00"), None);
-        assert_eq!(mac("02:00:00:00:00:0a:0b"), None);
-        assert_eq!(mac("02:00:00:00:00:zz"), None);
-    }
 
     #[test]
     fn arguments_are_found_by_key() {

@@ -61,15 +61,23 @@ pub const MIN_MTU: usize = 68;
 pub const MAX_MTU: usize = (2048 - crate::packet::HEADROOM - crate::packet::ETH_LEN - 16) / 16 * 16;
 const _: () = assert!(MAX_MTU >= 1500 && MAX_MTU < 2048);
 
+/// An Ethernet address as sysfs, the ARP table and `ip` write it: six hex bytes separated
+/// by colons, nothing more or less.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut m = [0u8; 6];
+    let mut parts = text.split(':');
+    for b in &mut m {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(m)
+}
+
 /// MAC and addresses of `name`, from sysfs and getifaddrs.
 pub fn iface(name: &str) -> Result<Iface, DataplaneError> {
     let err = |m: String| DataplaneError::Interface(name.to_string(), m);
     let text = std::fs::read_to_string(format!("/sys/class/net/{name}/address"))
         .map_err(|_| err("no such interface".into()))?;
-    let mut mac = [0u8; 6];
-    for (m, h) in mac.iter_mut().zip(text.trim().split(':')) {
-        *m = u8::from_str_radix(h, 16).map_err(|_| err(format!("unreadable MAC {text:?}")))?;
-    }
+    let mac = parse_mac(text.trim()).ok_or_else(|| err(format!("unreadable MAC {text:?}")))?;
     let (mut v4, mut v6) = (None, None);
     for a in nix::ifaddrs::getifaddrs().map_err(|e| err(e.to_string()))? {
         if a.interface_name != name {
@@ -557,6 +565,15 @@ impl PrefixSink for Steering {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn macs_parse_only_whole() {
+        use super::parse_mac as mac;
+        assert_eq!(mac("02:00:00:00:00:0a"), Some([2, 0, 0, 0, 0, 10]));
+        assert_eq!(mac("02:00:00:00:00"), None);
+        assert_eq!(mac("02:00:00:00:00:0a:0b"), None);
+        assert_eq!(mac("02:00:00:00:00:zz"), None);
+    }
+
     #[test]
     fn a_finished_worker_is_noticed() {
         let alive = std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(2)));
