@@ -42,10 +42,10 @@
 //! workers run ([`Dispatch`]: the stitched lanes, ring, the lane-filling kernels) seals and
 //! opens batches of one size at about 2.2x ring at 64 bytes, 1.75x at 128, 1.5x at 256, 1.3x
 //! at 512 and 1.07x sealing 1420 (opening texts over 1023 bytes and sealing texts over 1600 is
-//! ring's); in that shared machine's slower spells, up to a fifth less against ring. Figures, with the
-//! command and the machine, are in `bench/RESULTS.md`; the benches are `benches/aead.rs`
-//! (criterion), `benches/iai.rs` (instruction counts) and `examples/paired.rs` (alternating
-//! A/B runs against ring).
+//! ring's); in that shared machine's slower spells, up to a fifth less against ring. Figures,
+//! with the command and the machine, are in `bench/RESULTS.md`; the benches are
+//! `benches/aead.rs` (criterion), `benches/iai.rs` (instruction counts) and
+//! `examples/paired.rs` (alternating A/B runs against ring).
 //!
 //! # Constant time
 //! No branch and no memory index depend on keys, plaintext, keystream or tags; they depend only

@@ -76,8 +76,9 @@ fn finish_limbs<const N: usize>(mut h: [u64; N], bits: u32, s: [u64; 2]) -> [u8;
         g[i] &= mask(bits);
     }
     g[N - 1] = (h[N - 1] + c).wrapping_sub(1 << top);
-    let pick_g = (g[N - 1] >> 63).wrapping_sub(1); // all ones when g >= 0
-                                                   // h mod 2^128 (limbs may overlap by a carry: add, not or), plus s.
+    // All ones when g >= 0.
+    let pick_g = (g[N - 1] >> 63).wrapping_sub(1);
+    // h mod 2^128 (limbs may overlap by a carry: add, not or), plus s.
     let h = (0..N).fold(0u128, |acc, i| {
         let l = (h[i] & !pick_g) | (g[i] & pick_g & mask(width(i)));
         acc.wrapping_add(u128::from(l) << (bits * i as u32))
