@@ -8,7 +8,7 @@ use proto::allowedips::Prefix;
 
 use crate::epoch::{Epoch, MAX_READERS};
 use crate::fib::{Fib, NONE};
-use crate::memory::{Capacity, HeapMemory, Memory, Shared};
+use crate::memory::{Arrays, Capacity, HeapMemory, Memory, Shared};
 use crate::update::{active_fib, ArenaStats, Family};
 
 /// A peer's index in the data path. Values up to [`MAX_PEER_ID`].
@@ -273,6 +273,14 @@ impl AllowedIps {
             v4: self.v4.stats(&shared),
             v6: self.v6.stats(&shared),
         }
+    }
+
+    /// The memory readers walk now, per family (`[v4, v6]`): each family's active arrays as
+    /// far as they were ever allocated. What a memory's owner would keep resident, or back
+    /// with huge pages; it changes with every change that allocates and every compaction.
+    pub fn in_use(&self) -> [Arrays<'_>; 2] {
+        let shared = self.memory.table();
+        [self.v4.in_use(&shared), self.v6.in_use(&shared)]
     }
 
     fn set(&mut self, prefix: Prefix, peer: Option<PeerId>) -> Result<Option<PeerId>, Error> {

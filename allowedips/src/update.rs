@@ -293,6 +293,20 @@ impl<K: Key> Family<K> {
         self.master.len()
     }
 
+    /// The active section's arrays as far as they were ever allocated: the directory whole,
+    /// the pools up to their high-water marks (free blocks below them included: they come
+    /// back into use first).
+    pub(crate) fn in_use<'m>(&self, shared: &Shared<'m>) -> Arrays<'m> {
+        let a = sections::<K>(shared).0[self.active];
+        let upto = |pool: &Pool, units: usize| pool.next as usize * units;
+        Arrays {
+            dir: a.dir,
+            nodes: &a.nodes[..upto(&self.alloc.nodes, 1).min(a.nodes.len())],
+            leaves: &a.leaves[..upto(&self.alloc.leaves, 1).min(a.leaves.len())],
+            singles: &a.singles[..upto(&self.alloc.singles, UNIT_WORDS).min(a.singles.len())],
+        }
+    }
+
     pub(crate) fn stats(&self, shared: &Shared<'_>) -> ArenaStats {
         ArenaStats {
             nodes: self.alloc.nodes.live,

@@ -429,3 +429,43 @@ fn singleton_forms_compare_every_prefix_bit() {
         }
     }
 }
+
+#[test]
+fn in_use_is_the_active_section_up_to_its_high_water_marks() {
+    let mut prefixes = crate::workload::provider_v4(300, 5);
+    prefixes.extend(crate::workload::provider_v6(300, 6));
+    let memory = std::sync::Arc::new(crate::HeapMemory::new(crate::Capacity::new(10_000)));
+    let mut t = AllowedIps::attach(memory.clone(), prefixes.iter().copied()).unwrap();
+    let check = |t: &AllowedIps, exact: bool| {
+        // The sections the readers walk: each family's `active` word picks one.
+        let shared = crate::Memory::table(&*memory);
+        let walked = [shared.v4, shared.v6];
+        let s = t.stats();
+        for (f, (a, st)) in t.in_use().iter().zip([s.v4, s.v6]).enumerate() {
+            let w = walked[f][shared.header.active(f)];
+            assert_eq!(a.dir.as_ptr(), w.dir.as_ptr());
+            assert_eq!(a.nodes.as_ptr(), w.nodes.as_ptr());
+            assert_eq!(a.leaves.as_ptr(), w.leaves.as_ptr());
+            assert_eq!(a.singles.as_ptr(), w.singles.as_ptr());
+            assert_eq!(a.dir.len(), crate::DIR_SLOTS);
+            let used = (a.nodes.len(), a.leaves.len(), a.singles.len() / 2);
+            let (n, l, u) = st.live();
+            if exact {
+                assert_eq!(used, (n, l, u), "a bulk build has no free blocks");
+            } else {
+                assert!(used.0 >= n && used.1 >= l && used.2 >= u, "{used:?} {st:?}");
+            }
+        }
+    };
+    check(&t, true);
+    let before = t.in_use()[0].nodes.as_ptr();
+    for &(p, peer) in prefixes.iter().step_by(3) {
+        t.remove(p, peer).unwrap();
+    }
+    // Removed blocks wait in free lists below the marks.
+    check(&t, false);
+    assert!(t.stats().v4.nodes < t.in_use()[0].nodes.len());
+    t.compact().unwrap();
+    check(&t, true);
+    assert_ne!(t.in_use()[0].nodes.as_ptr(), before, "the other section");
+}

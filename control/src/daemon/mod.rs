@@ -646,6 +646,7 @@ impl Control {
         self.routes.push_log(&self.region, &self.peers);
         // Rejections are counted per window; this ends one even when traffic has stopped.
         let now = self.now();
+        self.routes.follow_pages(&self.region, now.mono);
         self.auth.flush(now.unix);
         self.serve_uapi();
         self.serve_metrics();

@@ -11,10 +11,13 @@
 use crate::peers::PeerTable;
 use allowedips::AllowedIps;
 use contract::prefix_log::PrefixChange;
+use contract::region::HugeBacking;
 use contract::Region;
 use proto::allowedips::Prefix;
+use proto::time::Instant;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub(crate) struct Routes {
@@ -26,7 +29,16 @@ pub(crate) struct Routes {
     queued: HashSet<Prefix>,
     /// The next log entry must be a reset (then every prefix follows).
     reset: bool,
+    /// Huge pages under the table where the region's file system has them (see
+    /// `contract::region::HugeBacking`), and the table's epoch and the time when they last
+    /// followed it.
+    huge: HugeBacking,
+    huge_followed: Option<(u64, Instant)>,
 }
+
+/// How often the huge pages follow a changing table at most: collapsing a chunk copies it
+/// (about a millisecond), and a table that grows by a few prefixes a second needs no more.
+const HUGE_EVERY: Duration = Duration::from_secs(10);
 
 impl Routes {
     /// Brings the table in step with `peers` (the changes since the last call) and queues
@@ -114,6 +126,38 @@ impl Routes {
         }
     }
 
+    /// Asks for huge pages under the memory the workers' lookups walk: at once for a new
+    /// table, then at most every [`HUGE_EVERY`] while it changes. A file system without huge
+    /// pages for files is reported once and not asked again.
+    pub(crate) fn follow_pages(&mut self, region: &Region, now: Instant) {
+        let Some(table) = &self.table else { return };
+        if self.huge.refused() {
+            return;
+        }
+        let epoch = table.epoch();
+        if let Some((e, at)) = self.huge_followed {
+            if e == epoch || now.saturating_since(at) < HUGE_EVERY {
+                return;
+            }
+        }
+        self.huge_followed = Some((epoch, now));
+        let report = self.huge.follow(region, &table.in_use());
+        if let Some(e) = report.refused {
+            tracing::info!(
+                region = %region.path().display(),
+                "the allowed-IPs table stays in 4 KiB pages: the region's file system gives \
+                 files no huge pages ({e}); a region on tmpfs gets them"
+            );
+        } else {
+            tracing::debug!(
+                backed = report.backed,
+                sparse = report.sparse,
+                failed = report.failed,
+                "allowed-IPs table: 2 MiB chunks in huge pages"
+            );
+        }
+    }
+
     /// Whether the data path holds every change made so far (the log is written and applied).
     pub(crate) fn synced(&self, region: &Region) -> bool {
         self.table.is_some()
@@ -159,6 +203,69 @@ mod tests {
     /// What the data path learns from the log, applied to what it had.
     fn drain(region: &Region, model: &mut Vec<PrefixChange>) {
         region.prefix_log().drain(usize::MAX, |c| model.push(c));
+    }
+
+    #[test]
+    fn huge_pages_follow_a_new_table_at_once_and_a_changing_one_at_most_every_ten_seconds() {
+        // On tmpfs, where the kernel gives files huge pages (a disk file system refuses at
+        // the first request, and then nothing follows: `contract`'s tests cover that).
+        let shm = std::path::Path::new("/dev/shm");
+        let tmpfs = nix::sys::statfs::statfs(shm)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+        if !tmpfs {
+            eprintln!("SKIP: /dev/shm is not tmpfs here");
+            return;
+        }
+        let path = shm.join(format!("wgxdp-routes-huge-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let layout = Layout {
+            sessions: 4,
+            peers: 2,
+            prefixes: 64,
+            workers: 1,
+        };
+        let region = Arc::new(Region::create(&path, layout).unwrap());
+        region.remove().unwrap();
+        let mut peers = PeerTable::new(2);
+        let mut routes = Routes::default();
+        peers.add(PeerId(0), 0).unwrap();
+        peers.insert_prefix(PeerId(0), p("198.18.0.0/24"));
+        let t0 = Instant::from_nanos(1_000_000_000);
+        routes.follow_pages(&region, t0);
+        assert_eq!(routes.huge_followed, None, "no table yet");
+        routes.sync(&region, &mut peers);
+        routes.follow_pages(&region, t0);
+        let built = routes.table.as_ref().unwrap().epoch();
+        assert_eq!(
+            routes.huge_followed,
+            Some((built, t0)),
+            "a new table at once"
+        );
+        assert!(!routes.huge.refused());
+
+        peers.insert_prefix(PeerId(0), p("198.18.1.0/24"));
+        routes.sync(&region, &mut peers);
+        let changed = routes.table.as_ref().unwrap().epoch();
+        assert_ne!(changed, built);
+        routes.follow_pages(&region, t0 + Duration::from_secs(9));
+        assert_eq!(
+            routes.huge_followed,
+            Some((built, t0)),
+            "not within ten seconds"
+        );
+        let t1 = t0 + Duration::from_secs(10);
+        routes.follow_pages(&region, t1);
+        assert_eq!(
+            routes.huge_followed,
+            Some((changed, t1)),
+            "after ten seconds"
+        );
+        routes.follow_pages(&region, t1 + Duration::from_secs(60));
+        assert_eq!(
+            routes.huge_followed,
+            Some((changed, t1)),
+            "nothing changed since"
+        );
     }
 
     #[test]
