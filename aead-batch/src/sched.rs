@@ -582,3 +582,152 @@ mod group_tests {
         }
     }
 }
+
+/// [`groups`] itself, with kernels that only record what they were given: which packets of a
+/// window reach the group kernels, in which order, and what becomes of their verdicts.
+#[cfg(test)]
+mod mock_group_tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// (counter, text length) of each job of the last group call.
+        static CALLED: RefCell<Vec<(u64, usize)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Group kernels for texts of 10..=100 bytes (sealing up to 80, opening up to 50 where
+    /// ring takes the rest), worth a call from two jobs. Sealing writes the counter's low
+    /// byte over the text; opening finds even counters authentic.
+    struct Mock;
+
+    impl Kernels for Mock {
+        const LANES: usize = 8;
+        const GROUP_FROM: usize = 10;
+        const GROUP_MAX: usize = 100;
+        const GROUP_SEAL_MAX: usize = 80;
+        const GROUP_OPEN_MAX: usize = 50;
+
+        unsafe fn chacha(_stage: &Stage) {
+            unreachable!("groups calls only the group kernels")
+        }
+
+        unsafe fn poly(_jobs: &[PolyJob], _tags: &mut [[u8; 16]]) {
+            unreachable!("groups calls only the group kernels")
+        }
+
+        fn group_worth_it(jobs: &[GroupJob]) -> bool {
+            jobs.len() >= 2
+        }
+
+        fn groups_supported() -> bool {
+            true
+        }
+
+        unsafe fn seal_group(jobs: &[GroupJob]) {
+            record(jobs);
+            for j in jobs {
+                // SAFETY: the contract gives `len + TAG_LEN` writable bytes at `text`.
+                unsafe { core::ptr::write_bytes(j.text, j.counter as u8, j.len) };
+            }
+        }
+
+        unsafe fn open_group(jobs: &[GroupJob], ok: &mut [bool]) {
+            record(jobs);
+            for (j, ok) in jobs.iter().zip(ok) {
+                *ok = j.counter % 2 == 0;
+            }
+        }
+    }
+
+    fn record(jobs: &[GroupJob]) {
+        CALLED.with_borrow_mut(|c| *c = jobs.iter().map(|j| (j.counter, j.len)).collect());
+    }
+
+    /// Runs `groups` on packets of these text lengths (counter = position), the ones listed
+    /// in `done` already decided; returns the jobs called and the verdicts after.
+    fn run(lens: &[usize], done: &[usize], seal: bool, ring_from: usize) -> Calls {
+        let key = [7u8; 32];
+        let mut bufs: Vec<Vec<u8>> = lens.iter().map(|&l| vec![0xEE; l + TAG_LEN]).collect();
+        let mut window: Vec<Packet<'_>> = bufs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| Packet::new(&key, i as u64, b))
+            .collect();
+        for &i in done {
+            window[i].verdict = Verdict::Auth;
+        }
+        CALLED.with_borrow_mut(Vec::clear);
+        groups::<Mock>(&mut window, seal, ring_from);
+        let verdicts = window.iter().map(|p| p.verdict).collect();
+        drop(window);
+        Calls {
+            jobs: CALLED.with_borrow(Clone::clone),
+            verdicts,
+            texts: bufs,
+        }
+    }
+
+    struct Calls {
+        jobs: Vec<(u64, usize)>,
+        verdicts: Vec<Verdict>,
+        texts: Vec<Vec<u8>>,
+    }
+
+    #[test]
+    fn sealing_takes_the_pending_texts_in_range_longest_first_and_marks_just_them() {
+        //          0  1   2   3   4   5    6   7   8
+        let lens = [5, 10, 80, 81, 40, 100, 10, 60, 30];
+        let c = run(&lens, &[8], true, 32);
+        // 0 is too short, 3 and 5 are ring's, 8 was decided; ties keep no particular order.
+        let mut want = [(2, 80), (7, 60), (4, 40), (1, 10), (6, 10)];
+        assert_eq!(c.jobs[..3], want[..3], "longest first");
+        want[3..].sort_unstable();
+        let mut tail = c.jobs[3..].to_vec();
+        tail.sort_unstable();
+        assert_eq!(tail, want[3..]);
+        for (i, v) in c.verdicts.iter().enumerate() {
+            let picked = want.iter().any(|&(j, _)| j == i as u64);
+            let expected = match (picked, i) {
+                (true, _) => Verdict::Ok,
+                (false, 8) => Verdict::Auth,
+                (false, _) => Verdict::Pending,
+            };
+            assert_eq!(*v, expected, "packet {i}");
+            // The kernels wrote each job's own packet, and no other.
+            let written = c.texts[i][..lens[i]].iter().all(|&b| b == i as u8);
+            assert_eq!(written, picked && lens[i] > 0, "packet {i}'s text");
+            assert!(
+                c.texts[i][lens[i]..].iter().all(|&b| b == 0xEE),
+                "packet {i}'s tag"
+            );
+        }
+    }
+
+    #[test]
+    fn opening_stops_at_its_own_limit_and_marks_the_forged_packets_auth() {
+        let lens = [50, 51, 20, 12, 9];
+        let c = run(&lens, &[], false, 32);
+        assert_eq!(c.jobs, [(0, 50), (2, 20), (3, 12)]);
+        use Verdict::{Auth, Ok, Pending};
+        assert_eq!(c.verdicts, [Ok, Pending, Ok, Auth, Pending]);
+    }
+
+    #[test]
+    fn where_ring_starts_later_or_never_the_group_kernels_take_texts_up_to_it() {
+        let c = run(&[100, 101, 90], &[], true, usize::MAX);
+        assert_eq!(c.jobs, [(0, 100), (2, 90)]);
+        let c = run(&[100, 61, 60, 51], &[], false, 61);
+        assert_eq!(c.jobs, [(2, 60), (3, 51)], "opening below ring's 61");
+        // Ring from 70: sealing still goes to 80, the lanes' own limit.
+        let c = run(&[100, 80, 75, 70], &[], true, 70);
+        assert_eq!(c.jobs, [(1, 80), (2, 75), (3, 70)]);
+    }
+
+    #[test]
+    fn a_window_that_would_not_keep_the_lanes_busy_is_left_alone() {
+        let c = run(&[40, 5, 200], &[], true, 32);
+        assert!(c.jobs.is_empty(), "one job is not worth a call");
+        assert!(c.verdicts.iter().all(|&v| v == Verdict::Pending));
+        assert!(c.texts.iter().all(|t| t.iter().all(|&b| b == 0xEE)));
+    }
+}
