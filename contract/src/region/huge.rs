@@ -123,6 +123,15 @@ pub fn mapped_huge_kb(path: &std::path::Path) -> Vec<u64> {
 }
 
 impl Region {
+    /// Whether the region's file is on tmpfs, in memory only. On a disk file system
+    /// the kernel writes its pages back to the disk, session keys included, and gives the
+    /// table no huge pages. `None` if the file system cannot be asked.
+    pub fn in_memory(&self) -> Option<bool> {
+        use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+        let fs = statfs(self.path()).ok()?.filesystem_type();
+        Some(fs == TMPFS_MAGIC)
+    }
+
     /// The byte range of `slice` within the mapping, if it lies there (an empty slice has none).
     fn offsets<T>(&self, slice: &[T]) -> Option<Range<usize>> {
         let start = (slice.as_ptr() as usize).checked_sub(self.ptr.as_ptr() as usize)?;
@@ -260,6 +269,7 @@ mod tests {
         // 30,000 prefixes in random places touch nearly every page of the 8 MB directory.
         let prefixes = provider_v4(3_000, 9);
         let (file, writer, worker) = create(dir, "dense", 40_000);
+        assert_eq!(writer.in_memory(), Some(true));
         let table = AllowedIps::attach(writer.clone(), prefixes.iter().copied()).unwrap();
         let mut reference = Reference::new();
         for &(p, peer) in &prefixes {
@@ -339,6 +349,7 @@ mod tests {
         }
         let prefixes = provider_v4(3_000, 9);
         let (_file, writer, worker) = create(&dir, "disk", 40_000);
+        assert_eq!(writer.in_memory(), Some(false), "control warns about it");
         let table = AllowedIps::attach(writer.clone(), prefixes.iter().copied()).unwrap();
         let mut huge = HugeBacking::default();
         let report = huge.follow(&writer, &table.in_use());

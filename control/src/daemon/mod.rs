@@ -198,6 +198,14 @@ impl Control {
             Err(ShmError::Io { .. }) => Region::create(&opts.region, layout)?,
             Err(e) => return Err(e.into()),
         };
+        if region.in_memory() == Some(false) {
+            tracing::warn!(
+                region = %opts.region.display(),
+                "the shared region is on a disk file system: the kernel writes its pages, \
+                 session keys included, back to the disk; put the run directory on tmpfs \
+                 (as /run is on most systems)"
+            );
+        }
         let region = Arc::new(region);
         let port = config.interface.listen_port.unwrap_or(51820);
         let lanes::Bound { main: socket, lane } = lanes::bind(port, true)?;
