@@ -159,11 +159,23 @@ fn group_most<K: Kernels>(seal: bool, ring_from: usize) -> usize {
 /// [`Kernels::GROUP_OPEN_MAX`] because ring is faster there; texts that would not go to ring
 /// (a caller without it) they still take faster than the lane-filling kernels.
 pub(crate) fn groups<K: Kernels>(window: &mut [Packet<'_>], seal: bool, ring_from: usize) {
+    // One bit per packet of a window (below).
+    const _: () = assert!(GROUP <= 64);
     debug_assert!(window.len() <= GROUP);
     if !K::groups_supported() {
         return;
     }
     let most = group_most::<K>(seal, ring_from);
+    // The packets the group kernels take, as bits (a window is at most 64): a window of
+    // ring's sizes returns here, before the job arrays below are zeroed (4.6 KB).
+    let mut mask = 0u64;
+    for (i, p) in window.iter().enumerate() {
+        let fits = p.verdict == Verdict::Pending && (K::GROUP_FROM..=most).contains(&p.text_len());
+        mask |= u64::from(fits) << i;
+    }
+    if mask == 0 {
+        return;
+    }
     const NONE: GroupJob = GroupJob {
         key: core::ptr::null(),
         counter: 0,
@@ -174,7 +186,7 @@ pub(crate) fn groups<K: Kernels>(window: &mut [Packet<'_>], seal: bool, ring_fro
     let mut picked = [(NONE, 0usize); GROUP];
     let mut n = 0;
     for (i, p) in window.iter_mut().enumerate() {
-        if p.verdict == Verdict::Pending && (K::GROUP_FROM..=most).contains(&p.text_len()) {
+        if mask >> i & 1 != 0 {
             let job = GroupJob {
                 key: p.key.as_ptr(),
                 counter: p.counter,
