@@ -1,5 +1,5 @@
 //! A quick paired timing of the AVX2 level against ring, for A/B runs of two builds on a noisy
-//! machine: 64 packets of one size (or an IMIX-like mix) of 8 peers, sealed or opened by ring
+//! machine: 64 packets of one size (or an IMIX-like mix) of 8 peers (`PEERS`), sealed or opened by ring
 //! one at a time and by `aead_batch` in one batch, back to back, alternating which goes
 //! first. Prints the median and quartiles of the per-round ratios and the ratio of the two
 //! best rounds ("min ratio": the steadiest figure when neighbours come and go).
@@ -8,6 +8,7 @@
 //! cargo build --release -p aead-batch --example paired
 //! target/release/examples/paired 1420 seal 1500    # size (0: mix), seal|open, rounds
 //! KERNELS=1 target/release/examples/paired 1420 open   # the kernels alone, no ring
+//! PEERS=1 target/release/examples/paired 1420 open     # one session: one tunnel's burst
 //! ```
 //!
 //! Without `KERNELS`, it measures what the workers run (`Dispatch` with the AVX2 crossover).
@@ -58,7 +59,13 @@ fn main() {
     } else {
         Dispatch::new(avx2, Dispatch::crossover(avx2))
     };
-    let keys: Vec<[u8; 32]> = (0..8u8).map(|i| [i * 37 + 1; 32]).collect();
+    // The peers' packets interleave (packet i is peer i % PEERS's).
+    let peers: usize = std::env::var("PEERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8)
+        .clamp(1, 64);
+    let keys: Vec<[u8; 32]> = (0..peers as u8).map(|i| [i * 37 + 1; 32]).collect();
     let ring_keys: Vec<LessSafeKey> = keys
         .iter()
         .map(|k| LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, k).expect("key")))
@@ -78,7 +85,7 @@ fn main() {
         .collect();
     let mut sealed = bufs.clone();
     for (i, s) in sealed.iter_mut().enumerate() {
-        ring_seal(&ring_keys[i % 8], i as u64, s);
+        ring_seal(&ring_keys[i % peers], i as u64, s);
     }
     let (mut ratios, mut best_ring, mut best_batch) = (Vec::new(), f64::MAX, f64::MAX);
     for r in 0..rounds {
@@ -92,7 +99,7 @@ fn main() {
             if which == 0 {
                 let t = Instant::now();
                 for (i, buf) in bufs.iter_mut().enumerate() {
-                    let key = &ring_keys[i % 8];
+                    let key = &ring_keys[i % peers];
                     if seal {
                         ring_seal(key, i as u64, buf);
                     } else {
@@ -105,7 +112,7 @@ fn main() {
                 let mut ps: Vec<Packet<'_>> = bufs
                     .iter_mut()
                     .enumerate()
-                    .map(|(i, buf)| Packet::new(&keys[i % 8], i as u64, buf))
+                    .map(|(i, buf)| Packet::new(&keys[i % peers], i as u64, buf))
                     .collect();
                 // The list is built outside the timing, as the workers fill theirs while
                 // they parse frames; ring's keys, which the dispatch sets up per packet,
