@@ -45,9 +45,10 @@ fn region(dir: &str, tag: &str, prefixes: usize) -> (Temp, Arc<Region>, Arc<Regi
         prefixes,
         workers: 1,
     };
-    let writer = Arc::new(Region::create(&path, layout).expect("create the region"));
-    let worker = Arc::new(Region::attach(&path).expect("map the region again"));
-    (Temp(path), writer, worker)
+    let temp = Temp(path);
+    let writer = Arc::new(Region::create(&temp.0, layout).expect("create the region"));
+    let worker = Arc::new(Region::attach(&temp.0).expect("map the region again"));
+    (temp, writer, worker)
 }
 
 fn main() {

@@ -20,9 +20,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 
 pub const MAGIC: u64 = u64::from_le_bytes(*b"WGXDPSHM");
+/// 12: the allowed-IPs table's arrays on 2 MiB boundaries, alone in their huge pages.
 /// 10: the workers' crypto-sharing counters (one tunnel across cores). 9: offloaded flows' counters and drop reason. 8: the allowed-IPs table itself in the region, and the prefix log in place of the list
 /// (7: the receiver-index table's probe limit, `Header::index_probe_limit`).
-pub const VERSION: u64 = 11;
+pub const VERSION: u64 = 12;
 pub const RING_CAP: usize = 1024;
 pub type EventRing = Ring<RING_CAP>;
 
@@ -387,6 +388,17 @@ const fn align64(n: usize) -> usize {
 /// larger page only makes the mapping of the status part round up further, which mmap does).
 pub const PAGE: usize = 4096;
 
+/// The huge page size the allowed-IPs table is backed with where the file system allows
+/// (`crate::region::HugeBacking`): x86-64's and arm64's with 4 KiB base pages.
+pub const HUGE_PAGE: usize = 2 << 20;
+
+/// The table's arrays start and end on huge page boundaries, so a huge page of them holds
+/// nothing the workers write (their counters, reader slots and event rings): collapsing one
+/// into a huge page stalls no worker's write, and is not refused for a page a worker holds.
+const fn align_huge(n: usize) -> usize {
+    (n + HUGE_PAGE - 1) & !(HUGE_PAGE - 1)
+}
+
 const fn align_page(n: usize) -> usize {
     (n + PAGE - 1) & !(PAGE - 1)
 }
@@ -429,13 +441,14 @@ impl Layout {
 
     /// The allowed-IPs table's parts, each 64-byte aligned: the table header, the reader
     /// slots, then per family (IPv4, IPv6) and section (0, 1) its arrays' offsets and
-    /// dimensions. Returns the parts and the offset past them.
+    /// dimensions, the arrays from and up to a huge page boundary. Returns the parts and the
+    /// offset past them.
     pub fn table_parts(&self) -> (TableParts, usize) {
         use allowedips::{Capacity, ReaderSlot, TableHeader, MAX_READERS};
         let cap = Capacity::new(self.prefixes);
         let header = self.table_offset();
         let readers = align64(header + std::mem::size_of::<TableHeader>());
-        let mut at = align64(readers + MAX_READERS * std::mem::size_of::<ReaderSlot>());
+        let mut at = align_huge(readers + MAX_READERS * std::mem::size_of::<ReaderSlot>());
         let mut section = |d: allowedips::Dims| {
             let dir = at;
             let nodes = align64(dir + d.dir * 8);
@@ -459,7 +472,7 @@ impl Layout {
                 v4,
                 v6,
             },
-            at,
+            align_huge(at),
         )
     }
 

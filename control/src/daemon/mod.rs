@@ -201,9 +201,9 @@ impl Control {
         if region.in_memory() == Some(false) {
             tracing::warn!(
                 region = %opts.region.display(),
-                "the shared region is on a disk file system: the kernel writes its pages, \
-                 session keys included, back to the disk; put the run directory on tmpfs \
-                 (as /run is on most systems)"
+                "the shared region is not on tmpfs: on a disk file system the kernel writes \
+                 its pages, session keys included, back to the disk, and the allowed-IPs table \
+                 gets no huge pages; put the run directory on tmpfs (as /run is on most systems)"
             );
         }
         let region = Arc::new(region);
@@ -652,9 +652,9 @@ impl Control {
         self.flush();
         self.expire_inherited();
         self.routes.push_log(&self.region, &self.peers);
-        // Rejections are counted per window; this ends one even when traffic has stopped.
         let now = self.now();
         self.routes.follow_pages(&self.region, now.mono);
+        // Rejections are counted per window; this ends one even when traffic has stopped.
         self.auth.flush(now.unix);
         self.serve_uapi();
         self.serve_metrics();

@@ -30,15 +30,43 @@ pub(crate) struct Routes {
     /// The next log entry must be a reset (then every prefix follows).
     reset: bool,
     /// Huge pages under the table where the region's file system has them (see
-    /// `contract::region::HugeBacking`), and the table's epoch and the time when they last
-    /// followed it.
+    /// `contract::region::HugeBacking`): the round under way, and the last one's end.
     huge: HugeBacking,
-    huge_followed: Option<(u64, Instant)>,
+    huge_round_epoch: u64,
+    huge_followed: Option<Followed>,
 }
 
-/// How often the huge pages follow a changing table at most: collapsing a chunk copies it
-/// (about a millisecond), and a table that grows by a few prefixes a second needs no more.
+/// The end of a round of huge pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Followed {
+    /// The table's epoch when the round started.
+    epoch: u64,
+    at: Instant,
+    /// Until the next round: [`HUGE_EVERY`], or longer while chunks keep failing.
+    wait: Duration,
+    /// Every chunk the round asked for is in a huge page.
+    clean: bool,
+    backed: usize,
+}
+
+/// How often the huge pages follow a changing table at most: a table that grows by a few
+/// prefixes a second needs no more. Chunks the kernel could not collapse (no free huge page,
+/// a page in use) are asked for again after this, then after twice as long each time, up to
+/// [`HUGE_RETRY_MOST`].
 const HUGE_EVERY: Duration = Duration::from_secs(10);
+const HUGE_RETRY_MOST: Duration = Duration::from_secs(640);
+/// Chunks asked for per step of control's loop: a collapse copies 2 MiB and may first have
+/// to compact memory, which must not hold up handshakes and timers for long.
+const HUGE_PER_STEP: usize = 2;
+
+/// How long after a round of huge pages the next may start: [`HUGE_EVERY`], doubled after
+/// every round in a row that left chunks undone, up to [`HUGE_RETRY_MOST`].
+fn next_wait(last: Option<Followed>, clean: bool) -> Duration {
+    match last {
+        Some(f) if !clean && !f.clean => (f.wait * 2).min(HUGE_RETRY_MOST),
+        _ => HUGE_EVERY,
+    }
+}
 
 impl Routes {
     /// Brings the table in step with `peers` (the changes since the last call) and queues
@@ -126,27 +154,42 @@ impl Routes {
         }
     }
 
-    /// Asks for huge pages under the memory the workers' lookups walk: at once for a new
-    /// table, then at most every [`HUGE_EVERY`] while it changes. A file system without huge
-    /// pages for files is reported once and not asked again.
+    /// Asks for huge pages under the memory the workers' lookups walk, a few chunks per call
+    /// (control's loop calls it every step): at once for a new table, then at most every
+    /// [`HUGE_EVERY`] while it changes, and again later for chunks that failed. A file system
+    /// without huge pages for files is reported once and not asked again.
     pub(crate) fn follow_pages(&mut self, region: &Region, now: Instant) {
         let Some(table) = &self.table else { return };
         if self.huge.refused() {
             return;
         }
-        let epoch = table.epoch();
-        if let Some((e, at)) = self.huge_followed {
-            if e == epoch || now.saturating_since(at) < HUGE_EVERY {
-                return;
+        if !self.huge.busy() {
+            let epoch = table.epoch();
+            if let Some(f) = self.huge_followed {
+                if now.saturating_since(f.at) < f.wait || (f.clean && f.epoch == epoch) {
+                    return;
+                }
             }
+            self.huge.start(region, &table.in_use());
+            self.huge_round_epoch = epoch;
         }
-        self.huge_followed = Some((epoch, now));
-        let report = self.huge.follow(region, &table.in_use());
+        let Some(report) = self.huge.step(region, HUGE_PER_STEP) else {
+            return;
+        };
+        let clean = report.failed == 0;
+        let wait = next_wait(self.huge_followed, clean);
+        self.huge_followed = Some(Followed {
+            epoch: self.huge_round_epoch,
+            at: now,
+            wait,
+            clean,
+            backed: report.backed,
+        });
         if let Some(e) = report.refused {
             tracing::info!(
                 region = %region.path().display(),
-                "the allowed-IPs table stays in 4 KiB pages: the region's file system gives \
-                 files no huge pages ({e}); a region on tmpfs gets them"
+                "the allowed-IPs table stays in 4 KiB pages: the kernel gives the region's \
+                 file no huge pages ({e}); a region on tmpfs gets them"
             );
         } else {
             tracing::debug!(
@@ -205,6 +248,19 @@ mod tests {
         region.prefix_log().drain(usize::MAX, |c| model.push(c));
     }
 
+    /// Steps of control's loop at `now` until the round of huge pages under way ends.
+    fn round(routes: &mut Routes, region: &Region, now: Instant) -> usize {
+        let mut steps = 0;
+        loop {
+            routes.follow_pages(region, now);
+            steps += 1;
+            if !routes.huge.busy() {
+                return steps;
+            }
+            assert!(steps < 1000, "a round ends");
+        }
+    }
+
     #[test]
     fn huge_pages_follow_a_new_table_at_once_and_a_changing_one_at_most_every_ten_seconds() {
         // On tmpfs, where the kernel gives files huge pages (a disk file system refuses at
@@ -234,38 +290,64 @@ mod tests {
         routes.follow_pages(&region, t0);
         assert_eq!(routes.huge_followed, None, "no table yet");
         routes.sync(&region, &mut peers);
-        routes.follow_pages(&region, t0);
+        let steps = round(&mut routes, &region, t0);
+        if routes.huge.refused() {
+            return eprintln!("SKIP: this kernel gives tmpfs files no huge pages on request");
+        }
         let built = routes.table.as_ref().unwrap().epoch();
-        assert_eq!(
-            routes.huge_followed,
-            Some((built, t0)),
-            "a new table at once"
+        let f = routes.huge_followed.expect("a new table at once");
+        assert_eq!((f.epoch, f.at, f.clean), (built, t0, true));
+        // Both directories are written whole by the build: 8 chunks of 2 MiB.
+        assert!(f.backed >= 8, "{f:?}");
+        assert!(
+            steps >= f.backed / HUGE_PER_STEP,
+            "a few chunks a step: {steps}"
         );
-        assert!(!routes.huge.refused());
 
         peers.insert_prefix(PeerId(0), p("198.18.1.0/24"));
         routes.sync(&region, &mut peers);
         let changed = routes.table.as_ref().unwrap().epoch();
         assert_ne!(changed, built);
-        routes.follow_pages(&region, t0 + Duration::from_secs(9));
-        assert_eq!(
-            routes.huge_followed,
-            Some((built, t0)),
-            "not within ten seconds"
-        );
+        round(&mut routes, &region, t0 + Duration::from_secs(9));
+        assert_eq!(routes.huge_followed, Some(f), "not within ten seconds");
         let t1 = t0 + Duration::from_secs(10);
-        routes.follow_pages(&region, t1);
-        assert_eq!(
-            routes.huge_followed,
-            Some((changed, t1)),
-            "after ten seconds"
-        );
-        routes.follow_pages(&region, t1 + Duration::from_secs(60));
-        assert_eq!(
-            routes.huge_followed,
-            Some((changed, t1)),
-            "nothing changed since"
-        );
+        round(&mut routes, &region, t1);
+        let g = routes.huge_followed.unwrap();
+        assert_eq!((g.epoch, g.at), (changed, t1), "after ten seconds");
+        round(&mut routes, &region, t1 + Duration::from_secs(60));
+        assert_eq!(routes.huge_followed, Some(g), "nothing changed since");
+
+        // A round with chunks the kernel could not do is tried again without a change, ever
+        // later while they fail.
+        let failed = Followed { clean: false, ..g };
+        routes.huge_followed = Some(failed);
+        let t2 = t1 + Duration::from_secs(10);
+        round(&mut routes, &region, t2);
+        let h = routes.huge_followed.unwrap();
+        assert_eq!((h.epoch, h.at, h.clean), (changed, t2, true), "retried");
+    }
+
+    #[test]
+    fn rounds_that_leave_chunks_undone_wait_ever_longer_up_to_a_limit() {
+        let f = |clean, wait| Followed {
+            epoch: 1,
+            at: Instant::from_nanos(0),
+            wait,
+            clean,
+            backed: 0,
+        };
+        let s = Duration::from_secs;
+        for (last, clean, want) in [
+            (None, true, s(10)),
+            (None, false, s(10)),
+            (Some(f(true, s(10))), false, s(10)),
+            (Some(f(false, s(10))), false, s(20)),
+            (Some(f(false, s(320))), false, s(640)),
+            (Some(f(false, s(640))), false, s(640)),
+            (Some(f(false, s(640))), true, s(10)),
+        ] {
+            assert_eq!(next_wait(last, clean), want, "{last:?} {clean}");
+        }
     }
 
     #[test]
