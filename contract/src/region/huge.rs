@@ -366,7 +366,7 @@ mod tests {
     fn a_dense_table_goes_into_huge_pages_that_the_workers_map_and_read_the_same() {
         let dir = match huge_pages_on_tmpfs() {
             Ok(dir) => dir,
-            Err(why) => return eprintln!("SKIP: {why}"),
+            Err(why) => return testbed::note_skip(&why),
         };
         // 30,000 prefixes in random places touch nearly every page of the 8 MB directory.
         let prefixes = provider_v4(3_000, 9);
@@ -421,7 +421,7 @@ mod tests {
     fn chunks_mostly_unused_stay_in_small_pages() {
         let dir = match huge_pages_on_tmpfs() {
             Ok(dir) => dir,
-            Err(why) => return eprintln!("SKIP: {why}"),
+            Err(why) => return testbed::note_skip(&why),
         };
         // A few peers' prefixes: the bulk build writes both directories whole (16 MB,
         // resident anyway), the few nodes, leaves and singletons touch a page or two each.
@@ -447,7 +447,7 @@ mod tests {
     fn a_round_in_steps_does_what_a_whole_one_does() {
         let dir = match huge_pages_on_tmpfs() {
             Ok(dir) => dir,
-            Err(why) => return eprintln!("SKIP: {why}"),
+            Err(why) => return testbed::note_skip(&why),
         };
         let (_file, writer, _worker) = create(dir, "steps", 1_000);
         let prefixes = provider_v4(10, 3);
@@ -482,11 +482,11 @@ mod tests {
         let dir = std::env::temp_dir();
         let fs = nix::sys::statfs::statfs(&dir).unwrap().filesystem_type();
         if fs == nix::sys::statfs::TMPFS_MAGIC {
-            eprintln!(
-                "SKIP: {} is tmpfs here; no disk file system to try",
+            let why = format!(
+                "{} is tmpfs here; no disk file system to try",
                 dir.display()
             );
-            return;
+            return testbed::note_skip(&why);
         }
         let prefixes = provider_v4(3_000, 9);
         let (_file, writer, worker) = create(&dir, "disk", 40_000);

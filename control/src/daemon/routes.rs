@@ -269,8 +269,7 @@ mod tests {
         let tmpfs = nix::sys::statfs::statfs(shm)
             .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
         if !tmpfs {
-            eprintln!("SKIP: /dev/shm is not tmpfs here");
-            return;
+            return testbed::note_skip("/dev/shm is not tmpfs here");
         }
         let path = shm.join(format!("wgxdp-routes-huge-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
@@ -292,7 +291,7 @@ mod tests {
         routes.sync(&region, &mut peers);
         let steps = round(&mut routes, &region, t0);
         if routes.huge.refused() {
-            return eprintln!("SKIP: this kernel gives tmpfs files no huge pages on request");
+            return testbed::note_skip("this kernel gives tmpfs files no huge pages on request");
         }
         let built = routes.table.as_ref().unwrap().epoch();
         let f = routes.huge_followed.expect("a new table at once");
