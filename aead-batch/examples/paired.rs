@@ -1,8 +1,8 @@
 //! A quick paired timing of the AVX2 level against ring, for A/B runs of two builds on a noisy
-//! machine: 64 packets of one size (or an IMIX-like mix) of 8 peers (`PEERS`), sealed or opened by ring
-//! one at a time and by `aead_batch` in one batch, back to back, alternating which goes
-//! first. Prints the median and quartiles of the per-round ratios and the ratio of the two
-//! best rounds ("min ratio": the steadiest figure when neighbours come and go).
+//! machine: 64 packets of one size (or an IMIX-like mix) of 8 peers (`PEERS`), sealed or
+//! opened by ring one at a time and by `aead_batch` in one batch, back to back, alternating
+//! which goes first. Prints the median and quartiles of the per-round ratios and the ratio of
+//! the two best rounds ("min ratio": the steadiest figure when neighbours come and go).
 //!
 //! ```text
 //! cargo build --release -p aead-batch --example paired
@@ -65,7 +65,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(8)
         .clamp(1, 64);
-    let keys: Vec<[u8; 32]> = (0..peers as u8).map(|i| [i * 37 + 1; 32]).collect();
+    // Distinct keys: 37 is odd, so i * 37 + 1 differs for every i below 256.
+    let keys: Vec<[u8; 32]> = (0..peers as u8)
+        .map(|i| [i.wrapping_mul(37).wrapping_add(1); 32])
+        .collect();
     let ring_keys: Vec<LessSafeKey> = keys
         .iter()
         .map(|k| LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, k).expect("key")))
@@ -115,8 +118,8 @@ fn main() {
                     .map(|(i, buf)| Packet::new(&keys[i % peers], i as u64, buf))
                     .collect();
                 // The list is built outside the timing, as the workers fill theirs while
-                // they parse frames; ring's keys, which the dispatch sets up per packet,
-                // are inside it (ring alone gets them ready-made).
+                // they parse frames; ring's key values, which the dispatch sets up per run
+                // of one session's packets, are inside it (ring alone gets them ready-made).
                 let t = Instant::now();
                 let n = if seal {
                     batch.seal(&mut ps)

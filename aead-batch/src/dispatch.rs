@@ -144,6 +144,8 @@ impl<'a> RingKey<'a> {
         if !self.made.as_ref().is_some_and(|(k, _)| same_key(k, key)) {
             let value = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).ok()?);
             self.made = Some((key, value));
+            #[cfg(test)]
+            tests::MADE.with(|n| n.set(n.get() + 1));
         }
         self.made.as_ref().map(|(_, v)| v)
     }
@@ -199,6 +201,12 @@ mod tests {
     use super::*;
     use rand::{Rng as _, SeedableRng as _};
     use rand_chacha::ChaCha8Rng;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// ring key values `RingKey` made on this thread.
+        pub(super) static MADE: Cell<usize> = const { Cell::new(0) };
+    }
 
     /// Every crossover on every level, packets on both sides of it in one batch: the same
     /// bytes as the kernels alone, opened back, and a forged packet refused on either side.
@@ -367,9 +375,15 @@ mod tests {
             .enumerate()
             .map(|(i, (b, k))| Packet::new(&keys[k], i as u64, b))
             .collect();
+        MADE.with(|n| n.set(0));
         assert_eq!(
             Dispatch::new(Backend::portable(), 0).seal(&mut ps),
             order.len()
+        );
+        assert_eq!(
+            MADE.with(Cell::get),
+            5,
+            "one per run of one key: 0 0 0|1 1|0|1|0 0"
         );
         drop(ps);
         for (i, (b, k)) in bufs.iter().zip(order).enumerate() {

@@ -207,7 +207,7 @@ pub(crate) fn groups<K: Kernels>(window: &mut [Packet<'_>], seal: bool, ring_fro
     for (j, (job, _)) in jobs.iter_mut().zip(picked.iter()) {
         *j = *job;
     }
-    if n == 0 || !K::group_worth_it(&jobs[..n]) {
+    if !K::group_worth_it(&jobs[..n]) {
         return;
     }
     // Sealing marks every job; opening marks each job it finds authentic.
@@ -733,6 +733,20 @@ mod mock_group_tests {
         // Ring from 70: sealing still goes to 80, the lanes' own limit.
         let c = run(&[100, 80, 75, 70], &[], true, 70);
         assert_eq!(c.jobs, [(1, 80), (2, 75), (3, 70)]);
+    }
+
+    /// A full window: its last packets are the mask's last bits.
+    #[test]
+    fn the_last_packets_of_a_full_window_are_picked_too() {
+        let mut lens = [5usize; GROUP];
+        lens[GROUP - 2] = 20;
+        lens[GROUP - 1] = 30;
+        let c = run(&lens, &[], true, 32);
+        assert_eq!(c.jobs, [(GROUP as u64 - 1, 30), (GROUP as u64 - 2, 20)]);
+        assert_eq!(c.verdicts[GROUP - 2..], [Verdict::Ok, Verdict::Ok]);
+        assert!(c.verdicts[..GROUP - 2]
+            .iter()
+            .all(|&v| v == Verdict::Pending));
     }
 
     #[test]

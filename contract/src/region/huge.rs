@@ -20,9 +20,11 @@
 //!
 //! A collapse copies the chunk (and may have to compact memory first), so control works
 //! through a round of chunks a few at a time ([`HugeBacking::step`]). Where the file system
-//! keeps no huge pages for files (ext4, btrfs; kernels before 6.1; base pages other than
-//! 4 KiB), the first request fails and nothing is asked again. Nothing else changes: the
-//! table works the same in small pages.
+//! keeps no huge pages for files (ext4, btrfs) or the base pages are not 4 KiB, the first
+//! request fails and nothing is asked again. On tmpfs a chunk the kernel did not collapse
+//! (no free huge page, a page in use, the mount full; every chunk on a kernel before 6.1) is
+//! asked for again in a later round. Nothing else changes: the table works the same in small
+//! pages.
 
 use super::Region;
 use crate::layout::HUGE_PAGE;
@@ -33,7 +35,7 @@ use std::ops::Range;
 /// whether the kernel ever did or refused one.
 #[derive(Debug, Default)]
 pub struct HugeBacking {
-    /// The kernel refused before it ever collapsed a chunk: it cannot, for this file.
+    /// The kernel refused for good: the file is not on tmpfs and the first request failed.
     refused: bool,
     /// Some chunk was collapsed: a later `EINVAL` is about that chunk (a page in use or being
     /// swapped, the file system full), not about the file system.
@@ -116,6 +118,11 @@ impl HugeBacking {
                 Err(_) if self.worked => self.round.failed += 1,
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN | libc::ENOMEM | libc::EBUSY) => self.round.failed += 1,
+                    // On tmpfs the kernel also answers EINVAL for one chunk's trouble (a full
+                    // size-limited mount, a page under writeback), so there it is retried
+                    // like the others (on a kernel before 6.1 that costs a few calls per
+                    // round, rounds minutes apart); elsewhere the file system cannot.
+                    _ if region.in_memory() == Some(true) => self.round.failed += 1,
                     _ => self.refuse(e),
                 },
             }
@@ -176,9 +183,9 @@ impl Region {
     /// How many pages of 2 MiB chunk `c` the file has in memory (0 if the kernel cannot say).
     fn resident_pages(&self, c: usize) -> usize {
         let mut vec = vec![0u8; HUGE_PAGE / super::page_size()];
-        // SAFETY: `c * HUGE_PAGE .. (c + 1) * HUGE_PAGE` lies inside the mapping (the caller's filter),
-        // page-aligned because the mapping is; `vec` has one byte per page of it. mincore
-        // only reports, it changes nothing.
+        // SAFETY: `c * HUGE_PAGE .. (c + 1) * HUGE_PAGE` lies inside the mapping (the
+        // caller's filter), page-aligned because the mapping is; `vec` has one byte per page
+        // of it. mincore only reports, it changes nothing.
         let r = unsafe {
             libc::mincore(
                 self.ptr.as_ptr().add(c * HUGE_PAGE).cast(),
@@ -232,7 +239,10 @@ mod tests {
     }
 
     fn create(dir: &Path, tag: &str, prefixes: usize) -> (Temp, Arc<Region>, Arc<Region>) {
-        let path = dir.join(format!("wgxdp-huge-{tag}-{}", std::process::id()));
+        // Tests run in parallel threads of one process, several probing: a name per call.
+        static CALL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("wgxdp-huge-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let layout = Layout {
             sessions: 4,
@@ -282,10 +292,17 @@ mod tests {
         for word in words.iter().take(HUGE_PAGE / 8).step_by(512) {
             word.store(0, std::sync::atomic::Ordering::Relaxed);
         }
-        region
-            .collapse(chunk)
-            .unwrap_or_else(|e| panic!("this system has huge pages for tmpfs, yet: {e}"));
-        Ok(dir)
+        // A busy machine may have no free huge page at a given moment, or a page in use.
+        for _ in 0..5 {
+            match region.collapse(chunk) {
+                Ok(()) => return Ok(dir),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::EAGAIN)) => {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => panic!("this system has huge pages for tmpfs, yet: {e}"),
+            }
+        }
+        Err("no free huge page for a while (ENOMEM or EAGAIN)".into())
     }
 
     /// Random lookups through `reader` agree with the naive reference.
