@@ -20,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use allowedips::dir24_8::Dir24_8;
-use allowedips::workload::{inside, provider_v4, provider_v6, Rng};
+use allowedips::workload::{provider_v4, provider_v6, random_inside, Rng};
 use allowedips::{AllowedIps, PeerId, Prefix, Reference};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ip_network::{IpNetwork, Ipv4Network, Ipv6Network};
@@ -151,14 +151,7 @@ fn family(name: &'static str, prefixes: Vec<(Prefix, PeerId)>, v4: bool) -> Fami
         ours_time,
     );
     let mut rng = Rng::new(42);
-    let random: Vec<IpAddr> = (0..QUERIES)
-        .map(|_| {
-            inside(
-                prefixes[rng.below(prefixes.len() as u64) as usize].0,
-                &mut rng,
-            )
-        })
-        .collect();
+    let random = random_inside(&prefixes, QUERIES, &mut rng);
     let uniform: Vec<IpAddr> = (0..QUERIES)
         .map(|_| {
             if v4 {

@@ -69,20 +69,7 @@ fn main() {
             }
         })
         .collect();
-    let q4: Vec<u32> = queries
-        .iter()
-        .map(|a| match a {
-            IpAddr::V4(a) => u32::from(*a),
-            IpAddr::V6(_) => 0,
-        })
-        .collect();
-    let q6: Vec<u128> = queries
-        .iter()
-        .map(|a| match a {
-            IpAddr::V6(a) => u128::from(*a),
-            IpAddr::V4(_) => 0,
-        })
-        .collect();
+    let (q4, q6) = allowedips::workload::by_family(&queries);
     let mut reader = table.reader().expect("reader slot");
     let mut out = vec![None; BATCH];
     let mut best = f64::MAX;

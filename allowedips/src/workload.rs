@@ -110,6 +110,34 @@ pub fn inside(prefix: Prefix, rng: &mut Rng) -> IpAddr {
     }
 }
 
+/// `n` random addresses, each inside a stored prefix picked uniformly from `prefixes` (the
+/// benchmark's *random* query set, with the benchmark's seed 42).
+pub fn random_inside(prefixes: &[(Prefix, PeerId)], n: usize, rng: &mut Rng) -> Vec<IpAddr> {
+    (0..n)
+        .map(|_| inside(prefixes[rng.below(prefixes.len() as u64) as usize].0, rng))
+        .collect()
+}
+
+/// The addresses as the batch lookups take them: IPv4 as `u32`, IPv6 as `u128` (0 where an
+/// address is of the other family).
+pub fn by_family(addrs: &[IpAddr]) -> (Vec<u32>, Vec<u128>) {
+    let v4 = addrs
+        .iter()
+        .map(|a| match a {
+            IpAddr::V4(a) => u32::from(*a),
+            IpAddr::V6(_) => 0,
+        })
+        .collect();
+    let v6 = addrs
+        .iter()
+        .map(|a| match a {
+            IpAddr::V6(a) => u128::from(*a),
+            IpAddr::V4(_) => 0,
+        })
+        .collect();
+    (v4, v6)
+}
+
 /// Where the *sequential* query set starts: the IPv4 tunnel pool (every peer's /32 in turn),
 /// or the first stored IPv6 /48.
 pub fn sequential_start(prefixes: &[(Prefix, PeerId)], v4: bool) -> u128 {

@@ -11,12 +11,11 @@
 //! FAM=v4 target/release/examples/table_pages    # FAM=v4|v6, DIR (default /dev/shm)
 //! ```
 
-use allowedips::workload::{inside, provider_v4, provider_v6, Rng};
+use allowedips::workload::{by_family, provider_v4, provider_v6, random_inside, Rng};
 use allowedips::{AllowedIps, Reader};
 use contract::region::{mapped_huge_kb, HugeBacking};
 use contract::{Layout, Region};
 use std::hint::black_box;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -69,29 +68,8 @@ fn main() {
         Reader::attach(huge_r).expect("reader slot"),
     ];
 
-    let mut rng = Rng::new(42);
-    let queries: Vec<IpAddr> = (0..QUERIES)
-        .map(|_| {
-            inside(
-                prefixes[rng.below(prefixes.len() as u64) as usize].0,
-                &mut rng,
-            )
-        })
-        .collect();
-    let q4: Vec<u32> = queries
-        .iter()
-        .map(|a| match a {
-            IpAddr::V4(a) => u32::from(*a),
-            IpAddr::V6(_) => 0,
-        })
-        .collect();
-    let q6: Vec<u128> = queries
-        .iter()
-        .map(|a| match a {
-            IpAddr::V6(a) => u128::from(*a),
-            IpAddr::V4(_) => 0,
-        })
-        .collect();
+    let queries = random_inside(&prefixes, QUERIES, &mut Rng::new(42));
+    let (q4, q6) = by_family(&queries);
     let mut out = vec![None; BATCH];
     let mut pass = |reader: &mut Reader| {
         let t = Instant::now();

@@ -230,7 +230,12 @@ mod tests {
     }
 
     fn region(tag: &str) -> Arc<Region> {
-        let path = std::env::temp_dir().join(format!("wgxdp-routes-{tag}-{}", std::process::id()));
+        region_in(&std::env::temp_dir(), tag)
+    }
+
+    /// A region in `dir`, its file removed at once (the mappings stay).
+    fn region_in(dir: &std::path::Path, tag: &str) -> Arc<Region> {
+        let path = dir.join(format!("wgxdp-routes-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let layout = Layout {
             sessions: 4,
@@ -271,16 +276,7 @@ mod tests {
         if !tmpfs {
             return testbed::note_skip("/dev/shm is not tmpfs here");
         }
-        let path = shm.join(format!("wgxdp-routes-huge-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let layout = Layout {
-            sessions: 4,
-            peers: 2,
-            prefixes: 64,
-            workers: 1,
-        };
-        let region = Arc::new(Region::create(&path, layout).unwrap());
-        region.remove().unwrap();
+        let region = region_in(shm, "huge");
         let mut peers = PeerTable::new(2);
         let mut routes = Routes::default();
         peers.add(PeerId(0), 0).unwrap();
