@@ -17,9 +17,9 @@
 //! rule) instead of left as it was; either way no plaintext is released, and the workers drop
 //! the packet.
 
+use crate::sched::equal_words;
 use crate::{check_lengths, Backend, Level, Packet, Verdict, CHUNK, GROUP, TAG_LEN};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
-use subtle::ConstantTimeEq as _;
 
 /// The per-size choice between a level's batch kernels and ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +141,9 @@ struct RingKey<'a> {
 
 impl<'a> RingKey<'a> {
     fn of(&mut self, key: &'a [u8; 32]) -> Option<&LessSafeKey> {
-        if !self.made.as_ref().is_some_and(|(k, _)| same_key(k, key)) {
+        // Which packets share a session is no secret (their receiver index says it), the
+        // keys' bytes are: compared in constant time.
+        if !self.made.as_ref().is_some_and(|(k, _)| equal_words(k, key)) {
             let value = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).ok()?);
             self.made = Some((key, value));
             #[cfg(test)]
@@ -149,18 +151,6 @@ impl<'a> RingKey<'a> {
         }
         self.made.as_ref().map(|(_, v)| v)
     }
-}
-
-/// Whether two session keys are equal, in constant time: which packets share a session is no
-/// secret (their receiver index says it), the keys' bytes are. Four words XORed and ORed, one
-/// constant-time comparison with zero.
-fn same_key(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let mut diff = 0u64;
-    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        let word = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        diff |= word(a) ^ word(b);
-    }
-    bool::from(diff.ct_eq(&0))
 }
 
 /// WireGuard's nonce for `p`: 4 zero bytes, the counter little-endian.
@@ -345,14 +335,14 @@ mod tests {
     /// The key comparison behind ring's reused key value: equal keys only, whichever byte
     /// differs.
     #[test]
-    fn same_key_tells_every_byte() {
+    fn equal_keys_are_told_by_every_byte() {
         let a: [u8; 32] = core::array::from_fn(|i| i as u8 * 7 + 1);
-        assert!(same_key(&a, &a.clone()));
+        assert!(equal_words(&a, &a.clone()));
         for i in 0..32 {
             for bit in [0x01, 0x80] {
                 let mut b = a;
                 b[i] ^= bit;
-                assert!(!same_key(&a, &b), "byte {i} bit {bit:#x}");
+                assert!(!equal_words(&a, &b), "byte {i} bit {bit:#x}");
             }
         }
     }

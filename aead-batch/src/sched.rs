@@ -182,11 +182,13 @@ pub(crate) fn groups<K: Kernels>(window: &mut [Packet<'_>], seal: bool, ring_fro
         text: core::ptr::null_mut(),
         len: 0,
     };
-    // The jobs and where each sits in the window.
+    // The jobs and where each sits in the window: the mask's set bits, lowest first.
     let mut picked = [(NONE, 0usize); GROUP];
     let mut n = 0;
-    for (i, p) in window.iter_mut().enumerate() {
-        if mask >> i & 1 != 0 {
+    while mask != 0 {
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        if let Some(p) = window.get_mut(i) {
             let job = GroupJob {
                 key: p.key.as_ptr(),
                 counter: p.counter,
@@ -523,27 +525,21 @@ impl Stage {
     }
 }
 
-/// Whether a received tag equals the computed one, in constant time: two 64-bit words XORed
-/// and ORed, then one constant-time comparison with zero (subtle's comparison of the two
-/// 16-byte slices, byte by byte behind optimisation barriers, was 5% of a worker's time at
-/// 64-byte packets).
+/// Whether a received tag equals the computed one, in constant time (see [`equal_words`]:
+/// subtle's comparison of the two 16-byte slices, byte by byte behind optimisation barriers,
+/// was 5% of a worker's time at 64-byte packets).
 pub(crate) fn tag_matches(computed: &[u8; TAG_LEN], received: &[u8]) -> bool {
-    let Ok(received) = <&[u8; TAG_LEN]>::try_from(received) else {
-        return false;
-    };
-    let word = |t: &[u8; TAG_LEN], i: usize| {
-        u64::from_le_bytes([
-            t[i],
-            t[i + 1],
-            t[i + 2],
-            t[i + 3],
-            t[i + 4],
-            t[i + 5],
-            t[i + 6],
-            t[i + 7],
-        ])
-    };
-    let diff = (word(computed, 0) ^ word(received, 0)) | (word(computed, 8) ^ word(received, 8));
+    <&[u8; TAG_LEN]>::try_from(received).is_ok_and(|received| equal_words(computed, received))
+}
+
+/// Whether two secrets of `N` bytes (a multiple of 8) are equal, in constant time: their
+/// 64-bit words XORed and ORed, then one constant-time comparison with zero.
+pub(crate) fn equal_words<const N: usize>(a: &[u8; N], b: &[u8; N]) -> bool {
+    let mut diff = 0u64;
+    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let word = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        diff |= word(a) ^ word(b);
+    }
     bool::from(diff.ct_eq(&0))
 }
 

@@ -19,9 +19,9 @@
 //! small entries at once depends on the kernel: `ShmemPmdMapped` in the worker's smaps says).
 //!
 //! A collapse copies the chunk (and may have to compact memory first), so control works
-//! through a round of chunks a few at a time ([`HugeBacking::step`]). Where the file system
-//! keeps no huge pages for files (ext4, btrfs) or the base pages are not 4 KiB, the first
-//! request fails and nothing is asked again. On tmpfs a chunk the kernel did not collapse
+//! through a round of chunks a few at a time ([`HugeBacking::step`]). Off tmpfs (ext4, btrfs
+//! keep no huge pages for a file mapped for writing) or where base pages are not 4 KiB,
+//! nothing is asked at all. On tmpfs a chunk the kernel did not collapse
 //! (no free huge page, a page in use, the mount full; every chunk on a kernel before 6.1) is
 //! asked for again in a later round. Nothing else changes: the table works the same in small
 //! pages.
@@ -35,11 +35,8 @@ use std::ops::Range;
 /// whether the kernel ever did or refused one.
 #[derive(Debug, Default)]
 pub struct HugeBacking {
-    /// The kernel refused for good: the file is not on tmpfs and the first request failed.
+    /// Not asked at all: the file is not on tmpfs, or base pages are not 4 KiB.
     refused: bool,
-    /// Some chunk was collapsed: a later `EINVAL` is about that chunk (a page in use or being
-    /// swapped, the file system full), not about the file system.
-    worked: bool,
     /// The round's chunks still to ask for, last first.
     pending: Vec<usize>,
     round: HugeReport,
@@ -55,12 +52,12 @@ pub struct HugeReport {
     /// Chunks the kernel could not back this time (no free huge page, pages busy, the file
     /// system full): for the next round.
     pub failed: usize,
-    /// Why the kernel refused, in the round where it first did (no round follows).
+    /// Why huge pages cannot be had for this region, in the first round (no round follows).
     pub refused: Option<io::Error>,
 }
 
 impl HugeBacking {
-    /// Whether the kernel refused huge pages for this region's file.
+    /// Whether huge pages cannot be had for this region's file.
     pub fn refused(&self) -> bool {
         self.refused
     }
@@ -78,6 +75,14 @@ impl HugeBacking {
         self.pending.clear();
         if self.refused {
             return;
+        }
+        // Off tmpfs the kernel collapses no chunk of a file mapped for writing; with other
+        // base pages a 2 MiB range is not one huge page. Neither is worth a request.
+        if super::page_size() * 512 != HUGE_PAGE {
+            return self.refuse(io::Error::other("base pages are not 4 KiB"));
+        }
+        if region.in_memory() != Some(true) {
+            return self.refuse(io::Error::other("the region's file is not on tmpfs"));
         }
         self.pending = parts
             .iter()
@@ -101,30 +106,19 @@ impl HugeBacking {
     /// Asks for up to `budget` more chunks of the round. Returns the round's report once it
     /// is done (at once when no round is under way), `None` while chunks are left.
     pub fn step(&mut self, region: &Region, budget: usize) -> Option<HugeReport> {
-        if super::page_size() * 512 != HUGE_PAGE && !self.refused {
-            self.refuse(io::Error::other("base pages are not 4 KiB"));
-        }
         for _ in 0..budget {
             let Some(c) = self.pending.pop() else { break };
             if region.resident_pages(c) * 2 < HUGE_PAGE / super::page_size() {
                 self.round.sparse += 1;
                 continue;
             }
+            // Every failure on tmpfs is left for the next round: ENOMEM and EAGAIN (no free
+            // huge page, a page in use), and EINVAL, which the kernel also answers for one
+            // chunk's trouble (a full size-limited mount, a page under writeback). On a
+            // kernel before 6.1 that costs a few calls per round, rounds minutes apart.
             match region.collapse(c) {
-                Ok(()) => {
-                    self.worked = true;
-                    self.round.backed += 1;
-                }
-                Err(_) if self.worked => self.round.failed += 1,
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN | libc::ENOMEM | libc::EBUSY) => self.round.failed += 1,
-                    // On tmpfs the kernel also answers EINVAL for one chunk's trouble (a full
-                    // size-limited mount, a page under writeback), so there it is retried
-                    // like the others (on a kernel before 6.1 that costs a few calls per
-                    // round, rounds minutes apart); elsewhere the file system cannot.
-                    _ if region.in_memory() == Some(true) => self.round.failed += 1,
-                    _ => self.refuse(e),
-                },
+                Ok(()) => self.round.backed += 1,
+                Err(_) => self.round.failed += 1,
             }
         }
         (!self.busy()).then(|| std::mem::take(&mut self.round))

@@ -188,8 +188,8 @@ impl Routes {
         if let Some(e) = report.refused {
             tracing::info!(
                 region = %region.path().display(),
-                "the allowed-IPs table stays in 4 KiB pages: the kernel gives the region's \
-                 file no huge pages ({e}); a region on tmpfs gets them"
+                "the allowed-IPs table stays in 4 KiB pages ({e}); a region on tmpfs gets \
+                 huge pages"
             );
         } else {
             tracing::debug!(
@@ -268,8 +268,8 @@ mod tests {
 
     #[test]
     fn huge_pages_follow_a_new_table_at_once_and_a_changing_one_at_most_every_ten_seconds() {
-        // On tmpfs, where the kernel gives files huge pages (a disk file system refuses at
-        // the first request, and then nothing follows: `contract`'s tests cover that).
+        // On tmpfs, where the kernel gives files huge pages (off tmpfs nothing is asked:
+        // `contract`'s tests cover that).
         let shm = std::path::Path::new("/dev/shm");
         let tmpfs = nix::sys::statfs::statfs(shm)
             .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
@@ -287,7 +287,7 @@ mod tests {
         routes.sync(&region, &mut peers);
         let steps = round(&mut routes, &region, t0);
         if routes.huge.refused() {
-            return testbed::note_skip("this kernel gives tmpfs files no huge pages on request");
+            return testbed::note_skip("huge pages are not asked for here (base pages not 4 KiB)");
         }
         let built = routes.table.as_ref().unwrap().epoch();
         let f = routes.huge_followed.expect("a new table at once");
