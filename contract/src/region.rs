@@ -44,6 +44,9 @@ pub struct Region {
     /// Where the allowed-IPs table lies, computed once: workers ask for it every round.
     table: TableParts,
     path: PathBuf,
+    /// Whether the file is on tmpfs, asked of the open file when it was mapped (the path may
+    /// be gone since: a removed region stays mapped).
+    in_memory: Option<bool>,
 }
 
 /// The key-free status part of a region alone (header, worker counters, peer records), for
@@ -193,6 +196,7 @@ impl Region {
             layout,
             table: layout.table_parts().0,
             path: path.to_path_buf(),
+            in_memory: huge::on_tmpfs(&file),
         };
         let h = region.header();
         h.session_slots
@@ -227,6 +231,7 @@ impl Region {
             layout: empty,
             table: empty.table_parts().0,
             path: path.to_path_buf(),
+            in_memory: huge::on_tmpfs(&file),
         };
         let layout = read_layout(region.header(), path)?;
         if layout.total_len() > len {

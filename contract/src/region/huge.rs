@@ -157,14 +157,18 @@ pub fn mapped_huge_kb(path: &std::path::Path) -> Vec<u64> {
     kb
 }
 
+/// Whether the open `file` is on tmpfs (`None` if the file system cannot be asked).
+pub(super) fn on_tmpfs(file: &std::fs::File) -> Option<bool> {
+    let fs = nix::sys::statfs::fstatfs(file).ok()?.filesystem_type();
+    Some(fs == nix::sys::statfs::TMPFS_MAGIC)
+}
+
 impl Region {
     /// Whether the region's file is on tmpfs, in memory only. On a disk file system
     /// the kernel writes its pages back to the disk, session keys included, and gives the
-    /// table no huge pages. `None` if the file system cannot be asked.
+    /// table no huge pages. `None` if the file system could not be asked.
     pub fn in_memory(&self) -> Option<bool> {
-        use nix::sys::statfs::{statfs, TMPFS_MAGIC};
-        let fs = statfs(self.path()).ok()?.filesystem_type();
-        Some(fs == TMPFS_MAGIC)
+        self.in_memory
     }
 
     /// The byte range of `slice` within the mapping, if it lies there (an empty slice has none).
@@ -426,6 +430,20 @@ mod tests {
     fn held(path: &Path) -> u64 {
         use std::os::unix::fs::MetadataExt as _;
         std::fs::metadata(path).unwrap().blocks() * 512
+    }
+
+    /// Control keeps its region mapped after the file is removed (a test's region, or a
+    /// `down` racing a step): the file system is the one it was mapped from.
+    #[test]
+    fn a_removed_regions_file_system_is_still_known() {
+        let dir = Path::new("/dev/shm");
+        let tmpfs = nix::sys::statfs::statfs(dir)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+        let (file, writer, worker) = create(dir, "removed", 100);
+        writer.remove().unwrap();
+        assert!(!file.0.exists());
+        assert_eq!(writer.in_memory(), Some(tmpfs));
+        assert_eq!(worker.in_memory(), Some(tmpfs));
     }
 
     #[test]
